@@ -1,0 +1,1 @@
+"""charlm: character-level LSTM language models you can train, inspect and serve."""

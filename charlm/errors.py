@@ -1,0 +1,99 @@
+"""Every error charlm raises on purpose.
+
+Each one says what went wrong and, where there is one, what to do about it. The CLI
+prints them as one line and exits with code 2; the service maps them to HTTP status
+codes in a single table.
+
+    CharLMError
+    ├── ConfigError                    an impossible setting or flag combination
+    ├── CorpusError                    a corpus file that cannot be used
+    │   └── CorpusDownloadError        a download failed or its checksum did not match
+    ├── InputError                     text handed to a model that it cannot take
+    │   ├── UnknownCharacterError      characters outside the model's vocabulary
+    │   └── TextTooLongError           text over a configured length limit
+    └── CheckpointError                a checkpoint that cannot be read or written
+        ├── CheckpointNotFoundError    no checkpoint where one was expected
+        ├── CheckpointExistsError      refusing to overwrite an existing checkpoint
+        └── IncompatibleCheckpointError  wrong format version, shapes or vocabulary
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "CharLMError",
+    "CheckpointError",
+    "CheckpointExistsError",
+    "CheckpointNotFoundError",
+    "ConfigError",
+    "CorpusDownloadError",
+    "CorpusError",
+    "IncompatibleCheckpointError",
+    "InputError",
+    "TextTooLongError",
+    "UnknownCharacterError",
+]
+
+
+class CharLMError(Exception):
+    """Base class of every error charlm raises on purpose."""
+
+
+class ConfigError(CharLMError):
+    """A configuration value or combination of flags that cannot work."""
+
+
+class CorpusError(CharLMError):
+    """A corpus file that is missing, empty, binary or not UTF-8."""
+
+
+class CorpusDownloadError(CorpusError):
+    """A corpus download that failed or did not match its checksum."""
+
+
+class InputError(CharLMError):
+    """Text given to a model that it cannot process."""
+
+
+class UnknownCharacterError(InputError):
+    """Characters that are not in the model's vocabulary.
+
+    `unknown` holds (character, position) pairs in order of position.
+    """
+
+    MAX_LISTED = 10
+
+    def __init__(self, unknown: Sequence[tuple[str, int]], *, what: str = "text") -> None:
+        self.unknown = list(unknown)
+        listed = ", ".join(f"{c!r} at position {p}" for c, p in self.unknown[: self.MAX_LISTED])
+        more = len(self.unknown) - self.MAX_LISTED
+        if more > 0:
+            listed += f" and {more} more"
+        noun = "character" if len(self.unknown) == 1 else "characters"
+        super().__init__(f"{what} has {noun} the model has never seen: {listed}")
+
+
+class TextTooLongError(InputError):
+    """Text longer than a configured limit."""
+
+    def __init__(self, length: int, limit: int, *, what: str = "text") -> None:
+        self.length = length
+        self.limit = limit
+        super().__init__(f"{what} is {length} characters long; the limit is {limit}")
+
+
+class CheckpointError(CharLMError):
+    """A checkpoint that cannot be read or written."""
+
+
+class CheckpointNotFoundError(CheckpointError):
+    """No checkpoint where one was expected."""
+
+
+class CheckpointExistsError(CheckpointError):
+    """A new run would replace an existing checkpoint."""
+
+
+class IncompatibleCheckpointError(CheckpointError):
+    """A checkpoint with the wrong format version, shapes or vocabulary."""

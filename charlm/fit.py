@@ -1,0 +1,124 @@
+"""From a corpus file and the user's choices to a finished training run.
+
+`fit` reads the corpus, picks defaults for its size (see `presets`), applies the
+user's overrides, refuses to replace an existing checkpoint unless asked to, and for
+`resume=True` checks that the corpus and settings fit the checkpoint before anything
+is written. Then it hands over to `Trainer`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from charlm import checkpoint
+from charlm.data import read_corpus, split_text
+from charlm.errors import CheckpointExistsError, CheckpointNotFoundError, ConfigError
+from charlm.model import ModelConfig
+from charlm.presets import preset_for
+from charlm.train import TrainCallback, TrainConfig, Trainer, TrainResult
+from charlm.vocab import Vocabulary
+
+__all__ = ["RESUMABLE_OVERRIDES", "fit", "pick_device"]
+
+RESUMABLE_OVERRIDES = frozenset(
+    {"max_steps", "max_minutes", "target_loss", "patience", "eval_interval", "log_interval"}
+)
+"""Training settings a resumed run may change; every other one must match."""
+
+
+def pick_device(name: str) -> torch.device:
+    """'auto' is CUDA when available, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {name!r}")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but CUDA is not available here")
+    return torch.device(name)
+
+
+def fit(
+    corpus: str | Path,
+    directory: str | Path,
+    *,
+    model_overrides: Mapping[str, Any] | None = None,
+    train_overrides: Mapping[str, Any] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    device: str = "auto",
+    callback: TrainCallback | None = None,
+) -> TrainResult:
+    """Train on `corpus`, writing checkpoints into `directory`."""
+    model_overrides = dict(model_overrides or {})
+    train_overrides = dict(train_overrides or {})
+    if resume and overwrite:
+        raise ConfigError("--resume continues a checkpoint and --overwrite replaces it: pick one")
+    text = read_corpus(corpus)
+    corpus_info = {
+        "corpus": str(corpus),
+        "corpus_chars": len(text),
+        "corpus_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+    }
+    directory = Path(directory)
+    torch_device = pick_device(device)
+
+    if resume:
+        if not checkpoint.exists(directory):
+            raise CheckpointNotFoundError(f"--resume: no checkpoint at {directory} to resume")
+        ckpt = checkpoint.load(directory)
+        vocab = ckpt.vocab
+        vocab.check(text, what=f"corpus {corpus}")
+        model_config = ckpt.model_config
+        train_config = TrainConfig.from_dict(ckpt.train_config)
+        _check_same(model_overrides, model_config.to_dict(), frozenset(), "model")
+        _check_same(train_overrides, train_config.to_dict(), RESUMABLE_OVERRIDES, "training")
+        allowed = {k: v for k, v in train_overrides.items() if k in RESUMABLE_OVERRIDES}
+        train_config = TrainConfig.from_dict({**train_config.to_dict(), **allowed})
+        preset_name = ckpt.summary.get("preset")
+    else:
+        if checkpoint.exists(directory) and not overwrite:
+            raise CheckpointExistsError(
+                f"{directory} already holds a checkpoint; pass --resume to continue it, "
+                "--overwrite to replace it, or --name to train into another directory"
+            )
+        vocab = Vocabulary.from_text(text)
+        preset = preset_for(len(text))
+        preset_name = preset.name
+        model_config = ModelConfig.from_dict(
+            {"vocab_size": len(vocab), **preset.model, **model_overrides}
+        )
+        train_config = TrainConfig.from_dict({**preset.train, **train_overrides})
+        ckpt = None
+
+    split = split_text(text, train_config.val_fraction, train_config.split)
+    trainer = Trainer(
+        model_config,
+        train_config,
+        vocab,
+        split,
+        directory,
+        resume_from=ckpt,
+        callback=callback,
+        device=torch_device,
+        corpus_info={**corpus_info, "preset": preset_name},
+    )
+    return trainer.run()
+
+
+def _check_same(
+    overrides: Mapping[str, Any], saved: Mapping[str, Any], changeable: frozenset[str], what: str
+) -> None:
+    for key, value in overrides.items():
+        if key in changeable or key not in saved:
+            continue
+        if saved[key] != value:
+            flag = "--" + key.replace("_", "-")
+            raise ConfigError(
+                f"{flag} {value} differs from the checkpoint's {saved[key]}; a resumed run keeps "
+                f"its {what} settings (train a new checkpoint to change them)"
+            )

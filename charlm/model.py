@@ -1,0 +1,112 @@
+"""The model: character ids -> embedding -> multi-layer LSTM -> linear projection -> logits.
+
+Pure math. The output is unnormalised logits; softmax happens only inside the loss and
+at inference, never on the LSTM's tanh-bounded output itself (a softmax there caps how
+sure the model can be). Recurrent state is passed in and returned, never stored on the
+module, so one model can serve many callers at once and generation can step one
+character at a time. No optimiser, files, devices or printing here.
+
+Shape letters: B batch, T time steps, V vocabulary, E embedding, H hidden, L layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from charlm._dictconfig import from_dict
+from charlm.errors import ConfigError
+
+__all__ = ["CharLSTM", "ModelConfig", "State"]
+
+State = tuple[torch.Tensor, torch.Tensor]
+"""(h, c), each of shape (L, B, H)."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a `CharLSTM`; saved in every checkpoint."""
+
+    vocab_size: int
+    embedding_dim: int = 64
+    hidden_size: int = 256
+    num_layers: int = 2
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "embedding_dim", "hidden_size", "num_layers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"model {name} must be a positive integer, got {value!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model dropout must be in [0, 1), got {self.dropout!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: object) -> ModelConfig:
+        return from_dict(cls, data, "model config")
+
+
+class CharLSTM(nn.Module):
+    """Embedding -> `nn.LSTM` -> dropout -> linear projection to vocabulary logits."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim)
+        self.lstm = nn.LSTM(
+            input_size=config.embedding_dim,
+            hidden_size=config.hidden_size,
+            num_layers=config.num_layers,
+            dropout=config.dropout if config.num_layers > 1 else 0.0,
+            batch_first=True,
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(config.hidden_size, config.vocab_size)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """PyTorch's default LSTM init, with forget-gate biases at 1 and a small head.
+
+        A forget bias of 1 lets state (and gradient) flow through time from the start; a
+        small head makes the initial prediction close to uniform, so the initial loss is
+        close to ln(V).
+        """
+        self.embedding.reset_parameters()
+        self.lstm.reset_parameters()
+        h = self.config.hidden_size
+        with torch.no_grad():
+            for name, p in self.lstm.named_parameters():
+                if name.startswith("bias_ih"):
+                    p[h : 2 * h].fill_(1.0)  # gate order i, f, g, o
+                elif name.startswith("bias_hh"):
+                    p[h : 2 * h].zero_()
+            nn.init.normal_(self.head.weight, std=0.02)
+            nn.init.zeros_(self.head.bias)
+
+    def initial_state(self, batch_size: int, device: torch.device | str = "cpu") -> State:
+        """Zero state: (h, c), each (L, B, H)."""
+        shape = (self.config.num_layers, batch_size, self.config.hidden_size)
+        dtype = self.head.weight.dtype
+        return torch.zeros(shape, device=device, dtype=dtype), torch.zeros(
+            shape, device=device, dtype=dtype
+        )
+
+    def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """Logits for the next character at every position.
+
+        ids: (B, T) int64. state: (h, c), each (L, B, H), or None for zero state.
+        Returns logits (B, T, V) and the state after the last position.
+        """
+        x = self.embedding(ids)  # (B, T, E)
+        out, (h, c) = self.lstm(x, state)  # out: (B, T, H)
+        logits = self.head(self.dropout(out))  # (B, T, V)
+        return logits, (h, c)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,76 @@
+"""Default model and training settings chosen from the size of the corpus.
+
+A tiny corpus (the alphabet, a page of text) gets a small model, short windows and a
+high learning rate, and trains in seconds; larger corpora get larger models and longer
+runs. Flags given on the command line override any of these values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Preset", "preset_for"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    model: dict[str, Any]
+    train: dict[str, Any]
+
+
+_TINY = Preset(
+    name="tiny",
+    model={"embedding_dim": 16, "hidden_size": 64, "num_layers": 1, "dropout": 0.0},
+    train={
+        "batch_size": 32,
+        "seq_len": 8,
+        "lr": 5e-2,
+        "warmup_steps": 20,
+        "max_steps": 1000,
+        "eval_interval": 100,
+        "log_interval": 10,
+        "reset_prob": 0.5,
+    },
+)
+
+_SMALL = Preset(
+    name="small",
+    model={"embedding_dim": 32, "hidden_size": 128, "num_layers": 2, "dropout": 0.1},
+    train={
+        "batch_size": 32,
+        "seq_len": 64,
+        "lr": 3e-3,
+        "warmup_steps": 100,
+        "max_steps": 3000,
+        "eval_interval": 200,
+        "log_interval": 20,
+    },
+)
+
+_LARGE = Preset(
+    name="large",
+    model={"embedding_dim": 64, "hidden_size": 256, "num_layers": 2, "dropout": 0.1},
+    train={
+        "batch_size": 32,
+        "seq_len": 128,
+        "lr": 2e-3,
+        "warmup_steps": 200,
+        "max_steps": 10000,
+        "eval_interval": 500,
+        "log_interval": 50,
+    },
+)
+
+TINY_CHARS = 20_000
+SMALL_CHARS = 300_000
+
+
+def preset_for(n_chars: int) -> Preset:
+    """The default settings for a corpus of `n_chars` characters."""
+    if n_chars < TINY_CHARS:
+        return _TINY
+    if n_chars < SMALL_CHARS:
+        return _SMALL
+    return _LARGE

@@ -1,0 +1,136 @@
+"""Turning inference results into what the command line shows: tables and JSON objects.
+
+Pure functions from result dataclasses to strings or JSON-ready dicts; no model, no I/O.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from charlm.inference import CharProb, Continuation, EvalResult, ScoreResult
+
+__all__ = [
+    "continuation_json",
+    "distribution_json",
+    "eval_text",
+    "predict_text",
+    "score_json",
+    "score_summary",
+    "score_table",
+    "show_char",
+    "wrap",
+]
+
+_BAR = 20
+
+
+def show_char(c: str) -> str:
+    """A character as a short visible token: letters as themselves, the rest escaped."""
+    if c == " ":
+        return "␣"
+    if c.isprintable():
+        return c
+    return c.encode("unicode_escape").decode("ascii")
+
+
+def _bar(p: float) -> str:
+    return "█" * round(p * _BAR)
+
+
+def distribution_json(dist: list[CharProb]) -> list[dict[str, Any]]:
+    return [{"char": d.char, "prob": d.prob} for d in dist]
+
+
+def continuation_json(cont: Continuation) -> dict[str, Any]:
+    return {
+        "continuation": cont.text,
+        "steps": [
+            {"char": s.char, "prob": s.prob, "top": distribution_json(s.top)} for s in cont.steps
+        ],
+    }
+
+
+def predict_text(text: str, dist: list[CharProb], cont: Continuation | None) -> str:
+    lines = [f"after {_quote(text)}, the next character is:"]
+    for d in dist:
+        lines.append(f"  {show_char(d.char):>4}  {d.prob:9.6f}  {_bar(d.prob)}")
+    if cont is not None and cont.steps:
+        lines.append(f"greedy continuation ({len(cont.steps)} chars): {_quote(cont.text)}")
+        cells = [f"{show_char(s.char)} {s.prob:.4f}" for s in cont.steps]
+        lines.extend(wrap(cells))
+    return "\n".join(lines)
+
+
+def score_json(result: ScoreResult) -> dict[str, Any]:
+    return {
+        "steps": [
+            {
+                "position": s.position,
+                "char": s.char,
+                "prob": s.prob,
+                "rank": s.rank,
+                "top_char": s.top_char,
+                "top_prob": s.top_prob,
+                "entropy_bits": s.entropy_bits,
+                "top": distribution_json(s.top),
+            }
+            for s in result.steps
+        ],
+        "bits_per_char": result.bits_per_char,
+        "min_prob": result.min_prob,
+        "min_position": result.min_position,
+    }
+
+
+def score_table(result: ScoreResult) -> str:
+    header = f"{'pos':>5}  {'char':>4}  {'prob':>8}  {'rank':>4}  {'top':>4}  {'top prob':>8}  {'bits':>6}  alternatives"
+    lines = [header]
+    for s in result.steps:
+        alts = "  ".join(f"{show_char(a.char)} {a.prob:.3f}" for a in s.top)
+        mark = " " if s.rank == 1 else "*"
+        lines.append(
+            f"{s.position:>5}  {show_char(s.char):>4}  {s.prob:8.5f}  {s.rank:>4}{mark} "
+            f"{show_char(s.top_char):>4}  {s.top_prob:8.5f}  {s.entropy_bits:6.3f}  {alts}"
+        )
+    lines.append(score_summary(result))
+    lines.append("(* the model's top choice was another character; bits = entropy of its prediction)")
+    return "\n".join(lines)
+
+
+def score_summary(result: ScoreResult) -> str:
+    probs = [s.prob for s in result.steps]
+    worst = result.steps[result.min_position - 1]
+    return (
+        f"{len(probs)} steps: {result.bits_per_char:.4f} bits/char, median prob "
+        f"{statistics.median(probs):.5f}, min prob {result.min_prob:.5f} at position "
+        f"{result.min_position} ({show_char(worst.char)!s})"
+    )
+
+
+def eval_text(path: str, result: EvalResult) -> str:
+    return (
+        f"{path}: {result.loss:.4f} nats/char, {result.bits_per_char:.4f} bits/char "
+        f"over {result.chars} predicted characters"
+    )
+
+
+def _quote(text: str, limit: int = 60) -> str:
+    shown = "".join(show_char(c) if c != " " else " " for c in text)
+    if len(shown) > limit:
+        shown = "…" + shown[-limit:]
+    return f'"{shown}"'
+
+
+def wrap(cells: list[str], width: int = 78) -> list[str]:
+    """Cells joined into lines of at most `width` characters."""
+    lines: list[str] = []
+    line = " "
+    for cell in cells:
+        if len(line) + len(cell) + 2 > width:
+            lines.append(line)
+            line = " "
+        line += " " + cell + " "
+    if line.strip():
+        lines.append(line)
+    return lines
