@@ -187,8 +187,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"({result.chars_per_s:,.0f} chars/s); stopped: {result.stop_reason}"
     )
     print(
-        f"best {where} loss {result.best_val_loss:.5f} nats/char at step {result.best_step}; "
-        f"checkpoint: {directory}"
+        f"best {where} loss {render.num(result.best_val_loss)} nats/char "
+        f"at step {result.best_step}; checkpoint: {directory}"
     )
     if result.stop_reason == "interrupted":
         print(f"continue with: charlm train {args.corpus} --name {name} --resume")
@@ -264,7 +264,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     predictor = _predictor(args)
-    result = predictor.evaluate(read_corpus(args.corpus))
+    result = predictor.evaluate(read_corpus(args.corpus), what=f"corpus {args.corpus}")
     if args.json:
         _print_json(
             {"loss": result.loss, "bits_per_char": result.bits_per_char, "chars": result.chars}

@@ -106,6 +106,12 @@ def download(
     except CorpusDownloadError:
         _remove(tmp)
         raise
+    except urllib.error.HTTPError as e:
+        _remove(tmp)
+        raise CorpusDownloadError(
+            f"could not download {source.name} from {address}: the server answered HTTP "
+            f"{e.code} {e.reason}; {by_hand}"
+        ) from e
     except (urllib.error.URLError, OSError, ValueError) as e:
         _remove(tmp)
         reason = getattr(e, "reason", None) or e

@@ -62,16 +62,24 @@ class UnknownCharacterError(InputError):
     `unknown` holds (character, position) pairs in order of position.
     """
 
-    MAX_LISTED = 10
+    MAX_CHARS = 10
+    MAX_POSITIONS = 3
 
     def __init__(self, unknown: Sequence[tuple[str, int]], *, what: str = "text") -> None:
         self.unknown = list(unknown)
-        listed = ", ".join(f"{c!r} at position {p}" for c, p in self.unknown[: self.MAX_LISTED])
-        more = len(self.unknown) - self.MAX_LISTED
-        if more > 0:
-            listed += f" and {more} more"
-        noun = "character" if len(self.unknown) == 1 else "characters"
-        super().__init__(f"{what} has {noun} the model has never seen: {listed}")
+        positions: dict[str, list[int]] = {}
+        for char, pos in self.unknown:
+            positions.setdefault(char, []).append(pos)
+        parts = []
+        for char, where in list(positions.items())[: self.MAX_CHARS]:
+            shown = ", ".join(map(str, where[: self.MAX_POSITIONS]))
+            more = f" and {len(where) - self.MAX_POSITIONS} more" if len(where) > 3 else ""
+            noun = "position" if len(where) == 1 else "positions"
+            parts.append(f"{char!r} at {noun} {shown}{more}")
+        if len(positions) > self.MAX_CHARS:
+            parts.append(f"and {len(positions) - self.MAX_CHARS} more distinct characters")
+        noun = "a character" if len(positions) == 1 else "characters"
+        super().__init__(f"{what} has {noun} the model has never seen: {'; '.join(parts)}")
 
 
 class TextTooLongError(InputError):

@@ -164,7 +164,10 @@ class Predictor:
         k = min(k, probs.numel()) if k > 0 else probs.numel()
         values, indices = torch.topk(probs, k)
         chars = self.vocab.chars
-        return [CharProb(chars[i], float(v)) for v, i in zip(values.tolist(), indices.tolist(), strict=True)]
+        return [
+            CharProb(chars[i], float(v))
+            for v, i in zip(values.tolist(), indices.tolist(), strict=True)
+        ]
 
     # -- questions ----------------------------------------------------------------
 
@@ -248,9 +251,9 @@ class Predictor:
             min_position=worst.position,
         )
 
-    def evaluate(self, text: str) -> EvalResult:
+    def evaluate(self, text: str, *, what: str = "text") -> EvalResult:
         """Mean loss over `text` read as one stream; the first character is context only."""
-        ids = self._ids(text, "text")
+        ids = self._ids(text, what)
         if ids.numel() < 2:
             raise InputError("text needs at least 2 characters to evaluate")
         total = 0.0

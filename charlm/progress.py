@@ -11,6 +11,7 @@ import sys
 
 from tqdm import tqdm
 
+from charlm.render import num
 from charlm.train import EvalInfo, StepInfo, TrainCallback, Trainer
 
 __all__ = ["ProgressBar"]
@@ -48,14 +49,16 @@ class ProgressBar(TrainCallback):
                 self.bar.set_postfix_str(self._postfix(self.last))
             return
         last = self.last
-        line = f"step {info.step}: val {info.val_loss:.4f}" + (" (best)" if info.improved else "")
+        line = f"step {info.step}: val {num(info.val_loss)}" + (" (best)" if info.improved else "")
         if last is not None:
-            line += f", loss {last.loss:.4f}, {last.chars_per_s:,.0f} chars/s, {last.elapsed_s:.1f} s"
+            line += (
+                f", loss {num(last.loss)}, {last.chars_per_s:,.0f} chars/s, {last.elapsed_s:.1f} s"
+            )
         print(line, file=sys.stderr, flush=True)
 
     def _postfix(self, info: StepInfo) -> str:
         return (
-            f"loss {info.loss:.4f} val {self.val:.4f} "
+            f"loss {num(info.loss)} val {num(self.val)} "
             f"{info.chars_per_s / 1000:.0f}k chars/s lr {info.lr:.1e}"
         )
 

@@ -14,6 +14,7 @@ __all__ = [
     "continuation_json",
     "distribution_json",
     "eval_text",
+    "num",
     "predict_text",
     "score_json",
     "score_summary",
@@ -23,6 +24,13 @@ __all__ = [
 ]
 
 _BAR = 20
+
+
+def num(value: float) -> str:
+    """A loss or rate with four significant figures, in scientific form when tiny."""
+    if value != 0 and abs(value) < 0.01:
+        return f"{value:.3e}"
+    return f"{value:.4f}"
 
 
 def show_char(c: str) -> str:
@@ -84,7 +92,7 @@ def score_json(result: ScoreResult) -> dict[str, Any]:
 
 
 def score_table(result: ScoreResult) -> str:
-    header = f"{'pos':>5}  {'char':>4}  {'prob':>8}  {'rank':>4}  {'top':>4}  {'top prob':>8}  {'bits':>6}  alternatives"
+    header = "  pos  char      prob  rank   top  top prob    bits  alternatives"
     lines = [header]
     for s in result.steps:
         alts = "  ".join(f"{show_char(a.char)} {a.prob:.3f}" for a in s.top)
@@ -94,7 +102,9 @@ def score_table(result: ScoreResult) -> str:
             f"{show_char(s.top_char):>4}  {s.top_prob:8.5f}  {s.entropy_bits:6.3f}  {alts}"
         )
     lines.append(score_summary(result))
-    lines.append("(* the model's top choice was another character; bits = entropy of its prediction)")
+    lines.append(
+        "(* the model's top choice was another character; bits = entropy of its prediction)"
+    )
     return "\n".join(lines)
 
 
@@ -102,7 +112,7 @@ def score_summary(result: ScoreResult) -> str:
     probs = [s.prob for s in result.steps]
     worst = result.steps[result.min_position - 1]
     return (
-        f"{len(probs)} steps: {result.bits_per_char:.4f} bits/char, median prob "
+        f"{len(probs)} steps: {num(result.bits_per_char)} bits/char, median prob "
         f"{statistics.median(probs):.5f}, min prob {result.min_prob:.5f} at position "
         f"{result.min_position} ({show_char(worst.char)!s})"
     )
@@ -110,7 +120,7 @@ def score_summary(result: ScoreResult) -> str:
 
 def eval_text(path: str, result: EvalResult) -> str:
     return (
-        f"{path}: {result.loss:.4f} nats/char, {result.bits_per_char:.4f} bits/char "
+        f"{path}: {num(result.loss)} nats/char, {num(result.bits_per_char)} bits/char "
         f"over {result.chars} predicted characters"
     )
 

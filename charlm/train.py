@@ -227,7 +227,9 @@ def evaluate_streams(
                 y = y_all[:, start : start + chunk]
                 logits, state = model(x, state)  # (G, t, V)
                 total += float(
-                    F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum")
+                    F.cross_entropy(
+                        logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum"
+                    )
                 )
                 count += y.numel()
     finally:
@@ -276,6 +278,7 @@ class Trainer:
         self.progress = _Progress()
         self.state: State | None = None
         self._has_best = resume_from is not None  # best weights of this run are on disk
+        self._saved_step = 0
         if resume_from is not None:
             self._restore(resume_from)
         if self.streams.batch_size != config.batch_size or self.streams.seq_len != config.seq_len:
@@ -304,9 +307,7 @@ class Trainer:
         """Train until `max_steps`, the time budget, a target loss or lost patience."""
         cfg = self.config
         p = self.progress
-        metrics = MetricsLog(
-            self.directory, keep_through_step=p.step if p.step > 0 else None
-        )
+        metrics = MetricsLog(self.directory, keep_through_step=p.step if p.step > 0 else None)
         self.callback.on_start(self)
         t_run = time.perf_counter()
         elapsed_before = p.elapsed_s
@@ -315,7 +316,7 @@ class Trainer:
         loss_sum = 0.0
         loss_n = 0
         updating = False
-        last_saved = p.step
+        self._saved_step = p.step
         p.stop_reason = ""
         try:
             while p.step < cfg.max_steps and not p.stop_reason:
@@ -339,17 +340,17 @@ class Trainer:
                 if not math.isfinite(loss_value):
                     raise TrainingError(
                         f"training loss became {loss_value} at step {p.step + 1}; lower --lr "
-                        f"or --clip (the checkpoint from step {last_saved} is intact)"
+                        f"or --clip ({self._kept()})"
                     )
-                loss.backward()
-                grad_norm = float(
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip)
-                )
+                loss.backward()  # type: ignore[no-untyped-call]
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip))
                 updating = True
                 if math.isfinite(grad_norm):
                     self.optimizer.step()
                 else:
-                    log.warning("step %d: gradient norm is %s; update skipped", p.step + 1, grad_norm)
+                    log.warning(
+                        "step %d: gradient norm is %s; update skipped", p.step + 1, grad_norm
+                    )
                 self.state = (new_state[0].detach(), new_state[1].detach())
                 p.step += 1
                 p.window += 1
@@ -388,12 +389,14 @@ class Trainer:
                     loss_sum, loss_n = 0.0, 0
                 self.callback.on_step(info)
 
-                if cfg.max_minutes is not None and time.perf_counter() - t_run >= cfg.max_minutes * 60:
+                if (
+                    cfg.max_minutes is not None
+                    and time.perf_counter() - t_run >= cfg.max_minutes * 60
+                ):
                     p.stop_reason = "time budget"
                 at_end = p.step >= cfg.max_steps or bool(p.stop_reason)
                 if p.step % cfg.eval_interval == 0 or at_end:
                     self._evaluate_and_save(metrics)
-                    last_saved = p.step
             if not p.stop_reason:
                 p.stop_reason = "max steps"
         except KeyboardInterrupt:
@@ -401,9 +404,9 @@ class Trainer:
             if updating:
                 log.warning(
                     "interrupted during an optimiser update; keeping the checkpoint from step %d",
-                    last_saved,
+                    self._saved_step,
                 )
-            elif p.step > last_saved:
+            elif p.step > self._saved_step:
                 self._save(improved=False)
         finally:
             metrics.close()
@@ -419,6 +422,11 @@ class Trainer:
             val_held_out=self.split.held_out,
             chars_per_s=chars_timed / step_time if step_time > 0 else 0.0,
         )
+
+    def _kept(self) -> str:
+        if self._saved_step == 0 and not self._has_best:
+            return "no checkpoint was written"
+        return f"the checkpoint from step {self._saved_step} is intact"
 
     def _reset_some(self, state: State) -> State:
         """Zero the carried state of each stream with probability `reset_prob`.
@@ -436,6 +444,11 @@ class Trainer:
         t0 = time.perf_counter()
         val_loss, _ = evaluate_streams(self.model, self.val_blocks)
         eval_s = time.perf_counter() - t0
+        if not math.isfinite(val_loss):
+            raise TrainingError(
+                f"validation loss became {val_loss} at step {p.step}; lower --lr or --clip "
+                f"({self._kept()})"
+            )
         p.val_loss = val_loss
         improved = val_loss < p.best_val_loss
         if improved:
@@ -454,7 +467,9 @@ class Trainer:
             eval_s=round(eval_s, 4),
         )
         self.callback.on_eval(
-            EvalInfo(step=p.step, val_loss=val_loss, best_val_loss=p.best_val_loss, improved=improved)
+            EvalInfo(
+                step=p.step, val_loss=val_loss, best_val_loss=p.best_val_loss, improved=improved
+            )
         )
         if not p.stop_reason:
             if cfg.target_loss is not None and val_loss <= cfg.target_loss:
@@ -515,6 +530,7 @@ class Trainer:
             },
         )
         self._has_best = True
+        self._saved_step = p.step
 
     def _resume_tensors(self) -> dict[str, torch.Tensor]:
         tensors: dict[str, torch.Tensor] = {

@@ -1,0 +1,153 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from charlm import checkpoint
+from charlm.cli import main
+
+from .conftest import CORPORA, REPO
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_train_prints_where_and_how_sure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc, out, _ = run(
+        capsys, "train", str(CORPORA / "ab.txt"), "--out-dir", str(tmp_path), "--quiet"
+    )
+    assert rc == 0
+    assert f"checkpoint: {tmp_path / 'ab'}" in out
+    assert "per-step confidence:" in out and "min prob 1.0000" in out
+    assert "too small to hold out" in out
+
+
+def test_predict_json(alphabet_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(capsys, "predict", str(alphabet_dir), "abc", "--continue", "30", "--json")
+    assert rc == 0
+    data = json.loads(out)
+    assert data["next"][0]["char"] == "d" and data["next"][0]["prob"] >= 0.999
+    assert len(data["next"]) == 5
+    assert data["continuation"] == "defghijklmnopqrstuvwxyzabcdefg"
+    assert [s["char"] for s in data["steps"]] == list(data["continuation"])
+    assert all(s["prob"] >= 0.999 for s in data["steps"])
+
+
+def test_predict_by_name_and_all_characters(
+    alphabet_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["predict", "alphabet", "xyz", "--top-k", "0", "--checkpoints-dir"]
+    rc, out, _ = run(capsys, *args, str(alphabet_dir.parent), "--json")
+    assert rc == 0 and len(json.loads(out)["next"]) == 26
+    rc, out, _ = run(capsys, *args, str(alphabet_dir.parent))
+    assert rc == 0 and 'after "xyz", the next character is:' in out
+
+
+def test_score_json_and_table(alphabet_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(capsys, "score", str(alphabet_dir), "abcdefghijklmnopqrstuvwxyzab", "--json")
+    assert rc == 0
+    data = json.loads(out)
+    assert len(data["steps"]) == 27 and data["min_prob"] >= 0.999
+    keys = {"char", "prob", "rank", "top_char", "top_prob", "entropy_bits"}
+    assert all(keys <= s.keys() for s in data["steps"])
+    assert data["bits_per_char"] < 0.01
+    rc, out, _ = run(capsys, "score", str(alphabet_dir), "abcz")
+    lines = out.splitlines()
+    assert rc == 0 and lines[0].split()[:3] == ["pos", "char", "prob"]
+    assert lines[3].split()[1] == "z" and "*" in lines[3]  # marked: not the top choice
+
+
+def test_generate_is_reproducible(notes_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["generate", str(notes_dir), "--prompt", "The ", "--length", "60", "--seed", "3"]
+    _, a, _ = run(capsys, *args)
+    _, b, _ = run(capsys, *args)
+    assert a == b and a.startswith("The ") and len(a) == 4 + 60 + 1
+
+
+def test_eval_json(alphabet_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(capsys, "eval", str(alphabet_dir), str(CORPORA / "alphabet.txt"), "--json")
+    data = json.loads(out)
+    assert rc == 0 and data["chars"] == 2599 and data["bits_per_char"] < 0.01
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "no/such/corpus.txt"], "no such file"),
+        (["predict", "no-such-model", "abc"], "no checkpoint at"),
+        (["predict", "ALPHA", "ab1"], "'1' at position 2"),
+        (["generate", "ALPHA", "--prompt", "Q"], "'Q' at position 0"),
+        (["generate", "ALPHA", "--temperature", "-1"], "temperature must be >= 0"),
+        (["score", "ALPHA", "a"], "at least 2 characters"),
+        (["predict", "ALPHA", ""], "empty"),
+        (["eval", "ALPHA", str(CORPORA / "notes.txt")], "corpus"),
+        (["train", str(CORPORA / "alphabet.txt"), "--hidden-size", "0"], "hidden_size must be"),
+        (["train", str(CORPORA / "alphabet.txt"), "--resume"], "no checkpoint"),
+        (["train", str(CORPORA / "alphabet.txt"), "--name", "../x"], "plain name"),
+        (["corpus", "download", "nonesuch"], "unknown corpus"),
+    ],
+)
+def test_errors_are_one_line_and_exit_2(
+    argv: list[str],
+    message: str,
+    alphabet_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = [str(alphabet_dir) if a == "ALPHA" else a for a in argv]
+    if argv[0] == "train":
+        argv += ["--out-dir", str(tmp_path), "--quiet"]
+    rc, _, err = run(capsys, *argv)
+    assert rc == 2
+    assert err.count("\n") == 1 and err.startswith("charlm: error: ")
+    assert message in err and "Traceback" not in err
+
+
+def test_existing_checkpoint_is_never_lost(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["train", str(CORPORA / "alphabet.txt"), "--out-dir", str(tmp_path), "--quiet"]
+    assert run(capsys, *base, "--max-steps", "50")[0] == 0
+    manifest = (tmp_path / "alphabet" / "checkpoint.json").read_bytes()
+    rc, _, err = run(capsys, *base)
+    assert rc == 2 and "already holds a checkpoint" in err and "--resume" in err
+    rc, _, err = run(capsys, *base, "--overwrite", "--lr", "-1")
+    assert rc == 2 and "lr must be a positive number" in err
+    rc, _, err = run(capsys, *base, "--resume", "--overwrite")
+    assert rc == 2
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"\xff\xfe")
+    rc, _, err = run(capsys, "train", str(bad), "--name", "alphabet", *base[2:], "--overwrite")
+    assert rc == 2 and "not valid UTF-8" in err
+    rc, _, err = run(
+        capsys, "train", str(CORPORA / "notes.txt"), "--name", "alphabet", *base[2:], "--resume"
+    )
+    assert rc == 2 and "never seen" in err
+    assert (tmp_path / "alphabet" / "checkpoint.json").read_bytes() == manifest
+    assert checkpoint.load(tmp_path / "alphabet").summary["step"] == 50
+
+
+def test_console_script_and_module_entry_points(alphabet_dir: Path) -> None:
+    exe = Path(sys.executable).parent / "charlm"
+    proc = subprocess.run(
+        [str(exe), "predict", str(alphabet_dir), "hij", "--top-k", "1"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0 and "k   " in proc.stdout
+    proc = subprocess.run(
+        [sys.executable, "-m", "charlm", "predict", str(alphabet_dir), "hi€"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
+    assert proc.returncode == 2 and proc.stderr.strip().endswith("'€' at position 2")

@@ -1,0 +1,88 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from charlm.data import GROUP_CHARS, MIN_VAL_CHARS, Streams, read_corpus, split_text
+from charlm.errors import CorpusError
+
+
+def test_read_corpus_utf8_and_bom(tmp_path: Path) -> None:
+    p = tmp_path / "c.txt"
+    p.write_bytes("\ufeffÅsa 🙂\r\nline".encode())
+    assert read_corpus(p) == "Åsa 🙂\r\nline"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "empty"),
+        (b"\xef\xbb\xbf", "empty"),
+        (b"abc\xff\xfedef", "not valid UTF-8 (byte 0xff at offset 3)"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary"),
+    ],
+)
+def test_read_corpus_rejects_bad_files_naming_them(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    p = tmp_path / "bad.txt"
+    p.write_bytes(content)
+    with pytest.raises(CorpusError) as err:
+        read_corpus(p)
+    assert str(p) in str(err.value) and message in str(err.value)
+
+
+def test_read_corpus_missing_and_directory(tmp_path: Path) -> None:
+    with pytest.raises(CorpusError, match="no such file"):
+        read_corpus(tmp_path / "nope.txt")
+    with pytest.raises(CorpusError, match="is a directory"):
+        read_corpus(tmp_path)
+
+
+def test_small_corpus_is_not_split() -> None:
+    s = split_text("ab" * 100, 0.1)
+    assert not s.held_out and s.train == "ab" * 100 and s.val_blocks == ("ab" * 100,)
+
+
+def test_tail_split() -> None:
+    text = "".join(chr(97 + i % 26) for i in range(10_000))
+    s = split_text(text, 0.1, "tail")
+    assert s.held_out and s.train == text[:9000] and s.val_blocks == (text[9000:],)
+
+
+def test_interleaved_split_draws_validation_from_the_whole_corpus() -> None:
+    # 30 "chapters" of GROUP_CHARS characters, each written in its own symbol.
+    chapters = [chr(0x100 + i) for i in range(30)]
+    text = "".join(c * GROUP_CHARS for c in chapters)
+    s = split_text(text, 0.1)
+    assert s.held_out
+    assert len(s.train) + s.val_chars == len(text)
+    assert abs(s.val_chars / len(text) - 0.1) < 0.01
+    assert len({len(b) for b in s.val_blocks}) == 1  # equal blocks, read as parallel streams
+    # Every chapter is represented in validation, first to last, and still trains.
+    assert set("".join(s.val_blocks)) == set(chapters) == set(s.train)
+
+
+def test_split_needs_two_characters() -> None:
+    with pytest.raises(CorpusError, match="at least 2"):
+        split_text("a", 0.1)
+    assert MIN_VAL_CHARS > 0
+
+
+def test_streams_are_contiguous_and_targets_shifted() -> None:
+    ids = torch.arange(1001)
+    st = Streams(ids, batch_size=4, seq_len=10)
+    assert st.x.shape == (4, 250)
+    assert torch.equal(st.y, st.x + 1)
+    starts = st.window_starts(3)
+    x0, _ = st.window(starts[0])
+    x1, _ = st.window(starts[1])
+    assert torch.equal(x1[:, 0], x0[:, -1] + 1)  # each stream continues where it stopped
+    assert torch.equal(x0[:, 0], torch.tensor([3, 253, 503, 753]))
+
+
+def test_streams_shrink_to_fit_short_text() -> None:
+    st = Streams(torch.arange(6), batch_size=16, seq_len=32)
+    assert st.seq_len == 5 and st.batch_size == 1
+    offset = st.draw_offset(torch.Generator().manual_seed(0))
+    assert list(st.window_starts(offset)) == [0]

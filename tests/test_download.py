@@ -1,0 +1,114 @@
+"""The corpus download path, against real HTTP servers on loopback."""
+
+import hashlib
+import http.server
+import threading
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from charlm.cli import main
+from charlm.download import KNOWN_CORPORA, CorpusSource, download
+from charlm.errors import CorpusDownloadError
+
+from .conftest import SHAKESPEARE
+
+
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """An HTTP server on 127.0.0.1 serving files from a temporary directory."""
+    root = tmp_path / "www"
+    root.mkdir()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(root)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", root
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def small_source(data: bytes) -> CorpusSource:
+    return CorpusSource(
+        name="small",
+        url="http://127.0.0.1:9/unused",
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        description="test corpus",
+    )
+
+
+needs_shakespeare = pytest.mark.skipif(
+    not SHAKESPEARE.is_file(), reason=f"{SHAKESPEARE} is not present"
+)
+
+
+@needs_shakespeare
+def test_tinyshakespeare_downloads_and_verifies(
+    server: tuple[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, root = server
+    (root / "input.txt").write_bytes(SHAKESPEARE.read_bytes())
+    cache = tmp_path / "cache"
+    args = ["corpus", "download", "tinyshakespeare", "--url", f"{url}/input.txt"]
+    assert main([*args, "--cache-dir", str(cache)]) == 0
+    path = Path(capsys.readouterr().out.strip())
+    assert path == cache / "corpora" / "tinyshakespeare.txt"
+    data = path.read_bytes()
+    assert len(data) == KNOWN_CORPORA["tinyshakespeare"].size
+    assert hashlib.sha256(data).hexdigest() == KNOWN_CORPORA["tinyshakespeare"].sha256
+    # Cached: a second call needs no server at all.
+    (root / "input.txt").unlink()
+    assert download("tinyshakespeare", directory=cache, url=f"{url}/input.txt") == path
+
+
+@needs_shakespeare
+def test_tampered_tinyshakespeare_is_rejected(server: tuple[str, Path], tmp_path: Path) -> None:
+    url, root = server
+    data = bytearray(SHAKESPEARE.read_bytes())
+    data[1000:1005] = b"HELLO"
+    (root / "input.txt").write_bytes(bytes(data))
+    cache = tmp_path / "cache"
+    with pytest.raises(CorpusDownloadError, match=r"sha256 is .*expected 86c4e6aa") as err:
+        download("tinyshakespeare", directory=cache, url=f"{url}/input.txt")
+    assert "not kept" in str(err.value)
+    assert not list((cache / "corpora").iterdir())  # neither the file nor a partial one
+
+
+def test_a_corrupted_cache_is_fetched_again(server: tuple[str, Path], tmp_path: Path) -> None:
+    url, root = server
+    payload = b"the quick brown fox\n" * 100
+    (root / "small.txt").write_bytes(payload)
+    source = small_source(payload)
+    cached = download("small", directory=tmp_path, url=f"{url}/small.txt", source=source)
+    cached.write_bytes(b"damaged")
+    again = download("small", directory=tmp_path, url=f"{url}/small.txt", source=source)
+    assert again.read_bytes() == payload
+
+
+def test_offline_fails_cleanly(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a loopback port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    source = small_source(b"x")
+    with pytest.raises(CorpusDownloadError, match="offline") as err:
+        download("small", directory=tmp_path, url=f"http://127.0.0.1:{port}/x", source=source)
+    assert str(tmp_path / "corpora" / "small.txt") in str(err.value)
+
+
+def test_http_errors_and_oversized_answers(server: tuple[str, Path], tmp_path: Path) -> None:
+    url, root = server
+    source = small_source(b"tiny")
+    with pytest.raises(CorpusDownloadError, match="404"):
+        download("small", directory=tmp_path, url=f"{url}/missing.txt", source=source)
+    (root / "big.txt").write_bytes(b"x" * 200_000)
+    with pytest.raises(CorpusDownloadError, match="far larger"):
+        download("small", directory=tmp_path, url=f"{url}/big.txt", source=source)

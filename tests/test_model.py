@@ -1,0 +1,144 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from charlm.errors import ConfigError
+from charlm.model import CharLSTM, ModelConfig
+
+
+def naive_forward(
+    model: CharLSTM, ids: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A per-timestep LSTM written out by hand from the model's own weights."""
+    cfg = model.config
+    x = model.embedding.weight[ids]  # (B, T, E)
+    h = [h0[layer] for layer in range(cfg.num_layers)]
+    c = [c0[layer] for layer in range(cfg.num_layers)]
+    outs = []
+    for t in range(ids.shape[1]):
+        inp = x[:, t]
+        for layer in range(cfg.num_layers):
+            w_ih = getattr(model.lstm, f"weight_ih_l{layer}")
+            w_hh = getattr(model.lstm, f"weight_hh_l{layer}")
+            b = getattr(model.lstm, f"bias_ih_l{layer}") + getattr(model.lstm, f"bias_hh_l{layer}")
+            gates = inp @ w_ih.T + h[layer] @ w_hh.T + b
+            i, f, g, o = gates.chunk(4, dim=1)
+            c[layer] = torch.sigmoid(f) * c[layer] + torch.sigmoid(i) * torch.tanh(g)
+            h[layer] = torch.sigmoid(o) * torch.tanh(c[layer])
+            inp = h[layer]
+        outs.append(inp @ model.head.weight.T + model.head.bias)
+    return torch.stack(outs, 1), torch.stack(h), torch.stack(c)
+
+
+def make(seed: int = 0, **kw: object) -> CharLSTM:
+    torch.manual_seed(seed)
+    cfg = {"vocab_size": 7, "embedding_dim": 4, "hidden_size": 5, "num_layers": 2, **kw}
+    return CharLSTM(ModelConfig(**cfg))  # type: ignore[arg-type]
+
+
+def test_forward_matches_naive_lstm() -> None:
+    model = make().double().eval()
+    ids = torch.randint(0, 7, (3, 6))
+    h0 = torch.randn(2, 3, 5, dtype=torch.float64)
+    c0 = torch.randn(2, 3, 5, dtype=torch.float64)
+    with torch.no_grad():
+        logits, (h, c) = model(ids, (h0, c0))
+        ref_logits, ref_h, ref_c = naive_forward(model, ids, h0, c0)
+    assert logits.shape == (3, 6, 7) and h.shape == (2, 3, 5)
+    torch.testing.assert_close(logits, ref_logits, atol=1e-12, rtol=0)
+    torch.testing.assert_close(h, ref_h, atol=1e-12, rtol=0)
+    torch.testing.assert_close(c, ref_c, atol=1e-12, rtol=0)
+
+
+def test_float32_forward_within_1e6_of_float64_reference() -> None:
+    model = make(seed=1)
+    ids = torch.randint(0, 7, (2, 20))
+    with torch.no_grad():
+        logits, _ = model(ids)
+        ref, _, _ = naive_forward(
+            model.double(), ids, *[torch.zeros(2, 2, 5, dtype=torch.float64)] * 2
+        )
+    assert float((logits.double() - ref).abs().max()) < 1e-6
+
+
+def test_gradcheck_through_the_loss() -> None:
+    model = make(seed=2).double()
+    ids = torch.randint(0, 7, (2, 3))
+    targets = torch.randint(0, 7, (2, 3))
+    params = [p for p in model.parameters()]
+    names = [n for n, _ in model.named_parameters()]
+
+    def loss_fn(*flat: torch.Tensor) -> torch.Tensor:
+        state = dict(zip(names, flat, strict=True))
+        logits, _ = torch.func.functional_call(model, state, (ids,))
+        return F.cross_entropy(logits.reshape(-1, 7), targets.reshape(-1))
+
+    inputs = tuple(p.detach().clone().requires_grad_(True) for p in params)
+    assert torch.autograd.gradcheck(loss_fn, inputs, eps=1e-6, atol=1e-5)
+
+
+def test_state_continuity_full_chunks_and_one_char_at_a_time() -> None:
+    model = make(seed=3).eval()
+    ids = torch.randint(0, 7, (2, 12))
+    with torch.no_grad():
+        full, (h_full, c_full) = model(ids)
+        pieces, state = [], None
+        for chunk in ids.split(4, dim=1):
+            out, state = model(chunk, state)
+            pieces.append(out)
+        steps, state1 = [], None
+        for t in range(12):
+            out, state1 = model(ids[:, t : t + 1], state1)
+            steps.append(out)
+    torch.testing.assert_close(torch.cat(pieces, 1), full, atol=1e-6, rtol=0)
+    torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-6, rtol=0)
+    assert state is not None and state1 is not None
+    torch.testing.assert_close(state1[0], h_full, atol=1e-6, rtol=0)
+    torch.testing.assert_close(state1[1], c_full, atol=1e-6, rtol=0)
+
+
+def test_state_is_returned_not_stored() -> None:
+    model = make(seed=4).eval()
+    a, b = torch.randint(0, 7, (1, 5)), torch.randint(0, 7, (1, 5))
+    with torch.no_grad():
+        alone, _ = model(a)
+        _, sb = model(b)  # another caller in between
+        again, _ = model(a)
+        _, sa = model(a[:, :3])
+        _, _ = model(b, sb)
+        rest, _ = model(a[:, 3:], sa)
+    torch.testing.assert_close(alone, again, atol=0, rtol=0)
+    torch.testing.assert_close(rest, alone[:, 3:], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("vocab", [2, 26, 65, 200])
+def test_initial_loss_is_close_to_ln_v(vocab: int) -> None:
+    torch.manual_seed(0)
+    model = CharLSTM(ModelConfig(vocab_size=vocab, embedding_dim=16, hidden_size=64))
+    ids = torch.randint(0, vocab, (8, 64))
+    logits, _ = model(ids[:, :-1])
+    loss = F.cross_entropy(logits.reshape(-1, vocab), ids[:, 1:].reshape(-1))
+    assert abs(loss.item() - math.log(vocab)) < 0.2
+
+
+def test_softmax_is_not_applied_inside_the_model() -> None:
+    # Logits are unbounded: large head weights must give probabilities near 1, which a
+    # softmax over tanh-bounded LSTM outputs could not.
+    model = make(seed=5, num_layers=1).eval()
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.copy_(torch.tensor([40.0, 0, 0, 0, 0, 0, 0]))
+        logits, _ = model(torch.zeros(1, 1, dtype=torch.int64))
+    assert float(torch.softmax(logits[0, 0], -1)[0]) > 1 - 1e-12
+
+
+def test_config_validation_and_round_trip() -> None:
+    cfg = ModelConfig(vocab_size=3, hidden_size=8, num_layers=1, dropout=0.2)
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ConfigError, match="unknown keys: bogus"):
+        ModelConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+    for bad in ({"hidden_size": 0}, {"num_layers": -1}, {"dropout": 1.0}, {"vocab_size": 1.5}):
+        with pytest.raises(ConfigError):
+            ModelConfig(**{**cfg.to_dict(), **bad})
