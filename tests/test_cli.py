@@ -29,6 +29,17 @@ def test_train_prints_where_and_how_sure(
     assert "too small to hold out" in out
 
 
+def test_progress_lines_when_not_a_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["train", str(CORPORA / "alphabet.txt"), "--out-dir", str(tmp_path)]
+    rc, _, err = run(capsys, *args, "--max-steps", "200")
+    lines = err.splitlines()
+    assert rc == 0 and len(lines) == 2
+    assert lines[0].startswith("step 100: val ") and "(best)" in lines[0]
+    assert "chars/s" in lines[1] and lines[1].startswith("step 200: val ")
+
+
 def test_predict_json(alphabet_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = run(capsys, "predict", str(alphabet_dir), "abc", "--continue", "30", "--json")
     assert rc == 0

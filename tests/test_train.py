@@ -16,7 +16,15 @@ from charlm.fit import fit
 from charlm.inference import Predictor
 from charlm.metrics import read_metrics
 from charlm.model import CharLSTM, ModelConfig
-from charlm.train import StepInfo, TrainCallback, TrainConfig, Trainer, TrainingError, lr_at
+from charlm.train import (
+    StepInfo,
+    TrainCallback,
+    TrainConfig,
+    Trainer,
+    TrainingError,
+    evaluate_streams,
+    lr_at,
+)
 from charlm.vocab import Vocabulary
 
 from .conftest import CORPORA
@@ -235,6 +243,30 @@ def test_early_stop_on_target_loss_and_patience(tmp_path: Path) -> None:
         train_overrides={"lr": 0.3, "eval_interval": 5, "patience": 2, "max_steps": 500},
     )
     assert result.stop_reason == "no improvement" and result.steps < 500
+    # The weights kept for inference are the best ones, not the last ones.
+    ckpt = checkpoint.load(tmp_path / "p")
+    assert result.best_step < result.steps
+    text = (CORPORA / "notes.txt").read_text()
+    split = split_text(text, 0.1)
+    blocks = torch.stack([ckpt.vocab.encode(b) for b in split.val_blocks])
+    best_loss, _ = evaluate_streams(ckpt.build_model(), blocks)
+    assert best_loss == pytest.approx(result.best_val_loss, rel=1e-5)
+    last = ckpt.load_resume()
+    assert not torch.equal(last["model.head.weight"], ckpt.weights["head.weight"])
+
+
+def test_same_seed_same_run_other_seed_other_run(tmp_path: Path) -> None:
+    runs = {}
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        fit(
+            CORPORA / "notes.txt",
+            tmp_path / name,
+            model_overrides=SMALL_MODEL,
+            train_overrides={"max_steps": 30, "seed": seed},
+        )
+        runs[name] = checkpoint.load(tmp_path / name).weights["head.weight"]
+    assert torch.equal(runs["a"], runs["b"])
+    assert not torch.equal(runs["a"], runs["c"])
 
 
 def test_time_budget_stops_the_run(tmp_path: Path) -> None:
