@@ -256,6 +256,7 @@ def _write_tensors(
     tmp = directory / f".{name}.tmp"
     try:
         save_file(plain, str(tmp), metadata={"charlm_format": str(FORMAT_VERSION)})
+        os.chmod(tmp, 0o644)  # as readable as the manifest beside it
         _fsync(tmp)
         os.replace(tmp, directory / name)
     except OSError as e:

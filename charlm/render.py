@@ -114,7 +114,7 @@ def score_summary(result: ScoreResult) -> str:
     return (
         f"{len(probs)} steps: {num(result.bits_per_char)} bits/char, median prob "
         f"{statistics.median(probs):.5f}, min prob {result.min_prob:.5f} at position "
-        f"{result.min_position} ({show_char(worst.char)!s})"
+        f"{result.min_position} '{show_char(worst.char)}'"
     )
 
 

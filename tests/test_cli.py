@@ -121,6 +121,20 @@ def test_errors_are_one_line_and_exit_2(
     assert message in err and "Traceback" not in err
 
 
+def test_downloaded_corpus_is_found_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CHARLM_CACHE", str(tmp_path / "cache"))
+    args = ["train", "tinyshakespeare", "--out-dir", str(tmp_path), "--quiet"]
+    rc, _, err = run(capsys, *args)
+    assert rc == 2 and "charlm corpus download tinyshakespeare" in err
+    cached = tmp_path / "cache" / "corpora" / "tinyshakespeare.txt"
+    cached.parent.mkdir(parents=True)
+    cached.write_text("To be, or not to be: that is the question. " * 20)
+    rc, out, _ = run(capsys, *args, "--max-steps", "5")
+    assert rc == 0 and f"checkpoint: {tmp_path / 'tinyshakespeare'}" in out
+
+
 def test_existing_checkpoint_is_never_lost(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
