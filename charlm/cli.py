@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -127,6 +128,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("corpus", help="UTF-8 text file")
     e.add_argument("--json", action="store_true", help="print JSON")
 
+    v = sub.add_parser("serve", help="serve the models in a checkpoints directory over HTTP")
+    v.add_argument("--checkpoints", default="checkpoints", help="directory of checkpoints")
+    v.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    v.add_argument("--port", type=int, default=8000, help="port to listen on")
+    v.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    v.add_argument("--max-text-chars", type=int, help="longest text or prompt (default 20000)")
+    v.add_argument("--max-continuation", type=int, help="most /predict continuation chars")
+    v.add_argument("--max-generate-length", type=int, help="most /generate chars (10000)")
+    v.add_argument("--max-alternatives", type=int, help="most runner-ups per step (10)")
+    v.add_argument("--max-pending", type=int, help="requests in progress before 503 (64)")
+    v.add_argument("--log-level", default="info", help="uvicorn log level")
+
     c = sub.add_parser("corpus", help="download well-known corpora")
     csub = c.add_subparsers(dest="corpus_command", required=True, metavar="ACTION")
     d = csub.add_parser("download", help="fetch a corpus into the cache, checking its sha256")
@@ -224,13 +237,16 @@ def _print_json(obj: Any) -> None:
 def cmd_predict(args: argparse.Namespace) -> int:
     if args.top_k < 0 or args.length < 0:
         raise InputError("--top-k and --continue must be >= 0")
-    predictor = _predictor(args)
-    dist = predictor.next_distribution(args.text, args.top_k)
-    cont = predictor.continue_greedy(args.text, args.length, alternatives=3)
+    result = _predictor(args).predict(args.text, args.top_k, args.length, alternatives=3)
     if args.json:
-        _print_json({"next": render.distribution_json(dist), **render.continuation_json(cont)})
+        _print_json(
+            {
+                "next": render.distribution_json(result.next),
+                **render.continuation_json(result.continuation),
+            }
+        )
     else:
-        print(render.predict_text(args.text, dist, cont))
+        print(render.predict_text(args.text, result.next, result.continuation))
     return 0
 
 
@@ -274,6 +290,46 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+_SERVE_LIMITS = (
+    "max_text_chars",
+    "max_continuation",
+    "max_generate_length",
+    "max_alternatives",
+    "max_pending",
+)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run uvicorn on the service's app factory; settings travel as CHARLM_* variables
+    so that every worker process builds the same app."""
+    import uvicorn
+
+    from service.settings import ENV_PREFIX, settings_from_env
+
+    env = {ENV_PREFIX + "CHECKPOINTS_DIR": str(args.checkpoints)}
+    for name in _SERVE_LIMITS:
+        if getattr(args, name) is not None:
+            env[ENV_PREFIX + name.upper()] = str(getattr(args, name))
+    if args.workers < 1:
+        raise InputError(f"--workers must be >= 1, got {args.workers}")
+    settings_from_env(env)  # refuse bad values here, with a one-line error
+    os.environ.update(env)
+    if not Path(args.checkpoints).is_dir():
+        print(
+            f"charlm: warning: {args.checkpoints} does not exist yet; no models to serve",
+            file=sys.stderr,
+        )
+    uvicorn.run(
+        "service.app:create_app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+    )
+    return 0
+
+
 def cmd_corpus(args: argparse.Namespace) -> int:
     if args.corpus_command == "list":
         for name, source in sorted(download.KNOWN_CORPORA.items()):
@@ -293,4 +349,5 @@ _COMMANDS = {
     "generate": cmd_generate,
     "eval": cmd_eval,
     "corpus": cmd_corpus,
+    "serve": cmd_serve,
 }

@@ -8,13 +8,20 @@ codes in a single table.
     ├── ConfigError                    an impossible setting or flag combination
     ├── CorpusError                    a corpus file that cannot be used
     │   └── CorpusDownloadError        a download failed or its checksum did not match
-    ├── InputError                     text handed to a model that it cannot take
+    ├── TrainingError                  training cannot go on (the loss became NaN)
+    ├── InputError                     text or a request a model cannot take
     │   ├── UnknownCharacterError      characters outside the model's vocabulary
-    │   └── TextTooLongError           text over a configured length limit
-    └── CheckpointError                a checkpoint that cannot be read or written
-        ├── CheckpointNotFoundError    no checkpoint where one was expected
-        ├── CheckpointExistsError      refusing to overwrite an existing checkpoint
-        └── IncompatibleCheckpointError  wrong format version, shapes or vocabulary
+    │   ├── TextTooLongError           text over a configured length limit
+    │   ├── LimitExceededError         a requested amount over a configured cap
+    │   ├── ModelNameError             a model name that is not a plain name
+    │   └── AmbiguousModelError        no model named while several are loaded
+    ├── CheckpointError                a checkpoint that cannot be read or written
+    │   ├── CheckpointNotFoundError    no checkpoint where one was expected
+    │   │   └── UnknownModelError      no model of that name is served
+    │   ├── CheckpointExistsError      refusing to overwrite an existing checkpoint
+    │   └── IncompatibleCheckpointError  wrong format version, shapes or vocabulary
+    ├── NoModelError                   no model is loaded at all
+    └── OverloadedError                too many requests in progress
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = [
+    "AmbiguousModelError",
     "CharLMError",
     "CheckpointError",
     "CheckpointExistsError",
@@ -31,8 +39,14 @@ __all__ = [
     "CorpusError",
     "IncompatibleCheckpointError",
     "InputError",
+    "LimitExceededError",
+    "ModelNameError",
+    "NoModelError",
+    "OverloadedError",
     "TextTooLongError",
+    "TrainingError",
     "UnknownCharacterError",
+    "UnknownModelError",
 ]
 
 
@@ -50,6 +64,10 @@ class CorpusError(CharLMError):
 
 class CorpusDownloadError(CorpusError):
     """A corpus download that failed or did not match its checksum."""
+
+
+class TrainingError(CharLMError):
+    """Training cannot go on (the loss became NaN or infinite)."""
 
 
 class InputError(CharLMError):
@@ -91,6 +109,32 @@ class TextTooLongError(InputError):
         super().__init__(f"{what} is {length} characters long; the limit is {limit}")
 
 
+class LimitExceededError(InputError):
+    """A requested amount (characters to generate, alternatives, ...) over its cap."""
+
+    def __init__(self, name: str, value: int, limit: int) -> None:
+        self.name = name
+        self.value = value
+        self.limit = limit
+        super().__init__(f"{name} is {value}; the limit is {limit}")
+
+
+class ModelNameError(InputError):
+    """A model name that is not a plain directory name (e.g. '../x')."""
+
+
+class AmbiguousModelError(InputError):
+    """No model named in a request while several are loaded."""
+
+
+class NoModelError(CharLMError):
+    """No model is loaded."""
+
+
+class OverloadedError(CharLMError):
+    """More requests in progress than the configured limit."""
+
+
 class CheckpointError(CharLMError):
     """A checkpoint that cannot be read or written."""
 
@@ -101,6 +145,10 @@ class CheckpointNotFoundError(CheckpointError):
 
 class CheckpointExistsError(CheckpointError):
     """A new run would replace an existing checkpoint."""
+
+
+class UnknownModelError(CheckpointNotFoundError):
+    """No model of the requested name is served."""
 
 
 class IncompatibleCheckpointError(CheckpointError):

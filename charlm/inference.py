@@ -31,7 +31,9 @@ from charlm.vocab import Vocabulary
 __all__ = [
     "CharProb",
     "Continuation",
+    "ContinuationStep",
     "EvalResult",
+    "Prediction",
     "Predictor",
     "SampleConfig",
     "ScoreResult",
@@ -91,6 +93,14 @@ class ContinuationStep:
 class Continuation:
     text: str
     steps: list[ContinuationStep]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The next-character distribution after a text and its greedy continuation."""
+
+    next: list[CharProb]
+    continuation: Continuation
 
 
 @dataclass(frozen=True)
@@ -177,20 +187,36 @@ class Predictor:
             logits, _ = self._read(self._ids(text, "text"))
             return self._top(torch.softmax(logits.float(), -1), top_k)
 
+    def predict(
+        self, text: str, top_k: int = 0, length: int = 0, alternatives: int = 0
+    ) -> Prediction:
+        """`next_distribution` and `continue_greedy` in one pass over `text`."""
+        if length < 0 or top_k < 0 or alternatives < 0:
+            raise ConfigError("top_k, length and alternatives must be >= 0")
+        with torch.inference_mode():
+            logits, state = self._read(self._ids(text, "text"))
+            dist = self._top(torch.softmax(logits.float(), -1), top_k)
+            return Prediction(dist, self._greedy(logits, state, length, alternatives))
+
     def continue_greedy(self, text: str, length: int, alternatives: int = 0) -> Continuation:
         """The `length` most likely next characters, one at a time, after `text`."""
         if length < 0:
             raise ConfigError(f"continuation length must be >= 0, got {length}")
-        steps: list[ContinuationStep] = []
         with torch.inference_mode():
             logits, state = self._read(self._ids(text, "text"))
-            for i in range(length):
-                probs = torch.softmax(logits.float(), -1)
-                best = int(torch.argmax(probs))
-                top = self._top(probs, alternatives) if alternatives > 0 else []
-                steps.append(ContinuationStep(self.vocab.chars[best], float(probs[best]), top))
-                if i + 1 < length:
-                    logits, state = self._step(best, state)
+            return self._greedy(logits, state, length, alternatives)
+
+    def _greedy(
+        self, logits: torch.Tensor, state: State, length: int, alternatives: int
+    ) -> Continuation:
+        steps: list[ContinuationStep] = []
+        for i in range(length):
+            probs = torch.softmax(logits.float(), -1)
+            best = int(torch.argmax(probs))
+            top = self._top(probs, alternatives) if alternatives > 0 else []
+            steps.append(ContinuationStep(self.vocab.chars[best], float(probs[best]), top))
+            if i + 1 < length:
+                logits, state = self._step(best, state)
         return Continuation("".join(s.char for s in steps), steps)
 
     def score(self, text: str, alternatives: int = 3) -> ScoreResult:

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from charlm import checkpoint
 from charlm._dictconfig import from_dict
 from charlm.data import Split, Streams
-from charlm.errors import CharLMError, ConfigError, IncompatibleCheckpointError
+from charlm.errors import ConfigError, IncompatibleCheckpointError, TrainingError
 from charlm.metrics import MetricsLog
 from charlm.model import CharLSTM, ModelConfig, State
 from charlm.vocab import Vocabulary
@@ -45,7 +45,6 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "Trainer",
-    "TrainingError",
     "evaluate_streams",
     "lr_at",
 ]
@@ -53,10 +52,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _EVAL_CHUNK = 1024
-
-
-class TrainingError(CharLMError):
-    """Training cannot go on (the loss became NaN or infinite)."""
 
 
 @dataclass(frozen=True)

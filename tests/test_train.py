@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from charlm import checkpoint
 from charlm.data import split_text
-from charlm.errors import ConfigError
+from charlm.errors import ConfigError, TrainingError
 from charlm.fit import fit
 from charlm.inference import Predictor
 from charlm.metrics import read_metrics
@@ -21,7 +21,6 @@ from charlm.train import (
     TrainCallback,
     TrainConfig,
     Trainer,
-    TrainingError,
     evaluate_streams,
     lr_at,
 )

@@ -1,0 +1,65 @@
+"""The application factory: settings in, a FastAPI app out.
+
+Nothing happens at import time. The lifespan loads every model under the checkpoints
+directory once, before the first request; routes reach the registry and the settings
+through `app.state`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from charlm.registry import ModelRegistry
+from service.errors import install_error_handlers
+from service.limits import Admission, Pending
+from service.routes import router
+from service.settings import ServiceSettings, settings_from_env
+
+__all__ = ["create_app", "create_app_from_env"]
+
+log = logging.getLogger(__name__)
+
+INFERENCE_PATHS = frozenset({"/predict", "/score", "/generate"})
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    settings = settings or ServiceSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        registry = ModelRegistry(settings.checkpoints_dir, settings.device)
+        report = await run_in_threadpool(registry.refresh)
+        for name, problem in report.errors.items():
+            log.warning("not serving %s: %s", name, problem)
+        log.info(
+            "serving %s from %s",
+            ", ".join(registry.names()) or "no models",
+            settings.checkpoints_dir,
+        )
+        app.state.registry = registry
+        yield
+
+    app = FastAPI(
+        title="charlm",
+        summary="Next-character probabilities, greedy continuations, per-step confidence.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.pending = Pending()
+    app.add_middleware(
+        Admission, pending=app.state.pending, limit=settings.max_pending, paths=INFERENCE_PATHS
+    )
+    install_error_handlers(app)
+    app.include_router(router)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The app with settings from CHARLM_* variables (how `charlm serve` starts workers)."""
+    return create_app(settings_from_env())

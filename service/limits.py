@@ -1,0 +1,72 @@
+"""What one request may ask for, and how many may be in progress at once.
+
+`check_limits` compares a request's sizes with the server's caps. `Admission` is ASGI
+middleware that counts inference requests from arrival until their last byte is sent
+(streams included) and answers 503 at once when `max_pending` are already in progress,
+so overload never builds an unbounded queue.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from charlm import LimitExceededError, OverloadedError, TextTooLongError
+from service.errors import response_for
+from service.settings import ServiceSettings
+
+__all__ = ["Admission", "Pending", "check_limits"]
+
+
+def check_limits(
+    settings: ServiceSettings,
+    *,
+    text: str = "",
+    what: str = "text",
+    continuation: int = 0,
+    length: int = 0,
+    alternatives: int = 0,
+) -> None:
+    if len(text) > settings.max_text_chars:
+        raise TextTooLongError(len(text), settings.max_text_chars, what=what)
+    caps = (
+        ("continuation_length", continuation, settings.max_continuation),
+        ("length", length, settings.max_generate_length),
+        ("alternatives", alternatives, settings.max_alternatives),
+    )
+    for name, value, cap in caps:
+        if value > cap:
+            raise LimitExceededError(name, value, cap)
+
+
+class Pending:
+    """A count of requests in progress (one event loop per process: no lock needed)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+class Admission:
+    def __init__(
+        self, app: ASGIApp, *, pending: Pending, limit: int, paths: frozenset[str]
+    ) -> None:
+        self.app = app
+        self.pending = pending
+        self.limit = limit
+        self.paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        if self.pending.count >= self.limit:
+            error = OverloadedError(
+                f"{self.pending.count} requests are in progress, the limit is {self.limit}; "
+                "retry shortly"
+            )
+            await response_for(error)(scope, receive, send)
+            return
+        self.pending.count += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.pending.count -= 1
