@@ -114,7 +114,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _is_json(request: Request) -> bool:
-    kind = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    kind = request.headers.get("content-type", "").split(";")[0].strip()
     return kind == "application/json" or kind.endswith("+json")
 
 

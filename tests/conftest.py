@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,20 @@ def notes_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def notes(notes_dir: Path) -> Predictor:
     return Predictor.from_checkpoint(notes_dir)
+
+
+def copy_checkpoint(src: Path, dest: Path) -> Path:
+    """A copy of a checkpoint directory (what a user would rsync into a server's dir)."""
+    shutil.copytree(src, dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def served_dir(
+    tmp_path_factory: pytest.TempPathFactory, alphabet_dir: Path, notes_dir: Path
+) -> Path:
+    """A checkpoints directory holding the alphabet and notes models."""
+    root = tmp_path_factory.mktemp("served")
+    copy_checkpoint(alphabet_dir, root / "alphabet")
+    copy_checkpoint(notes_dir, root / "notes")
+    return root

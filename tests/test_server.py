@@ -1,0 +1,239 @@
+"""End to end: a real `charlm serve` (uvicorn) process on a loopback port."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import pytest
+
+from charlm.cli import main
+
+from .conftest import CORPORA, REPO, copy_checkpoint
+
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, checkpoints: Path, *flags: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = checkpoints.parent / f"server-{self.port}.log"
+        cmd = [sys.executable, "-m", "charlm", "serve", "--checkpoints", str(checkpoints)]
+        cmd += ["--port", str(self.port), "--log-level", "warning", *flags]
+        with open(self.log, "w") as log:  # the child keeps its own handle
+            self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log.read_text()
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise AssertionError("server did not start: " + self.log.read_text())
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server_dir(
+    tmp_path_factory: pytest.TempPathFactory, alphabet_dir: Path, notes_dir: Path
+) -> Path:
+    root = tmp_path_factory.mktemp("e2e") / "checkpoints"
+    copy_checkpoint(alphabet_dir, root / "alphabet")
+    copy_checkpoint(notes_dir, root / "notes")
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(server_dir: Path) -> Iterator[Server]:
+    s = Server(server_dir, "--max-generate-length", "2000000")
+    yield s
+    s.stop()
+
+
+def test_every_endpoint(server: Server) -> None:
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        assert c.get("/health").json()["models"] == ["alphabet", "notes"]
+        assert [m["name"] for m in c.get("/models").json()["models"]] == ["alphabet", "notes"]
+        body = c.post(
+            "/predict", json={"model": "alphabet", "text": "abc", "continuation_length": 100}
+        ).json()
+        assert body["next"][0]["char"] == "d" and body["next"][0]["prob"] >= 0.999
+        assert body["continuation"] == (LETTERS[3:] + LETTERS * 4)[:100]
+        score = c.post("/score", json={"model": "alphabet", "text": LETTERS * 2}).json()
+        assert score["min_prob"] >= 0.999 and len(score["steps"]) == 51
+        gen = c.post(
+            "/generate", json={"model": "alphabet", "prompt": "k", "length": 30, "temperature": 0}
+        ).json()
+        assert gen["text"] == (LETTERS[11:] + LETTERS)[:30]
+        r = c.post("/predict", json={"model": "../notes", "text": "a"})
+        assert r.status_code == 422 and r.json()["error"]["type"] == "model_name"
+        r = c.post("/predict", content=b"{oops", headers={"content-type": "application/json"})
+        assert r.status_code == 400 and r.json()["error"]["type"] == "malformed_json"
+        assert c.get("/docs").status_code == 200
+
+
+def read_events(lines: Iterator[str], limit: int | None = None) -> list[tuple[str, Any]]:
+    """Parse SSE events from `lines` (keep the iterator: dropping it closes the stream)."""
+    events: list[tuple[str, Any]] = []
+    kind, data = "message", ""
+    for line in lines:
+        if line.startswith("event: "):
+            kind = line[7:]
+        elif line.startswith("data: "):
+            data = line[6:]
+        elif line == "" and data:
+            events.append((kind, json.loads(data)))
+            kind, data = "message", ""
+            if limit is not None and len(events) >= limit:
+                break
+    return events
+
+
+def test_sse_streams_characters_as_they_are_made(server: Server) -> None:
+    body = {"model": "notes", "prompt": "the ", "length": 300, "seed": 4}
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        plain = c.post("/generate", json=body).json()["text"]
+        with c.stream("POST", "/generate", json={**body, "stream": True}) as r:
+            assert r.headers["content-type"].startswith("text/event-stream")
+            events = read_events(r.iter_lines())
+    chars = [d["char"] for kind, d in events if kind == "message"]
+    assert "".join(chars) == plain and events[-1][0] == "done" and events[-1][1]["text"] == plain
+
+
+def pending(server: Server) -> int:
+    return int(httpx.get(server.url + "/health").json()["pending"])
+
+
+def test_disconnect_stops_generation_and_long_streams_do_not_stall_predict(server: Server) -> None:
+    body = {"model": "notes", "prompt": "a", "length": 2_000_000, "stream": True}
+    with (
+        httpx.Client(base_url=server.url, timeout=30) as c,
+        c.stream("POST", "/generate", json=body) as r,
+    ):
+        lines = r.iter_lines()
+        assert len(read_events(lines, limit=50)) == 50
+        assert pending(server) == 1
+        latencies = []
+        for _ in range(20):  # short calls while the long generation runs
+            t0 = time.perf_counter()
+            resp = httpx.post(server.url + "/predict", json={"model": "alphabet", "text": "abc"})
+            latencies.append(time.perf_counter() - t0)
+            assert resp.json()["next"][0]["char"] == "d"
+        assert sorted(latencies)[10] < 0.25, latencies
+    # The client has gone: the server stops generating (2,000,000 chars would take minutes).
+    deadline = time.monotonic() + 5
+    while pending(server) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pending(server) == 0
+
+
+def test_concurrent_calls_match_sequential_ones(server: Server) -> None:
+    texts = ["the ", "a bird", "rain on the ", "seed", "wood", "t", "I went out to"]
+    requests = (
+        [
+            ("/predict", {"model": "notes", "text": t, "continuation_length": 15, "top_k": 0})
+            for t in texts
+        ]
+        + [("/score", {"model": "notes", "text": t + "and"}) for t in texts]
+        + [
+            (
+                "/predict",
+                {"model": "alphabet", "text": LETTERS[i:] + "a", "continuation_length": 26},
+            )
+            for i in range(10)
+        ]
+        + [
+            ("/generate", {"model": "notes", "prompt": t, "length": 40, "seed": i})
+            for i, t in enumerate(texts)
+        ]
+    )
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        sequential = [c.post(p, json=b).json() for p, b in requests]
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            for _ in range(2):
+                concurrent = list(pool.map(lambda pb: c.post(pb[0], json=pb[1]).json(), requests))
+                assert concurrent == sequential
+
+
+def test_overload_is_refused_quickly(server_dir: Path) -> None:
+    small = Server(server_dir, "--max-pending", "2", "--max-generate-length", "2000000")
+    try:
+        body = {"model": "notes", "prompt": "a", "length": 2_000_000, "stream": True}
+        with httpx.Client(base_url=small.url, timeout=30) as c:
+            streams = [c.stream("POST", "/generate", json=body) for _ in range(2)]
+            responses = [s.__enter__() for s in streams]
+            assert all(r.status_code == 200 for r in responses)
+            lines = [r.iter_lines() for r in responses]
+            for it in lines:
+                read_events(it, limit=1)
+            t0 = time.perf_counter()
+            refused = c.post("/predict", json={"model": "alphabet", "text": "abc"})
+            assert time.perf_counter() - t0 < 1.0
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+            assert refused.json()["error"]["type"] == "overloaded"
+            assert "limit is 2" in refused.json()["error"]["message"]
+            assert c.get("/health").status_code == 200  # health is never refused
+            for s in streams:
+                s.__exit__(None, None, None)
+            deadline = time.monotonic() + 5
+            while pending(small) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert c.post("/predict", json={"model": "alphabet", "text": "abc"}).status_code == 200
+    finally:
+        small.stop()
+
+
+def test_a_model_trained_while_serving_is_served(server: Server, server_dir: Path) -> None:
+    rc = main(
+        [
+            "train",
+            str(CORPORA / "ab.txt"),
+            "--out-dir",
+            str(server_dir),
+            "--quiet",
+            "--max-steps",
+            "300",
+        ]
+    )
+    assert rc == 0
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        assert "ab" in [m["name"] for m in c.get("/models").json()["models"]]
+        body = c.post(
+            "/predict", json={"model": "ab", "text": "abab", "continuation_length": 6}
+        ).json()
+        assert body["continuation"] == "ababab"
+
+
+def test_several_workers(server_dir: Path) -> None:
+    multi = Server(server_dir, "--workers", "2")
+    try:
+        with httpx.Client(base_url=multi.url, timeout=30) as c:
+            for _ in range(6):
+                assert (
+                    c.post("/predict", json={"model": "alphabet", "text": "xy"}).json()["next"][0][
+                        "char"
+                    ]
+                    == "z"
+                )
+    finally:
+        multi.stop()
