@@ -1,0 +1,61 @@
+"""Shared by the benchmark scripts: machine description, timing summaries, and
+appending a section to BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+BENCHMARKS = REPO / "BENCHMARKS.md"
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    )
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summary_ms(seconds: list[float]) -> tuple[float, float, float]:
+    """Median, p90 and p99 in milliseconds."""
+    ms = [s * 1000 for s in seconds]
+    return statistics.median(ms), percentile(ms, 90), percentile(ms, 99)
+
+
+def append_section(title: str, table: str, notes: str = "") -> None:
+    """Add a dated section with the command that produced it to BENCHMARKS.md."""
+    command = "python " + " ".join(
+        [str(Path(sys.argv[0]).resolve().relative_to(REPO)), *sys.argv[1:]]
+    )
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    text = f"\n## {title}\n\n{when}; {machine()}\n\nCommand: `{command}`\n\n{table}\n"
+    if notes:
+        text += f"\n{notes}\n"
+    if not BENCHMARKS.exists():
+        BENCHMARKS.write_text(
+            "# Benchmarks\n\nEach section was written by the script and command it names; "
+            "figures within a section were measured side by side in one run.\n"
+        )
+    with open(BENCHMARKS, "a", encoding="utf-8") as f:
+        f.write(text)
