@@ -16,6 +16,7 @@ import pytest
 from charlm.cli import main
 
 from .conftest import CORPORA, REPO, copy_checkpoint
+from .test_service import BAD_REQUESTS
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
@@ -65,7 +66,15 @@ def server_dir(
 
 @pytest.fixture(scope="module")
 def server(server_dir: Path) -> Iterator[Server]:
-    s = Server(server_dir, "--max-generate-length", "2000000")
+    s = Server(
+        server_dir,
+        "--max-generate-length",
+        "2000000",
+        "--max-text-chars",
+        "500",
+        "--max-continuation",
+        "300",
+    )
     yield s
     s.stop()
 
@@ -90,6 +99,18 @@ def test_every_endpoint(server: Server) -> None:
         r = c.post("/predict", content=b"{oops", headers={"content-type": "application/json"})
         assert r.status_code == 400 and r.json()["error"]["type"] == "malformed_json"
         assert c.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "kind", "fragment"),
+    [case for case in BAD_REQUESTS if "length" not in case[1]],
+)
+def test_bad_requests_over_real_http(
+    server: Server, path: str, body: Any, status: int, kind: str, fragment: str
+) -> None:
+    r = httpx.post(server.url + path, json=body, timeout=30)
+    error = json.loads(r.text)["error"]
+    assert (r.status_code, error["type"]) == (status, kind) and fragment in error["message"]
 
 
 def read_events(lines: Iterator[str], limit: int | None = None) -> list[tuple[str, Any]]:

@@ -146,98 +146,100 @@ def error_of(status: int, body: Any) -> tuple[int, str, str]:
     return status, body["error"]["type"], body["error"]["message"]
 
 
-@pytest.mark.parametrize(
-    ("path", "body", "status", "kind", "fragment"),
-    [
-        ("/predict", {"text": "abc"}, 422, "ambiguous_model", "alphabet, notes"),
-        (
-            "/predict",
-            {"model": "nope", "text": "a"},
-            404,
-            "unknown_model",
-            "loaded models: alphabet, notes",
-        ),
-        (
-            "/predict",
-            {"model": "alphabet", "text": "ab€c"},
-            422,
-            "unknown_character",
-            "'€' at position 2",
-        ),
-        ("/predict", {"model": "alphabet", "text": ""}, 422, "input", "empty"),
-        ("/predict", {"model": "alphabet"}, 422, "invalid_request", "text: Field required"),
-        ("/predict", {"model": "alphabet", "text": 5}, 422, "invalid_request", "valid string"),
-        (
-            "/predict",
-            {"model": "alphabet", "text": "a", "top_k": "3"},
-            422,
-            "invalid_request",
-            "top_k",
-        ),
-        (
-            "/predict",
-            {"model": "alphabet", "text": "a", "top_k": -1},
-            422,
-            "invalid_request",
-            "top_k",
-        ),
-        (
-            "/predict",
-            {"model": "alphabet", "text": "a", "colour": 1},
-            422,
-            "invalid_request",
-            "colour",
-        ),
-        (
-            "/predict",
-            {"model": "alphabet", "text": "a" * 501},
-            413,
-            "text_too_long",
-            "limit is 500",
-        ),
-        (
-            "/predict",
-            {"model": "alphabet", "text": "a", "continuation_length": 301},
-            422,
-            "limit_exceeded",
-            "limit is 300",
-        ),
-        (
-            "/predict",
-            {"model": "alphabet", "text": "a", "alternatives": 11},
-            422,
-            "limit_exceeded",
-            "limit is 10",
-        ),
-        ("/score", {"model": "alphabet", "text": "a"}, 422, "input", "at least 2"),
-        (
-            "/score",
-            {"model": "alphabet", "text": "a1b2"},
-            422,
-            "unknown_character",
-            "'1' at position 1; '2' at position 3",
-        ),
-        ("/generate", {"model": "alphabet", "length": 401}, 422, "limit_exceeded", "length is 401"),
-        (
-            "/generate",
-            {"model": "alphabet", "temperature": -0.5},
-            422,
-            "invalid_request",
-            "temperature",
-        ),
-        ("/generate", {"model": "alphabet", "top_p": 0}, 422, "invalid_request", "top_p"),
-        ("/generate", {"model": "alphabet", "top_p": 1.5}, 422, "invalid_request", "top_p"),
-        ("/generate", {"model": "alphabet", "prompt": "X"}, 422, "unknown_character", "prompt has"),
-        (
-            "/generate",
-            {"model": "alphabet", "prompt": "a" * 501},
-            413,
-            "text_too_long",
-            "prompt is 501",
-        ),
-        ("/generate", {"model": "alphabet", "seed": -1}, 422, "invalid_request", "seed"),
-    ],
-)
+BAD_REQUESTS: list[tuple[str, Any, int, str, str]] = [
+    ("/predict", {"text": "abc"}, 422, "ambiguous_model", "alphabet, notes"),
+    (
+        "/predict",
+        {"model": "nope", "text": "a"},
+        404,
+        "unknown_model",
+        "loaded models: alphabet, notes",
+    ),
+    (
+        "/predict",
+        {"model": "alphabet", "text": "ab€c"},
+        422,
+        "unknown_character",
+        "'€' at position 2",
+    ),
+    ("/predict", {"model": "alphabet", "text": ""}, 422, "input", "empty"),
+    ("/predict", {"model": "alphabet"}, 422, "invalid_request", "text: Field required"),
+    ("/predict", {"model": "alphabet", "text": 5}, 422, "invalid_request", "valid string"),
+    (
+        "/predict",
+        {"model": "alphabet", "text": "a", "top_k": "3"},
+        422,
+        "invalid_request",
+        "top_k",
+    ),
+    (
+        "/predict",
+        {"model": "alphabet", "text": "a", "top_k": -1},
+        422,
+        "invalid_request",
+        "top_k",
+    ),
+    (
+        "/predict",
+        {"model": "alphabet", "text": "a", "colour": 1},
+        422,
+        "invalid_request",
+        "colour",
+    ),
+    (
+        "/predict",
+        {"model": "alphabet", "text": "a" * 501},
+        413,
+        "text_too_long",
+        "limit is 500",
+    ),
+    (
+        "/predict",
+        {"model": "alphabet", "text": "a", "continuation_length": 301},
+        422,
+        "limit_exceeded",
+        "limit is 300",
+    ),
+    (
+        "/predict",
+        {"model": "alphabet", "text": "a", "alternatives": 11},
+        422,
+        "limit_exceeded",
+        "limit is 10",
+    ),
+    ("/score", {"model": "alphabet", "text": "a"}, 422, "input", "at least 2"),
+    (
+        "/score",
+        {"model": "alphabet", "text": "a1b2"},
+        422,
+        "unknown_character",
+        "'1' at position 1; '2' at position 3",
+    ),
+    ("/generate", {"model": "alphabet", "length": 401}, 422, "limit_exceeded", "length is 401"),
+    (
+        "/generate",
+        {"model": "alphabet", "temperature": -0.5},
+        422,
+        "invalid_request",
+        "temperature",
+    ),
+    ("/generate", {"model": "alphabet", "top_p": 0}, 422, "invalid_request", "top_p"),
+    ("/generate", {"model": "alphabet", "top_p": 1.5}, 422, "invalid_request", "top_p"),
+    ("/generate", {"model": "alphabet", "prompt": "X"}, 422, "unknown_character", "prompt has"),
+    (
+        "/generate",
+        {"model": "alphabet", "prompt": "a" * 501},
+        413,
+        "text_too_long",
+        "prompt is 501",
+    ),
+    ("/generate", {"model": "alphabet", "seed": -1}, 422, "invalid_request", "seed"),
+]
+"""(path, body, status, error type, part of the message), with max_text_chars=500,
+max_continuation=300 and max_generate_length=400."""
+
+
+@pytest.mark.parametrize(("path", "body", "status", "kind", "fragment"), BAD_REQUESTS)
 def test_bad_requests_get_typed_json_errors(
     client: TestClient, path: str, body: Any, status: int, kind: str, fragment: str
 ) -> None:
