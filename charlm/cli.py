@@ -20,6 +20,8 @@ from charlm.data import read_corpus, split_text
 from charlm.errors import CharLMError, InputError
 from charlm.fit import fit
 from charlm.inference import Predictor, SampleConfig
+from charlm.metrics import METRICS_FILE
+from charlm.plots import plot_metrics
 from charlm.progress import ProgressBar
 
 __all__ = ["main"]
@@ -139,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--max-alternatives", type=int, help="most runner-ups per step (10)")
     v.add_argument("--max-pending", type=int, help="requests in progress before 503 (64)")
     v.add_argument("--log-level", default="info", help="uvicorn log level")
+
+    pl = sub.add_parser("plot", help="redraw a checkpoint's learning curves as a PNG")
+    _add_checkpoint_args(pl)
+    pl.add_argument("--out", type=Path, help="PNG file (default: learning_curves.png beside it)")
 
     c = sub.add_parser("corpus", help="download well-known corpora")
     csub = c.add_subparsers(dest="corpus_command", required=True, metavar="ACTION")
@@ -290,6 +296,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    directory = checkpoint.resolve(args.checkpoint, args.checkpoints_dir)
+    if not (directory / METRICS_FILE).is_file():
+        raise InputError(f"{directory}: no {METRICS_FILE} to plot")
+    print(plot_metrics(directory, args.out))
+    return 0
+
+
 _SERVE_LIMITS = (
     "max_text_chars",
     "max_continuation",
@@ -350,4 +364,5 @@ _COMMANDS = {
     "eval": cmd_eval,
     "corpus": cmd_corpus,
     "serve": cmd_serve,
+    "plot": cmd_plot,
 }

@@ -19,8 +19,9 @@ from charlm import checkpoint
 from charlm.data import read_corpus, split_text
 from charlm.errors import CheckpointExistsError, CheckpointNotFoundError, ConfigError
 from charlm.model import ModelConfig
+from charlm.plots import PlotCallback
 from charlm.presets import preset_for
-from charlm.train import TrainCallback, TrainConfig, Trainer, TrainResult
+from charlm.train import CallbackList, TrainCallback, TrainConfig, Trainer, TrainResult
 from charlm.vocab import Vocabulary
 
 __all__ = ["RESUMABLE_OVERRIDES", "fit", "pick_device"]
@@ -52,8 +53,12 @@ def fit(
     overwrite: bool = False,
     device: str = "auto",
     callback: TrainCallback | None = None,
+    plots: bool = True,
 ) -> TrainResult:
-    """Train on `corpus`, writing checkpoints into `directory`."""
+    """Train on `corpus`, writing checkpoints into `directory`.
+
+    With `plots`, `learning_curves.png` in `directory` follows the run.
+    """
     model_overrides = dict(model_overrides or {})
     train_overrides = dict(train_overrides or {})
     if resume and overwrite:
@@ -103,7 +108,7 @@ def fit(
         split,
         directory,
         resume_from=ckpt,
-        callback=callback,
+        callback=CallbackList(callback, PlotCallback() if plots else None),
         device=torch_device,
         corpus_info={**corpus_info, "preset": preset_name},
     )

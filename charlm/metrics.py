@@ -1,8 +1,9 @@
 """The machine-readable training log: one JSON object per line in `metrics.jsonl`.
 
 Rows carry `kind` ("train" or "eval"), `step` and `time_s` (training wall time since
-the run began, resumed runs included). Each row is flushed as it is written, so the
-log can be followed while training runs. NaN and infinity are written as null.
+the run began, resumed runs included; evaluation counts, drawing plots does not).
+Each row is flushed as it is written, so the log can be followed while training runs.
+NaN and infinity are written as null.
 """
 
 from __future__ import annotations

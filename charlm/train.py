@@ -39,6 +39,7 @@ from charlm.model import CharLSTM, ModelConfig, State
 from charlm.vocab import Vocabulary
 
 __all__ = [
+    "CallbackList",
     "EvalInfo",
     "StepInfo",
     "TrainCallback",
@@ -159,13 +160,42 @@ class EvalInfo:
 
 
 class TrainCallback:
-    """Hooks for progress display; the default does nothing."""
+    """Hooks for progress display and plots; the default does nothing.
+
+    `on_eval` runs after the evaluation's checkpoint and metrics are written; `on_end`
+    after the run's last checkpoint.
+    """
 
     def on_start(self, trainer: Trainer) -> None: ...
 
     def on_step(self, info: StepInfo) -> None: ...
 
     def on_eval(self, info: EvalInfo) -> None: ...
+
+    def on_end(self, result: TrainResult) -> None: ...
+
+
+class CallbackList(TrainCallback):
+    """Several callbacks called in order."""
+
+    def __init__(self, *callbacks: TrainCallback | None) -> None:
+        self.callbacks = [c for c in callbacks if c is not None]
+
+    def on_start(self, trainer: Trainer) -> None:
+        for c in self.callbacks:
+            c.on_start(trainer)
+
+    def on_step(self, info: StepInfo) -> None:
+        for c in self.callbacks:
+            c.on_step(info)
+
+    def on_eval(self, info: EvalInfo) -> None:
+        for c in self.callbacks:
+            c.on_eval(info)
+
+    def on_end(self, result: TrainResult) -> None:
+        for c in self.callbacks:
+            c.on_end(result)
 
 
 @dataclass(frozen=True)
@@ -274,6 +304,7 @@ class Trainer:
         self.state: State | None = None
         self._has_best = resume_from is not None  # best weights of this run are on disk
         self._saved_step = 0
+        self._paused_s = 0.0
         if resume_from is not None:
             self._restore(resume_from)
         if self.streams.batch_size != config.batch_size or self.streams.seq_len != config.seq_len:
@@ -305,6 +336,7 @@ class Trainer:
         metrics = MetricsLog(self.directory, keep_through_step=p.step if p.step > 0 else None)
         self.callback.on_start(self)
         t_run = time.perf_counter()
+        self._paused_s = 0.0
         elapsed_before = p.elapsed_s
         step_time = 0.0
         chars_timed = 0
@@ -358,7 +390,7 @@ class Trainer:
                 step_time += dt
                 chars_timed += x.numel()
                 p.chars_seen += x.numel()
-                p.elapsed_s = elapsed_before + time.perf_counter() - t_run
+                p.elapsed_s = elapsed_before + time.perf_counter() - t_run - self._paused_s
                 loss_sum += loss_value
                 loss_n += 1
                 p.train_loss = loss_value
@@ -386,7 +418,7 @@ class Trainer:
 
                 if (
                     cfg.max_minutes is not None
-                    and time.perf_counter() - t_run >= cfg.max_minutes * 60
+                    and time.perf_counter() - t_run - self._paused_s >= cfg.max_minutes * 60
                 ):
                     p.stop_reason = "time budget"
                 at_end = p.step >= cfg.max_steps or bool(p.stop_reason)
@@ -405,7 +437,7 @@ class Trainer:
                 self._save(improved=False)
         finally:
             metrics.close()
-        return TrainResult(
+        result = TrainResult(
             directory=self.directory,
             steps=p.step,
             elapsed_s=p.elapsed_s,
@@ -417,6 +449,8 @@ class Trainer:
             val_held_out=self.split.held_out,
             chars_per_s=chars_timed / step_time if step_time > 0 else 0.0,
         )
+        self.callback.on_end(result)
+        return result
 
     def _kept(self) -> str:
         if self._saved_step == 0 and not self._has_best:
@@ -461,17 +495,19 @@ class Trainer:
             best_val_loss=p.best_val_loss,
             eval_s=round(eval_s, 4),
         )
-        self.callback.on_eval(
-            EvalInfo(
-                step=p.step, val_loss=val_loss, best_val_loss=p.best_val_loss, improved=improved
-            )
-        )
         if not p.stop_reason:
             if cfg.target_loss is not None and val_loss <= cfg.target_loss:
                 p.stop_reason = "target loss"
             elif cfg.patience is not None and p.evals_since_best >= cfg.patience:
                 p.stop_reason = "no improvement"
         self._save(improved=improved)
+        t0 = time.perf_counter()
+        self.callback.on_eval(
+            EvalInfo(
+                step=p.step, val_loss=val_loss, best_val_loss=p.best_val_loss, improved=improved
+            )
+        )
+        self._paused_s += time.perf_counter() - t0  # plots and displays are not training
 
     # -- checkpoints ----------------------------------------------------------
 

@@ -51,6 +51,8 @@ def test_files_are_json_and_safetensors_only(alphabet_dir: Path) -> None:
         if p.suffix == ".safetensors":
             header_len = int.from_bytes(data[:8], "little")
             json.loads(data[8 : 8 + header_len])  # a JSON header, then raw tensor bytes
+        elif p.suffix == ".png":
+            assert data.startswith(b"\x89PNG\r\n\x1a\n")  # learning curves
         else:
             assert p.suffix in (".json", ".jsonl")
         assert not data.startswith(b"\x80") and b"PK\x03\x04" not in data[:4]  # no pickle/zip

@@ -1,0 +1,116 @@
+"""Learning curves as a PNG, drawn from a run's `metrics.jsonl`.
+
+Four panels: training and validation loss against steps and against wall time, the
+gradient norm before clipping, and the learning rate. `PlotCallback` keeps
+`learning_curves.png` next to the checkpoint up to date while training runs: it redraws
+at evaluations (at most every few seconds, so drawing never costs more than a small
+share of a run) and always when the run ends. matplotlib is imported only to draw.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from charlm.metrics import METRICS_FILE, read_metrics
+from charlm.train import EvalInfo, TrainCallback, Trainer, TrainResult
+
+__all__ = ["PLOT_FILE", "PlotCallback", "plot_metrics"]
+
+log = logging.getLogger(__name__)
+
+PLOT_FILE = "learning_curves.png"
+_MIN_INTERVAL_S = 5.0
+
+
+def plot_metrics(directory: str | Path, out: str | Path | None = None) -> Path:
+    """Draw the learning curves of the run in `directory` into `out` (a PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+
+    directory = Path(directory)
+    target = Path(out) if out is not None else directory / PLOT_FILE
+    rows = read_metrics(directory / METRICS_FILE)
+    train = [r for r in rows if r.get("kind") == "train"]
+    evals = [r for r in rows if r.get("kind") == "eval"]
+
+    def series(rs: list[dict[str, Any]], x: str, y: str) -> tuple[list[float], list[float]]:
+        pairs = [(r[x], r[y]) for r in rs if r.get(x) is not None and r.get(y) is not None]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), constrained_layout=True)
+    for ax, x, label in ((axes[0][0], "step", "step"), (axes[0][1], "time_s", "wall time (s)")):
+        ax.plot(*series(train, x, "loss"), label="train", color="#4477aa", linewidth=1)
+        ax.plot(
+            *series(evals, x, "val_loss"), "o-", label="validation", color="#ee6677", markersize=3
+        )
+        ax.set_xlabel(label)
+        ax.set_ylabel("loss (nats/char)")
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    ax = axes[1][0]
+    ax.plot(*series(train, "step", "grad_norm"), color="#228833", linewidth=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("gradient norm before clipping")
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(plain)
+    ax.grid(True, which="both", alpha=0.3)
+    ax = axes[1][1]
+    ax.plot(*series(train, "step", "lr"), color="#aa3377", linewidth=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("learning rate")
+    ax.grid(True, alpha=0.3)
+    last = max((int(r.get("step", 0)) for r in rows), default=0)
+    best = min((r["val_loss"] for r in evals if r.get("val_loss") is not None), default=None)
+    title = f"{directory.name}: {last} steps"
+    if best is not None:
+        title += f", best validation loss {best:.4g} nats/char"
+    fig.suptitle(title)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    fig.savefig(tmp, format="png", dpi=100, metadata={"Description": f"charlm steps={last}"})
+    plt.close(fig)
+    os.replace(tmp, target)
+    return target
+
+
+class PlotCallback(TrainCallback):
+    """Keeps `learning_curves.png` in the run directory up to date."""
+
+    def __init__(self) -> None:
+        self.directory: Path | None = None
+        self.last_draw = -float("inf")
+
+    def on_start(self, trainer: Trainer) -> None:
+        self.directory = trainer.directory
+        self.last_draw = time.perf_counter()  # a run shorter than the interval draws once
+
+    def on_eval(self, info: EvalInfo) -> None:
+        if time.perf_counter() - self.last_draw >= _MIN_INTERVAL_S:
+            self._draw()
+
+    def on_end(self, result: TrainResult) -> None:
+        self._draw()
+
+    def _draw(self) -> None:
+        if self.directory is None:
+            return
+        try:
+            plot_metrics(self.directory)
+        except Exception as e:  # a plot must never stop training
+            log.warning("could not draw learning curves: %s", e)
+            with contextlib.suppress(OSError):
+                (self.directory / f".{PLOT_FILE}.tmp").unlink()
+        self.last_draw = time.perf_counter()
