@@ -48,24 +48,29 @@ def plot_metrics(directory: str | Path, out: str | Path | None = None) -> Path:
         return [p[0] for p in pairs], [p[1] for p in pairs]
 
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), constrained_layout=True)
+
+    def log_scale_if_positive(ax: Any, values: list[float]) -> None:
+        if values and min(values) > 0:  # a loss of exactly 0 (one-symbol corpus) stays linear
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(plain)
+            ax.yaxis.set_minor_formatter(plain)
+
     for ax, x, label in ((axes[0][0], "step", "step"), (axes[0][1], "time_s", "wall time (s)")):
-        ax.plot(*series(train, x, "loss"), label="train", color="#4477aa", linewidth=1)
-        ax.plot(
-            *series(evals, x, "val_loss"), "o-", label="validation", color="#ee6677", markersize=3
-        )
+        train_xy = series(train, x, "loss")
+        val_xy = series(evals, x, "val_loss")
+        ax.plot(*train_xy, label="train", color="#4477aa", linewidth=1)
+        ax.plot(*val_xy, "o-", label="validation", color="#ee6677", markersize=3)
         ax.set_xlabel(label)
         ax.set_ylabel("loss (nats/char)")
-        ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(plain)
-        ax.yaxis.set_minor_formatter(plain)
+        log_scale_if_positive(ax, train_xy[1] + val_xy[1])
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
     ax = axes[1][0]
-    ax.plot(*series(train, "step", "grad_norm"), color="#228833", linewidth=1)
+    norms = series(train, "step", "grad_norm")
+    ax.plot(*norms, color="#228833", linewidth=1)
     ax.set_xlabel("step")
     ax.set_ylabel("gradient norm before clipping")
-    ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(plain)
+    log_scale_if_positive(ax, norms[1])
     ax.grid(True, which="both", alpha=0.3)
     ax = axes[1][1]
     ax.plot(*series(train, "step", "lr"), color="#aa3377", linewidth=1)
