@@ -23,6 +23,7 @@ from charlm.inference import Predictor, SampleConfig
 from charlm.metrics import METRICS_FILE
 from charlm.plots import plot_metrics
 from charlm.progress import ProgressBar
+from charlm.report import score_report
 
 __all__ = ["main"]
 
@@ -115,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("text", type=_text_arg, help="text to score ('-' reads stdin)")
     s.add_argument("--alternatives", type=int, default=3, help="runner-up characters per step")
     s.add_argument("--json", action="store_true", help="print JSON")
+    s.add_argument("--html", type=Path, help="also write a self-contained HTML report here")
 
     g = sub.add_parser("generate", help="sample text from a model")
     _add_checkpoint_args(g)
@@ -259,7 +261,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     if args.alternatives < 0:
         raise InputError("--alternatives must be >= 0")
-    result = _predictor(args).score(args.text, alternatives=args.alternatives)
+    predictor = _predictor(args)
+    result = predictor.score(args.text, alternatives=args.alternatives)
+    if args.html is not None:
+        model = predictor.info.path.name if predictor.info is not None else "model"
+        try:
+            args.html.write_text(score_report(args.text, result, model=model), encoding="utf-8")
+        except OSError as e:
+            raise InputError(f"--html {args.html}: cannot write it ({e.strerror or e})") from e
+        print(f"wrote {args.html}", file=sys.stderr)
     if args.json:
         _print_json(render.score_json(result))
     else:

@@ -2,7 +2,8 @@
 
 Nothing happens at import time. The lifespan loads every model under the checkpoints
 directory once, before the first request; routes reach the registry and the settings
-through `app.state`.
+through `app.state`. The inspector page is `GET /`, its script is under `/static`, and
+the score view it shares with `charlm score --html` is under `/assets`.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from charlm.registry import ModelRegistry
+from charlm.report import ASSETS_DIR
 from service.errors import install_error_handlers
 from service.limits import Admission, Pending
-from service.routes import router
+from service.routes import STATIC_DIR, router
 from service.settings import ServiceSettings, settings_from_env
 
 __all__ = ["create_app", "create_app_from_env"]
@@ -57,6 +60,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/assets", StaticFiles(directory=ASSETS_DIR), name="assets")
     return app
 
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from charlm import SampleConfig
@@ -22,6 +23,8 @@ from service.settings import ServiceSettings
 __all__ = ["router"]
 
 router = APIRouter()
+
+STATIC_DIR = Path(__file__).parent / "static"
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": S.ErrorResponse} for code in (400, 404, 413, 422, 503)
@@ -53,6 +56,12 @@ def settings(request: Request) -> ServiceSettings:
 
 Registry = Annotated[ModelRegistry, Depends(registry)]
 Settings = Annotated[ServiceSettings, Depends(settings)]
+
+
+@router.get("/", include_in_schema=False)
+def inspector() -> FileResponse:
+    """The per-step confidence inspector (static HTML; it calls the JSON endpoints)."""
+    return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
 
 @router.get("/health", response_model=S.HealthResponse)

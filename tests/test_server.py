@@ -1,9 +1,6 @@
 """End to end: a real `charlm serve` (uvicorn) process on a loopback port."""
 
 import json
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,43 +12,11 @@ import pytest
 
 from charlm.cli import main
 
-from .conftest import CORPORA, REPO, copy_checkpoint
+from .conftest import CORPORA, copy_checkpoint
+from .serving import Server
 from .test_service import BAD_REQUESTS
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    def __init__(self, checkpoints: Path, *flags: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = checkpoints.parent / f"server-{self.port}.log"
-        cmd = [sys.executable, "-m", "charlm", "serve", "--checkpoints", str(checkpoints)]
-        cmd += ["--port", str(self.port), "--log-level", "warning", *flags]
-        with open(self.log, "w") as log:  # the child keeps its own handle
-            self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log.read_text()
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise AssertionError("server did not start: " + self.log.read_text())
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 @pytest.fixture(scope="module")

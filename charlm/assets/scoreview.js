@@ -1,0 +1,295 @@
+/* charlm score view: text shaded by the probability the model gave each character.
+ *
+ * Used by the service's inspector page and by the standalone HTML report written by
+ * `charlm score --html`. It draws what it is given and fetches nothing:
+ *
+ *   CharLM.renderScore(root, {
+ *     text: "...",               // the text that was scored
+ *     steps: [...],              // /score steps: position, char, prob, rank, top_char,
+ *                                //   top_prob, entropy_bits, top [{char, prob}]
+ *     bits_per_char, min_prob, min_position,   // /score summary (optional)
+ *     unknown: [{char, position}],             // characters outside the vocabulary
+ *     continuation: [{char, prob, top}],       // generated characters (optional)
+ *     continuationKind: "greedy" | "sampled",
+ *   })
+ *
+ * Colour is the log-odds of the probability, log10(p / (1 - p)), from -3 (p = 0.001,
+ * dark red) through 0 (p = 0.5, yellow) to 3 (p = 0.999, dark blue), so 85% and 99.9%
+ * look clearly different.
+ */
+(function (global) {
+  "use strict";
+
+  var STOPS = ["#a50026", "#d73027", "#f46d43", "#fee090", "#abd9e9", "#4575b4", "#313695"];
+  var TICKS = [0.001, 0.01, 0.1, 0.5, 0.9, 0.99, 0.999];
+  var SVG = "http://www.w3.org/2000/svg";
+
+  function scalePos(p) {
+    var q = Math.min(Math.max(p, 1e-12), 1 - 1e-12);
+    var x = Math.log10(q / (1 - q));
+    return (Math.min(Math.max(x, -3), 3) + 3) / 6;
+  }
+
+  function hex(c) {
+    return [1, 3, 5].map(function (i) { return parseInt(c.slice(i, i + 2), 16); });
+  }
+
+  function colour(p) {
+    var t = scalePos(p) * (STOPS.length - 1);
+    var i = Math.min(Math.floor(t), STOPS.length - 2);
+    var a = hex(STOPS[i]), b = hex(STOPS[i + 1]), f = t - i;
+    var rgb = a.map(function (v, k) { return Math.round(v + (b[k] - v) * f); });
+    return "rgb(" + rgb.join(",") + ")";
+  }
+
+  function inkFor(p) {
+    var t = scalePos(p);
+    return t < 0.3 || t > 0.72 ? "#fff" : "#111";
+  }
+
+  function pct(p) {
+    /* As a percentage with enough digits that nothing short of 1 reads as 100%. */
+    if (p >= 1) return "100%";
+    if (p >= 0.99) {
+      var digits = Math.min(8, Math.max(2, Math.ceil(-Math.log10(1 - p)) - 1));
+      return (Math.floor(p * 100 * Math.pow(10, digits)) / Math.pow(10, digits)).toFixed(digits) + "%";
+    }
+    if (p >= 0.001) return (p * 100).toFixed(2) + "%";
+    return p.toExponential(2);
+  }
+
+  function shown(c) {
+    if (c === "\n") return "↵";
+    if (c === "\t") return "→";
+    if (c === " ") return "␣";
+    return c;
+  }
+
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+
+  function describe(item) {
+    /* Lines of text about one character, for the tooltip and the live region. */
+    var c = JSON.stringify(item.char);
+    switch (item.kind) {
+      case "context":
+        return [c + " at position " + item.position, "first character: context only, not predicted"];
+      case "unknown":
+        return [c + " at position " + item.position, "not in the model's vocabulary"];
+      case "unscored":
+        return [c + " at position " + item.position, "not scored: it follows an unknown character"];
+      case "generated":
+        return [
+          c + " " + item.how + " after the text, with probability " + pct(item.prob),
+          "alternatives: " + alternatives(item.top),
+        ];
+      default:
+        return [
+          c + " at position " + item.position + ": probability " + pct(item.prob) +
+            ", rank " + item.rank + (item.rank === 1 ? " (top choice)" : ""),
+          "model's top choice " + JSON.stringify(item.top_char) + " " + pct(item.top_prob) +
+            "; entropy " + item.entropy_bits.toFixed(3) + " bits",
+          "alternatives: " + alternatives(item.top),
+        ];
+    }
+  }
+
+  function alternatives(top) {
+    if (!top || !top.length) return "none listed";
+    return top.map(function (a) { return JSON.stringify(a.char) + " " + pct(a.prob); }).join(", ");
+  }
+
+  function items(data) {
+    /* One entry per drawn character, in order. */
+    var out = [], text = data.text || "";
+    var byPos = {};
+    (data.steps || []).forEach(function (s) { byPos[s.position] = s; });
+    var unknown = {};
+    (data.unknown || []).forEach(function (u) { unknown[u.position] = true; });
+    var firstUnknown = (data.unknown || []).reduce(function (m, u) {
+      return Math.min(m, u.position);
+    }, Infinity);
+    Array.from(text).forEach(function (c, i) {
+      var s = byPos[i];
+      if (unknown[i]) out.push({ kind: "unknown", char: c, position: i });
+      else if (i > firstUnknown) out.push({ kind: "unscored", char: c, position: i });
+      else if (!s) out.push({ kind: "context", char: c, position: i });
+      else out.push(Object.assign({ kind: "scored" }, s));
+    });
+    (data.continuation || []).forEach(function (s, j) {
+      out.push({
+        kind: "generated", char: s.char, prob: s.prob, top: s.top || [],
+        position: out.length, how: data.continuationKind === "sampled" ? "sampled" : "chosen greedily",
+        index: j,
+      });
+    });
+    return out;
+  }
+
+  function legend() {
+    var box = el("div", "cl-legend");
+    box.appendChild(el("span", "cl-legend-label", "probability the model gave each character"));
+    var bar = el("div", "cl-legend-bar");
+    bar.style.background = "linear-gradient(to right, " + STOPS.join(", ") + ")";
+    bar.setAttribute("role", "img");
+    bar.setAttribute("aria-label", "colour scale from dark red (0.1%) through yellow (50%) to dark blue (99.9%)");
+    TICKS.forEach(function (p) {
+      var tick = el("span", "cl-tick", p >= 0.5 ? (p * 100) + "%" : (p * 100) + "%");
+      tick.style.left = (scalePos(p) * 100) + "%";
+      bar.appendChild(tick);
+    });
+    box.appendChild(bar);
+    return box;
+  }
+
+  function plot(list, onPick) {
+    /* Surprise -log2(p) along the text, one point per shaded character. */
+    var pts = list.filter(function (it) { return it.kind === "scored" || it.kind === "generated"; });
+    var wrap = el("figure", "cl-plot");
+    wrap.appendChild(el("figcaption", "", "surprise per character, −log₂ p (bits); lower is surer"));
+    if (pts.length < 2) return wrap;
+    var W = 600, H = 120, padL = 34, padB = 16;
+    var bits = pts.map(function (it) { return -Math.log2(Math.max(it.prob, 1e-30)); });
+    var top = Math.max(1, Math.ceil(Math.max.apply(null, bits)));
+    var n = list.length;
+    var svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("viewBox", "0 0 " + W + " " + H);
+    svg.setAttribute("role", "img");
+    svg.setAttribute("aria-label", "per-character surprise in bits");
+    function x(pos) { return padL + (W - padL - 4) * (n > 1 ? pos / (n - 1) : 0); }
+    function y(b) { return 4 + (H - padB - 8) * (1 - b / top); }
+    [0, top / 2, top].forEach(function (b) {
+      var line = document.createElementNS(SVG, "line");
+      line.setAttribute("x1", padL); line.setAttribute("x2", W - 4);
+      line.setAttribute("y1", y(b)); line.setAttribute("y2", y(b));
+      line.setAttribute("class", "cl-grid");
+      svg.appendChild(line);
+      var label = document.createElementNS(SVG, "text");
+      label.setAttribute("x", padL - 4); label.setAttribute("y", y(b) + 4);
+      label.setAttribute("text-anchor", "end");
+      label.textContent = (Math.round(b * 10) / 10).toString();
+      svg.appendChild(label);
+    });
+    var path = document.createElementNS(SVG, "polyline");
+    path.setAttribute("points", pts.map(function (it, k) {
+      return x(it.position).toFixed(1) + "," + y(bits[k]).toFixed(1);
+    }).join(" "));
+    path.setAttribute("class", "cl-line");
+    svg.appendChild(path);
+    if (pts.length <= 400) {
+      pts.forEach(function (it, k) {
+        var dot = document.createElementNS(SVG, "circle");
+        dot.setAttribute("cx", x(it.position)); dot.setAttribute("cy", y(bits[k]));
+        dot.setAttribute("r", 3); dot.setAttribute("fill", colour(it.prob));
+        dot.setAttribute("class", "cl-dot");
+        dot.addEventListener("click", function () { onPick(it.position); });
+        svg.appendChild(dot);
+      });
+    }
+    wrap.appendChild(svg);
+    return wrap;
+  }
+
+  function renderScore(root, data) {
+    root.textContent = "";
+    root.classList.add("cl-view");
+    var list = items(data);
+    var spans = [];
+    var selected = -1;
+
+    root.appendChild(legend());
+
+    var textBox = el("div", "cl-text");
+    textBox.tabIndex = 0;
+    textBox.setAttribute("role", "group");
+    textBox.setAttribute("aria-label",
+      "text shaded by probability; use the arrow keys to step through the characters");
+    list.forEach(function (it, i) {
+      var span = el("span", "cl-ch cl-" + it.kind, shown(it.char));
+      span.dataset.index = String(i);
+      if (it.prob !== undefined) {
+        span.dataset.prob = String(it.prob);
+        span.style.background = colour(it.prob);
+        span.style.color = inkFor(it.prob);
+      }
+      if (it.char === "\n") span.appendChild(document.createTextNode("\n"));
+      span.addEventListener("mouseenter", function () { show(i, false); });
+      span.addEventListener("mouseleave", function () { if (selected !== i) hideTip(); });
+      span.addEventListener("click", function () { select(i); });
+      spans.push(span);
+      textBox.appendChild(span);
+    });
+    root.appendChild(textBox);
+
+    var tip = el("div", "cl-tip");
+    tip.setAttribute("role", "tooltip");
+    tip.hidden = true;
+    root.appendChild(tip);
+    var live = el("div", "cl-live");
+    live.setAttribute("aria-live", "polite");
+    root.appendChild(live);
+
+    function show(i, announce) {
+      var lines = describe(list[i]);
+      tip.textContent = "";
+      lines.forEach(function (line, k) { tip.appendChild(el("div", k ? "" : "cl-tip-head", line)); });
+      tip.hidden = false;
+      var r = spans[i].getBoundingClientRect(), box = root.getBoundingClientRect();
+      var left = Math.min(Math.max(0, r.left - box.left), Math.max(0, box.width - tip.offsetWidth));
+      tip.style.left = left + "px";
+      tip.style.top = (r.bottom - box.top + 6) + "px";
+      if (announce) live.textContent = lines.join(". ");
+    }
+    function hideTip() { tip.hidden = true; }
+    function select(i) {
+      if (selected >= 0) spans[selected].classList.remove("cl-selected");
+      selected = Math.max(0, Math.min(spans.length - 1, i));
+      if (!spans.length) return;
+      spans[selected].classList.add("cl-selected");
+      show(selected, true);
+    }
+    textBox.addEventListener("keydown", function (ev) {
+      var moves = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1 };
+      if (ev.key in moves) select(selected < 0 ? 0 : selected + moves[ev.key]);
+      else if (ev.key === "Home") select(0);
+      else if (ev.key === "End") select(spans.length - 1);
+      else if (ev.key === "Escape") { hideTip(); return; }
+      else return;
+      ev.preventDefault();
+    });
+    textBox.addEventListener("focus", function () { if (selected < 0 && spans.length) select(0); });
+    textBox.addEventListener("blur", hideTip);
+
+    var summary = el("div", "cl-summary");
+    var scored = list.filter(function (it) { return it.kind === "scored"; });
+    if (scored.length) {
+      var worst = scored.reduce(function (a, b) { return b.prob < a.prob ? b : a; });
+      var bpc = data.bits_per_char !== undefined ? data.bits_per_char
+        : scored.reduce(function (s, it) { return s - Math.log2(it.prob); }, 0) / scored.length;
+      summary.appendChild(el("span", "cl-stat", scored.length + " characters scored"));
+      summary.appendChild(el("span", "cl-stat", bpc.toPrecision(4) + " bits/char"));
+      var link = el("button", "cl-stat cl-min",
+        "min probability " + pct(worst.prob) + " at position " + worst.position +
+        " (" + JSON.stringify(worst.char) + ")");
+      link.type = "button";
+      link.addEventListener("click", function () { select(worst.position); textBox.focus(); });
+      summary.appendChild(link);
+    }
+    if ((data.unknown || []).length) {
+      var u = el("span", "cl-stat cl-bad", data.unknown.length + " unknown character" +
+        (data.unknown.length === 1 ? "" : "s") + ": " + data.unknown.slice(0, 5).map(function (x) {
+          return JSON.stringify(x.char) + " at " + x.position;
+        }).join(", "));
+      summary.appendChild(u);
+    }
+    root.appendChild(summary);
+    root.appendChild(plot(list, function (pos) { select(pos); textBox.focus(); }));
+    return { select: select, items: list };
+  }
+
+  global.CharLM = { renderScore: renderScore, colour: colour, percent: pct };
+})(window);

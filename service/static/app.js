@@ -1,0 +1,184 @@
+/* The inspector page: asks the service's JSON endpoints and draws the answers with
+ * CharLM.renderScore. All numbers come from the service; nothing is computed here. */
+(function () {
+  "use strict";
+
+  var $ = function (id) { return document.getElementById(id); };
+  var state = { models: {}, continuation: null, kind: "greedy", seq: 0 };
+
+  function api(path, body) {
+    var init = body === undefined ? {} : {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    };
+    return fetch(path, init).then(function (r) {
+      return r.json().then(function (data) { return { ok: r.ok, status: r.status, data: data }; });
+    });
+  }
+
+  function showError(message) { $("error").textContent = message || ""; }
+
+  function model() { return $("model").value; }
+
+  function describeModel(m) {
+    if (!m) return "";
+    var a = m.architecture, t = m.training || {};
+    var parts = [
+      m.vocab_size + " symbols",
+      a.num_layers + " × " + a.hidden_size + " LSTM",
+      m.parameters.toLocaleString() + " parameters",
+    ];
+    if (t.step) parts.push(t.step + " steps");
+    if (t.best_val_loss !== null && t.best_val_loss !== undefined) {
+      parts.push("best validation loss " + t.best_val_loss.toPrecision(4) + " nats/char");
+    }
+    return parts.join(" · ");
+  }
+
+  function loadModels() {
+    return api("/models").then(function (r) {
+      var select = $("model");
+      select.textContent = "";
+      (r.data.models || []).forEach(function (m) {
+        state.models[m.name] = m;
+        var opt = document.createElement("option");
+        opt.value = m.name;
+        opt.textContent = m.name;
+        select.appendChild(opt);
+      });
+      if (!select.options.length) {
+        showError("No models are loaded: train one into the server's checkpoints directory.");
+      }
+      $("model-info").textContent = describeModel(state.models[model()]);
+    });
+  }
+
+  function unknownIn(text) {
+    /* Characters outside the model's vocabulary (listed by GET /models), with positions. */
+    var m = state.models[model()];
+    if (!m) return [];
+    var known = new Set(m.vocab);
+    var out = [];
+    Array.from(text).forEach(function (c, i) { if (!known.has(c)) out.push({ char: c, position: i }); });
+    return out;
+  }
+
+  function score(text) {
+    /* Score `text`; with unknown characters, score the part before the first one. */
+    var unknown = unknownIn(text);
+    if (unknown.length) {
+      var first = unknown[0].position;
+      var shown = unknown.slice(0, 5).map(function (u) {
+        return JSON.stringify(u.char) + " at position " + u.position;
+      }).join(", ");
+      var result = {
+        text: text, score: null, unknown: unknown,
+        message: "not in this model's vocabulary: " + shown +
+          (unknown.length > 5 ? " and " + (unknown.length - 5) + " more" : "") +
+          "; the text after the first one is not scored",
+      };
+      if (first < 2) return Promise.resolve(result);
+      return api("/score", { model: model(), text: Array.from(text).slice(0, first).join(""), alternatives: 5 })
+        .then(function (r) { if (r.ok) result.score = r.data; return result; });
+    }
+    if (Array.from(text).length < 2) {
+      return Promise.resolve({ text: text, score: null, unknown: [] });  // nothing to predict yet
+    }
+    return api("/score", { model: model(), text: text, alternatives: 5 }).then(function (r) {
+      if (r.ok) return { text: text, score: r.data, unknown: [] };
+      var err = r.data.error || {};
+      if (err.type === "unknown_character") {
+        var first = err.characters.reduce(function (m, c) { return Math.min(m, c.position); }, Infinity);
+        var result = { text: text, score: null, unknown: err.characters, message: err.message };
+        if (first < 2) return result;
+        return api("/score", { model: model(), text: Array.from(text).slice(0, first).join(""), alternatives: 5 })
+          .then(function (r2) { if (r2.ok) result.score = r2.data; return result; });
+      }
+      if (Array.from(text).length < 2) return { text: text, score: null, unknown: [] };
+      throw new Error(err.message || ("the service answered " + r.status));
+    });
+  }
+
+  function draw(result) {
+    var s = result.score || {};
+    CharLM.renderScore($("view"), {
+      text: result.text,
+      steps: s.steps || [],
+      bits_per_char: s.bits_per_char,
+      unknown: result.unknown,
+      continuation: state.continuation,
+      continuationKind: state.kind,
+    });
+    showError(result.message || "");
+    $("accept").disabled = !state.continuation;
+  }
+
+  function analyze() {
+    var seq = ++state.seq, text = $("text").value;
+    if (!text || !model()) { $("view").textContent = ""; showError(""); return Promise.resolve(); }
+    return score(text).then(function (result) {
+      if (seq === state.seq) draw(result);
+    }).catch(function (e) { if (seq === state.seq) showError(String(e.message || e)); });
+  }
+
+  function continueText() {
+    var text = $("text").value, n = parseInt($("length").value, 10) || 1;
+    if (!text) { showError("Type some text to continue first."); return Promise.resolve(); }
+    var seq = ++state.seq;
+    var asked;
+    if ($("mode").value === "greedy") {
+      asked = api("/predict", { model: model(), text: text, continuation_length: n, alternatives: 5 })
+        .then(function (r) {
+          if (!r.ok) throw new Error(r.data.error.message);
+          return { steps: r.data.steps, kind: "greedy" };
+        });
+    } else {
+      var temperature = parseFloat($("temperature").value);
+      asked = api("/generate", { model: model(), prompt: text, length: n, temperature: temperature })
+        .then(function (r) {
+          if (!r.ok) throw new Error(r.data.error.message);
+          // How sure was the model of each sampled character? Score the whole text.
+          return api("/score", { model: model(), text: text + r.data.text, alternatives: 5 });
+        })
+        .then(function (r) {
+          if (!r.ok) throw new Error(r.data.error.message);
+          var start = Array.from(text).length;
+          return {
+            steps: r.data.steps.filter(function (s) { return s.position >= start; }),
+            kind: "sampled",
+          };
+        });
+    }
+    return asked.then(function (c) {
+      if (seq !== state.seq) return;
+      state.continuation = c.steps;
+      state.kind = c.kind;
+      return score(text).then(function (result) { if (seq === state.seq) draw(result); });
+    }).catch(function (e) { if (seq === state.seq) showError(String(e.message || e)); });
+  }
+
+  var timer = null;
+  $("text").addEventListener("input", function () {
+    state.continuation = null;
+    clearTimeout(timer);
+    timer = setTimeout(analyze, 200);
+  });
+  $("model").addEventListener("change", function () {
+    $("model-info").textContent = describeModel(state.models[model()]);
+    state.continuation = null;
+    analyze();
+  });
+  $("mode").addEventListener("change", function () {
+    $("temperature").disabled = $("mode").value !== "sample";
+  });
+  $("continue").addEventListener("click", continueText);
+  $("accept").addEventListener("click", function () {
+    if (!state.continuation) return;
+    $("text").value += state.continuation.map(function (s) { return s.char; }).join("");
+    state.continuation = null;
+    analyze();
+  });
+
+  loadModels().then(analyze).catch(function (e) { showError(String(e.message || e)); });
+})();
