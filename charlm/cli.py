@@ -167,6 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CharLMError as e:
         print(f"charlm: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `charlm ... | head`: the reader left; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def _overrides(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
