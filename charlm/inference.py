@@ -14,7 +14,7 @@ is in bits. A position's rank is 1 when the model's top choice was the actual ch
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from charlm import checkpoint
 from charlm._dictconfig import from_dict
 from charlm.errors import ConfigError, InputError
 from charlm.model import CharLSTM, State
+from charlm.stepper import Stepper
 from charlm.vocab import Vocabulary
 
 __all__ = [
@@ -142,6 +143,7 @@ class Predictor:
         self.vocab = vocab
         self.info = info
         self.device = next(model.parameters()).device
+        self.stepper = Stepper(model) if self.device.type == "cpu" else None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> Predictor:
@@ -165,10 +167,21 @@ class Predictor:
         assert state is not None
         return logits, state
 
-    def _step(self, char_id: int, state: State) -> tuple[torch.Tensor, State]:
-        x = torch.tensor([[char_id]], dtype=torch.int64, device=self.device)
-        out, state = self.model(x, state)
-        return out[0, -1], state
+    def _stepping(self, state: State) -> Callable[[int], torch.Tensor]:
+        """A function that feeds one character and returns the next logits (V,),
+        continuing from `state`; call it under inference mode."""
+        if self.stepper is not None:
+            return self.stepper.session(state).step
+        current = state
+
+        def step(char_id: int) -> torch.Tensor:
+            nonlocal current
+            x = torch.tensor([[char_id]], dtype=torch.int64, device=self.device)
+            out, current = self.model(x, current)
+            logits: torch.Tensor = out[0, -1]
+            return logits
+
+        return step
 
     def _top(self, probs: torch.Tensor, k: int) -> list[CharProb]:
         k = min(k, probs.numel()) if k > 0 else probs.numel()
@@ -210,13 +223,14 @@ class Predictor:
         self, logits: torch.Tensor, state: State, length: int, alternatives: int
     ) -> Continuation:
         steps: list[ContinuationStep] = []
+        step = self._stepping(state)
         for i in range(length):
             probs = torch.softmax(logits.float(), -1)
             best = int(torch.argmax(probs))
             top = self._top(probs, alternatives) if alternatives > 0 else []
             steps.append(ContinuationStep(self.vocab.chars[best], float(probs[best]), top))
             if i + 1 < length:
-                logits, state = self._step(best, state)
+                logits = step(best)
         return Continuation("".join(s.char for s in steps), steps)
 
     def score(self, text: str, alternatives: int = 3) -> ScoreResult:
@@ -298,7 +312,9 @@ class Predictor:
         """Yield `config.length` sampled characters after `prompt`, one at a time.
 
         An empty prompt starts from a character drawn uniformly from the vocabulary
-        (with the same seed), which is the first character yielded.
+        (with the same seed), which is the first character yielded. Inference mode is
+        entered around each computation, never across a `yield`: a consumer may resume
+        the generator from another thread (as the service's streaming does).
         """
         rng = torch.Generator(device="cpu")
         if config.seed is None:
@@ -307,22 +323,28 @@ class Predictor:
             rng.manual_seed(config.seed)
         if config.length == 0:
             return
-        with torch.inference_mode():
-            remaining = config.length
-            if prompt:
-                logits, state = self._read(self._ids(prompt, "prompt"))
-            else:
-                first = int(torch.randint(len(self.vocab), (1,), generator=rng))
-                yield self.vocab.chars[first]
-                remaining -= 1
-                if remaining == 0:
-                    return
-                logits, state = self._step(first, self.model.initial_state(1, self.device))
-            for i in range(remaining):
+        remaining = config.length
+        if prompt:
+            ids = self._ids(prompt, "prompt")
+            with torch.inference_mode():
+                logits, state = self._read(ids)
+                step = self._stepping(state)
+        else:
+            first = int(torch.randint(len(self.vocab), (1,), generator=rng))
+            yield self.vocab.chars[first]
+            remaining -= 1
+            if remaining == 0:
+                return
+            with torch.inference_mode():
+                step = self._stepping(self.model.initial_state(1, self.device))
+                logits = step(first)
+        for i in range(remaining):
+            with torch.inference_mode():
                 choice = self._choose(logits, config, rng)
-                yield self.vocab.chars[choice]
-                if i + 1 < remaining:
-                    logits, state = self._step(choice, state)
+            yield self.vocab.chars[choice]
+            if i + 1 < remaining:
+                with torch.inference_mode():
+                    logits = step(choice)
 
     def generate(self, prompt: str, config: SampleConfig) -> str:
         """`config.length` sampled characters after `prompt` (the prompt not included)."""

@@ -1,0 +1,126 @@
+"""Fast one-character-at-a-time steps of a trained `CharLSTM`, for generation.
+
+Stepping `nn.LSTM` with one character costs far more than its arithmetic: every call
+goes through the general sequence kernel (oneDNN's is slowest at batch 1). A `Stepper`
+precomputes, once per model:
+
+- layer 0's input term for every character: embedding @ W_ih^T + both biases, a (V, 4H)
+  table, so the first layer needs only its recurrent product;
+- for deeper layers, [W_ih | W_hh] side by side, so each layer is one matrix product of
+  [h_below, h_own];
+- the gate rows reordered to (i, f, o, g), so the three sigmoids are one call;
+- large weight matrices prepacked for oneDNN's matrix-vector kernel where this torch
+  has it (for small ones, like the output projection, the plain kernel is faster).
+
+A `StepSession` holds one sequence's state in preallocated buffers and advances it in
+place; nothing is allocated per step but the kernels' outputs. Results match the
+model's own forward pass to float32 rounding (the tests check 1e-5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from charlm.model import CharLSTM, State
+
+__all__ = ["StepSession", "Stepper"]
+
+Linear = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _plain_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return F.linear(x, w, b)
+
+
+def _onednn_linear() -> tuple[Callable[[torch.Tensor], torch.Tensor], Linear] | None:
+    """oneDNN's prepacked matrix-vector product, if this torch build has it and it is right."""
+    try:
+        ops = torch.ops.mkldnn
+        pack: Callable[[torch.Tensor], torch.Tensor] = lambda w: ops._reorder_linear_weight(w, 1)  # noqa: E731
+        run: Linear = lambda x, w, b: ops._linear_pointwise(x, w, b, "none", [], "")  # noqa: E731
+        w, b, x = torch.randn(8, 4), torch.randn(8), torch.randn(1, 4)
+        if torch.allclose(run(x, pack(w), b), F.linear(x, w, b), atol=1e-5):
+            return pack, run
+    except (AttributeError, RuntimeError):
+        pass
+    return None
+
+
+class Stepper:
+    """Precomputed weights of one model for batch-1 stepping on the CPU."""
+
+    def __init__(self, model: CharLSTM) -> None:
+        cfg = model.config
+        H = cfg.hidden_size
+        self.hidden_size = H
+        self.num_layers = cfg.num_layers
+        lstm = model.lstm
+        order = torch.cat(
+            [torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)]
+        )  # (i, f, g, o) -> (i, f, o, g)
+        fast = _onednn_linear() if model.head.weight.device.type == "cpu" else None
+        pack: Callable[[torch.Tensor], torch.Tensor] = fast[0] if fast else (lambda w: w)
+        self._linear: Linear = fast[1] if fast else _plain_linear
+        with torch.no_grad():
+
+            def param(name: str) -> torch.Tensor:
+                tensor: torch.Tensor = getattr(lstm, name)
+                return tensor.detach().float()
+
+            bias0 = param("bias_ih_l0") + param("bias_hh_l0")
+            table = model.embedding.weight.float() @ param("weight_ih_l0").T + bias0  # (V, 4H)
+            self.table = table[:, order].contiguous()
+            self.weights = [pack(param("weight_hh_l0")[order].contiguous())]
+            self.biases = [torch.zeros(4 * H)]  # layer 0's bias is in the table
+            for layer in range(1, cfg.num_layers):
+                w = torch.cat([param(f"weight_ih_l{layer}"), param(f"weight_hh_l{layer}")], 1)
+                b = param(f"bias_ih_l{layer}") + param(f"bias_hh_l{layer}")
+                self.weights.append(pack(w[order].contiguous()))
+                self.biases.append(b[order].contiguous())
+            self.head_w = model.head.weight.detach().float().contiguous()
+            self.head_b = model.head.bias.detach().float().contiguous()
+
+    def session(self, state: State) -> StepSession:
+        """A sequence continuing from `state` ((h, c), each (L, 1, H))."""
+        return StepSession(self, state)
+
+
+class StepSession:
+    """One sequence's state, advanced in place by `step`."""
+
+    def __init__(self, stepper: Stepper, state: State) -> None:
+        self.s = stepper
+        H, L = stepper.hidden_size, stepper.num_layers
+        h, c = state
+        # All layers' h side by side: [h_(l-1), h_l] is then one contiguous slice.
+        self.h = h.detach().float().reshape(L, H).reshape(1, L * H).clone()
+        self.c = [c[layer].detach().float().reshape(1, H).clone() for layer in range(L)]
+        self.tanh_c = torch.empty(1, H)
+
+    def step(self, char_id: int) -> torch.Tensor:
+        """Feed one character; returns the logits for the next one, shape (V,)."""
+        s = self.s
+        H = s.hidden_size
+        for layer in range(s.num_layers):
+            if layer == 0:
+                gates = s._linear(self.h[:, :H], s.weights[0], s.table[char_id])
+            else:
+                below_and_own = self.h[:, (layer - 1) * H : (layer + 1) * H]
+                gates = s._linear(below_and_own, s.weights[layer], s.biases[layer])
+            gates[:, : 3 * H].sigmoid_()  # i, f, o
+            g = gates[:, 3 * H :].tanh_()
+            c = self.c[layer]
+            c.mul_(gates[:, H : 2 * H]).addcmul_(gates[:, :H], g)
+            h = self.h[:, layer * H : (layer + 1) * H]
+            torch.tanh(c, out=self.tanh_c)
+            torch.mul(gates[:, 2 * H : 3 * H], self.tanh_c, out=h)
+        top = self.h[:, (s.num_layers - 1) * H :]
+        return F.linear(top, s.head_w, s.head_b)[0]
+
+    def state(self) -> State:
+        """The current state as (h, c), each (L, 1, H)."""
+        L, H = self.s.num_layers, self.s.hidden_size
+        return self.h.reshape(L, 1, H).clone(), torch.stack(self.c).reshape(L, 1, H).clone()
