@@ -45,6 +45,7 @@ _TRAIN_FLAGS = (
     "split",
     "reset_prob",
     "seed",
+    "precision",
 )
 
 
@@ -101,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     o.add_argument("--reset-prob", type=float, help="chance a stream's state is zeroed per window")
     o.add_argument("--seed", type=int, help="random seed (same seed, same run on a CPU)")
+    o.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        help="bf16 autocast, fp32, or auto (bf16 for hidden size >= 256 where native)",
+    )
 
     p = sub.add_parser("predict", help="next-character distribution and greedy continuation")
     _add_checkpoint_args(p)

@@ -77,6 +77,9 @@ class TrainConfig:
     seed: int = 0
     log_interval: int = 10
     reset_prob: float = 0.05
+    precision: str = "auto"
+    """'fp32', 'bf16' (autocast; weights and optimiser stay float32) or 'auto': bf16
+    where the device computes it natively and the model is large enough to gain."""
 
     def __post_init__(self) -> None:
         positive_ints = (
@@ -105,6 +108,8 @@ class TrainConfig:
             raise ConfigError(f"reset_prob must be in [0, 1], got {self.reset_prob!r}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ConfigError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         if self.split not in ("interleaved", "tail"):
             raise ConfigError(f"split must be 'interleaved' or 'tail', got {self.split!r}")
         if self.max_minutes is not None:
@@ -231,6 +236,29 @@ class _Progress:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+BF16_MIN_HIDDEN = 256
+"""Below this hidden size bf16 autocast gains nothing measurable on a CPU."""
+
+
+def bf16_supported(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
+
+
+def resolve_bf16(precision: str, device: torch.device, model: ModelConfig) -> bool:
+    """Whether a run with `precision` trains under bf16 autocast on `device`."""
+    if precision == "fp32":
+        return False
+    if precision == "bf16":
+        if not bf16_supported(device):
+            raise ConfigError(f"precision bf16 asked for, but {device} has no native bf16")
+        return True
+    return bf16_supported(device) and model.hidden_size >= BF16_MIN_HIDDEN
+
+
 def evaluate_streams(
     model: CharLSTM, blocks: torch.Tensor, chunk: int = _EVAL_CHUNK
 ) -> tuple[float, int]:
@@ -294,6 +322,7 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.data_rng = torch.Generator().manual_seed(config.seed + 1)
         self.model = CharLSTM(model_config).to(self.device)
+        self.bf16 = resolve_bf16(config.precision, self.device, model_config)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
@@ -361,7 +390,9 @@ class Trainer:
                     group["lr"] = lr
                 self.model.train()
                 self.optimizer.zero_grad(set_to_none=True)
-                logits, new_state = self.model(x, self.state)  # (B, T, V)
+                with torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
+                    logits, new_state = self.model(x, self.state)  # (B, T, V)
+                logits = logits.float()
                 loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
                 loss_value = loss.item()
                 if not math.isfinite(loss_value):
@@ -531,6 +562,7 @@ class Trainer:
             "train_chars": len(self.split.train),
             "val_chars": int(self.val_blocks.numel()),
             "parameters": self.model.num_parameters(),
+            "bf16": self.bf16,
             **self.corpus_info,
         }
 

@@ -21,8 +21,10 @@ from charlm.train import (
     TrainCallback,
     TrainConfig,
     Trainer,
+    bf16_supported,
     evaluate_streams,
     lr_at,
+    resolve_bf16,
 )
 from charlm.vocab import Vocabulary
 
@@ -303,3 +305,28 @@ def test_metrics_log_is_trimmed_on_resume(tmp_path: Path) -> None:
     _run(tmp_path, "m", resume=True)
     steps = [r["step"] for r in read_metrics(log)]
     assert 999 not in steps and steps == sorted(steps) and steps[-1] == 60
+
+
+def test_precision_setting(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="precision must be"):
+        TrainConfig(precision="fp8")
+    small = ModelConfig(vocab_size=5, hidden_size=64)
+    assert resolve_bf16("auto", torch.device("cpu"), small) is False  # too small to gain
+    assert resolve_bf16("fp32", torch.device("cpu"), ModelConfig(vocab_size=5)) is False
+
+
+@pytest.mark.skipif(not bf16_supported(torch.device("cpu")), reason="no native bf16 on this CPU")
+def test_bf16_autocast_trains_like_fp32(tmp_path: Path) -> None:
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        result = fit(
+            CORPORA / "notes.txt",
+            tmp_path / precision,
+            model_overrides={"hidden_size": 256},
+            train_overrides={"max_steps": 150, "precision": precision, "lr": 0.01},
+        )
+        losses[precision] = result.best_val_loss
+        summary = checkpoint.load(tmp_path / precision).summary
+        assert summary["bf16"] is (precision == "bf16")
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.03)
+    assert checkpoint.load(tmp_path / "bf16").weights["head.weight"].dtype == torch.float32

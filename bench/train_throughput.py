@@ -1,0 +1,187 @@
+"""Training throughput: charlm's trainer (fp32 and bf16 autocast) against a plain
+PyTorch LSTM loop, with achieved GFLOP/s as a fraction of the matmul peak measured in
+the same run.
+
+    python bench/train_throughput.py [--steps 40]
+
+The plain loop is written here the way a tutorial writes it: Embedding(64) -> 2-layer
+nn.LSTM -> Linear, Adam at a constant rate, gradient clipping at 5, random windows from
+a zero state, float32. All runs read tiny Shakespeare (from ../shared/corpora, else the
+project's notes corpus repeated: speed does not depend on the text) with the same
+batch and window. chars/s counts training steps only (no evaluation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from common import REPO, append_section
+from torch import nn
+
+from charlm.data import split_text
+from charlm.model import ModelConfig
+from charlm.train import TrainConfig, Trainer
+from charlm.vocab import Vocabulary
+
+SHAKESPEARE = REPO.parent / "shared" / "corpora" / "tinyshakespeare.txt"
+SIZES = [(256, 32, 128), (512, 32, 128)]  # hidden, batch, window; 2 layers, embedding 64
+
+
+def corpus() -> tuple[str, str]:
+    if SHAKESPEARE.is_file():
+        return SHAKESPEARE.read_text(encoding="utf-8"), "tiny Shakespeare"
+    notes = (REPO / "corpora" / "notes.txt").read_text(encoding="utf-8")
+    return (notes * (1_100_000 // len(notes) + 1))[:1_100_000], "notes.txt repeated"
+
+
+def _gflops(fn: object, flops: float, repeats: int = 5) -> float:
+    fn()  # type: ignore[operator]
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()  # type: ignore[operator]
+        times.append(time.perf_counter() - t0)
+    return flops / statistics.median(times) / 1e9
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048) -> float:
+    """The faster of torch.mm (MKL here) and oneDNN's prepacked GEMM on n x n x n.
+
+    On this AMD CPU oneDNN's kernels are about twice as fast as MKL's in float32, so
+    torch.mm alone would understate the peak."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    best = _gflops(lambda: a @ b, 2 * n**3)
+    try:
+        ops = torch.ops.mkldnn
+        packed = ops._reorder_linear_weight(b.t().contiguous(), n)
+        bias = torch.zeros(n, dtype=dtype)
+        best = max(
+            best, _gflops(lambda: ops._linear_pointwise(a, packed, bias, "none", [], ""), 2 * n**3)
+        )
+    except (AttributeError, RuntimeError):
+        pass
+    return best
+
+
+class Plain(nn.Module):
+    def __init__(self, vocab: int, hidden: int) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(vocab, 64)
+        self.lstm = nn.LSTM(64, hidden, 2, batch_first=True)
+        self.out = nn.Linear(hidden, vocab)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, _ = self.lstm(self.emb(x))
+        return self.out(h)  # type: ignore[no-any-return]
+
+
+def plain_chars_per_s(
+    ids: torch.Tensor, vocab: int, hidden: int, b: int, t: int, steps: int
+) -> float:
+    torch.manual_seed(0)
+    model = Plain(vocab, hidden)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    gen = torch.Generator().manual_seed(0)
+
+    def step() -> None:
+        starts = torch.randint(0, ids.numel() - t - 1, (b,), generator=gen)
+        x = torch.stack([ids[s : s + t] for s in starts])
+        y = torch.stack([ids[s + 1 : s + t + 1] for s in starts])
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x).reshape(-1, vocab), y.reshape(-1))
+        loss.backward()  # type: ignore[no-untyped-call]
+        nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+
+    for _ in range(5):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return b * t * steps / (time.perf_counter() - t0)
+
+
+def charlm_chars_per_s(
+    text: str, vocab: Vocabulary, hidden: int, b: int, t: int, steps: int, precision: str
+) -> float:
+    mcfg = ModelConfig(vocab_size=len(vocab), embedding_dim=64, hidden_size=hidden, num_layers=2)
+    tcfg = TrainConfig(
+        batch_size=b,
+        seq_len=t,
+        max_steps=steps + 5,
+        eval_interval=10**6,
+        precision=precision,
+        warmup_steps=5,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(mcfg, tcfg, vocab, split_text(text, 0.1), Path(tmp))
+        return trainer.run().chars_per_s  # train steps only; includes the 5 warm-up steps
+
+
+def flops_per_char(hidden: int, vocab: int, emb: int = 64, layers: int = 2) -> float:
+    """Matmul FLOPs of one training character: forward x 3 (forward + backward)."""
+    fwd = 2 * 4 * hidden * (emb + hidden) + (layers - 1) * 2 * 4 * hidden * 2 * hidden
+    fwd += 2 * hidden * vocab
+    return 3.0 * fwd
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args()
+    text, name = corpus()
+    vocab = Vocabulary.from_text(text)
+    ids = vocab.encode(text)
+    peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
+    rows = []
+    for hidden, b, t in SIZES:
+        fpc = flops_per_char(hidden, len(vocab))
+        plain = plain_chars_per_s(ids, len(vocab), hidden, b, t, args.steps)
+        runs = [("plain PyTorch LSTM, fp32", plain, peak32)]
+        runs.append(
+            (
+                "charlm, fp32",
+                charlm_chars_per_s(text, vocab, hidden, b, t, args.steps, "fp32"),
+                peak32,
+            )
+        )
+        runs.append(
+            (
+                "charlm, bf16 autocast",
+                charlm_chars_per_s(text, vocab, hidden, b, t, args.steps, "bf16"),
+                peak16,
+            )
+        )
+        for label, cps, peak in runs:
+            gflops = cps * fpc / 1e9
+            rows.append(
+                f"| 2 x {hidden}, batch {b}, window {t} | {label} | {cps:,.0f} "
+                f"| {cps / plain:.2f}x | {gflops:.0f} | {100 * gflops / peak:.0f}% |"
+            )
+            print(rows[-1], flush=True)
+    table = (
+        "| model | trainer | chars/s | vs plain | GFLOP/s | of matmul peak |\n"
+        "|---|---|---|---|---|---|\n" + "\n".join(rows)
+    )
+    notes = (
+        f"Corpus: {name}. Matmul peak measured in this run (2048² GEMM, the faster of "
+        f"torch.mm and oneDNN): fp32 {peak32:.0f} "
+        f"GFLOP/s, bf16 {peak16:.0f} GFLOP/s; fp32 rows are compared with the fp32 peak and "
+        f"bf16 rows with the bf16 peak. GFLOP/s counts the LSTM and output matmuls, forward "
+        f"and backward (3x forward). {args.steps} timed steps per run, "
+        f"{torch.get_num_threads()} torch threads."
+    )
+    print(notes)
+    if not args.no_write:
+        append_section("Training throughput", table, notes)
+
+
+if __name__ == "__main__":
+    main()
