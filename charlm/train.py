@@ -53,6 +53,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _EVAL_CHUNK = 1024
+_EVAL_STREAM_CHARS = 4096
+_EVAL_MAX_STREAMS = 32
 
 
 @dataclass(frozen=True)
@@ -135,12 +137,16 @@ def _positive(name: str, value: object) -> None:
         raise ConfigError(f"{name} must be a positive number, got {value!r}")
 
 
-def lr_at(step: int, config: TrainConfig) -> float:
-    """Learning rate for optimiser step `step` (0-based): warm-up, then cosine decay."""
+def lr_at(step: int, config: TrainConfig, time_fraction: float = 0.0) -> float:
+    """Learning rate for optimiser step `step` (0-based): warm-up, then cosine decay.
+
+    The decay follows whichever budget runs out first: the steps, or (`time_fraction`,
+    the share of `max_minutes` used so far) the wall-clock time.
+    """
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
     span = max(1, config.max_steps - config.warmup_steps)
-    progress = min(1.0, (step - config.warmup_steps) / span)
+    progress = min(1.0, max((step - config.warmup_steps) / span, time_fraction))
     floor = config.lr * config.min_lr_ratio
     return floor + (config.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
@@ -350,7 +356,14 @@ class Trainer:
             )
 
     def _val_tensor(self) -> torch.Tensor:
-        blocks = self.split.val_blocks
+        blocks = list(self.split.val_blocks)
+        if len(blocks) == 1 and len(blocks[0]) >= 2 * _EVAL_STREAM_CHARS:
+            # One long block (a tail split) read as one stream would run at batch 1:
+            # read it as parallel streams of at least _EVAL_STREAM_CHARS instead.
+            text = blocks[0]
+            n = min(_EVAL_MAX_STREAMS, len(text) // _EVAL_STREAM_CHARS)
+            size = len(text) // n
+            blocks = [text[i * size : (i + 1) * size] for i in range(n)]
         per_block = max(2, self.config.eval_max_chars // len(blocks))
         length = min(per_block, *(len(b) for b in blocks))
         ids = [self.vocab.encode(b[:length], what="validation text") for b in blocks]
@@ -385,7 +398,10 @@ class Trainer:
                 starts = self.streams.window_starts(p.offset)
                 x, y = self.streams.window(starts[p.window])
                 x, y = x.to(self.device), y.to(self.device)
-                lr = lr_at(p.step, cfg)
+                used = 0.0
+                if cfg.max_minutes is not None:
+                    used = (time.perf_counter() - t_run - self._paused_s) / (cfg.max_minutes * 60)
+                lr = lr_at(p.step, cfg, used)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 self.model.train()

@@ -330,3 +330,11 @@ def test_bf16_autocast_trains_like_fp32(tmp_path: Path) -> None:
         assert summary["bf16"] is (precision == "bf16")
     assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.03)
     assert checkpoint.load(tmp_path / "bf16").weights["head.weight"].dtype == torch.float32
+
+
+def test_time_budget_drives_the_schedule() -> None:
+    cfg = TrainConfig(lr=1e-2, warmup_steps=10, max_steps=10_000, min_lr_ratio=0.1)
+    assert lr_at(100, cfg, time_fraction=1.0) == pytest.approx(1e-3)
+    assert lr_at(100, cfg, time_fraction=0.5) == pytest.approx(1e-3 + 0.5 * 9e-3)
+    assert lr_at(100, cfg, time_fraction=0.0) == pytest.approx(lr_at(100, cfg))
+    assert lr_at(5, cfg, time_fraction=0.9) == pytest.approx(6e-3)  # warm-up is by steps
