@@ -27,6 +27,7 @@ from charlm._dictconfig import from_dict
 from charlm.errors import ConfigError, InputError
 from charlm.model import CharLSTM, State
 from charlm.stepper import Stepper
+from charlm.train import evaluate_streams
 from charlm.vocab import Vocabulary
 
 __all__ = [
@@ -296,17 +297,8 @@ class Predictor:
         ids = self._ids(text, what)
         if ids.numel() < 2:
             raise InputError("text needs at least 2 characters to evaluate")
-        total = 0.0
-        state: State | None = None
-        with torch.inference_mode():
-            for start in range(0, ids.numel() - 1, _CHUNK):
-                x = ids[start : start + _CHUNK].unsqueeze(0)
-                y = ids[start + 1 : start + 1 + _CHUNK]
-                x = x[:, : y.numel()]
-                out, state = self.model(x, state)
-                total += float(F.cross_entropy(out[0].float(), y, reduction="sum"))
-        n = ids.numel() - 1
-        return EvalResult(loss=total / n, bits_per_char=total / n / _LN2, chars=n)
+        loss, n = evaluate_streams(self.model, ids.unsqueeze(0), chunk=_CHUNK)
+        return EvalResult(loss=loss, bits_per_char=loss / _LN2, chars=n)
 
     def sample(self, prompt: str, config: SampleConfig) -> Iterator[str]:
         """Yield `config.length` sampled characters after `prompt`, one at a time.

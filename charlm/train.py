@@ -23,7 +23,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -239,7 +239,6 @@ class _Progress:
     best_step: int = 0
     evals_since_best: int = 0
     stop_reason: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 BF16_MIN_HIDDEN = 256
