@@ -22,7 +22,7 @@ from common import append_section
 
 from charlm.inference import Predictor
 from charlm.model import CharLSTM, ModelConfig
-from charlm.stepper import Stepper
+from charlm.stepper import Stepper, bf16_steps_supported
 from charlm.vocab import Vocabulary
 
 V, E, H, L = 65, 64, 512, 2
@@ -86,6 +86,14 @@ def main() -> None:
             for _ in range(n - 1):
                 nxt = int(session.step(nxt).argmax())
 
+    def stepper_bf16() -> None:
+        with torch.inference_mode():
+            logits, state = model(prompt_ids)
+            session = Stepper(model, bf16=True).session(state)
+            nxt = int(logits[0, -1].argmax())
+            for _ in range(n - 1):
+                nxt = int(session.step(nxt).argmax())
+
     def charlm_greedy() -> None:
         predictor.continue_greedy(prompt, n)
 
@@ -101,6 +109,16 @@ def main() -> None:
                 nxt = torch.multinomial(probs, 1, generator=rng)
                 logits, state = model(nxt, state)
 
+    def batched_sampling_stepper() -> None:
+        rng = torch.Generator().manual_seed(0)
+        with torch.inference_mode():
+            logits, state = model(batch_ids)
+            session = Stepper(model).session(state)
+            last = logits[:, -1]
+            for _ in range(n // 10):
+                nxt = torch.multinomial(torch.softmax(last, -1), 1, generator=rng)[:, 0]
+                last = session.step_batch(nxt)
+
     # Accuracy: the stepper's distributions against nn.LSTM's along one greedy path.
     with torch.inference_mode():
         logits, state = model(prompt_ids)
@@ -114,6 +132,19 @@ def main() -> None:
             mine = session.step(nxt)
             diff = (torch.softmax(mine, -1) - torch.softmax(ref_logits, -1)).abs().max()
             worst = max(worst, float(diff))
+    # bf16 weights against float32 along the float32 stepper's greedy path.
+    bf16 = bf16_steps_supported()
+    if bf16:
+        with torch.inference_mode():
+            logits, state = model(prompt_ids)
+            a, b = Stepper(model).session(state), Stepper(model, bf16=True).session(state)
+            nxt = int(logits[0, -1].argmax())
+            worst_bf16, agree = 0.0, 0
+            for _ in range(500):
+                pa, pb = torch.softmax(a.step(nxt), -1), torch.softmax(b.step(nxt), -1)
+                worst_bf16 = max(worst_bf16, float((pa - pb).abs().max()))
+                agree += int(pa.argmax() == pb.argmax())
+                nxt = int(pa.argmax())
 
     stepper = Stepper(model)
     weight_bytes = (
@@ -130,6 +161,11 @@ def main() -> None:
         ),
         ("nn.LSTM stepped, oneDNN disabled", per_char(naive_no_onednn, n, args.repeats)),
         ("charlm Stepper (fused gates, prepacked weights)", per_char(stepper_raw, n, args.repeats)),
+        *(
+            [("charlm Stepper, bf16 weights", per_char(stepper_bf16, n, args.repeats))]
+            if bf16
+            else []
+        ),
         (
             "charlm Predictor.continue_greedy (stepper + softmax per step)",
             per_char(charlm_greedy, n, args.repeats),
@@ -137,6 +173,10 @@ def main() -> None:
         (
             f"batched sampling, {batch} streams, nn.LSTM step (per character per stream)",
             per_char(batched_sampling, (n // 10) * batch, args.repeats),
+        ),
+        (
+            f"batched sampling, {batch} streams, charlm Stepper.step_batch (per char per stream)",
+            per_char(batched_sampling_stepper, (n // 10) * batch, args.repeats),
         ),
         (
             f"lower bound: {weight_bytes / 1e6:.1f} MB of weights at {cached_gbs:.0f} GB/s "
@@ -158,6 +198,11 @@ def main() -> None:
         f"{torch.get_num_threads()} torch threads. Largest difference between the stepper's "
         f"and nn.LSTM's next-character probabilities over 500 greedy steps: {worst:.2e}."
     )
+    if bf16:
+        notes += (
+            f" bf16 weights against the float32 stepper over 500 greedy steps: largest "
+            f"probability difference {worst_bf16:.2e}, same top character at {agree} of 500."
+        )
     print(table)
     print(notes)
     if not args.no_write:

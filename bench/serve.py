@@ -1,30 +1,39 @@
-"""Latency of the HTTP service on loopback: sequential /predict calls against a real
-`charlm serve` process, for the alphabet model and a 2-layer 256-unit model.
+"""Throughput and latency of the HTTP service under concurrent load, on loopback.
 
-    python bench/serve.py [--calls 200]
+    python bench/serve.py [--seconds 5] [--concurrency 1 8 32 128]
 
-Trains both models first into a temporary directory (latency does not depend on how
-well a model is trained, only on its size), starts the server on a free port, warms
-it up, then times each call from request to parsed response. GET /health, which runs
-no model, is timed alongside as the floor set by HTTP, FastAPI and JSON.
+Trains a 2-layer 256-unit model on corpora/notes.txt into a temporary directory
+(speed does not depend on how well a model is trained, only on its size), starts a
+real `charlm serve` and, beside it, an empty FastAPI endpoint on the same uvicorn
+(bench/ceiling.py): the most requests per second this machine's HTTP stack can
+answer. For each concurrency C, C keep-alive connections each send a request, wait
+for the whole answer and send the next, for a fixed time after a warm-up; the server
+and the empty endpoint are measured alternately with the same client. The client is a
+few lines of asyncio in this process, so it shares the 2 cores with the server, as it
+does for the ceiling. Peak RSS of the server process is read from /proc at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import io
+import json
+import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx2 as httpx
-from common import REPO, append_section, summary_ms
+from common import REPO, append_section, percentile
 
 from charlm.cli import main as charlm
+
+TEXTS = ["the rain came", "I went out to the", "seeds in the wood", "a bird", "when the"]
 
 
 def free_port() -> int:
@@ -33,94 +42,167 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def time_calls(
-    client: httpx.Client, calls: int, method: str, path: str, body: object
-) -> list[float]:
-    out = []
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        r = client.request(method, path, json=body)
-        r.json()
-        out.append(time.perf_counter() - t0)
-        assert r.status_code == 200, r.text
-    return out
+def request_bytes(path: str, body: object) -> bytes:
+    data = json.dumps(body).encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    )
+    return head.encode() + data
+
+
+async def one_connection(
+    port: int, requests: list[bytes], until: float, latencies: list[float], warm_until: float
+) -> int:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    errors, i = 0, 0
+    try:
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= until:
+                return errors
+            writer.write(requests[i % len(requests)])
+            i += 1
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            await reader.readexactly(length)
+            if not head.startswith(b"HTTP/1.1 200"):
+                errors += 1
+            if t0 >= warm_until:
+                latencies.append(time.perf_counter() - t0)
+    finally:
+        writer.close()
+
+
+async def load(
+    port: int, requests: list[bytes], concurrency: int, seconds: float
+) -> dict[str, float]:
+    warm = 1.0
+    start = time.perf_counter()
+    latencies: list[float] = []
+    errors = await asyncio.gather(
+        *(
+            one_connection(port, requests, start + warm + seconds, latencies, start + warm)
+            for _ in range(concurrency)
+        )
+    )
+    ms = [s * 1000 for s in latencies]
+    return {
+        "rps": len(latencies) / seconds,
+        "p50": statistics.median(ms),
+        "p99": percentile(ms, 99),
+        "errors": float(sum(errors)),
+    }
+
+
+def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
+    for _ in range(600):
+        if process.poll() is not None:
+            raise SystemExit(f"server exited with {process.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.1)
+    raise SystemExit("server did not start")
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def health(port: int) -> dict[str, object]:
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    result: dict[str, object] = json.loads(data.split(b"\r\n\r\n", 1)[1])
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured time per cell")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 128])
+    parser.add_argument("--continuation", type=int, default=0, help="continuation_length")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         ckpts = Path(tmp) / "checkpoints"
-        corpora = REPO / "corpora"
-        lstm256 = ["--name", "lstm256x2", "--hidden-size", "256", "--num-layers", "2"]
-        with contextlib.redirect_stdout(io.StringIO()):  # the training reports
-            for corpus, extra in (
-                ("alphabet.txt", []),
-                ("notes.txt", [*lstm256, "--max-steps", "20"]),
-            ):
-                rc = charlm(
-                    ["train", str(corpora / corpus), "--out-dir", str(ckpts), "--quiet", *extra]
-                )
-                assert rc == 0
-        port = free_port()
-        cmd = [sys.executable, "-m", "charlm", "serve", "--checkpoints", str(ckpts)]
-        server = subprocess.Popen([*cmd, "--port", str(port), "--log-level", "warning"])
+        train = ["train", str(REPO / "corpora" / "notes.txt"), "--out-dir", str(ckpts)]
+        train += ["--name", "m", "--hidden-size", "256", "--num-layers", "2", "--quiet"]
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert charlm([*train, "--max-steps", "20"]) == 0
+        port, empty_port = free_port(), free_port()
+        env = {**os.environ, "PYTHONPATH": str(REPO / "bench")}
+        quiet = ["--log-level", "warning"]
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "charlm",
+                "serve",
+                "--checkpoints",
+                str(ckpts),
+                "--port",
+                str(port),
+                "--max-pending",
+                "1024",
+                *quiet,
+            ]
+        )
+        ceiling = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "ceiling:app", "--port", str(empty_port), *quiet],
+            env=env,
+        )
         try:
-            url = f"http://127.0.0.1:{port}"
-            with httpx.Client(base_url=url, timeout=30) as client:
-                for _ in range(300):
-                    try:
-                        client.get("/health")
-                        break
-                    except httpx.TransportError:
-                        time.sleep(0.1)
-                cases = [
-                    ("GET /health (no model)", "GET", "/health", None),
-                    (
-                        "alphabet: /predict 'abcdefghij'",
-                        "POST",
-                        "/predict",
-                        {"model": "alphabet", "text": "abcdefghij"},
-                    ),
-                    (
-                        "alphabet: /predict + 20-char continuation",
-                        "POST",
-                        "/predict",
-                        {"model": "alphabet", "text": "abcdefghij", "continuation_length": 20},
-                    ),
-                    (
-                        "2x256: /predict 'the rain came'",
-                        "POST",
-                        "/predict",
-                        {"model": "lstm256x2", "text": "the rain came"},
-                    ),
-                    (
-                        "2x256: /predict + 20-char continuation",
-                        "POST",
-                        "/predict",
-                        {"model": "lstm256x2", "text": "the rain came", "continuation_length": 20},
-                    ),
-                ]
-                rows = []
-                for name, method, path, body in cases:
-                    time_calls(client, 20, method, path, body)  # warm-up
-                    med, p90, p99 = summary_ms(time_calls(client, args.calls, method, path, body))
-                    rows.append(f"| {name} | {med:.2f} | {p90:.2f} | {p99:.2f} |")
+            wait_ready(port, server)
+            wait_ready(empty_port, ceiling)
+            bodies = [
+                {"model": "m", "text": t, "continuation_length": args.continuation} for t in TEXTS
+            ]
+            predict = [request_bytes("/predict", b) for b in bodies]
+            empty = [request_bytes("/empty", b) for b in bodies]
+            rows = []
+            for c in args.concurrency:
+                e = asyncio.run(load(empty_port, empty, c, args.seconds))
+                p = asyncio.run(load(port, predict, c, args.seconds))
+                rows.append(
+                    f"| {c} | {e['rps']:,.0f} | {e['p50']:.2f} | {e['p99']:.2f} "
+                    f"| {p['rps']:,.0f} | {p['p50']:.2f} | {p['p99']:.2f} "
+                    f"| {p['rps'] / e['rps']:.2f} | {int(p['errors'] + e['errors'])} |"
+                )
+                print(rows[-1], flush=True)
+            stats = health(port)["predict_batches"]
+            rss = peak_rss_mib(server.pid)
         finally:
             server.terminate()
+            ceiling.terminate()
             server.wait()
-    table = "| call | median ms | p90 ms | p99 ms |\n|---|---|---|---|\n" + "\n".join(rows)
+            ceiling.wait()
+    table = (
+        "| concurrency | empty endpoint req/s | p50 ms | p99 ms | /predict req/s | p50 ms "
+        "| p99 ms | /predict / empty | errors |\n|---|---|---|---|---|---|---|---|---|\n"
+        + "\n".join(rows)
+    )
+    assert isinstance(stats, dict)
+    notes = (
+        f"/predict: 2 x 256 LSTM (embedding 64, vocabulary of notes.txt), texts of 7-17 "
+        f"characters, top_k 5, continuation_length {args.continuation}. Each cell: "
+        f"{args.seconds:g} s measured after 1 s of warm-up. Batching over the run: "
+        f"{stats['requests']:,} calls in {stats['batches']:,} batches "
+        f"(largest {stats['largest']}). Peak RSS of the `charlm serve` process: {rss:,.0f} MiB."
+    )
     print(table)
+    print(notes)
     if not args.no_write:
-        append_section(
-            f"HTTP latency, sequential calls on loopback ({args.calls} calls each)",
-            table,
-            "One client, one keep-alive connection, calls one after another; each time runs "
-            "from sending the request to the parsed JSON answer.",
-        )
+        append_section("HTTP throughput under concurrent load, loopback", table, notes)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from charlm.fit import fit
 from charlm.inference import Predictor, SampleConfig
 from charlm.metrics import METRICS_FILE
 from charlm.plots import plot_metrics
+from charlm.presets import PRESETS
 from charlm.progress import ProgressBar
 from charlm.report import score_report
 
@@ -78,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint")
     t.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
     t.add_argument("--quiet", action="store_true", help="no progress output")
+    t.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        help="model and training defaults by name; by default chosen from the corpus size "
+        "(tiny < 20k chars <= small < 300k chars <= large)",
+    )
     m = t.add_argument_group("model (defaults depend on the corpus size)")
     m.add_argument("--embedding-dim", type=int, help="character embedding size")
     m.add_argument("--hidden-size", type=int, help="LSTM units per layer")
@@ -132,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--top-k", type=int, default=0, help="sample from the k likeliest (0: all)")
     g.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass")
     g.add_argument("--seed", type=int, help="same seed, same text (default: random)")
+    g.add_argument(
+        "--bf16",
+        action="store_true",
+        help="step with bfloat16 weights: faster for large models, probabilities within "
+        "about 1e-2 of float32 (CPUs with native bfloat16 only)",
+    )
 
     e = sub.add_parser("eval", help="mean loss of a model on a text file")
     _add_checkpoint_args(e)
@@ -148,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--max-generate-length", type=int, help="most /generate chars (10000)")
     v.add_argument("--max-alternatives", type=int, help="most runner-ups per step (10)")
     v.add_argument("--max-pending", type=int, help="requests in progress before 503 (64)")
+    v.add_argument("--max-batch", type=int, help="most /predict calls per batched pass (64)")
+    v.add_argument("--batch-wait-ms", type=float, help="how long a batch waits for more calls (2)")
     v.add_argument("--log-level", default="info", help="uvicorn log level")
 
     pl = sub.add_parser("plot", help="redraw a checkpoint's learning curves as a PNG")
@@ -204,6 +219,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         directory,
         model_overrides=_overrides(args, _MODEL_FLAGS),
         train_overrides=_overrides(args, _TRAIN_FLAGS),
+        preset=args.preset,
         resume=args.resume,
         overwrite=args.overwrite,
         device=args.device,
@@ -294,7 +310,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         top_p=args.top_p,
         seed=args.seed,
     )
-    predictor = _predictor(args)
+    where = checkpoint.resolve(args.checkpoint, args.checkpoints_dir)
+    predictor = Predictor.from_checkpoint(where, bf16_steps=args.bf16)
     predictor.vocab.check(args.prompt, what="prompt")
     sys.stdout.write(args.prompt)
     for char in predictor.sample(args.prompt, config):
@@ -329,6 +346,8 @@ _SERVE_LIMITS = (
     "max_generate_length",
     "max_alternatives",
     "max_pending",
+    "max_batch",
+    "batch_wait_ms",
 )
 
 

@@ -123,7 +123,9 @@ class Streams:
     Stream b is the b-th of `batch_size` equal slices of the ids. An epoch walks all
     streams together in windows of `seq_len`, starting at a random offset below
     `seq_len` so that window boundaries move between epochs; the model's state is
-    carried from one window to the next and reset at each epoch start.
+    carried from one window to the next and reset at each epoch start. The ids may be
+    kept in a compact integer type (`Vocabulary.encode_compact`); windows come out as
+    int64.
     """
 
     def __init__(self, ids: torch.Tensor, batch_size: int, seq_len: int) -> None:
@@ -151,6 +153,6 @@ class Streams:
         return range(offset, self.stream_len - self.seq_len + 1, self.seq_len)
 
     def window(self, start: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inputs and targets at `start`, each of shape (B, T)."""
+        """Inputs and targets at `start`, each of shape (B, T), as int64."""
         end = start + self.seq_len
-        return self.x[:, start:end], self.y[:, start:end]
+        return self.x[:, start:end].long(), self.y[:, start:end].long()

@@ -20,7 +20,7 @@ from charlm.data import read_corpus, split_text
 from charlm.errors import CheckpointExistsError, CheckpointNotFoundError, ConfigError
 from charlm.model import ModelConfig
 from charlm.plots import PlotCallback
-from charlm.presets import preset_for
+from charlm.presets import preset_for, preset_named
 from charlm.train import CallbackList, TrainCallback, TrainConfig, Trainer, TrainResult
 from charlm.vocab import Vocabulary
 
@@ -49,6 +49,7 @@ def fit(
     *,
     model_overrides: Mapping[str, Any] | None = None,
     train_overrides: Mapping[str, Any] | None = None,
+    preset: str | None = None,
     resume: bool = False,
     overwrite: bool = False,
     device: str = "auto",
@@ -57,8 +58,10 @@ def fit(
 ) -> TrainResult:
     """Train on `corpus`, writing checkpoints into `directory`.
 
-    With `plots`, `learning_curves.png` in `directory` follows the run.
+    Defaults come from `preset` (a name in `presets.PRESETS`), or else from the size of
+    the corpus. With `plots`, `learning_curves.png` in `directory` follows the run.
     """
+    chosen = preset_named(preset) if preset is not None else None
     model_overrides = dict(model_overrides or {})
     train_overrides = dict(train_overrides or {})
     if resume and overwrite:
@@ -85,6 +88,11 @@ def fit(
         allowed = {k: v for k, v in train_overrides.items() if k in RESUMABLE_OVERRIDES}
         train_config = TrainConfig.from_dict({**train_config.to_dict(), **allowed})
         preset_name = ckpt.summary.get("preset")
+        if chosen is not None and chosen.name != preset_name:
+            raise ConfigError(
+                f"--preset {chosen.name} differs from the checkpoint's preset {preset_name}; "
+                "a resumed run keeps its settings"
+            )
     else:
         if checkpoint.exists(directory) and not overwrite:
             raise CheckpointExistsError(
@@ -92,12 +100,12 @@ def fit(
                 "--overwrite to replace it, or --name to train into another directory"
             )
         vocab = Vocabulary.from_text(text)
-        preset = preset_for(len(text))
-        preset_name = preset.name
+        preset_ = chosen or preset_for(len(text))
+        preset_name = preset_.name
         model_config = ModelConfig.from_dict(
-            {"vocab_size": len(vocab), **preset.model, **model_overrides}
+            {"vocab_size": len(vocab), **preset_.model, **model_overrides}
         )
-        train_config = TrainConfig.from_dict({**preset.train, **train_overrides})
+        train_config = TrainConfig.from_dict({**preset_.train, **train_overrides})
         ckpt = None
 
     split = split_text(text, train_config.val_fraction, train_config.split)

@@ -108,5 +108,35 @@ class CharLSTM(nn.Module):
         logits = self.head(self.dropout(out))  # (B, T, V)
         return logits, (h, c)
 
+    def read_batch(self, sequences: list[torch.Tensor]) -> tuple[torch.Tensor, State]:
+        """Read texts of different lengths together, each from zero state.
+
+        sequences: B tensors of ids, each (T_b,) with T_b >= 1. Returns the logits after
+        each one's last character (B, V) and each one's state there, (L, B, H) each.
+        The texts are sorted longest first and the LSTM runs once per distinct length,
+        over the rows still reading, carrying state: no padding is ever read, and every
+        call is a plain `nn.LSTM` pass (the fastest kernel on the CPU).
+        """
+        B, L, H = len(sequences), self.config.num_layers, self.config.hidden_size
+        order = sorted(range(B), key=lambda b: -sequences[b].numel())
+        lengths = [sequences[b].numel() for b in order]
+        ids = nn.utils.rnn.pad_sequence([sequences[b] for b in order], batch_first=True)
+        x = self.embedding(ids)  # (B, T, E)
+        dtype = self.head.weight.dtype
+        h = torch.zeros(L, B, H, dtype=dtype, device=ids.device)
+        c = torch.zeros_like(h)
+        start = 0
+        for end in sorted(set(lengths)):
+            n = sum(1 for t in lengths if t >= end)  # the first n rows are still reading
+            _, (h_n, c_n) = self.lstm(
+                x[:n, start:end], (h[:, :n].contiguous(), c[:, :n].contiguous())
+            )
+            h[:, :n], c[:, :n] = h_n, c_n
+            start = end
+        back = torch.empty(B, dtype=torch.int64, device=ids.device)
+        back[torch.tensor(order, device=ids.device)] = torch.arange(B, device=ids.device)
+        h, c = h[:, back], c[:, back]
+        return self.head(h[-1]), (h, c)
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -2,7 +2,8 @@
 
 A tiny corpus (the alphabet, a page of text) gets a small model, short windows and a
 high learning rate, and trains in seconds; larger corpora get larger models and longer
-runs. Flags given on the command line override any of these values.
+runs. `--preset NAME` picks one whatever the corpus size; flags given on the command
+line override any of these values.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Preset", "preset_for"]
+from charlm.errors import ConfigError
+
+__all__ = ["PRESETS", "Preset", "preset_for", "preset_named"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,15 @@ _LARGE = Preset(
 
 TINY_CHARS = 20_000
 SMALL_CHARS = 300_000
+
+PRESETS = {p.name: p for p in (_TINY, _SMALL, _LARGE)}
+
+
+def preset_named(name: str) -> Preset:
+    """The preset called `name` (`--preset`), whatever the corpus size."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return PRESETS[name]
 
 
 def preset_for(n_chars: int) -> Preset:

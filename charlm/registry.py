@@ -72,6 +72,25 @@ class ModelRegistry:
 
     def get(self, name: str | None) -> LoadedModel:
         """The model called `name`, or the only one when `name` is None."""
+        return self.peek(name) or self._load(name)
+
+    def peek(self, name: str | None) -> LoadedModel | None:
+        """`get` without loading: None when the model must be (re)loaded from disk first.
+
+        Cheap (one `stat`), so an event loop may call it; `get` does the loading.
+        """
+        name = self._resolve(name)
+        current = self._models.get(name)
+        if current is not None and current.stamp == _stamp(self.directory / name):
+            return current
+        return None
+
+    def _load(self, name: str | None) -> LoadedModel:
+        name = self._resolve(name)
+        with self._lock:
+            return self._sync(name)
+
+    def _resolve(self, name: str | None) -> str:
         if name is None:
             names = self.names()
             if not names:
@@ -82,12 +101,7 @@ class ModelRegistry:
                 )
             name = names[0]
         check_name(name)
-        stamp = _stamp(self.directory / name)
-        current = self._models.get(name)
-        if current is not None and current.stamp == stamp:
-            return current
-        with self._lock:
-            return self._sync(name)
+        return name
 
     # -- changes ----------------------------------------------------------------
 

@@ -12,7 +12,8 @@ precomputes, once per model:
 - large weight matrices prepacked for oneDNN's matrix-vector kernel where this torch
   has it (for small ones, like the output projection, the plain kernel is faster).
 
-A `StepSession` holds one sequence's state in preallocated buffers and advances it in
+A `StepSession` holds the state of one sequence, or of a batch of sequences stepped
+together (the service's batched /predict), in preallocated buffers and advances it in
 place; nothing is allocated per step but the kernels' outputs. Results match the
 model's own forward pass to float32 rounding (the tests check 1e-5).
 """
@@ -24,14 +25,15 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from charlm.errors import ConfigError
 from charlm.model import CharLSTM, State
 
-__all__ = ["StepSession", "Stepper"]
+__all__ = ["StepSession", "Stepper", "bf16_steps_supported"]
 
-Linear = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+Linear = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
-def _plain_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def _plain_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
     return F.linear(x, w, b)
 
 
@@ -49,10 +51,25 @@ def _onednn_linear() -> tuple[Callable[[torch.Tensor], torch.Tensor], Linear] | 
     return None
 
 
-class Stepper:
-    """Precomputed weights of one model for batch-1 stepping on the CPU."""
+def bf16_steps_supported() -> bool:
+    """Whether this CPU and torch build can step with bfloat16 weights (`Stepper(bf16=True)`)."""
+    try:
+        return _onednn_linear() is not None and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
-    def __init__(self, model: CharLSTM) -> None:
+
+class Stepper:
+    """Precomputed weights of one model for batch-1 stepping on the CPU.
+
+    With `bf16`, the recurrent weight matrices are kept in bfloat16 (half the bytes to
+    read per step) and each layer's input is rounded to bfloat16 before its product;
+    biases, gate arithmetic, cell state and the output projection stay float32. The
+    distributions then differ from float32 ones by up to about 1e-2 (bench/generate.py
+    measures it), so it is an opt-in for generation, never used to report probabilities.
+    """
+
+    def __init__(self, model: CharLSTM, *, bf16: bool = False) -> None:
         cfg = model.config
         H = cfg.hidden_size
         self.hidden_size = H
@@ -62,7 +79,13 @@ class Stepper:
             [torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)]
         )  # (i, f, g, o) -> (i, f, o, g)
         fast = _onednn_linear() if model.head.weight.device.type == "cpu" else None
+        if bf16 and not bf16_steps_supported():
+            raise ConfigError("bf16 stepping needs a CPU with native bfloat16 and oneDNN")
+        self.bf16 = bf16
         pack: Callable[[torch.Tensor], torch.Tensor] = fast[0] if fast else (lambda w: w)
+        if bf16:
+            assert fast is not None
+            pack = lambda w: fast[0](w.bfloat16())  # noqa: E731
         self._linear: Linear = fast[1] if fast else _plain_linear
         with torch.no_grad():
 
@@ -84,32 +107,43 @@ class Stepper:
             self.head_b = model.head.bias.detach().float().contiguous()
 
     def session(self, state: State) -> StepSession:
-        """A sequence continuing from `state` ((h, c), each (L, 1, H))."""
+        """Sequences continuing from `state` ((h, c), each (L, B, H)); B is usually 1."""
         return StepSession(self, state)
 
 
 class StepSession:
-    """One sequence's state, advanced in place by `step`."""
+    """The state of B sequences, advanced in place by `step` (B = 1) or `step_batch`."""
 
     def __init__(self, stepper: Stepper, state: State) -> None:
         self.s = stepper
         H, L = stepper.hidden_size, stepper.num_layers
         h, c = state
-        # All layers' h side by side: [h_(l-1), h_l] is then one contiguous slice.
-        self.h = h.detach().float().reshape(L, H).reshape(1, L * H).clone()
-        self.c = [c[layer].detach().float().reshape(1, H).clone() for layer in range(L)]
-        self.tanh_c = torch.empty(1, H)
+        B = h.shape[1]
+        # All layers' h side by side: [h_(l-1), h_l] is then one slice of each row.
+        self.h = h.detach().float().permute(1, 0, 2).reshape(B, L * H).clone()
+        self.c = [c[layer].detach().float().reshape(B, H).clone() for layer in range(L)]
+        self.tanh_c = torch.empty(B, H)
 
     def step(self, char_id: int) -> torch.Tensor:
-        """Feed one character; returns the logits for the next one, shape (V,)."""
+        """Feed one character to a single sequence; the next logits, shape (V,)."""
+        return self._advance(self.s.table[char_id], None)[0]
+
+    def step_batch(self, char_ids: torch.Tensor) -> torch.Tensor:
+        """Feed one character to each sequence, ids (B,); the next logits, shape (B, V)."""
+        return self._advance(self.s.biases[0], self.s.table[char_ids])
+
+    def _advance(self, bias0: torch.Tensor, input0: torch.Tensor | None) -> torch.Tensor:
         s = self.s
         H = s.hidden_size
         for layer in range(s.num_layers):
-            if layer == 0:
-                gates = s._linear(self.h[:, :H], s.weights[0], s.table[char_id])
+            x = self.h[:, :H] if layer == 0 else self.h[:, (layer - 1) * H : (layer + 1) * H]
+            bias = bias0 if layer == 0 else s.biases[layer]
+            if s.bf16:
+                gates = s._linear(x.bfloat16(), s.weights[layer], None).float().add_(bias)
             else:
-                below_and_own = self.h[:, (layer - 1) * H : (layer + 1) * H]
-                gates = s._linear(below_and_own, s.weights[layer], s.biases[layer])
+                gates = s._linear(x, s.weights[layer], bias)
+            if layer == 0 and input0 is not None:
+                gates.add_(input0)
             gates[:, : 3 * H].sigmoid_()  # i, f, o
             g = gates[:, 3 * H :].tanh_()
             c = self.c[layer]
@@ -118,9 +152,11 @@ class StepSession:
             torch.tanh(c, out=self.tanh_c)
             torch.mul(gates[:, 2 * H : 3 * H], self.tanh_c, out=h)
         top = self.h[:, (s.num_layers - 1) * H :]
-        return F.linear(top, s.head_w, s.head_b)[0]
+        return F.linear(top, s.head_w, s.head_b)
 
     def state(self) -> State:
-        """The current state as (h, c), each (L, 1, H)."""
+        """The current state as (h, c), each (L, B, H)."""
         L, H = self.s.num_layers, self.s.hidden_size
-        return self.h.reshape(L, 1, H).clone(), torch.stack(self.c).reshape(L, 1, H).clone()
+        B = self.h.shape[0]
+        h = self.h.reshape(B, L, H).permute(1, 0, 2).contiguous()
+        return h, torch.stack(self.c).contiguous()

@@ -331,7 +331,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
-        train_ids = vocab.encode(split.train, what="training text")
+        train_ids = vocab.encode_compact(split.train, what="training text")
         self.streams = Streams(train_ids, config.batch_size, config.seq_len)
         self.val_blocks = self._val_tensor()
         self.progress = _Progress()

@@ -1,23 +1,26 @@
 """The application factory: settings in, a FastAPI app out.
 
 Nothing happens at import time. The lifespan loads every model under the checkpoints
-directory once, before the first request; routes reach the registry and the settings
-through `app.state`. The inspector page is `GET /`, its script is under `/static`, and
-the score view it shares with `charlm score --html` is under `/assets`.
+directory once, before the first request; routes reach the registry, the settings, the
+compute thread (service/compute.py) and the /predict batcher through `app.state`. The
+inspector page is `GET /`, its script is under `/static`, and the score view it shares
+with `charlm score --html` is under `/assets`.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
-from starlette.concurrency import run_in_threadpool
 
 from charlm.registry import ModelRegistry
 from charlm.report import ASSETS_DIR
+from service.batching import PredictBatcher
+from service.compute import ComputeThread
 from service.errors import install_error_handlers
 from service.limits import Admission, Pending
 from service.routes import STATIC_DIR, router
@@ -36,7 +39,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         registry = ModelRegistry(settings.checkpoints_dir, settings.device)
-        report = await run_in_threadpool(registry.refresh)
+        report = await app.state.compute.run(registry.refresh)
         for name, problem in report.errors.items():
             log.warning("not serving %s: %s", name, problem)
         log.info(
@@ -45,7 +48,13 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             settings.checkpoints_dir,
         )
         app.state.registry = registry
+        # Modules and models live as long as the process: take them out of the cyclic
+        # collector's view, or its full passes over them stall every request in flight
+        # (measured at 32 concurrent /predict calls: p99 82 ms with, 22 ms without).
+        gc.freeze()
         yield
+        await app.state.batcher.close()
+        app.state.compute.close()
 
     app = FastAPI(
         title="charlm",
@@ -55,6 +64,14 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.pending = Pending()
+    pending = app.state.pending
+    app.state.compute = ComputeThread()
+    app.state.batcher = PredictBatcher(
+        app.state.compute,
+        max_batch=settings.max_batch,
+        wait_s=settings.batch_wait_ms / 1000,
+        in_flight=lambda: pending.count,
+    )
     app.add_middleware(
         Admission, pending=app.state.pending, limit=settings.max_pending, paths=INFERENCE_PATHS
     )

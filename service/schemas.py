@@ -130,10 +130,17 @@ class ReloadResponse(BaseModel):
     errors: dict[str, str]
 
 
+class BatchStats(BaseModel):
+    batches: int = Field(description="Batches run since the server started.")
+    requests: int = Field(description="/predict calls answered in those batches.")
+    largest: int = Field(description="Most calls in one batch.")
+
+
 class HealthResponse(BaseModel):
     status: str
     models: list[str]
     pending: int = Field(description="Inference requests running or waiting right now.")
+    predict_batches: BatchStats = Field(description="How /predict calls have been batched.")
 
 
 class ErrorBody(BaseModel):

@@ -30,6 +30,10 @@ class ServiceSettings:
     """Most runner-up characters listed per step."""
     max_pending: int = 64
     """Most inference requests running or waiting at once; more get 503 at once."""
+    max_batch: int = 64
+    """Most concurrent /predict calls answered by one batched forward pass."""
+    batch_wait_ms: float = 2.0
+    """How long a batch waits for calls still arriving (never when none are)."""
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -38,6 +42,9 @@ class ServiceSettings:
             value = getattr(self, f.name)
             if f.name.startswith("max_") and (not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{f.name} must be a positive integer, got {value!r}")
+        wait = self.batch_wait_ms
+        if not isinstance(wait, int | float) or not 0 <= wait <= 1000:
+            raise ConfigError(f"batch_wait_ms must be between 0 and 1000, got {wait!r}")
 
 
 def settings_from_env(environ: dict[str, str] | None = None) -> ServiceSettings:
@@ -53,6 +60,11 @@ def settings_from_env(environ: dict[str, str] | None = None) -> ServiceSettings:
                 values[f.name] = int(raw)
             except ValueError as e:
                 raise ConfigError(f"{ENV_PREFIX}{f.name.upper()} must be an integer") from e
+        elif f.name == "batch_wait_ms":
+            try:
+                values[f.name] = float(raw)
+            except ValueError as e:
+                raise ConfigError(f"{ENV_PREFIX}{f.name.upper()} must be a number") from e
         else:
             values[f.name] = raw
     return ServiceSettings(**values)  # type: ignore[arg-type]

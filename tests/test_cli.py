@@ -7,6 +7,7 @@ import pytest
 
 from charlm import checkpoint
 from charlm.cli import main
+from charlm.stepper import bf16_steps_supported
 
 from .conftest import CORPORA, REPO
 
@@ -80,6 +81,15 @@ def test_generate_is_reproducible(notes_dir: Path, capsys: pytest.CaptureFixture
     _, a, _ = run(capsys, *args)
     _, b, _ = run(capsys, *args)
     assert a == b and a.startswith("The ") and len(a) == 4 + 60 + 1
+
+
+@pytest.mark.skipif(not bf16_steps_supported(), reason="no native bfloat16 on this CPU")
+def test_generate_bf16_follows_the_alphabet(
+    alphabet_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["generate", str(alphabet_dir), "--prompt", "abc", "--length", "52"]
+    rc, out, _ = run(capsys, *args, "--temperature", "0", "--bf16")
+    assert rc == 0 and out == "abc" + "defghijklmnopqrstuvwxyzabc" * 2 + "\n"
 
 
 def test_eval_json(alphabet_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -176,3 +186,23 @@ def test_console_script_and_module_entry_points(alphabet_dir: Path) -> None:
         check=False,
     )
     assert proc.returncode == 2 and proc.stderr.strip().endswith("'€' at position 2")
+
+
+def test_preset_by_name_overrides_the_size_rule(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["train", str(CORPORA / "alphabet.txt"), "--out-dir", str(tmp_path), "--quiet"]
+    rc, _, _ = run(capsys, *args, "--preset", "small", "--max-steps", "3")
+    assert rc == 0
+    ckpt = checkpoint.load(tmp_path / "alphabet")
+    assert ckpt.summary["preset"] == "small"
+    assert (ckpt.model_config.hidden_size, ckpt.model_config.num_layers) == (128, 2)
+    assert ckpt.train_config["seq_len"] == 64
+    manifest = (tmp_path / "alphabet" / "checkpoint.json").read_bytes()
+    rc, _, err = run(capsys, *args, "--preset", "tiny", "--resume")
+    assert rc == 2 and "--preset tiny differs from the checkpoint's preset small" in err
+    assert (tmp_path / "alphabet" / "checkpoint.json").read_bytes() == manifest
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--preset", "huge"])
+    assert info.value.code == 2
+    assert "invalid choice: 'huge'" in capsys.readouterr().err

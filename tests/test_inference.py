@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from charlm.errors import ConfigError, InputError, UnknownCharacterError
-from charlm.inference import Predictor, SampleConfig
+from charlm.inference import Predictor, PredictQuery, SampleConfig
 
 TEXT = "the wren came back to the woodpile. "
 
@@ -127,3 +127,33 @@ def test_bad_inputs_are_typed_errors(notes: Predictor) -> None:
     for bad in ({"temperature": -1}, {"top_p": 0}, {"top_p": 1.5}, {"top_k": -1}, {"length": -1}):
         with pytest.raises(ConfigError):
             SampleConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_predict_batch_equals_predict(notes: Predictor) -> None:
+    queries = [
+        PredictQuery("the rain", top_k=5, length=40, alternatives=3),
+        PredictQuery("a", top_k=0, length=0),
+        PredictQuery("went out to the wood and", top_k=3, length=7, alternatives=0),
+        PredictQuery("seed", top_k=1, length=1, alternatives=10),
+        PredictQuery("the rain", top_k=5, length=40, alternatives=3),  # again: no cross-talk
+        PredictQuery("x" * 1500, top_k=2, length=5, alternatives=1),  # long: read on its own
+    ]
+    together = notes.predict_batch(queries)
+    assert len(together) == len(queries)
+    for q, got in zip(queries, together, strict=True):
+        want = notes.predict(q.text, q.top_k, q.length, q.alternatives)
+        assert [c.char for c in got.next] == [c.char for c in want.next]
+        assert [c.prob for c in got.next] == pytest.approx([c.prob for c in want.next], abs=1e-5)
+        assert got.continuation.text == want.continuation.text
+        assert len(got.continuation.steps) == q.length
+        for a, b in zip(got.continuation.steps, want.continuation.steps, strict=True):
+            assert a.prob == pytest.approx(b.prob, abs=1e-5)
+            assert [t.char for t in a.top] == [t.char for t in b.top]
+            assert [t.prob for t in a.top] == pytest.approx([t.prob for t in b.top], abs=1e-5)
+
+
+def test_predict_batch_checks_every_text(notes: Predictor) -> None:
+    with pytest.raises(InputError, match="text"):
+        notes.predict_batch([PredictQuery("the"), PredictQuery("the\u2603")])
+    with pytest.raises(ConfigError):
+        PredictQuery("the", length=-1)

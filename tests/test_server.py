@@ -158,7 +158,54 @@ def test_concurrent_calls_match_sequential_ones(server: Server) -> None:
         with ThreadPoolExecutor(max_workers=16) as pool:
             for _ in range(2):
                 concurrent = list(pool.map(lambda pb: c.post(pb[0], json=pb[1]).json(), requests))
-                assert concurrent == sequential
+                assert_same_answers(concurrent, sequential)
+
+
+def assert_same_answers(got: Any, want: Any, where: str = "answer") -> None:
+    """Equal, except that probabilities may differ by float32 rounding (1e-5): a batched
+    forward pass may add up in another order than a single one."""
+    if isinstance(want, float):
+        assert got == pytest.approx(want, abs=1e-5), where
+    elif isinstance(want, dict):
+        assert isinstance(got, dict) and got.keys() == want.keys(), where
+        for k in want:
+            assert_same_answers(got[k], want[k], f"{where}.{k}")
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), where
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            assert_same_answers(g, w, f"{where}[{i}]")
+    else:
+        assert got == want, where
+
+
+def test_concurrent_predict_calls_are_batched_and_answer_as_if_alone(server_dir: Path) -> None:
+    # A long wait bound makes sure calls meet in a batch even on a slow machine.
+    batched = Server(server_dir, "--batch-wait-ms", "50", "--max-continuation", "300")
+    words = ["the ", "a bird", "rain on the ", "seed", "wood", "t", "I went out to", "and"]
+    bodies = [
+        {
+            "model": "notes",
+            "text": w * (1 + i % 3),
+            "continuation_length": (7 * i) % 40,
+            "top_k": i % 6,
+            "alternatives": i % 4,
+        }
+        for i, w in enumerate(words * 4)
+    ] + [{"model": "alphabet", "text": LETTERS[i:], "continuation_length": 30} for i in range(8)]
+    try:
+        with httpx.Client(base_url=batched.url, timeout=60) as c:
+            alone = [c.post("/predict", json=b).json() for b in bodies]
+            before = c.get("/health").json()["predict_batches"]
+            assert before["largest"] == 1 and before["requests"] == len(bodies)
+            with ThreadPoolExecutor(max_workers=len(bodies)) as pool:
+                together = list(pool.map(lambda b: c.post("/predict", json=b).json(), bodies))
+            after = c.get("/health").json()["predict_batches"]
+        assert_same_answers(together, alone)
+        assert after["requests"] == 2 * len(bodies)
+        assert after["largest"] > 1
+        assert after["batches"] - before["batches"] < len(bodies)
+    finally:
+        batched.stop()
 
 
 def test_overload_is_refused_quickly(server_dir: Path) -> None:

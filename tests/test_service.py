@@ -47,7 +47,9 @@ def post(client: TestClient, path: str, body: Any) -> tuple[int, Any]:
 def test_health_and_models(client: TestClient) -> None:
     r = client.get("/health")
     assert r.status_code == 200
-    assert r.json() == {"status": "ok", "models": ["alphabet", "notes"], "pending": 0}
+    body = r.json()
+    assert body.pop("predict_batches").keys() == {"batches", "requests", "largest"}
+    assert body == {"status": "ok", "models": ["alphabet", "notes"], "pending": 0}
     models = {m["name"]: m for m in client.get("/models").json()["models"]}
     a = models["alphabet"]
     assert a["vocab_size"] == 26 and a["vocab"] == list(LETTERS)

@@ -5,7 +5,7 @@ import torch
 
 from charlm.inference import Predictor
 from charlm.model import CharLSTM, ModelConfig
-from charlm.stepper import Stepper
+from charlm.stepper import Stepper, bf16_steps_supported
 from charlm.vocab import Vocabulary
 
 
@@ -63,3 +63,66 @@ def test_predictor_greedy_matches_naive_stepping() -> None:
             text += vocab.chars[nxt]
             logits, state = model(torch.tensor([[nxt]]), state)
     assert cont.text == text
+
+
+@pytest.mark.parametrize("hidden", [16, 300])  # 300: large enough for the oneDNN path
+def test_batched_steps_match_single_steps(hidden: int) -> None:
+    torch.manual_seed(2)
+    model = CharLSTM(
+        ModelConfig(vocab_size=9, embedding_dim=5, hidden_size=hidden, num_layers=3)
+    ).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3.0)
+    stepper = Stepper(model)
+    ids = torch.randint(0, 9, (4, 30))
+    with torch.inference_mode():
+        _, (h, c) = model(ids[:, :5])
+        together = stepper.session((h, c))
+        alone = [stepper.session((h[:, b : b + 1], c[:, b : b + 1])) for b in range(4)]
+        for t in range(5, 30):
+            batch = together.step_batch(ids[:, t])
+            for b in range(4):
+                single = alone[b].step(int(ids[b, t]))
+                torch.testing.assert_close(batch[b], single, atol=1e-5, rtol=1e-5)
+        _, (h_full, c_full) = model(ids)
+        h_b, c_b = together.state()
+    torch.testing.assert_close(h_b, h_full, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(c_b, c_full, atol=1e-5, rtol=1e-5)
+
+
+def test_read_batch_matches_separate_reads() -> None:
+    torch.manual_seed(3)
+    model = CharLSTM(ModelConfig(vocab_size=7, embedding_dim=4, hidden_size=10)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3.0)
+    seqs = [torch.randint(0, 7, (n,)) for n in (1, 17, 4, 9, 17)]
+    with torch.inference_mode():
+        logits, (h, c) = model.read_batch(seqs)
+        for b, s in enumerate(seqs):
+            alone, (h1, c1) = model(s.unsqueeze(0))
+            torch.testing.assert_close(logits[b], alone[0, -1], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(h[:, b], h1[:, 0], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(c[:, b], c1[:, 0], atol=1e-5, rtol=1e-5)
+        # and they continue from there, stepped together
+        nxt = torch.randint(0, 7, (5,))
+        stepped = Stepper(model).session((h, c)).step_batch(nxt)
+        for b, s in enumerate(seqs):
+            alone, _ = model(torch.cat([s, nxt[b : b + 1]]).unsqueeze(0))
+            torch.testing.assert_close(stepped[b], alone[0, -1], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.skipif(not bf16_steps_supported(), reason="no native bfloat16 on this CPU")
+def test_bf16_steps_stay_close_to_float32(notes: Predictor) -> None:
+    model = notes.model
+    fp32, bf16 = Stepper(model), Stepper(model, bf16=True)
+    ids = notes.vocab.encode("the rain came down on the wood and the seeds")
+    with torch.inference_mode():
+        zero = model.initial_state(1)
+        a, b = fp32.session(zero), bf16.session(zero)
+        worst = 0.0
+        for i in ids.tolist():
+            pa, pb = torch.softmax(a.step(i), -1), torch.softmax(b.step(i), -1)
+            worst = max(worst, float((pa - pb).abs().max()))
+    assert 0 < worst < 2e-2  # close, and not secretly float32

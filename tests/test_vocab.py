@@ -44,3 +44,26 @@ def test_list_round_trip_and_validation() -> None:
     for bad in ([], ["ab"], ["a", "a"], [1]):
         with pytest.raises(IncompatibleCheckpointError):
             Vocabulary.from_list(bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "dtype"),
+    [
+        ("hello world", torch.uint8),
+        ("emoji \U0001f600 and \u00e9", torch.uint8),
+        ("".join(chr(0x4E00 + i) for i in range(300)) + "ab", torch.int16),
+    ],
+)
+def test_encode_compact_matches_encode(text: str, dtype: torch.dtype) -> None:
+    vocab = Vocabulary.from_text(text)
+    compact = vocab.encode_compact(text * 3)
+    assert compact.dtype == dtype
+    assert torch.equal(compact.long(), vocab.encode(text * 3))
+
+
+def test_encode_compact_names_unknown_characters() -> None:
+    vocab = Vocabulary.from_text("abc")
+    for text in ("abd", "ab\U0001f600", "a" * 3_000_000 + "z"):  # past the table, past a chunk
+        with pytest.raises(UnknownCharacterError) as info:
+            vocab.encode_compact(text, what="training text")
+        assert "training text" in str(info.value)

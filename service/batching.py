@@ -1,0 +1,121 @@
+"""Dynamic batching of /predict: concurrent calls share one forward pass.
+
+A call puts its query on a queue and waits. One task on the event loop takes
+everything queued, waits up to `wait_s` for more while other inference requests are
+still on their way in (none when the server is idle, so a lone call never waits), then
+answers the whole batch with `Predictor.predict_batch` on the compute thread, one
+call per model. Calls that arrive meanwhile form the next batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from charlm import Prediction, Predictor, PredictQuery
+from service.compute import ComputeThread
+
+__all__ = ["BatchStats", "PredictBatcher"]
+
+
+@dataclass
+class BatchStats:
+    batches: int = 0
+    requests: int = 0
+    largest: int = 0
+
+
+@dataclass
+class _Call:
+    predictor: Predictor
+    query: PredictQuery
+    future: asyncio.Future[Prediction] = field(repr=False)
+
+
+class PredictBatcher:
+    """Collects concurrent predict calls into batches (one event loop per process)."""
+
+    def __init__(
+        self,
+        compute: ComputeThread,
+        *,
+        max_batch: int,
+        wait_s: float,
+        in_flight: Callable[[], int],
+    ) -> None:
+        self.compute = compute
+        self.max_batch = max_batch
+        self.wait_s = wait_s
+        self.in_flight = in_flight  # inference requests in progress, these included
+        self.stats = BatchStats()
+        self._queue: list[_Call] = []
+        self._arrived: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def predict(self, predictor: Predictor, query: PredictQuery) -> Prediction:
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done():
+            self._arrived = asyncio.Event()
+            self._task = loop.create_task(self._serve())
+        call = _Call(predictor, query, loop.create_future())
+        self._queue.append(call)
+        assert self._arrived is not None
+        self._arrived.set()
+        return await call.future
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for call in self._queue:
+            call.future.cancel()
+        self._queue.clear()
+
+    async def _serve(self) -> None:
+        assert self._arrived is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._arrived.wait()
+            self._arrived.clear()
+            deadline = loop.time() + self.wait_s
+            while len(self._queue) < min(self.max_batch, self.in_flight()):
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), left)
+                except TimeoutError:
+                    break
+                self._arrived.clear()
+            batch = self._queue[: self.max_batch]
+            del self._queue[: self.max_batch]
+            if self._queue:
+                self._arrived.set()  # the rest form the next batch at once
+            batch = [call for call in batch if not call.future.done()]  # callers gone
+            if not batch:
+                continue
+            self.stats.batches += 1
+            self.stats.requests += len(batch)
+            self.stats.largest = max(self.stats.largest, len(batch))
+            await self._answer(batch)
+
+    async def _answer(self, batch: list[_Call]) -> None:
+        groups: dict[int, list[_Call]] = {}
+        for call in batch:
+            groups.setdefault(id(call.predictor), []).append(call)
+        for calls in groups.values():
+            predictor = calls[0].predictor
+            queries = [call.query for call in calls]
+            try:
+                answers = await self.compute.run(predictor.predict_batch, queries)
+            except Exception as error:  # each caller gets it, as if it had run alone
+                for call in calls:
+                    if not call.future.done():
+                        call.future.set_exception(error)
+                continue
+            for call, answer in zip(calls, answers, strict=True):
+                if not call.future.done():
+                    call.future.set_result(answer)
