@@ -156,6 +156,7 @@ def run_charlm(
     rows = read_metrics(directory / "metrics.jsonl")
     evals = [(r["time_s"], r["val_loss"]) for r in rows if r["kind"] == "eval"]
     trains = [r for r in rows if r["kind"] == "train"]
+    eval_s = sum(r.get("eval_s", 0.0) for r in rows if r["kind"] == "eval")
     assert predictor.info is not None
     summary = predictor.info.summary
     cfg = predictor.info.model_config
@@ -172,6 +173,7 @@ def run_charlm(
             f"bf16 {summary.get('bf16')}"
         ),
         "last_train_loss": trains[-1]["loss"] if trains else math.nan,
+        "eval_share": eval_s / max(summary["elapsed_s"], 1e-9),
     }
 
 
@@ -241,15 +243,16 @@ def main() -> None:
                 )
     rows = []
     for (who, minutes), r in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        share = f"{r['eval_share']:.1%}" if "eval_share" in r else "not counted"
         rows.append(
             f"| {minutes:g} min | {who} ({r['setting']}) | {r['steps']:,} "
             f"| {r['chars_per_s']:,.0f} | {r['stream']:.4f} ({r['stream'] / math.log(2):.3f} bpc) "
-            f"| {r['windowed']:.4f} |"
+            f"| {r['windowed']:.4f} | {share} |"
         )
     table = (
         "| budget | model | steps | chars/s | val loss, full stream "
-        "| val loss, 256-char windows |\n"
-        "|---|---|---|---|---|---|\n" + "\n".join(rows)
+        "| val loss, 256-char windows | evaluation's share of the budget |\n"
+        "|---|---|---|---|---|---|---|\n" + "\n".join(rows)
     )
     print(table)
     if args.no_write:

@@ -111,11 +111,30 @@ class PredictBatcher:
             queries = [call.query for call in calls]
             try:
                 answers = await self.compute.run(predictor.predict_batch, queries)
-            except Exception as error:  # each caller gets it, as if it had run alone
-                for call in calls:
-                    if not call.future.done():
-                        call.future.set_exception(error)
+            except Exception as error:
+                if len(calls) == 1:
+                    _settle(calls[0], error=error)
+                else:  # one bad query must not fail the others: answer each alone
+                    await self._answer_alone(calls)
                 continue
             for call, answer in zip(calls, answers, strict=True):
-                if not call.future.done():
-                    call.future.set_result(answer)
+                _settle(call, answer)
+
+    async def _answer_alone(self, calls: list[_Call]) -> None:
+        for call in calls:
+            try:
+                answer = await self.compute.run(call.predictor.predict_batch, [call.query])
+            except Exception as error:
+                _settle(call, error=error)
+            else:
+                _settle(call, answer[0])
+
+
+def _settle(call: _Call, answer: Prediction | None = None, error: Exception | None = None) -> None:
+    if call.future.done():  # the caller has gone
+        return
+    if error is not None:
+        call.future.set_exception(error)
+    else:
+        assert answer is not None
+        call.future.set_result(answer)
