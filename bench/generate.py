@@ -146,11 +146,9 @@ def main() -> None:
                 agree += int(pa.argmax() == pb.argmax())
                 nxt = int(pa.argmax())
 
-    stepper = Stepper(model)
-    weight_bytes = (
-        sum(w.numel() * 4 for w in [*stepper.weights[:0]])
-        or ((H * 4 * H) + (2 * H * 4 * H) * (L - 1) + H * V) * 4
-    )
+    # float32 bytes read per step: layer 0's recurrent matrix (its input term is a row of
+    # a table), both matrices of every later layer, and the output projection.
+    weight_bytes = ((H * 4 * H) + (2 * H * 4 * H) * (L - 1) + H * V) * 4
     cached_gbs = read_bandwidth(weight_bytes)
     dram_gbs = read_bandwidth(512 * 1024 * 1024)
 

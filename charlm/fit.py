@@ -1,9 +1,10 @@
 """From a corpus file and the user's choices to a finished training run.
 
 `fit` reads the corpus, picks defaults for its size (see `presets`), applies the
-user's overrides, refuses to replace an existing checkpoint unless asked to, and for
-`resume=True` checks that the corpus and settings fit the checkpoint before anything
-is written. Then it hands over to `Trainer`.
+user's overrides (a time budget without a step count lets the budget alone end the
+run), refuses to replace an existing checkpoint unless asked to, and for `resume=True`
+checks that the corpus and settings fit the checkpoint before anything is written.
+Then it hands over to `Trainer`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ RESUMABLE_OVERRIDES = frozenset(
     {"max_steps", "max_minutes", "target_loss", "patience", "eval_interval", "log_interval"}
 )
 """Training settings a resumed run may change; every other one must match."""
+
+BUDGET_ONLY_MAX_STEPS = 1_000_000_000
+"""`max_steps` of a run given `--max-minutes` and no `--max-steps`: the budget alone ends
+it, and the learning rate decays over the budget."""
 
 
 def pick_device(name: str) -> torch.device:
@@ -102,10 +107,17 @@ def fit(
         vocab = Vocabulary.from_text(text)
         preset_ = chosen or preset_for(len(text))
         preset_name = preset_.name
+        train_values = {**preset_.train, **train_overrides}
+        if "max_minutes" in train_overrides and "max_steps" not in train_overrides:
+            train_values["max_steps"] = BUDGET_ONLY_MAX_STEPS
+        train_config = TrainConfig.from_dict(train_values)
         model_config = ModelConfig.from_dict(
-            {"vocab_size": len(vocab), **preset_.model, **model_overrides}
+            {
+                "vocab_size": len(vocab),
+                **preset_.model_for(train_config.max_minutes),
+                **model_overrides,
+            }
         )
-        train_config = TrainConfig.from_dict({**preset_.train, **train_overrides})
         ckpt = None
 
     split = split_text(text, train_config.val_fraction, train_config.split)

@@ -2,18 +2,23 @@
 
 A tiny corpus (the alphabet, a page of text) gets a small model, short windows and a
 high learning rate, and trains in seconds; larger corpora get larger models and longer
-runs. `--preset NAME` picks one whatever the corpus size; flags given on the command
+runs. A preset may size its model by the time budget too: given `--max-minutes` of at
+least `LONG_BUDGET_MINUTES`, the `large` preset trains a wider LSTM, which learns more
+per step but takes more time per step, so it wins only when there is time for enough
+steps. `--preset NAME` picks one whatever the corpus size; flags given on the command
 line override any of these values.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from charlm.errors import ConfigError
 
-__all__ = ["PRESETS", "Preset", "preset_for", "preset_named"]
+__all__ = ["LONG_BUDGET_MINUTES", "PRESETS", "Preset", "preset_for", "preset_named"]
+
+LONG_BUDGET_MINUTES = 10.0
 
 
 @dataclass(frozen=True)
@@ -21,6 +26,14 @@ class Preset:
     name: str
     model: dict[str, Any]
     train: dict[str, Any]
+    long_budget_model: dict[str, Any] = field(default_factory=dict)
+    """Model settings that replace `model`'s for a budget of `LONG_BUDGET_MINUTES` or more."""
+
+    def model_for(self, max_minutes: float | None) -> dict[str, Any]:
+        """The model settings for a run with this time budget (None: no budget)."""
+        if max_minutes is not None and max_minutes >= LONG_BUDGET_MINUTES:
+            return {**self.model, **self.long_budget_model}
+        return dict(self.model)
 
 
 _TINY = Preset(
@@ -56,8 +69,10 @@ _LARGE = Preset(
     name="large",
     # From sweeps on tiny Shakespeare (BENCHMARKS.md): with bf16 autocast, window 64 beat
     # 128, lr 4e-3 beat 3e-3; many cheap steps win. Without dropout the model overfits
-    # after ~2 minutes (10 epochs); dropout 0.2 gave the best 5-minute result.
+    # after ~2 minutes (10 epochs); dropout 0.2 gave the best 5-minute result. Given 10
+    # minutes or more, 384 units learn more than 256 in the same time.
     model={"embedding_dim": 64, "hidden_size": 256, "num_layers": 2, "dropout": 0.2},
+    long_budget_model={"hidden_size": 384},
     train={
         "batch_size": 32,
         "seq_len": 64,

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from charlm import checkpoint
 from charlm.data import split_text
 from charlm.errors import ConfigError, TrainingError
-from charlm.fit import fit
+from charlm.fit import BUDGET_ONLY_MAX_STEPS, fit
 from charlm.inference import Predictor
 from charlm.metrics import read_metrics
 from charlm.model import CharLSTM, ModelConfig
@@ -274,6 +274,36 @@ def test_time_budget_stops_the_run(tmp_path: Path) -> None:
     result = fit(CORPORA / "alphabet.txt", tmp_path / "b", train_overrides={"max_minutes": 0.002})
     assert result.stop_reason == "time budget" and 0 < result.steps < 1000
     assert checkpoint.load(tmp_path / "b").summary["step"] == result.steps
+
+
+def test_a_budget_without_a_step_count_ends_the_run_by_time(tmp_path: Path) -> None:
+    fit(CORPORA / "alphabet.txt", tmp_path / "a", train_overrides={"max_minutes": 0.002})
+    assert checkpoint.load(tmp_path / "a").train_config["max_steps"] == BUDGET_ONLY_MAX_STEPS
+    both = {"max_minutes": 0.002, "max_steps": 50}
+    fit(CORPORA / "alphabet.txt", tmp_path / "b", train_overrides=both)
+    assert checkpoint.load(tmp_path / "b").train_config["max_steps"] == 50
+
+
+@pytest.mark.parametrize(
+    ("minutes", "hidden_override", "hidden"),
+    [(None, None, 256), (5.0, None, 256), (10.0, None, 384), (15.0, 128, 128)],
+)
+def test_large_preset_widens_the_model_for_a_long_budget(
+    tmp_path: Path, minutes: float | None, hidden_override: int | None, hidden: int
+) -> None:
+    train: dict[str, Any] = {"max_steps": 1, "eval_interval": 1}
+    if minutes is not None:
+        train["max_minutes"] = minutes
+    model = {} if hidden_override is None else {"hidden_size": hidden_override}
+    fit(
+        CORPORA / "alphabet.txt",
+        tmp_path / "m",
+        preset="large",
+        model_overrides=model,
+        train_overrides=train,
+        plots=False,
+    )
+    assert checkpoint.load(tmp_path / "m").model_config.hidden_size == hidden
 
 
 def test_divergence_is_an_error_and_keeps_the_last_checkpoint(tmp_path: Path) -> None:
