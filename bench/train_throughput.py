@@ -2,13 +2,16 @@
 PyTorch LSTM loop, with achieved GFLOP/s as a fraction of the matmul peak measured in
 the same run.
 
-    python bench/train_throughput.py [--steps 40]
+    python bench/train_throughput.py [--steps 40] [--repeats 3]
 
 The plain loop is written here the way a tutorial writes it: Embedding(64) -> 2-layer
 nn.LSTM -> Linear, Adam at a constant rate, gradient clipping at 5, random windows from
 a zero state, float32. All runs read tiny Shakespeare (from ../shared/corpora, else the
 project's notes corpus repeated: speed does not depend on the text) with the same
-batch and window. chars/s counts training steps only (no evaluation).
+batch and window. chars/s counts training steps only (no evaluation), after 5 untimed
+warm-up steps. Each repeat measures every trainer once, one after another, so noise from
+other work on the machine falls on all of them alike; the table gives medians over the
+repeats.
 """
 
 from __future__ import annotations
@@ -26,11 +29,14 @@ from torch import nn
 
 from charlm.data import split_text
 from charlm.model import ModelConfig
-from charlm.train import TrainConfig, Trainer
+from charlm.train import StepInfo, TrainCallback, TrainConfig, Trainer
 from charlm.vocab import Vocabulary
 
 SHAKESPEARE = REPO.parent / "shared" / "corpora" / "tinyshakespeare.txt"
-SIZES = [(256, 32, 128), (512, 32, 128)]  # hidden, batch, window; 2 layers, embedding 64
+# hidden, batch, window; 2 layers, embedding 64. The window-64 rows are the `large`
+# preset's shapes (256 units, and 384 for budgets of 10 minutes or more).
+SIZES = [(256, 32, 64), (384, 32, 64), (256, 32, 128), (512, 32, 128)]
+WARMUP_STEPS = 5
 
 
 def corpus() -> tuple[str, str]:
@@ -99,7 +105,7 @@ def plain_chars_per_s(
         nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
 
-    for _ in range(5):
+    for _ in range(WARMUP_STEPS):
         step()
     t0 = time.perf_counter()
     for _ in range(steps):
@@ -114,14 +120,26 @@ def charlm_chars_per_s(
     tcfg = TrainConfig(
         batch_size=b,
         seq_len=t,
-        max_steps=steps + 5,
+        max_steps=steps + WARMUP_STEPS,
         eval_interval=10**6,
         precision=precision,
-        warmup_steps=5,
+        warmup_steps=WARMUP_STEPS,
     )
+    clock = StepClock()
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(mcfg, tcfg, vocab, split_text(text, 0.1), Path(tmp))
-        return trainer.run().chars_per_s  # train steps only; includes the 5 warm-up steps
+        trainer = Trainer(mcfg, tcfg, vocab, split_text(text, 0.1), Path(tmp), callback=clock)
+        trainer.run()
+    return b * t * steps / (clock.times[-1] - clock.times[WARMUP_STEPS - 1])
+
+
+class StepClock(TrainCallback):
+    """When each step ended (the final evaluation and save come after the last one)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def on_step(self, info: StepInfo) -> None:
+        self.times.append(time.perf_counter())
 
 
 def flops_per_char(hidden: int, vocab: int, emb: int = 64, layers: int = 2) -> float:
@@ -134,38 +152,40 @@ def flops_per_char(hidden: int, vocab: int, emb: int = 64, layers: int = 2) -> f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     text, name = corpus()
     vocab = Vocabulary.from_text(text)
     ids = vocab.encode(text)
     peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
+    trainers = [
+        ("plain PyTorch LSTM, fp32", peak32),
+        ("charlm, fp32", peak32),
+        ("charlm, bf16 autocast", peak16),
+    ]
+    measured: dict[tuple[int, int, int, str], list[float]] = {}
+    for r in range(args.repeats):
+        for hidden, b, t in SIZES:
+            for label, _ in trainers:
+                if label.startswith("plain"):
+                    cps = plain_chars_per_s(ids, len(vocab), hidden, b, t, args.steps)
+                else:
+                    precision = "bf16" if "bf16" in label else "fp32"
+                    cps = charlm_chars_per_s(text, vocab, hidden, b, t, args.steps, precision)
+                measured.setdefault((hidden, b, t, label), []).append(cps)
+                print(f"repeat {r + 1}: 2 x {hidden}, {b} x {t}, {label}: {cps:,.0f} chars/s")
     rows = []
     for hidden, b, t in SIZES:
         fpc = flops_per_char(hidden, len(vocab))
-        plain = plain_chars_per_s(ids, len(vocab), hidden, b, t, args.steps)
-        runs = [("plain PyTorch LSTM, fp32", plain, peak32)]
-        runs.append(
-            (
-                "charlm, fp32",
-                charlm_chars_per_s(text, vocab, hidden, b, t, args.steps, "fp32"),
-                peak32,
-            )
-        )
-        runs.append(
-            (
-                "charlm, bf16 autocast",
-                charlm_chars_per_s(text, vocab, hidden, b, t, args.steps, "bf16"),
-                peak16,
-            )
-        )
-        for label, cps, peak in runs:
+        plain = statistics.median(measured[(hidden, b, t, trainers[0][0])])
+        for label, peak in trainers:
+            cps = statistics.median(measured[(hidden, b, t, label)])
             gflops = cps * fpc / 1e9
             rows.append(
                 f"| 2 x {hidden}, batch {b}, window {t} | {label} | {cps:,.0f} "
                 f"| {cps / plain:.2f}x | {gflops:.0f} | {100 * gflops / peak:.0f}% |"
             )
-            print(rows[-1], flush=True)
     table = (
         "| model | trainer | chars/s | vs plain | GFLOP/s | of matmul peak |\n"
         "|---|---|---|---|---|---|\n" + "\n".join(rows)
@@ -175,9 +195,10 @@ def main() -> None:
         f"torch.mm and oneDNN): fp32 {peak32:.0f} "
         f"GFLOP/s, bf16 {peak16:.0f} GFLOP/s; fp32 rows are compared with the fp32 peak and "
         f"bf16 rows with the bf16 peak. GFLOP/s counts the LSTM and output matmuls, forward "
-        f"and backward (3x forward). {args.steps} timed steps per run, "
-        f"{torch.get_num_threads()} torch threads."
+        f"and backward (3x forward). Medians of {args.repeats} repeats of {args.steps} timed "
+        f"steps, each after {WARMUP_STEPS} untimed ones; {torch.get_num_threads()} torch threads."
     )
+    print(table)
     print(notes)
     if not args.no_write:
         append_section("Training throughput", table, notes)

@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--bf16",
         action="store_true",
         help="step with bfloat16 weights: faster for large models, probabilities within "
-        "about 1e-2 of float32 (CPUs with native bfloat16 only)",
+        "2e-2 of float32 (CPUs with native bfloat16 only)",
     )
 
     e = sub.add_parser("eval", help="mean loss of a model on a text file")

@@ -162,7 +162,7 @@ class Predictor:
         bf16_steps: bool = False,
     ) -> None:
         """`bf16_steps`: generate with bfloat16 weights (`Stepper`); faster, and
-        continuations' probabilities differ from float32 ones by up to about 1e-2."""
+        continuations' probabilities stay within 2e-2 of float32 ones (tested)."""
         self.model = model.eval()
         self.vocab = vocab
         self.info = info
