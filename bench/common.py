@@ -43,6 +43,14 @@ def summary_ms(seconds: list[float]) -> tuple[float, float, float]:
     return statistics.median(ms), percentile(ms, 90), percentile(ms, 99)
 
 
+def report(title: str, table: str, notes: str, *, write: bool) -> None:
+    """Print a benchmark's table and notes; with `write`, also append them to BENCHMARKS.md."""
+    print(table)
+    print(notes)
+    if write:
+        append_section(title, table, notes)
+
+
 def append_section(title: str, table: str, notes: str = "") -> None:
     """Add a dated section with the command that produced it to BENCHMARKS.md."""
     command = "python " + " ".join(

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 
 import torch
-from common import append_section
+from common import report
 
 from charlm.inference import Predictor
 from charlm.model import CharLSTM, ModelConfig
@@ -201,10 +201,7 @@ def main() -> None:
             f" bf16 weights against the float32 stepper over 500 greedy steps: largest "
             f"probability difference {worst_bf16:.2e}, same top character at {agree} of 500."
         )
-    print(table)
-    print(notes)
-    if not args.no_write:
-        append_section("Greedy generation at batch 1", table, notes)
+    report("Greedy generation at batch 1", table, notes, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from common import append_section
+from common import report
 from quality import find_corpus, windowed_loss
 from torch import nn
 
@@ -113,10 +113,12 @@ def main() -> None:
         f"batch {BATCH}, random {WINDOW}-character windows from a zero state; seeds "
         f"{', '.join(map(str, args.seeds))}, each seed giving every row the same data order."
     )
-    print(table)
-    print(notes)
-    if not args.no_write:
-        append_section("Initialisation against learning speed (tiny Shakespeare)", table, notes)
+    report(
+        "Initialisation against learning speed (tiny Shakespeare)",
+        table,
+        notes,
+        write=not args.no_write,
+    )
 
 
 if __name__ == "__main__":

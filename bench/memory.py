@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import append_section
+from common import report
 from quality import find_corpus
 
 
@@ -73,10 +73,7 @@ def main() -> None:
         f"imported and nothing else: {baseline:,.0f} MiB. Growth per extra character is "
         "against the first row."
     )
-    print(table)
-    print(notes)
-    if not args.no_write:
-        append_section("Peak memory of training against corpus size", table, notes)
+    report("Peak memory of training against corpus size", table, notes, write=not args.no_write)
 
 
 if __name__ == "__main__":

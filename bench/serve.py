@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import REPO, append_section, percentile
+from common import REPO, percentile, report
 
 from charlm.cli import main as charlm
 
@@ -199,10 +199,7 @@ def main() -> None:
         f"{stats['requests']:,} calls in {stats['batches']:,} batches "
         f"(largest {stats['largest']}). Peak RSS of the `charlm serve` process: {rss:,.0f} MiB."
     )
-    print(table)
-    print(notes)
-    if not args.no_write:
-        append_section("HTTP throughput under concurrent load, loopback", table, notes)
+    report("HTTP throughput under concurrent load, loopback", table, notes, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from common import REPO, append_section
+from common import REPO, report
 from torch import nn
 
 from charlm.data import split_text
@@ -198,10 +198,7 @@ def main() -> None:
         f"and backward (3x forward). Medians of {args.repeats} repeats of {args.steps} timed "
         f"steps, each after {WARMUP_STEPS} untimed ones; {torch.get_num_threads()} torch threads."
     )
-    print(table)
-    print(notes)
-    if not args.no_write:
-        append_section("Training throughput", table, notes)
+    report("Training throughput", table, notes, write=not args.no_write)
 
 
 if __name__ == "__main__":
