@@ -20,9 +20,9 @@ from collections.abc import Callable
 import torch
 from common import report
 
-from charlm.inference import Predictor
+from charlm.inference import Predictor, Stepper
 from charlm.model import CharLSTM, ModelConfig
-from charlm.stepper import Stepper, bf16_steps_supported
+from charlm.runtime import bf16_steps_supported
 from charlm.vocab import Vocabulary
 
 V, E, H, L = 65, 64, 512, 2
@@ -95,7 +95,7 @@ def main() -> None:
                 nxt = int(session.step(nxt).argmax())
 
     def charlm_greedy() -> None:
-        predictor.continue_greedy(prompt, n)
+        predictor.predict(prompt, continuation_length=n)
 
     batch = 64
     batch_ids = torch.randint(0, V, (batch, 100))
@@ -165,7 +165,7 @@ def main() -> None:
             else []
         ),
         (
-            "charlm Predictor.continue_greedy (stepper + softmax per step)",
+            "charlm Predictor.predict continuation (stepper + softmax per step)",
             per_char(charlm_greedy, n, args.repeats),
         ),
         (

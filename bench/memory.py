@@ -52,7 +52,13 @@ def main() -> None:
             path.write_text(text * copies, encoding="utf-8")
             chars = len(text) * copies
             train = [sys.executable, "-m", "charlm", "train", str(path), "--quiet"]
-            train += ["--out-dir", str(Path(tmp) / "ckpt"), "--overwrite", "--preset", "large"]
+            train += [
+                "--checkpoints-dir",
+                str(Path(tmp) / "ckpt"),
+                "--overwrite",
+                "--preset",
+                "large",
+            ]
             train += ["--max-steps", str(args.steps), "--eval-interval", str(args.steps)]
             rss = peak_rss_mib(train)
             if first is None:

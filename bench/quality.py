@@ -41,11 +41,12 @@ import torch.nn.functional as F
 from common import REPO, append_section
 from torch import nn
 
+from charlm import load_checkpoint
 from charlm.cli import main as charlm_cli
 from charlm.download import cached_path
 from charlm.inference import Predictor
 from charlm.metrics import read_metrics
-from charlm.presets import preset_for
+from charlm.training import preset_for
 
 WINDOW = 256
 N_WINDOWS = 400
@@ -152,7 +153,15 @@ def run_plain(
 def run_charlm(
     corpus: Path, text_len: int, minutes: float, overrides: dict[str, Any], tmp: Path
 ) -> dict[str, Any]:
-    args = ["train", str(corpus), "--out-dir", str(tmp), "--name", f"q{minutes:g}", "--quiet"]
+    args = [
+        "train",
+        str(corpus),
+        "--checkpoints-dir",
+        str(tmp),
+        "--name",
+        f"q{minutes:g}",
+        "--quiet",
+    ]
     args += ["--split", "tail", "--max-minutes", str(minutes), "--max-steps", "100000000"]
     args += ["--eval-interval", str(overrides.pop("eval_interval", 1000))]
     for key, value in overrides.items():
@@ -167,10 +176,10 @@ def run_charlm(
     evals = [(r["time_s"], r["val_loss"]) for r in rows if r["kind"] == "eval"]
     trains = [r for r in rows if r["kind"] == "train"]
     eval_s = sum(r.get("eval_s", 0.0) for r in rows if r["kind"] == "eval")
-    assert predictor.info is not None
-    summary = predictor.info.summary
-    cfg = predictor.info.model_config
-    tcfg = predictor.info.train_config
+    ckpt = load_checkpoint(directory)
+    summary = ckpt.summary
+    cfg = ckpt.model_config
+    tcfg = ckpt.train_config
     return {
         "steps": summary["step"],
         "chars_per_s": summary["chars_seen"] / max(summary["elapsed_s"], 1e-9),

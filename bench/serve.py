@@ -135,7 +135,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         ckpts = Path(tmp) / "checkpoints"
-        train = ["train", str(REPO / "corpora" / "notes.txt"), "--out-dir", str(ckpts)]
+        train = ["train", str(REPO / "corpora" / "notes.txt"), "--checkpoints-dir", str(ckpts)]
         train += ["--name", "m", "--hidden-size", "256", "--num-layers", "2", "--quiet"]
         with contextlib.redirect_stdout(io.StringIO()):
             assert charlm([*train, "--max-steps", "20"]) == 0
@@ -148,7 +148,7 @@ def main() -> None:
                 "-m",
                 "charlm",
                 "serve",
-                "--checkpoints",
+                "--checkpoints-dir",
                 str(ckpts),
                 "--port",
                 str(port),

@@ -29,7 +29,7 @@ from torch import nn
 
 from charlm.data import split_text
 from charlm.model import ModelConfig
-from charlm.train import StepInfo, TrainCallback, TrainConfig, Trainer
+from charlm.training import StepInfo, TrainCallback, TrainConfig, Trainer
 from charlm.vocab import Vocabulary
 
 SHAKESPEARE = REPO.parent / "shared" / "corpora" / "tinyshakespeare.txt"

@@ -4,12 +4,21 @@ The public names, for programs and for the HTTP service:
 
     fit(corpus, directory, ...)            train (or resume) a model on a corpus file
     Predictor.from_checkpoint(path)        load a model for inference
+    Prediction, ScoreResult, Generation,   what a Predictor answers (pydantic models:
+    EvalResult, ModelCard                  the CLI's --json and the HTTP answers too)
     SampleConfig                           how to sample text
     ModelConfig, TrainConfig, CharLSTM     the model and training settings
+    Runtime                                device, threads and precision of a run
     Vocabulary                             characters <-> ids
     load_checkpoint, resolve_checkpoint    read checkpoints
     CharLMError and its subclasses         every error charlm raises on purpose
+
+Subpackages: `charlm.training` (configs, presets, the trainer), `charlm.inference`
+(the predictor, its results, sampling, fast stepping), `charlm.checkpoint` (the only
+reader and writer of checkpoint files).
 """
+
+__version__ = "0.1.0"
 
 from charlm.checkpoint import Checkpoint
 from charlm.checkpoint import load as load_checkpoint
@@ -19,6 +28,7 @@ from charlm.errors import (
     CharLMError,
     CheckpointError,
     CheckpointExistsError,
+    CheckpointLockedError,
     CheckpointNotFoundError,
     ConfigError,
     CorpusDownloadError,
@@ -34,12 +44,12 @@ from charlm.errors import (
     UnknownCharacterError,
     UnknownModelError,
 )
-from charlm.fit import fit
 from charlm.inference import (
     CharProb,
-    Continuation,
     ContinuationStep,
     EvalResult,
+    Generation,
+    ModelCard,
     Prediction,
     Predictor,
     PredictQuery,
@@ -48,7 +58,8 @@ from charlm.inference import (
     ScoreStep,
 )
 from charlm.model import CharLSTM, ModelConfig
-from charlm.train import TrainConfig, TrainResult
+from charlm.runtime import Runtime
+from charlm.training import TrainConfig, TrainResult, fit
 from charlm.vocab import Vocabulary
 
 __all__ = [
@@ -59,16 +70,18 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "CheckpointExistsError",
+    "CheckpointLockedError",
     "CheckpointNotFoundError",
     "ConfigError",
-    "Continuation",
     "ContinuationStep",
     "CorpusDownloadError",
     "CorpusError",
     "EvalResult",
+    "Generation",
     "IncompatibleCheckpointError",
     "InputError",
     "LimitExceededError",
+    "ModelCard",
     "ModelConfig",
     "ModelNameError",
     "NoModelError",
@@ -76,6 +89,7 @@ __all__ = [
     "PredictQuery",
     "Prediction",
     "Predictor",
+    "Runtime",
     "SampleConfig",
     "ScoreResult",
     "ScoreStep",
@@ -86,6 +100,7 @@ __all__ = [
     "UnknownCharacterError",
     "UnknownModelError",
     "Vocabulary",
+    "__version__",
     "fit",
     "load_checkpoint",
     "resolve_checkpoint",

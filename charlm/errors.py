@@ -19,6 +19,7 @@ codes in a single table.
     │   ├── CheckpointNotFoundError    no checkpoint where one was expected
     │   │   └── UnknownModelError      no model of that name is served
     │   ├── CheckpointExistsError      refusing to overwrite an existing checkpoint
+    │   ├── CheckpointLockedError      another training run is writing the directory
     │   └── IncompatibleCheckpointError  wrong format version, shapes or vocabulary
     ├── NoModelError                   no model is loaded at all
     └── OverloadedError                too many requests in progress
@@ -33,6 +34,7 @@ __all__ = [
     "CharLMError",
     "CheckpointError",
     "CheckpointExistsError",
+    "CheckpointLockedError",
     "CheckpointNotFoundError",
     "ConfigError",
     "CorpusDownloadError",
@@ -145,6 +147,10 @@ class CheckpointNotFoundError(CheckpointError):
 
 class CheckpointExistsError(CheckpointError):
     """A new run would replace an existing checkpoint."""
+
+
+class CheckpointLockedError(CheckpointError):
+    """Another training run holds the checkpoint directory's lock."""
 
 
 class UnknownModelError(CheckpointNotFoundError):

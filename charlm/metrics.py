@@ -1,9 +1,14 @@
 """The machine-readable training log: one JSON object per line in `metrics.jsonl`.
 
-Rows carry `kind` ("train" or "eval"), `step` and `time_s` (training wall time since
-the run began, resumed runs included; evaluation counts, drawing plots does not).
-Each row is flushed as it is written, so the log can be followed while training runs.
-NaN and infinity are written as null.
+Rows carry `kind` ("train", "eval" or "resume"), `step` and, for train and eval rows,
+`time_s` (training wall time since the run began, resumed runs included; evaluation
+counts, drawing plots does not). Each row is flushed as it is written, so the log can be
+followed while training runs. NaN and infinity are written as null.
+
+The file is only ever appended to. A fresh run starts it empty; a resumed run appends a
+`{"kind": "resume", "step": N}` row, and `read_metrics` drops the rows before it whose
+step is beyond N (they were written after the checkpoint the run resumed from). A crash
+can therefore lose at most the row being written, never the rows before it.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import json
 import math
 from pathlib import Path
 from typing import IO, Any
+
+from charlm.errors import CheckpointError
 
 __all__ = ["METRICS_FILE", "MetricsLog", "read_metrics"]
 
@@ -27,41 +34,62 @@ def _clean(value: Any) -> Any:
 class MetricsLog:
     """Appends rows to `<directory>/metrics.jsonl`."""
 
-    def __init__(self, directory: str | Path, *, keep_through_step: int | None = None) -> None:
-        """Open the log; a fresh run (`keep_through_step` None) starts it empty.
-
-        A resumed run keeps the rows up to and including `keep_through_step` and drops
-        later ones, which were written after the checkpoint it resumes from.
-        """
+    def __init__(self, directory: str | Path, *, resumed_at: int | None = None) -> None:
+        """Open the log: empty for a fresh run (`resumed_at` None), else appended to, after
+        a row saying that the run resumed at step `resumed_at`."""
         self.path = Path(directory) / METRICS_FILE
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        kept: list[str] = []
-        if keep_through_step is not None and self.path.exists():
-            for row in read_metrics(self.path):
-                if int(row.get("step", 0)) <= keep_through_step:
-                    kept.append(json.dumps(row))
-        self._file: IO[str] = open(self.path, "w", encoding="utf-8")  # noqa: SIM115
-        for line in kept:
-            self._file.write(line + "\n")
-        self._file.flush()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            mode = "w" if resumed_at is None else "a"
+            self._file: IO[str] = open(self.path, mode, encoding="utf-8")  # noqa: SIM115
+        except OSError as e:
+            raise CheckpointError(f"{self.path}: cannot open it ({e.strerror or e})") from e
+        if resumed_at is not None:
+            if self._file.tell() > 0 and not _ends_with_newline(self.path):
+                self._file.write("\n")  # end a line torn by a crash: it stays unreadable alone
+            self.write(kind="resume", step=resumed_at)
 
     def write(self, **row: Any) -> None:
-        self._file.write(json.dumps({k: _clean(v) for k, v in row.items()}) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps({k: _clean(v) for k, v in row.items()}) + "\n")
+            self._file.flush()
+        except OSError as e:
+            raise CheckpointError(f"{self.path}: could not write it ({e.strerror or e})") from e
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError as e:  # the last flush failed: the rows before it are on disk
+            raise CheckpointError(f"{self.path}: could not write it ({e.strerror or e})") from e
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, 2)
+        return f.read(1) == b"\n"
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """All rows of a metrics log; a torn last line (from a crash) is skipped."""
+    """The rows of a metrics log as the run's history: a torn last line (from a crash)
+    is skipped, and rows that a resume superseded are dropped."""
     rows: list[dict[str, Any]] = []
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
             try:
                 row = json.loads(line)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):
                 continue
-            if isinstance(row, dict):
-                rows.append(row)
+            if not isinstance(row, dict):
+                continue
+            if row.get("kind") == "resume":
+                at = row.get("step")
+                if isinstance(at, int):
+                    rows = [r for r in rows if _step(r) <= at]
+                continue
+            rows.append(row)
     return rows
+
+
+def _step(row: dict[str, Any]) -> int:
+    step = row.get("step", 0)
+    return step if isinstance(step, int) else 0

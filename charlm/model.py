@@ -11,19 +11,26 @@ Shape letters: B batch, T time steps, V vocabulary, E embedding, H hidden, L lay
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from charlm._dictconfig import from_dict
-from charlm.errors import ConfigError
+from charlm._config import check_int, check_number, from_dict, setting
 
-__all__ = ["CharLSTM", "ModelConfig", "State"]
+__all__ = ["MAX_LAYERS", "MAX_VOCAB", "MAX_WIDTH", "CharLSTM", "ModelConfig", "State"]
 
 State = tuple[torch.Tensor, torch.Tensor]
 """(h, c), each of shape (L, B, H)."""
+
+
+MAX_VOCAB = 1_114_112
+"""Every Unicode code point: no character vocabulary can be larger."""
+MAX_WIDTH = 65_536
+"""Largest embedding or hidden size accepted (one 65,536-unit layer is already 68 GB)."""
+MAX_LAYERS = 64
 
 
 @dataclass(frozen=True)
@@ -31,18 +38,17 @@ class ModelConfig:
     """Architecture of a `CharLSTM`; saved in every checkpoint."""
 
     vocab_size: int
-    embedding_dim: int = 64
-    hidden_size: int = 256
-    num_layers: int = 2
-    dropout: float = 0.0
+    embedding_dim: int = setting(64, "character embedding size")
+    hidden_size: int = setting(256, "LSTM units per layer")
+    num_layers: int = setting(2, "stacked LSTM layers")
+    dropout: float = setting(0.0, "dropout between LSTM layers and before the output projection")
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "embedding_dim", "hidden_size", "num_layers"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"model {name} must be a positive integer, got {value!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"model dropout must be in [0, 1), got {self.dropout!r}")
+        check_int("model vocab_size", self.vocab_size, 1, MAX_VOCAB)
+        check_int("model embedding_dim", self.embedding_dim, 1, MAX_WIDTH)
+        check_int("model hidden_size", self.hidden_size, 1, MAX_WIDTH)
+        check_int("model num_layers", self.num_layers, 1, MAX_LAYERS)
+        check_number("model dropout", self.dropout, minimum=0.0, below=1.0)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -50,6 +56,24 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: object) -> ModelConfig:
         return from_dict(cls, data, "model config")
+
+    def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The name and shape of every weight of a `CharLSTM` with this config, computed
+        without building one (a checkpoint's tensors are checked against these before
+        anything is allocated)."""
+        V, E, H = self.vocab_size, self.embedding_dim, self.hidden_size
+        shapes: dict[str, tuple[int, ...]] = {"embedding.weight": (V, E)}
+        for layer in range(self.num_layers):
+            shapes[f"lstm.weight_ih_l{layer}"] = (4 * H, E if layer == 0 else H)
+            shapes[f"lstm.weight_hh_l{layer}"] = (4 * H, H)
+            shapes[f"lstm.bias_ih_l{layer}"] = (4 * H,)
+            shapes[f"lstm.bias_hh_l{layer}"] = (4 * H,)
+        shapes["head.weight"] = (V, H)
+        shapes["head.bias"] = (V,)
+        return shapes
+
+    def num_parameters(self) -> int:
+        return sum(math.prod(shape) for shape in self.parameter_shapes().values())
 
 
 class CharLSTM(nn.Module):

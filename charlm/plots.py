@@ -14,10 +14,13 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from charlm.metrics import METRICS_FILE, read_metrics
-from charlm.train import EvalInfo, TrainCallback, Trainer, TrainResult
+from charlm.training.callbacks import EvalInfo, TrainCallback, TrainResult
+
+if TYPE_CHECKING:
+    from charlm.training.trainer import Trainer
 
 __all__ = ["PLOT_FILE", "PlotCallback", "plot_metrics"]
 

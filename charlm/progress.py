@@ -12,7 +12,8 @@ import sys
 from tqdm import tqdm
 
 from charlm.render import num
-from charlm.train import EvalInfo, StepInfo, TrainCallback, Trainer
+from charlm.training.callbacks import EvalInfo, StepInfo, TrainCallback
+from charlm.training.trainer import Trainer
 
 __all__ = ["ProgressBar"]
 

@@ -3,10 +3,18 @@
 Each subdirectory of the checkpoints directory that holds a checkpoint is a model,
 named after the directory. Models load once and are reloaded when their
 `checkpoint.json` changes (training writes it last, atomically), so a freshly trained
-or retrained model is served without a restart. Names must be plain directory names:
-anything that could leave the directory ('../x', '/etc', 'a/b') is refused before the
-disk is touched. Safe to use from many threads; a reload swaps in a new `Predictor`
-while calls already running finish on the old one.
+or retrained model is served without a restart.
+
+A checkpoint that fails to load is that model's error alone: it is listed under
+`errors()` (named by the model's name, never by a path on the server), and every other
+model, the listing and start-up go on. The failure is remembered until the directory's
+files change, so a broken model is not read again on every request. Names must be plain
+directory names: anything that could leave the directory ('../x', '/etc', 'a/b') is
+refused before the disk is touched, and every file a checkpoint names must resolve
+inside the checkpoints directory (a symlink out of it is refused).
+
+Safe to use from many threads; a reload swaps in a new `Predictor` while calls already
+running finish on the old one.
 """
 
 from __future__ import annotations
@@ -22,25 +30,28 @@ from charlm import checkpoint
 from charlm.errors import (
     AmbiguousModelError,
     CharLMError,
+    CheckpointError,
+    IncompatibleCheckpointError,
     ModelNameError,
     NoModelError,
     UnknownModelError,
 )
 from charlm.inference import Predictor
 
-__all__ = ["NAME_PATTERN", "LoadedModel", "ModelRegistry", "RefreshReport"]
+__all__ = ["NAME_PATTERN", "LoadedModel", "ModelRegistry", "RefreshReport", "check_name"]
 
 log = logging.getLogger(__name__)
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
+Stamp = tuple[int, ...]
+
 
 @dataclass(frozen=True)
 class LoadedModel:
     name: str
-    path: Path
     predictor: Predictor
-    stamp: tuple[int, int]  # (mtime_ns, inode) of checkpoint.json when loaded
+    stamp: Stamp  # of checkpoint.json when loaded
     loaded_at: float
 
 
@@ -51,12 +62,18 @@ class RefreshReport:
     errors: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _Failure:
+    error: CharLMError
+    stamp: Stamp  # of the whole directory when it failed
+
+
 class ModelRegistry:
     def __init__(self, directory: str | Path, device: str = "cpu") -> None:
         self.directory = Path(directory)
         self.device = device
         self._models: dict[str, LoadedModel] = {}
-        self._errors: dict[str, str] = {}
+        self._failures: dict[str, _Failure] = {}
         self._lock = threading.RLock()
 
     # -- queries ----------------------------------------------------------------
@@ -65,10 +82,10 @@ class ModelRegistry:
         return sorted(self._models)
 
     def models(self) -> list[LoadedModel]:
-        return [self._models[n] for n in self.names()]
+        return [m for m in (self._models.get(n) for n in self.names()) if m is not None]
 
     def errors(self) -> dict[str, str]:
-        return dict(self._errors)
+        return {name: str(f.error) for name, f in sorted(self._failures.items())}
 
     def get(self, name: str | None) -> LoadedModel:
         """The model called `name`, or the only one when `name` is None."""
@@ -77,12 +94,20 @@ class ModelRegistry:
     def peek(self, name: str | None) -> LoadedModel | None:
         """`get` without loading: None when the model must be (re)loaded from disk first.
 
-        Cheap (one `stat`), so an event loop may call it; `get` does the loading.
+        Cheap (a few `stat`s), so an event loop may call it; `get` does the loading. A
+        remembered failure whose files have not changed is raised again here.
         """
         name = self._resolve(name)
         current = self._models.get(name)
-        if current is not None and current.stamp == _stamp(self.directory / name):
+        if current is not None and current.stamp == _manifest_stamp(self.directory / name):
             return current
+        failed = self._failures.get(name)
+        if (
+            current is None
+            and failed is not None
+            and failed.stamp == _dir_stamp(self.directory / name)
+        ):
+            raise failed.error
         return None
 
     def _load(self, name: str | None) -> LoadedModel:
@@ -94,7 +119,7 @@ class ModelRegistry:
         if name is None:
             names = self.names()
             if not names:
-                raise NoModelError(f"no model is loaded; train one into {self.directory}")
+                raise NoModelError("no model is loaded; train one into the checkpoints directory")
             if len(names) > 1:
                 raise AmbiguousModelError(
                     f"several models are loaded ({', '.join(names)}); name one with 'model'"
@@ -110,66 +135,112 @@ class ModelRegistry:
         report = RefreshReport()
         with self._lock:
             on_disk = set()
-            if self.directory.is_dir():
-                for sub in sorted(self.directory.iterdir()):
-                    if NAME_PATTERN.fullmatch(sub.name) and checkpoint.exists(sub):
-                        on_disk.add(sub.name)
-            for name in sorted(on_disk | set(self._models) | set(self._errors)):
+            try:
+                entries = sorted(self.directory.iterdir()) if self.directory.is_dir() else []
+            except OSError as e:
+                log.warning("cannot list the checkpoints directory: %s", e)
+                entries = []
+            for sub in entries:
+                if NAME_PATTERN.fullmatch(sub.name) and checkpoint.exists(sub):
+                    on_disk.add(sub.name)
+            for name in sorted(on_disk | set(self._models) | set(self._failures)):
                 before = self._models.get(name)
                 try:
-                    after = self._sync(name)
+                    after: LoadedModel | None = self._sync(name)
                 except CharLMError:
-                    after = None
+                    after = self._models.get(name)
                 if after is None and before is not None:
                     report.removed.append(name)
                 elif after is not None and after is not before:
                     report.loaded.append(name)
-                if name in self._errors:
-                    report.errors[name] = self._errors[name]
+                if name in self._failures:
+                    report.errors[name] = str(self._failures[name].error)
         return report
 
     def _sync(self, name: str) -> LoadedModel:
         """Bring `name` in line with the disk (caller holds the lock)."""
         path = self.directory / name
         for attempt in range(3):
-            stamp = _stamp(path)
+            stamp = _manifest_stamp(path)
             current = self._models.get(name)
             if stamp is None:
                 self._models.pop(name, None)
-                self._errors.pop(name, None)
+                self._failures.pop(name, None)
                 known = ", ".join(self.names()) or "none"
                 raise UnknownModelError(f"unknown model {name!r}; loaded models: {known}")
             if current is not None and current.stamp == stamp:
                 return current
+            failed = self._failures.get(name)
+            dir_stamp = _dir_stamp(path)
+            if failed is not None and failed.stamp == dir_stamp:
+                if current is not None:
+                    return current
+                raise failed.error
             try:
-                predictor = Predictor.from_checkpoint(path, self.device)
+                self._confined(path)
+                predictor = Predictor.from_checkpoint(path, self.device, name=name)
             except CharLMError as e:
-                if _stamp(path) != stamp and attempt < 2:
+                if _manifest_stamp(path) != stamp and attempt < 2:
                     continue  # rewritten while we read it: read the new one
-                self._errors[name] = str(e)
+                error = e if isinstance(e, CheckpointError) else IncompatibleCheckpointError(str(e))
+                self._failures[name] = _Failure(error, dir_stamp)
                 log.warning("model %s: %s", name, e)
                 if current is not None:
                     return current  # keep serving the last good version
-                raise
-            loaded = LoadedModel(name, path, predictor, stamp, time.time())
+                raise error from e
+            except (OSError, MemoryError, RecursionError, ValueError) as e:
+                error = IncompatibleCheckpointError(
+                    f"{name}: cannot be loaded ({type(e).__name__})"
+                )
+                self._failures[name] = _Failure(error, dir_stamp)
+                log.warning("model %s: %r", name, e)
+                if current is not None:
+                    return current
+                raise error from e
+            loaded = LoadedModel(name, predictor, stamp, time.time())
             self._models[name] = loaded
-            self._errors.pop(name, None)
-            log.info("loaded model %s from %s", name, path)
+            self._failures.pop(name, None)
+            log.info("loaded model %s", name)
             return loaded
         raise AssertionError("unreachable")
 
+    def _confined(self, path: Path) -> None:
+        """Refuse a checkpoint whose files resolve outside the checkpoints directory."""
+        root = self.directory.resolve()
+        try:
+            entries = [path, *path.iterdir()]
+        except OSError as e:
+            raise IncompatibleCheckpointError(f"{path.name}: cannot be listed") from e
+        for entry in entries:
+            if not entry.resolve().is_relative_to(root):
+                shown = path.name if entry == path else f"{path.name}/{entry.name}"
+                raise IncompatibleCheckpointError(
+                    f"{shown}: is a link out of the checkpoints directory; refusing to read it"
+                )
 
-def check_name(name: str) -> None:
+
+def check_name(name: object) -> None:
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or ".." in name:
+        shown = ascii(name)[:60] if isinstance(name, str) else type(name).__name__
         raise ModelNameError(
-            f"invalid model name {name!r}: use the name of a checkpoint directory "
+            f"invalid model name {shown}: use the name of a checkpoint directory "
             "(letters, digits, '.', '_', '-')"
         )
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
+def _manifest_stamp(path: Path) -> Stamp | None:
     try:
         st = (path / checkpoint.MANIFEST).stat()
     except OSError:
         return None
-    return (st.st_mtime_ns, st.st_ino)
+    return (st.st_mtime_ns, st.st_ino, st.st_size)
+
+
+def _dir_stamp(path: Path) -> Stamp:
+    """Changes whenever a file in the directory is added, removed, renamed or rewritten
+    in place (for the manifest)."""
+    try:
+        d = path.stat()
+    except OSError:
+        return ()
+    return (d.st_mtime_ns, d.st_ino, *(_manifest_stamp(path) or ()))

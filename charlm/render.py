@@ -1,22 +1,20 @@
-"""Turning inference results into what the command line shows: tables and JSON objects.
+"""Turning inference results into what a person reads at a terminal: tables and lines.
 
-Pure functions from result dataclasses to strings or JSON-ready dicts; no model, no I/O.
+Pure functions from result objects to strings; no model, no I/O. (The machine-readable
+form, `--json`, is the result objects' own JSON: see `charlm/inference/results.py`.)
 """
 
 from __future__ import annotations
 
 import statistics
-from typing import Any
 
-from charlm.inference import CharProb, Continuation, EvalResult, ScoreResult
+from charlm.inference.results import EvalResult, ModelCard, Prediction, ScoreResult
 
 __all__ = [
-    "continuation_json",
-    "distribution_json",
+    "card_text",
     "eval_text",
     "num",
     "predict_text",
-    "score_json",
     "score_summary",
     "score_table",
     "show_char",
@@ -46,49 +44,17 @@ def _bar(p: float) -> str:
     return "█" * round(p * _BAR)
 
 
-def distribution_json(dist: list[CharProb]) -> list[dict[str, Any]]:
-    return [{"char": d.char, "prob": d.prob} for d in dist]
-
-
-def continuation_json(cont: Continuation) -> dict[str, Any]:
-    return {
-        "continuation": cont.text,
-        "steps": [
-            {"char": s.char, "prob": s.prob, "top": distribution_json(s.top)} for s in cont.steps
-        ],
-    }
-
-
-def predict_text(text: str, dist: list[CharProb], cont: Continuation | None) -> str:
+def predict_text(text: str, result: Prediction) -> str:
     lines = [f"after {_quote(text)}, the next character is:"]
-    for d in dist:
+    for d in result.next:
         lines.append(f"  {show_char(d.char):>4}  {d.prob:9.6f}  {_bar(d.prob)}")
-    if cont is not None and cont.steps:
-        lines.append(f"greedy continuation ({len(cont.steps)} chars): {_quote(cont.text)}")
-        cells = [f"{show_char(s.char)} {s.prob:.4f}" for s in cont.steps]
+    if result.steps:
+        lines.append(
+            f"greedy continuation ({len(result.steps)} chars): {_quote(result.continuation)}"
+        )
+        cells = [f"{show_char(s.char)} {s.prob:.4f}" for s in result.steps]
         lines.extend(wrap(cells))
     return "\n".join(lines)
-
-
-def score_json(result: ScoreResult) -> dict[str, Any]:
-    return {
-        "steps": [
-            {
-                "position": s.position,
-                "char": s.char,
-                "prob": s.prob,
-                "rank": s.rank,
-                "top_char": s.top_char,
-                "top_prob": s.top_prob,
-                "entropy_bits": s.entropy_bits,
-                "top": distribution_json(s.top),
-            }
-            for s in result.steps
-        ],
-        "bits_per_char": result.bits_per_char,
-        "min_prob": result.min_prob,
-        "min_position": result.min_position,
-    }
 
 
 def score_table(result: ScoreResult) -> str:
@@ -116,6 +82,24 @@ def score_summary(result: ScoreResult) -> str:
         f"{statistics.median(probs):.5f}, min prob {result.min_prob:.5f} at position "
         f"{result.min_position} '{show_char(worst.char)}'"
     )
+
+
+def card_text(card: ModelCard) -> str:
+    a, t = card.architecture, card.training
+    lines = [
+        f"{card.name}: {card.parameters:,} parameters; embedding {a.get('embedding_dim')}, "
+        f"{a.get('num_layers')} x {a.get('hidden_size')} LSTM, dropout {a.get('dropout')}",
+        f"vocabulary ({card.vocab_size}): "
+        + "".join(show_char(c) for c in card.vocab[:200])
+        + (" …" if card.vocab_size > 200 else ""),
+    ]
+    if t.step is not None:
+        best = num(t.best_val_loss) if t.best_val_loss is not None else "?"
+        lines.append(
+            f"trained {t.step} steps on {t.corpus or '?'} (preset {t.preset or '?'}); best "
+            f"validation loss {best} nats/char at step {t.best_step}"
+        )
+    return "\n".join(lines)
 
 
 def eval_text(path: str, result: EvalResult) -> str:

@@ -1,37 +1,32 @@
 """A self-contained HTML report of per-step confidence, for `charlm score --html`.
 
 The report embeds the same score view (stylesheet and script) that the service's
-inspector page uses, and the score as JSON, so it opens in any browser with nothing
-fetched from anywhere.
+inspector page uses, and the score as the same JSON that `charlm score --json` prints
+and `POST /score` answers, so it opens in any browser with nothing fetched from anywhere.
 """
 
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
-from typing import Any
 
-from charlm.inference import ScoreResult
-from charlm.render import score_json
+from charlm.inference.results import ScoreResult
 
 __all__ = ["ASSETS_DIR", "score_report"]
 
 ASSETS_DIR = Path(__file__).parent / "assets"
 
 
-def _script_safe(data: Any) -> str:
-    """JSON that cannot end the <script> element it sits in."""
-    text = json.dumps(data, ensure_ascii=False, allow_nan=False)
+def _script_safe(text: str) -> str:
+    """JSON text that cannot end the <script> element it sits in."""
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def score_report(text: str, result: ScoreResult, *, model: str) -> str:
-    """The HTML page for `result`, the score of `text` by the model named `model`."""
+def score_report(result: ScoreResult) -> str:
+    """The HTML page for `result`."""
     css = (ASSETS_DIR / "inspector.css").read_text(encoding="utf-8")
     js = (ASSETS_DIR / "scoreview.js").read_text(encoding="utf-8")
-    data = {"text": text, **score_json(result)}
-    title = f"charlm: {model}, {len(result.steps)} characters scored"
+    title = f"charlm: {result.model}, {len(result.steps)} characters scored"
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -53,7 +48,7 @@ everything before it. Hover or focus a character for its rank, entropy and alter
 <script>
 {js}
 </script>
-<script id="score-data" type="application/json">{_script_safe(data)}</script>
+<script id="score-data" type="application/json">{_script_safe(result.model_dump_json())}</script>
 <script>
 CharLM.renderScore(document.getElementById("view"),
   JSON.parse(document.getElementById("score-data").textContent));

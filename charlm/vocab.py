@@ -36,12 +36,17 @@ class Vocabulary:
     @classmethod
     def from_list(cls, chars: Sequence[object]) -> Vocabulary:
         """Rebuild a vocabulary saved with `to_list`, checking that it is well formed."""
+        if not isinstance(chars, list | tuple):
+            raise IncompatibleCheckpointError(
+                f"vocabulary must be a list of characters, got {type(chars).__name__}"
+            )
         if not chars:
             raise IncompatibleCheckpointError("vocabulary is empty")
         for c in chars:
-            if not isinstance(c, str) or len(c) != 1:
+            if not isinstance(c, str) or len(c) != 1 or "\ud800" <= c <= "\udfff":
+                shown = ascii(c) if isinstance(c, str) and len(c) < 20 else type(c).__name__
                 raise IncompatibleCheckpointError(
-                    f"vocabulary entry {c!r} is not a single character"
+                    f"vocabulary entry {shown} is not a single character"
                 )
         strs = [str(c) for c in chars]
         if len(set(strs)) != len(strs):

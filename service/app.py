@@ -14,17 +14,21 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import torch
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+import charlm
 from charlm.registry import ModelRegistry
 from charlm.report import ASSETS_DIR
-from service.batching import PredictBatcher
-from service.compute import ComputeThread
-from service.errors import install_error_handlers
-from service.limits import Admission, Pending
-from service.routes import STATIC_DIR, router
-from service.settings import ServiceSettings, settings_from_env
+from charlm.runtime import free_cores
+
+from .batching import PredictBatcher
+from .compute import ComputeThread
+from .errors import install_error_handlers
+from .limits import Admission, Pending
+from .routes import STATIC_DIR, router
+from .settings import ServiceSettings, settings_from
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -34,18 +38,21 @@ INFERENCE_PATHS = frozenset({"/predict", "/score", "/generate"})
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
-    settings = settings or ServiceSettings()
+    settings = settings or settings_from()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        registry = ModelRegistry(settings.checkpoints_dir, settings.device)
+        registry = ModelRegistry(settings.checkpoints_dir)
+        threads = settings.threads or max(1, free_cores() // settings.workers)
+        await app.state.compute.run(torch.set_num_threads, threads)
         report = await app.state.compute.run(registry.refresh)
         for name, problem in report.errors.items():
             log.warning("not serving %s: %s", name, problem)
         log.info(
-            "serving %s from %s",
+            "serving %s from %s with %d thread(s)",
             ", ".join(registry.names()) or "no models",
             settings.checkpoints_dir,
+            threads,
         )
         app.state.registry = registry
         # Modules and models live as long as the process: take them out of the cyclic
@@ -59,7 +66,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app = FastAPI(
         title="charlm",
         summary="Next-character probabilities, greedy continuations, per-step confidence.",
-        version="0.1.0",
+        version=charlm.__version__,
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -84,4 +91,4 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
 def create_app_from_env() -> FastAPI:
     """The app with settings from CHARLM_* variables (how `charlm serve` starts workers)."""
-    return create_app(settings_from_env())
+    return create_app(settings_from())

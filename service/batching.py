@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from charlm import Prediction, Predictor, PredictQuery
-from service.compute import ComputeThread
+
+from .compute import ComputeThread
 
 __all__ = ["BatchStats", "PredictBatcher"]
 

@@ -1,14 +1,16 @@
-"""The one table from charlm errors to HTTP status codes, and the handlers that use it.
+"""The one table from charlm errors to HTTP answers, and the handlers that use it.
 
 Every error body has the same shape: {"error": {"type": "...", "message": "..."}},
 sometimes with more fields (the unknown characters and their positions, the validation
-problems). Routes never build HTTP errors themselves: they raise charlm errors.
+problems, a limit). Routes never build HTTP errors themselves: they raise charlm errors.
+Error bodies are JSON that any client can decode: a character that UTF-8 cannot carry (a
+lone surrogate a client sent) is written as a JSON escape, never dropped or crashed on.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,41 +25,44 @@ __all__ = ["STATUS", "error_response", "install_error_handlers", "response_for",
 
 log = logging.getLogger(__name__)
 
-STATUS: dict[type[E.CharLMError], int] = {
-    E.CharLMError: 500,
-    E.ConfigError: 422,
-    E.CorpusError: 422,
-    E.CorpusDownloadError: 502,
-    E.TrainingError: 500,
-    E.InputError: 422,
-    E.UnknownCharacterError: 422,
-    E.TextTooLongError: 413,
-    E.LimitExceededError: 422,
-    E.ModelNameError: 422,
-    E.AmbiguousModelError: 422,
-    E.CheckpointError: 503,
-    E.CheckpointNotFoundError: 404,
-    E.UnknownModelError: 404,
-    E.CheckpointExistsError: 409,
-    E.IncompatibleCheckpointError: 503,
-    E.NoModelError: 503,
-    E.OverloadedError: 503,
+STATUS: dict[type[E.CharLMError], tuple[int, str]] = {
+    E.CharLMError: (500, "internal"),
+    E.ConfigError: (422, "invalid_value"),
+    E.CorpusError: (422, "corpus"),
+    E.CorpusDownloadError: (502, "corpus_download"),
+    E.TrainingError: (500, "training"),
+    E.InputError: (422, "input"),
+    E.UnknownCharacterError: (422, "unknown_character"),
+    E.TextTooLongError: (413, "text_too_long"),
+    E.LimitExceededError: (422, "limit_exceeded"),
+    E.ModelNameError: (422, "model_name"),
+    E.AmbiguousModelError: (422, "ambiguous_model"),
+    E.CheckpointError: (503, "checkpoint"),
+    E.CheckpointNotFoundError: (404, "checkpoint_not_found"),
+    E.UnknownModelError: (404, "unknown_model"),
+    E.CheckpointExistsError: (409, "checkpoint_exists"),
+    E.CheckpointLockedError: (409, "checkpoint_locked"),
+    E.IncompatibleCheckpointError: (503, "incompatible_checkpoint"),
+    E.NoModelError: (503, "no_model"),
+    E.OverloadedError: (503, "overloaded"),
 }
 
 _MAX_LISTED = 100
 
 
-def status_for(exc: E.CharLMError) -> int:
+class SafeJSONResponse(JSONResponse):
+    """JSON whose strings may hold lone surrogates: those become JSON escapes."""
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return text.encode("utf-8", "backslashreplace")
+
+
+def status_for(exc: E.CharLMError) -> tuple[int, str]:
     for cls in type(exc).__mro__:
         if cls in STATUS:
             return STATUS[cls]
-    return 500
-
-
-def error_type(cls: type) -> str:
-    """UnknownCharacterError -> 'unknown_character'."""
-    name = cls.__name__.removesuffix("Error") or cls.__name__
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    return 500, "internal"
 
 
 def error_response(
@@ -67,7 +72,7 @@ def error_response(
     headers: Mapping[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
-    return JSONResponse(
+    return SafeJSONResponse(
         {"error": {"type": kind, "message": message, **extra}}, status_code=status, headers=headers
     )
 
@@ -80,7 +85,8 @@ def response_for(exc: E.CharLMError) -> JSONResponse:
     if isinstance(exc, E.TextTooLongError | E.LimitExceededError):
         extra["limit"] = exc.limit
     headers = {"Retry-After": "1"} if isinstance(exc, E.OverloadedError) else None
-    return error_response(status_for(exc), error_type(type(exc)), str(exc), headers, **extra)
+    status, kind = status_for(exc)
+    return error_response(status, kind, str(exc), headers, **extra)
 
 
 async def _charlm_error(request: Request, exc: Exception) -> JSONResponse:
@@ -105,7 +111,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     details = [
         {
             "field": ".".join(str(x) for x in p.get("loc", ()) if x != "body"),
-            "problem": p.get("msg", ""),
+            "problem": str(p.get("msg", "")),
         }
         for p in problems[:_MAX_LISTED]
     ]

@@ -11,8 +11,9 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from charlm import LimitExceededError, OverloadedError, TextTooLongError
-from service.errors import response_for
-from service.settings import ServiceSettings
+
+from .errors import response_for
+from .settings import ServiceSettings
 
 __all__ = ["Admission", "Pending", "check_limits"]
 

@@ -1,7 +1,12 @@
-"""The HTTP routes: each checks the request's sizes, makes one library call and
-returns its schema. Routes run on the event loop and hand every model computation
-(and every model load) to the compute thread (service/compute.py); /predict goes
-through the batcher (service/batching.py); /generate can stream Server-Sent Events."""
+"""The HTTP routes: each checks the request's sizes against the server's caps, makes one
+library call and returns the library's result. Every value check is the library's.
+
+Routes run on the event loop and hand every model computation (and every model load) to
+the compute thread (service/compute.py); /predict goes through the batcher
+(service/batching.py). /generate produces its characters in short slices on the compute
+thread, so that other requests get their turn between them, and stops as soon as its
+client has gone, whether it streams Server-Sent Events or answers at the end.
+"""
 
 from __future__ import annotations
 
@@ -14,15 +19,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, StreamingResponse
 
-from charlm import PredictQuery, SampleConfig
+from charlm import Generation, Prediction, SampleConfig, ScoreResult
 from charlm.registry import LoadedModel, ModelRegistry
-from service import schemas as S
-from service.batching import PredictBatcher
-from service.compute import ComputeThread
-from service.limits import check_limits
-from service.settings import ServiceSettings
 
-__all__ = ["router"]
+from . import schemas as S
+from .batching import PredictBatcher
+from .compute import ComputeThread
+from .limits import check_limits
+from .settings import ServiceSettings
+
+__all__ = ["STATIC_DIR", "router"]
 
 router = APIRouter()
 
@@ -31,19 +37,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": S.ErrorResponse} for code in (400, 404, 413, 422, 503)
 }
-_SSE_BATCH_S = 0.03  # stream what was produced at least this often
-_TRAINING_KEYS = (
-    "step",
-    "train_loss",
-    "val_loss",
-    "best_val_loss",
-    "best_step",
-    "val_held_out",
-    "elapsed_s",
-    "stop_reason",
-    "corpus",
-    "preset",
-)
+_SLICE_S = 0.03  # generate at most this long on the compute thread before yielding it
 
 
 # Dependencies are `async def` so they run on the event loop, not in the thread pool.
@@ -95,7 +89,10 @@ async def health(request: Request, reg: Registry) -> S.HealthResponse:
 @router.get("/models", response_model=S.ModelsResponse)
 async def list_models(reg: Registry, cpu: Compute) -> S.ModelsResponse:
     await cpu.run(reg.refresh)
-    return S.ModelsResponse(models=[_info(m) for m in reg.models()], errors=reg.errors())
+    models = [
+        S.ModelInfo(**m.predictor.card.model_dump(), loaded_at=m.loaded_at) for m in reg.models()
+    ]
+    return S.ModelsResponse(models=models, errors=reg.errors())
 
 
 @router.post("/models/reload", response_model=S.ReloadResponse)
@@ -106,62 +103,40 @@ async def reload_models(reg: Registry, cpu: Compute) -> S.ReloadResponse:
     )
 
 
-@router.post("/predict", response_model=S.PredictResponse, responses=_ERRORS)
-async def predict(req: S.PredictRequest, request: Request) -> S.PredictResponse:
+@router.post("/predict", response_model=Prediction, responses=_ERRORS)
+async def predict(req: S.PredictRequest, request: Request) -> Prediction:
     """Concurrent calls on the same model are answered together, in one batch.
 
     The hot path: it reads `app.state` directly rather than through dependencies, which
     cost FastAPI about 40 us per call to resolve.
     """
     state = request.app.state
-    reg: ModelRegistry = state.registry
-    cfg: ServiceSettings = state.settings
-    cpu: ComputeThread = state.compute
-    batcher: PredictBatcher = state.batcher
     check_limits(
-        cfg, text=req.text, continuation=req.continuation_length, alternatives=req.alternatives
+        state.settings,
+        text=req.text,
+        continuation=req.continuation_length,
+        alternatives=req.alternatives,
     )
-    model = await _model(reg, cpu, req.model)
-    model.predictor.check_text(req.text)
-    query = PredictQuery(req.text, req.top_k, req.continuation_length, req.alternatives)
-    result = await batcher.predict(model.predictor, query)
-    return S.PredictResponse.model_validate(
-        {
-            "model": model.name,
-            "next": result.next,
-            "continuation": result.continuation.text,
-            "steps": result.continuation.steps,
-        },
-        from_attributes=True,
-    )
+    model = await _model(state.registry, state.compute, req.model)
+    query = model.predictor.query(req.text, req.top_k, req.continuation_length, req.alternatives)
+    batcher: PredictBatcher = state.batcher
+    return await batcher.predict(model.predictor, query)
 
 
-@router.post("/score", response_model=S.ScoreResponse, responses=_ERRORS)
-async def score(
-    req: S.ScoreRequest,
-    reg: Registry,
-    cfg: Settings,
-    cpu: Compute,
-) -> S.ScoreResponse:
+@router.post("/score", response_model=ScoreResult, responses=_ERRORS)
+async def score(req: S.ScoreRequest, reg: Registry, cfg: Settings, cpu: Compute) -> ScoreResult:
     check_limits(cfg, text=req.text, alternatives=req.alternatives)
     model = await _model(reg, cpu, req.model)
-    result = await cpu.run(model.predictor.score, req.text, req.alternatives)
-    return S.ScoreResponse.model_validate(
-        {"model": model.name, **vars(result)}, from_attributes=True
-    )
+    return await cpu.run(model.predictor.score, req.text, req.alternatives)
 
 
 @router.post(
     "/generate",
-    response_model=S.GenerateResponse,
+    response_model=Generation,
     responses={**_ERRORS, 200: {"content": {"text/event-stream": {}}}},
 )
 async def generate(
-    req: S.GenerateRequest,
-    request: Request,
-    reg: Registry,
-    cfg: Settings,
-    cpu: Compute,
+    req: S.GenerateRequest, request: Request, reg: Registry, cfg: Settings, cpu: Compute
 ) -> Any:
     check_limits(cfg, text=req.prompt, what="prompt", length=req.length)
     model = await _model(reg, cpu, req.model)
@@ -172,11 +147,12 @@ async def generate(
         top_p=req.top_p,
         seed=req.seed,
     )
-    model.predictor.vocab.check(req.prompt, what="prompt")
-    if not req.stream:
-        text = await cpu.run(model.predictor.generate, req.prompt, config)
-        return S.GenerateResponse(model=model.name, prompt=req.prompt, text=text)
     chars = model.predictor.sample(req.prompt, config)
+    if not req.stream:
+        produced: list[str] = []
+        async for piece in _slices(chars, request, cpu):
+            produced.extend(piece)
+        return Generation(model=model.name, prompt=req.prompt, text="".join(produced))
     return StreamingResponse(
         _events(model, req.prompt, chars, request, cpu),
         media_type="text/event-stream",
@@ -184,31 +160,33 @@ async def generate(
     )
 
 
-async def _events(
-    model: LoadedModel,
-    prompt: str,
-    chars: Iterator[str],
-    request: Request,
-    cpu: ComputeThread,
-) -> AsyncIterator[str]:
-    """One `data: {"char": c}` event per character, then `event: done` with the text.
-
-    Characters are produced on the compute thread in short slices (so other requests
-    get their turn between them); between slices the client is checked, and generation
-    stops as soon as it has gone.
-    """
-    produced: list[str] = []
+async def _slices(
+    chars: Iterator[str], request: Request, cpu: ComputeThread
+) -> AsyncIterator[list[str]]:
+    """The characters of `chars`, made on the compute thread a short slice at a time;
+    stops early (the work is dropped) once the client has disconnected."""
     while True:
         if await request.is_disconnected():
             return
-        batch = await cpu.run(_take, chars, _SSE_BATCH_S)
-        for c in batch:
+        piece = await cpu.run(_take, chars, _SLICE_S)
+        if not piece:
+            return
+        yield piece
+
+
+async def _events(
+    model: LoadedModel, prompt: str, chars: Iterator[str], request: Request, cpu: ComputeThread
+) -> AsyncIterator[str]:
+    """One `data: {"char": c}` event per character, then `event: done` with the text."""
+    produced: list[str] = []
+    async for piece in _slices(chars, request, cpu):
+        for c in piece:
             yield f"data: {json.dumps({'char': c}, ensure_ascii=False)}\n\n"
-        produced.extend(batch)
-        if not batch:
-            break
-    done = {"model": model.name, "prompt": prompt, "text": "".join(produced)}
-    yield f"event: done\ndata: {json.dumps(done, ensure_ascii=False)}\n\n"
+        produced.extend(piece)
+    if await request.is_disconnected():
+        return
+    done = Generation(model=model.name, prompt=prompt, text="".join(produced))
+    yield f"event: done\ndata: {done.model_dump_json()}\n\n"
 
 
 def _take(chars: Iterator[str], seconds: float) -> list[str]:
@@ -220,18 +198,3 @@ def _take(chars: Iterator[str], seconds: float) -> list[str]:
         if time.perf_counter() >= end:
             break
     return out
-
-
-def _info(model: LoadedModel) -> S.ModelInfo:
-    info = model.predictor.info
-    summary = info.summary if info is not None else {}
-    vocab = list(model.predictor.vocab.chars)
-    return S.ModelInfo(
-        name=model.name,
-        vocab_size=len(vocab),
-        vocab=vocab,
-        parameters=model.predictor.model.num_parameters(),
-        architecture=model.predictor.model.config.to_dict(),
-        training={k: summary.get(k) for k in _TRAINING_KEYS},
-        loaded_at=model.loaded_at,
-    )

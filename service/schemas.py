@@ -1,8 +1,12 @@
-"""Request and response bodies, with their bounds and descriptions.
+"""Request bodies, and the responses the service adds to the library's results.
 
-Requests are strict: unknown fields, wrong types (a string for a number) and
-non-finite numbers are refused with 422 before any model runs. Caps that depend on the
-server's settings (text length, continuation length, ...) are checked in `limits`.
+The answers of /predict, /score and /generate are the library's own result models
+(`charlm.Prediction`, `charlm.ScoreResult`, `charlm.Generation`): declared once, there.
+Requests here declare fields and types only. They are strict (unknown fields, wrong
+types such as a string for a number, and non-finite numbers get 422 before anything
+runs); the values themselves (a negative count, a temperature below 0) are checked by
+the library, so that the command line, a program and HTTP get the same message. Caps
+that depend on the server's settings are checked in `limits`.
 """
 
 from __future__ import annotations
@@ -11,27 +15,29 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from charlm import ModelCard
+
 __all__ = [
-    "CharProbOut",
-    "ContinuationStepOut",
+    "BatchStats",
     "ErrorResponse",
     "GenerateRequest",
-    "GenerateResponse",
     "HealthResponse",
     "ModelInfo",
     "ModelsResponse",
     "PredictRequest",
-    "PredictResponse",
     "ReloadResponse",
     "ScoreRequest",
-    "ScoreResponse",
-    "ScoreStepOut",
 ]
 
 _MODEL = Field(
     None,
     description="Model name (its checkpoint directory); may be omitted when one model is loaded.",
 )
+
+
+def _count(default: int, description: str) -> Any:
+    """An integer field whose lower bound (0) the library checks, shown in the schema."""
+    return Field(default, description=description, json_schema_extra={"minimum": 0})
 
 
 class _Request(BaseModel):
@@ -41,81 +47,40 @@ class _Request(BaseModel):
 class PredictRequest(_Request):
     model: str | None = _MODEL
     text: str = Field(description="The text so far; at least one character.")
-    top_k: int = Field(5, ge=0, description="How many next characters to list; 0 lists all.")
-    continuation_length: int = Field(0, ge=0, description="Characters of greedy continuation.")
-    alternatives: int = Field(3, ge=0, description="Runner-up characters per continued step.")
+    top_k: int = _count(5, "How many next characters to list; 0 lists all.")
+    continuation_length: int = _count(0, "Characters of greedy continuation.")
+    alternatives: int = _count(3, "Runner-up characters per continued step.")
 
 
 class ScoreRequest(_Request):
     model: str | None = _MODEL
     text: str = Field(description="Text to score; at least two characters.")
-    alternatives: int = Field(3, ge=0, description="Runner-up characters per step.")
+    alternatives: int = _count(3, "Runner-up characters per step.")
 
 
 class GenerateRequest(_Request):
     model: str | None = _MODEL
     prompt: str = Field("", description="Text to continue; empty starts from a random character.")
-    length: int = Field(200, ge=0, description="Characters to generate.")
-    temperature: float = Field(1.0, ge=0, description="Softmax temperature; 0 is greedy.")
-    top_k: int = Field(0, ge=0, description="Sample only from the k likeliest; 0 means all.")
-    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling probability mass.")
+    length: int = _count(200, "Characters to generate.")
+    temperature: float = Field(
+        1.0, description="Softmax temperature; 0 is greedy.", json_schema_extra={"minimum": 0}
+    )
+    top_k: int = _count(0, "Sample only from the k likeliest; 0 means all.")
+    top_p: float = Field(
+        1.0,
+        description="Nucleus sampling probability mass, in (0, 1].",
+        json_schema_extra={"exclusiveMinimum": 0, "maximum": 1},
+    )
     seed: int | None = Field(
-        None, ge=0, le=2**63 - 1, description="Same seed, same text; omitted means random."
+        None,
+        description="Same seed, same text; omitted means random.",
+        json_schema_extra={"minimum": 0, "maximum": 2**63 - 1},
     )
     stream: bool = Field(False, description="Stream characters as Server-Sent Events.")
 
 
-class CharProbOut(BaseModel):
-    char: str
-    prob: float
-
-
-class ContinuationStepOut(BaseModel):
-    char: str
-    prob: float
-    top: list[CharProbOut]
-
-
-class PredictResponse(BaseModel):
-    model: str
-    next: list[CharProbOut] = Field(description="Next-character distribution, likeliest first.")
-    continuation: str
-    steps: list[ContinuationStepOut]
-
-
-class ScoreStepOut(BaseModel):
-    position: int
-    char: str
-    prob: float = Field(description="Probability the model gave this character.")
-    rank: int = Field(description="1 when it was the model's top choice.")
-    top_char: str
-    top_prob: float
-    entropy_bits: float
-    top: list[CharProbOut]
-
-
-class ScoreResponse(BaseModel):
-    model: str
-    steps: list[ScoreStepOut]
-    bits_per_char: float
-    min_prob: float
-    min_position: int
-
-
-class GenerateResponse(BaseModel):
-    model: str
-    prompt: str
-    text: str = Field(description="The generated characters, without the prompt.")
-
-
-class ModelInfo(BaseModel):
-    name: str
-    vocab_size: int
-    vocab: list[str]
-    parameters: int
-    architecture: dict[str, Any]
-    training: dict[str, Any]
-    loaded_at: float
+class ModelInfo(ModelCard):
+    loaded_at: float = Field(description="When the server loaded it (Unix time).")
 
 
 class ModelsResponse(BaseModel):

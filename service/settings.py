@@ -1,70 +1,82 @@
-"""ServiceSettings: where the models are and what one request may ask for.
+"""ServiceSettings: where the models are, where to listen, and what a request may ask for.
 
-Built from keyword arguments in code and tests, or from `CHARLM_*` environment variables
-by `settings_from_env` (that is how `charlm serve` hands its flags to uvicorn workers).
+One pydantic-settings class: every field is read from a `CHARLM_<FIELD>` environment
+variable when not given in code, is checked once here (its bounds are the field's
+constraints), and becomes a `charlm serve --<field>` flag with its description as the
+help (`charlm/flags.py`). `charlm serve` validates the flags into settings, then hands
+them to each uvicorn worker process as environment variables (`to_environ`).
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, fields
+import json
 from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from charlm import ConfigError
 
-__all__ = ["ENV_PREFIX", "ServiceSettings", "settings_from_env"]
+__all__ = ["ENV_PREFIX", "ServiceSettings", "settings_from", "to_environ"]
 
 ENV_PREFIX = "CHARLM_"
 
 
-@dataclass(frozen=True)
-class ServiceSettings:
-    checkpoints_dir: Path = Path("checkpoints")
-    max_text_chars: int = 20_000
-    """Longest `text` or `prompt` accepted (413 above it)."""
-    max_continuation: int = 2_000
-    """Most characters of greedy continuation per /predict call."""
-    max_generate_length: int = 10_000
-    """Most characters per /generate call."""
-    max_alternatives: int = 10
-    """Most runner-up characters listed per step."""
-    max_pending: int = 64
-    """Most inference requests running or waiting at once; more get 503 at once."""
-    max_batch: int = 64
-    """Most concurrent /predict calls answered by one batched forward pass."""
-    batch_wait_ms: float = 2.0
-    """How long a batch waits for calls still arriving (never when none are)."""
-    device: str = "cpu"
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid")
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "checkpoints_dir", Path(self.checkpoints_dir))
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name.startswith("max_") and (not isinstance(value, int) or value < 1):
-                raise ConfigError(f"{f.name} must be a positive integer, got {value!r}")
-        wait = self.batch_wait_ms
-        if not isinstance(wait, int | float) or not 0 <= wait <= 1000:
-            raise ConfigError(f"batch_wait_ms must be between 0 and 1000, got {wait!r}")
+    checkpoints_dir: Path = Field(
+        Path("checkpoints"), description="directory of checkpoints; each is served by name"
+    )
+    host: str = Field("127.0.0.1", description="address to listen on")
+    port: int = Field(8000, ge=0, le=65535, description="port to listen on")
+    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes")
+    threads: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="CPU threads per worker for model computations (default: the free "
+        "cores divided among the workers, at least one each)",
+    )
+    log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = Field(
+        "info", description="uvicorn log level"
+    )
+    max_text_chars: int = Field(
+        20_000, ge=1, description="longest text or prompt accepted (413 above it)"
+    )
+    max_continuation: int = Field(
+        2_000, ge=1, description="most characters of greedy continuation per /predict call"
+    )
+    max_generate_length: int = Field(10_000, ge=1, description="most characters per /generate")
+    max_alternatives: int = Field(10, ge=1, description="most runner-up characters per step")
+    max_pending: int = Field(
+        64, ge=1, description="inference requests in progress before more get 503 at once"
+    )
+    max_batch: int = Field(64, ge=1, description="most /predict calls per batched pass")
+    batch_wait_ms: float = Field(
+        2.0, ge=0, le=1000, description="how long a batch waits for calls still arriving"
+    )
 
 
-def settings_from_env(environ: dict[str, str] | None = None) -> ServiceSettings:
-    """Settings from CHARLM_CHECKPOINTS_DIR, CHARLM_MAX_TEXT_CHARS, ... (others default)."""
-    env = dict(os.environ if environ is None else environ)
-    values: dict[str, object] = {}
-    for f in fields(ServiceSettings):
-        raw = env.get(ENV_PREFIX + f.name.upper())
-        if raw is None:
+def settings_from(values: dict[str, Any] | None = None) -> ServiceSettings:
+    """Settings from `values`, the rest from CHARLM_* variables or defaults; bad values
+    are a `ConfigError` naming the setting."""
+    try:
+        return ServiceSettings(**(values or {}))
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(map(str, p['loc'])) or 'settings'}: {p['msg']}" for p in e.errors()
+        )
+        raise ConfigError(f"service settings: {problems}") from None
+
+
+def to_environ(settings: ServiceSettings) -> dict[str, str]:
+    """The CHARLM_* variables that rebuild `settings` in another process."""
+    env = {}
+    for name, value in settings.model_dump(mode="json").items():
+        if value is None:
             continue
-        if f.name.startswith("max_"):
-            try:
-                values[f.name] = int(raw)
-            except ValueError as e:
-                raise ConfigError(f"{ENV_PREFIX}{f.name.upper()} must be an integer") from e
-        elif f.name == "batch_wait_ms":
-            try:
-                values[f.name] = float(raw)
-            except ValueError as e:
-                raise ConfigError(f"{ENV_PREFIX}{f.name.upper()} must be a number") from e
-        else:
-            values[f.name] = raw
-    return ServiceSettings(**values)  # type: ignore[arg-type]
+        text = value if isinstance(value, str) else json.dumps(value)
+        env[ENV_PREFIX + name.upper()] = text
+    return env

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from charlm import checkpoint
-from charlm.cli import main
 from charlm.inference import Predictor
+from charlm.training import fit
 
 REPO = Path(__file__).resolve().parents[1]
 CORPORA = REPO / "corpora"
@@ -18,11 +18,9 @@ SHAKESPEARE = REPO.parent / "shared" / "corpora" / "tinyshakespeare.txt"
 
 @pytest.fixture(scope="session")
 def alphabet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The alphabet trained by the default command (only the output place changed)."""
-    out = tmp_path_factory.mktemp("alphabet-run")
-    rc = main(["train", str(CORPORA / "alphabet.txt"), "--out-dir", str(out), "--quiet"])
-    assert rc == 0
-    directory = out / "alphabet"
+    """The alphabet trained with the defaults of `charlm train corpora/alphabet.txt`."""
+    directory = tmp_path_factory.mktemp("alphabet-run") / "alphabet"
+    fit(CORPORA / "alphabet.txt", directory, plots=False)
     assert checkpoint.exists(directory)
     return directory
 
@@ -35,24 +33,15 @@ def alphabet(alphabet_dir: Path) -> Predictor:
 @pytest.fixture(scope="session")
 def notes_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small prose model: 2 layers, so the model and inference code see real depth."""
-    out = tmp_path_factory.mktemp("notes-run")
-    rc = main(
-        [
-            "train",
-            str(CORPORA / "notes.txt"),
-            "--out-dir",
-            str(out),
-            "--quiet",
-            "--num-layers",
-            "2",
-            "--hidden-size",
-            "32",
-            "--max-steps",
-            "150",
-        ]
+    directory = tmp_path_factory.mktemp("notes-run") / "notes"
+    fit(
+        CORPORA / "notes.txt",
+        directory,
+        model_overrides={"num_layers": 2, "hidden_size": 32},
+        train_overrides={"max_steps": 150},
+        plots=False,
     )
-    assert rc == 0
-    return out / "notes"
+    return directory
 
 
 @pytest.fixture(scope="session")

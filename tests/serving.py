@@ -22,7 +22,7 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = checkpoints.parent / f"server-{self.port}.log"
-        cmd = [sys.executable, "-m", "charlm", "serve", "--checkpoints", str(checkpoints)]
+        cmd = [sys.executable, "-m", "charlm", "serve", "--checkpoints-dir", str(checkpoints)]
         cmd += ["--port", str(self.port), "--log-level", "warning", *flags]
         with open(self.log, "w") as log:  # the child keeps its own handle
             self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)

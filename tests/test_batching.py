@@ -1,10 +1,13 @@
 """The /predict batcher on its own: a real model, the real compute thread, asyncio."""
 
 import asyncio
+from collections.abc import Sequence
 
-from charlm import Prediction, Predictor, PredictQuery, UnknownCharacterError
-from service.batching import BatchStats, PredictBatcher
-from service.compute import ComputeThread
+import pytest
+
+from charlm import InputError, Prediction, Predictor, PredictQuery
+from charlm_service.batching import BatchStats, PredictBatcher
+from charlm_service.compute import ComputeThread
 
 
 def run_together(
@@ -30,26 +33,42 @@ def run_together(
 
 
 def test_calls_that_arrive_together_share_a_batch(notes: Predictor) -> None:
-    queries = [PredictQuery(t, top_k=3, length=5) for t in ("the ", "a bird", "seed", "rain")]
+    texts = ("the ", "a bird", "seed", "rain")
+    queries = [notes.query(t, top_k=3, continuation_length=5) for t in texts]
     answers, stats = run_together(notes, queries)
     assert (stats.batches, stats.requests, stats.largest) == (1, 4, 4)
     for q, a in zip(queries, answers, strict=True):
         assert isinstance(a, Prediction)
-        assert a.continuation.text == notes.predict(q.text, q.top_k, q.length).continuation.text
+        assert a.continuation == notes.predict(q.text, 3, 5).continuation
 
 
 def test_max_batch_splits_the_queue(notes: Predictor) -> None:
-    queries = [PredictQuery("the " * (i + 1)) for i in range(5)]
+    queries = [notes.query("the " * (i + 1)) for i in range(5)]
     answers, stats = run_together(notes, queries, max_batch=2)
     assert (stats.batches, stats.largest) == (3, 2)
     assert all(isinstance(a, Prediction) for a in answers)
 
 
-def test_a_bad_query_fails_alone(notes: Predictor) -> None:
-    queries = [PredictQuery("the "), PredictQuery("the \u2603"), PredictQuery("rain")]
-    answers, _ = run_together(notes, queries)
-    assert isinstance(answers[1], UnknownCharacterError)
+class FailsOnBoom(Predictor):
+    """The notes model, except that a batch holding the text 'boom' fails as a whole."""
+
+    def predict_batch(self, queries: Sequence[PredictQuery]) -> list[Prediction]:
+        if any(q.text == "boom" for q in queries):
+            raise RuntimeError("boom")
+        return super().predict_batch(queries)
+
+
+def test_a_failing_query_fails_alone(notes: Predictor) -> None:
+    predictor = FailsOnBoom(notes.model, notes.vocab)
+    queries = [notes.query(t) for t in ("the ", "boom", "rain")]
+    answers, _ = run_together(predictor, queries)
+    assert isinstance(answers[1], RuntimeError)
     for i in (0, 2):
         a = answers[i]
         assert isinstance(a, Prediction)
         assert a.next[0].char == notes.predict(queries[i].text).next[0].char
+
+
+def test_a_bad_text_never_reaches_a_batch(notes: Predictor) -> None:
+    with pytest.raises(InputError, match="'\\u2603' at position 4"):
+        notes.query("the \u2603")

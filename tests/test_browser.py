@@ -204,7 +204,17 @@ def test_html_report_escapes_the_text(browser: object, tmp_path: Path) -> None:
     corpus = tmp_path / "html.txt"
     corpus.write_text("</script><b>bold</b> & <i>x</i>; " * 40)
     assert (
-        main(["train", str(corpus), "--out-dir", str(tmp_path), "--quiet", "--max-steps", "30"])
+        main(
+            [
+                "train",
+                str(corpus),
+                "--checkpoints-dir",
+                str(tmp_path),
+                "--quiet",
+                "--max-steps",
+                "30",
+            ]
+        )
         == 0
     )
     report = tmp_path / "report.html"

@@ -7,7 +7,7 @@ import pytest
 
 from charlm import checkpoint
 from charlm.cli import main
-from charlm.stepper import bf16_steps_supported
+from charlm.runtime import bf16_steps_supported
 
 from .conftest import CORPORA, REPO
 
@@ -22,7 +22,7 @@ def test_train_prints_where_and_how_sure(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     rc, out, _ = run(
-        capsys, "train", str(CORPORA / "ab.txt"), "--out-dir", str(tmp_path), "--quiet"
+        capsys, "train", str(CORPORA / "ab.txt"), "--checkpoints-dir", str(tmp_path), "--quiet"
     )
     assert rc == 0
     assert f"checkpoint: {tmp_path / 'ab'}" in out
@@ -33,7 +33,7 @@ def test_train_prints_where_and_how_sure(
 def test_progress_lines_when_not_a_terminal(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["train", str(CORPORA / "alphabet.txt"), "--out-dir", str(tmp_path)]
+    args = ["train", str(CORPORA / "alphabet.txt"), "--checkpoints-dir", str(tmp_path)]
     rc, _, err = run(capsys, *args, "--max-steps", "200")
     lines = err.splitlines()
     assert rc == 0 and len(lines) == 2
@@ -105,11 +105,17 @@ def test_eval_json(alphabet_dir: Path, capsys: pytest.CaptureFixture[str]) -> No
         (["predict", "no-such-model", "abc"], "no checkpoint at"),
         (["predict", "ALPHA", "ab1"], "'1' at position 2"),
         (["generate", "ALPHA", "--prompt", "Q"], "'Q' at position 0"),
-        (["generate", "ALPHA", "--temperature", "-1"], "temperature must be >= 0"),
+        (["generate", "ALPHA", "--temperature", "-1"], "temperature must be a finite number >= 0"),
+        (["generate", "ALPHA", "--seed", "99999999999999999999999"], "seed must be an integer"),
+        (["predict", "ALPHA", "ab", "--top-k", "-1"], "top_k must be an integer >= 0, got -1"),
+        (["serve", "--port", "99999"], "port: Input should be less than or equal to 65535"),
         (["score", "ALPHA", "a"], "at least 2 characters"),
         (["predict", "ALPHA", ""], "empty"),
         (["eval", "ALPHA", str(CORPORA / "notes.txt")], "corpus"),
-        (["train", str(CORPORA / "alphabet.txt"), "--hidden-size", "0"], "hidden_size must be"),
+        (
+            ["train", str(CORPORA / "alphabet.txt"), "--hidden-size", "0"],
+            "hidden_size must be an integer from 1 to 65536, got 0",
+        ),
         (["train", str(CORPORA / "alphabet.txt"), "--resume"], "no checkpoint"),
         (["train", str(CORPORA / "alphabet.txt"), "--name", "../x"], "plain name"),
         (["corpus", "download", "nonesuch"], "unknown corpus"),
@@ -124,7 +130,7 @@ def test_errors_are_one_line_and_exit_2(
 ) -> None:
     argv = [str(alphabet_dir) if a == "ALPHA" else a for a in argv]
     if argv[0] == "train":
-        argv += ["--out-dir", str(tmp_path), "--quiet"]
+        argv += ["--checkpoints-dir", str(tmp_path), "--quiet"]
     rc, _, err = run(capsys, *argv)
     assert rc == 2
     assert err.count("\n") == 1 and err.startswith("charlm: error: ")
@@ -135,7 +141,7 @@ def test_downloaded_corpus_is_found_by_name(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("CHARLM_CACHE", str(tmp_path / "cache"))
-    args = ["train", "tinyshakespeare", "--out-dir", str(tmp_path), "--quiet"]
+    args = ["train", "tinyshakespeare", "--checkpoints-dir", str(tmp_path), "--quiet"]
     rc, _, err = run(capsys, *args)
     assert rc == 2 and "charlm corpus download tinyshakespeare" in err
     cached = tmp_path / "cache" / "corpora" / "tinyshakespeare.txt"
@@ -148,13 +154,13 @@ def test_downloaded_corpus_is_found_by_name(
 def test_existing_checkpoint_is_never_lost(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    base = ["train", str(CORPORA / "alphabet.txt"), "--out-dir", str(tmp_path), "--quiet"]
+    base = ["train", str(CORPORA / "alphabet.txt"), "--checkpoints-dir", str(tmp_path), "--quiet"]
     assert run(capsys, *base, "--max-steps", "50")[0] == 0
     manifest = (tmp_path / "alphabet" / "checkpoint.json").read_bytes()
     rc, _, err = run(capsys, *base)
     assert rc == 2 and "already holds a checkpoint" in err and "--resume" in err
     rc, _, err = run(capsys, *base, "--overwrite", "--lr", "-1")
-    assert rc == 2 and "lr must be a positive number" in err
+    assert rc == 2 and "lr must be a finite number > 0, got -1.0" in err
     rc, _, err = run(capsys, *base, "--resume", "--overwrite")
     assert rc == 2
     bad = tmp_path / "bad.txt"
@@ -191,7 +197,7 @@ def test_console_script_and_module_entry_points(alphabet_dir: Path) -> None:
 def test_preset_by_name_overrides_the_size_rule(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["train", str(CORPORA / "alphabet.txt"), "--out-dir", str(tmp_path), "--quiet"]
+    args = ["train", str(CORPORA / "alphabet.txt"), "--checkpoints-dir", str(tmp_path), "--quiet"]
     rc, _, _ = run(capsys, *args, "--preset", "small", "--max-steps", "3")
     assert rc == 0
     ckpt = checkpoint.load(tmp_path / "alphabet")

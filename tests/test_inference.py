@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from charlm.errors import ConfigError, InputError, UnknownCharacterError
-from charlm.inference import Predictor, PredictQuery, SampleConfig
+from charlm.inference import CharProb, Predictor, SampleConfig
 
 TEXT = "the wren came back to the woodpile. "
 
@@ -18,15 +18,19 @@ def direct_log_probs(p: Predictor, text: str) -> torch.Tensor:
     return F.log_softmax(logits[0].double(), -1)  # (T, V)
 
 
+def next_distribution(p: Predictor, text: str, top_k: int = 0) -> list[CharProb]:
+    return p.predict(text, top_k=top_k).next
+
+
 def test_next_distribution_is_the_softmax_of_the_last_logits(notes: Predictor) -> None:
-    dist = notes.next_distribution(TEXT)
+    dist = next_distribution(notes, TEXT)
     assert len(dist) == len(notes.vocab)
     assert sum(d.prob for d in dist) == pytest.approx(1.0, abs=1e-5)
     assert [d.prob for d in dist] == sorted((d.prob for d in dist), reverse=True)
     ref = direct_log_probs(notes, TEXT)[-1].exp()
     for d in dist:
         assert d.prob == pytest.approx(float(ref[notes.vocab.id_of(d.char)]), abs=1e-6)
-    top3 = notes.next_distribution(TEXT, top_k=3)
+    top3 = next_distribution(notes, TEXT, top_k=3)
     assert top3 == dist[:3]
 
 
@@ -56,20 +60,20 @@ def test_score_matches_an_independent_computation(notes: Predictor) -> None:
 
 
 def test_greedy_continuation_is_argmax_each_step(notes: Predictor) -> None:
-    cont = notes.continue_greedy(TEXT, 25, alternatives=2)
+    cont = notes.predict(TEXT, continuation_length=25, alternatives=2)
     text = TEXT
     for step in cont.steps:
-        dist = notes.next_distribution(text)
+        dist = next_distribution(notes, text)
         assert step.char == dist[0].char
         assert step.prob == pytest.approx(dist[0].prob, abs=1e-6)
         assert step.top[0].char == step.char and len(step.top) == 2
         text += step.char
-    assert cont.text == text[len(TEXT) :]
+    assert cont.continuation == text[len(TEXT) :]
 
 
 def test_long_prompts_far_beyond_the_training_window(notes: Predictor) -> None:
     long_text = (TEXT * 400)[:12_000]  # training windows are 8 characters
-    dist = notes.next_distribution(long_text)
+    dist = next_distribution(notes, long_text)
     ids = notes.vocab.encode(long_text).unsqueeze(0)
     state = None
     with torch.no_grad():
@@ -78,7 +82,7 @@ def test_long_prompts_far_beyond_the_training_window(notes: Predictor) -> None:
     ref = torch.softmax(logits[0, -1], -1)
     assert dist[0].prob == pytest.approx(float(ref.max()), abs=1e-5)
     assert len(notes.score(long_text).steps) == 11_999
-    assert notes.next_distribution("t")[0].prob > 0  # and a single character
+    assert next_distribution(notes, "t")[0].prob > 0  # and a single character
 
 
 def test_evaluate_is_the_mean_cross_entropy(notes: Predictor) -> None:
@@ -92,24 +96,30 @@ def test_evaluate_is_the_mean_cross_entropy(notes: Predictor) -> None:
 
 
 def test_sampling_is_reproducible_by_seed(notes: Predictor) -> None:
-    a = notes.generate("the ", SampleConfig(length=80, seed=7))
-    b = notes.generate("the ", SampleConfig(length=80, seed=7))
-    c = notes.generate("the ", SampleConfig(length=80, seed=8))
+    a = notes.generate("the ", SampleConfig(length=80, seed=7)).text
+    b = notes.generate("the ", SampleConfig(length=80, seed=7)).text
+    c = notes.generate("the ", SampleConfig(length=80, seed=8)).text
     assert a == b and a != c and len(a) == 80
-    assert len(notes.generate("", SampleConfig(length=30, seed=1))) == 30
+    assert len(notes.generate("", SampleConfig(length=30, seed=1)).text) == 30
 
 
 def test_greedy_modes_agree(notes: Predictor) -> None:
-    greedy = notes.continue_greedy("the ", 40).text
-    assert notes.generate("the ", SampleConfig(length=40, temperature=0)) == greedy
-    assert notes.generate("the ", SampleConfig(length=40, top_k=1, seed=3)) == greedy
-    assert notes.generate("the ", SampleConfig(length=40, top_p=1e-6, seed=3)) == greedy
+    greedy = notes.predict("the ", continuation_length=40).continuation
+    for config in (
+        SampleConfig(length=40, temperature=0),
+        SampleConfig(length=40, top_k=1, seed=3),
+        SampleConfig(length=40, top_p=1e-6, seed=3),
+        SampleConfig(length=40, top_p=1e-46, seed=3),  # far below float32's smallest
+        SampleConfig(length=40, temperature=1e-45, seed=3),  # logits / T overflow float32
+        SampleConfig(length=40, temperature=5e-324, seed=3),  # the smallest float64
+    ):
+        assert notes.generate("the ", config).text == greedy, config
 
 
 def test_top_k_limits_the_choices(notes: Predictor) -> None:
-    allowed = {d.char for d in notes.next_distribution("the wren", top_k=2)}
+    allowed = {d.char for d in next_distribution(notes, "the wren", top_k=2)}
     firsts = {
-        notes.generate("the wren", SampleConfig(length=1, top_k=2, temperature=5.0, seed=s))
+        notes.generate("the wren", SampleConfig(length=1, top_k=2, temperature=5.0, seed=s)).text
         for s in range(40)
     }
     assert firsts <= allowed and len(firsts) == 2
@@ -117,43 +127,60 @@ def test_top_k_limits_the_choices(notes: Predictor) -> None:
 
 def test_bad_inputs_are_typed_errors(notes: Predictor) -> None:
     with pytest.raises(UnknownCharacterError, match="'€' at position 4"):
-        notes.next_distribution("the €")
+        next_distribution(notes, "the €")
     with pytest.raises(InputError, match="empty"):
-        notes.next_distribution("")
+        next_distribution(notes, "")
     with pytest.raises(InputError, match="at least 2"):
         notes.score("t")
     with pytest.raises(UnknownCharacterError):
         notes.generate("€", SampleConfig(length=3))
-    for bad in ({"temperature": -1}, {"top_p": 0}, {"top_p": 1.5}, {"top_k": -1}, {"length": -1}):
+    with pytest.raises(UnknownCharacterError):  # checked when called, not when first read
+        notes.sample("€", SampleConfig(length=3))
+    bad_values = (
+        {"temperature": -1},
+        {"temperature": float("inf")},
+        {"top_p": 0},
+        {"top_p": 1.5},
+        {"top_k": -1},
+        {"length": -1},
+        {"seed": -1},
+        {"seed": 10**23},
+        {"length": True},
+    )
+    for bad in bad_values:
         with pytest.raises(ConfigError):
             SampleConfig(**bad)  # type: ignore[arg-type]
 
 
 def test_predict_batch_equals_predict(notes: Predictor) -> None:
     queries = [
-        PredictQuery("the rain", top_k=5, length=40, alternatives=3),
-        PredictQuery("a", top_k=0, length=0),
-        PredictQuery("went out to the wood and", top_k=3, length=7, alternatives=0),
-        PredictQuery("seed", top_k=1, length=1, alternatives=10),
-        PredictQuery("the rain", top_k=5, length=40, alternatives=3),  # again: no cross-talk
-        PredictQuery("x" * 1500, top_k=2, length=5, alternatives=1),  # long: read on its own
+        notes.query("the rain", top_k=5, continuation_length=40, alternatives=3),
+        notes.query("a", top_k=0, continuation_length=0),
+        notes.query("went out to the wood and", top_k=3, continuation_length=7, alternatives=0),
+        notes.query("seed", top_k=1, continuation_length=1, alternatives=10),
+        notes.query("the rain", top_k=5, continuation_length=40, alternatives=3),  # no cross-talk
+        notes.query("x" * 1500, top_k=2, continuation_length=5, alternatives=1),  # read alone
     ]
     together = notes.predict_batch(queries)
     assert len(together) == len(queries)
     for q, got in zip(queries, together, strict=True):
-        want = notes.predict(q.text, q.top_k, q.length, q.alternatives)
+        want = notes.predict(q.text, q.top_k, q.continuation_length, q.alternatives)
         assert [c.char for c in got.next] == [c.char for c in want.next]
         assert [c.prob for c in got.next] == pytest.approx([c.prob for c in want.next], abs=1e-5)
-        assert got.continuation.text == want.continuation.text
-        assert len(got.continuation.steps) == q.length
-        for a, b in zip(got.continuation.steps, want.continuation.steps, strict=True):
+        assert got.continuation == want.continuation
+        assert len(got.steps) == q.continuation_length
+        for a, b in zip(got.steps, want.steps, strict=True):
             assert a.prob == pytest.approx(b.prob, abs=1e-5)
             assert [t.char for t in a.top] == [t.char for t in b.top]
             assert [t.prob for t in a.top] == pytest.approx([t.prob for t in b.top], abs=1e-5)
 
 
-def test_predict_batch_checks_every_text(notes: Predictor) -> None:
+def test_queries_are_checked_when_made(notes: Predictor) -> None:
     with pytest.raises(InputError, match="text"):
-        notes.predict_batch([PredictQuery("the"), PredictQuery("the\u2603")])
-    with pytest.raises(ConfigError):
-        PredictQuery("the", length=-1)
+        notes.query("the\u2603")
+    with pytest.raises(ConfigError, match="continuation_length must be an integer >= 0, got -1"):
+        notes.query("the", continuation_length=-1)
+    with pytest.raises(ConfigError, match="top_k must be an integer >= 0, got -2"):
+        notes.predict("the", top_k=-2)
+    with pytest.raises(ConfigError, match="alternatives must be an integer >= 0"):
+        notes.score("the", alternatives=-1)

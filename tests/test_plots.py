@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from charlm.cli import main
-from charlm.fit import fit
+from charlm.training import fit
 
 from .conftest import CORPORA
 

@@ -241,7 +241,7 @@ def test_a_model_trained_while_serving_is_served(server: Server, server_dir: Pat
         [
             "train",
             str(CORPORA / "ab.txt"),
-            "--out-dir",
+            "--checkpoints-dir",
             str(server_dir),
             "--quiet",
             "--max-steps",

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from charlm.inference import Predictor
+from charlm.inference import Predictor, Stepper
 from charlm.model import CharLSTM, ModelConfig
-from charlm.stepper import Stepper, bf16_steps_supported
+from charlm.runtime import bf16_steps_supported
 from charlm.vocab import Vocabulary
 
 
@@ -53,7 +53,7 @@ def test_predictor_greedy_matches_naive_stepping() -> None:
         for p in model.parameters():
             p.mul_(4.0)
     p = Predictor(model, vocab)
-    cont = p.continue_greedy("abc", 50)
+    cont = p.predict("abc", continuation_length=50)
     ids = vocab.encode("abc").unsqueeze(0)
     with torch.inference_mode():
         logits, state = model(ids)
@@ -62,7 +62,7 @@ def test_predictor_greedy_matches_naive_stepping() -> None:
             nxt = int(logits[0, -1].argmax())
             text += vocab.chars[nxt]
             logits, state = model(torch.tensor([[nxt]]), state)
-    assert cont.text == text
+    assert cont.continuation == text
 
 
 @pytest.mark.parametrize("hidden", [16, 300])  # 300: large enough for the oneDNN path

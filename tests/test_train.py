@@ -12,19 +12,19 @@ import torch.nn.functional as F
 from charlm import checkpoint
 from charlm.data import split_text
 from charlm.errors import ConfigError, TrainingError
-from charlm.fit import BUDGET_ONLY_MAX_STEPS, fit
+from charlm.evaluation import evaluate_streams
 from charlm.inference import Predictor
 from charlm.metrics import read_metrics
 from charlm.model import CharLSTM, ModelConfig
-from charlm.train import (
+from charlm.runtime import bf16_supported, train_in_bf16
+from charlm.training import (
+    BUDGET_ONLY_MAX_STEPS,
     StepInfo,
     TrainCallback,
     TrainConfig,
     Trainer,
-    bf16_supported,
-    evaluate_streams,
+    fit,
     lr_at,
-    resolve_bf16,
 )
 from charlm.vocab import Vocabulary
 
@@ -138,9 +138,9 @@ def test_alphabet_default_run_is_certain_at_every_step(alphabet: Predictor) -> N
 def test_alphabet_greedy_continuation_follows_the_cycle(alphabet: Predictor) -> None:
     letters = "abcdefghijklmnopqrstuvwxyz"
     for start, letter in enumerate(letters):
-        cont = alphabet.continue_greedy(letter, 130)
+        cont = alphabet.predict(letter, continuation_length=130)
         expected = (letters[start + 1 :] + letters * 6)[:130]
-        assert cont.text == expected
+        assert cont.continuation == expected
         assert min(s.prob for s in cont.steps) >= 0.999
 
 
@@ -162,7 +162,7 @@ def test_two_symbols_reach_four_nines(tmp_path: Path) -> None:
     p = Predictor.from_checkpoint(tmp_path / "ab")
     for text in ("abababababab", "babababababa"):
         assert p.score(text).min_prob >= 0.9999
-    assert p.next_distribution("a")[0].char == "b"
+    assert p.predict("a").next[0].char == "b"
 
 
 def test_one_symbol_corpus_trains_to_zero_loss(tmp_path: Path) -> None:
@@ -172,7 +172,7 @@ def test_one_symbol_corpus_trains_to_zero_loss(tmp_path: Path) -> None:
     assert result.best_val_loss == pytest.approx(0.0, abs=1e-7)
     p = Predictor.from_checkpoint(tmp_path / "a")
     assert p.score("aaaa").min_prob == pytest.approx(1.0)
-    assert p.continue_greedy("a", 5).text == "aaaaa"
+    assert p.predict("a", continuation_length=5).continuation == "aaaaa"
 
 
 def _run(tmp: Path, name: str, stop_at: int | None = None, resume: bool = False) -> Any:
@@ -201,9 +201,10 @@ def test_resumed_run_ends_where_the_uninterrupted_run_ends(tmp_path: Path) -> No
     assert second.best_val_loss == straight.best_val_loss
     assert second.best_step == straight.best_step
     a, b = checkpoint.load(tmp_path / "straight"), checkpoint.load(tmp_path / "resumed")
-    for name, tensor in a.weights.items():
-        assert torch.equal(tensor, b.weights[name]), name
-    ra, rb = a.load_resume(), b.load_resume()
+    wb = b.read_weights()
+    for name, tensor in a.read_weights().items():
+        assert torch.equal(tensor, wb[name]), name
+    ra, rb = a.load_resume().to_tensors(), b.load_resume().to_tensors()
     assert ra.keys() == rb.keys()
     for name in ra:
         assert torch.equal(ra[name], rb[name]), name
@@ -253,7 +254,7 @@ def test_early_stop_on_target_loss_and_patience(tmp_path: Path) -> None:
     best_loss, _ = evaluate_streams(ckpt.build_model(), blocks)
     assert best_loss == pytest.approx(result.best_val_loss, rel=1e-5)
     last = ckpt.load_resume()
-    assert not torch.equal(last["model.head.weight"], ckpt.weights["head.weight"])
+    assert not torch.equal(last.model["head.weight"], ckpt.read_weights()["head.weight"])
 
 
 def test_same_seed_same_run_other_seed_other_run(tmp_path: Path) -> None:
@@ -265,7 +266,7 @@ def test_same_seed_same_run_other_seed_other_run(tmp_path: Path) -> None:
             model_overrides=SMALL_MODEL,
             train_overrides={"max_steps": 30, "seed": seed},
         )
-        runs[name] = checkpoint.load(tmp_path / name).weights["head.weight"]
+        runs[name] = checkpoint.load(tmp_path / name).read_weights()["head.weight"]
     assert torch.equal(runs["a"], runs["b"])
     assert not torch.equal(runs["a"], runs["c"])
 
@@ -340,9 +341,8 @@ def test_metrics_log_is_trimmed_on_resume(tmp_path: Path) -> None:
 def test_precision_setting(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="precision must be"):
         TrainConfig(precision="fp8")
-    small = ModelConfig(vocab_size=5, hidden_size=64)
-    assert resolve_bf16("auto", torch.device("cpu"), small) is False  # too small to gain
-    assert resolve_bf16("fp32", torch.device("cpu"), ModelConfig(vocab_size=5)) is False
+    assert train_in_bf16("auto", torch.device("cpu"), 64) is False  # too small to gain
+    assert train_in_bf16("fp32", torch.device("cpu"), 256) is False
 
 
 @pytest.mark.skipif(not bf16_supported(torch.device("cpu")), reason="no native bf16 on this CPU")
@@ -359,7 +359,7 @@ def test_bf16_autocast_trains_like_fp32(tmp_path: Path) -> None:
         summary = checkpoint.load(tmp_path / precision).summary
         assert summary["bf16"] is (precision == "bf16")
     assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.03)
-    assert checkpoint.load(tmp_path / "bf16").weights["head.weight"].dtype == torch.float32
+    assert checkpoint.load(tmp_path / "bf16").read_weights()["head.weight"].dtype == torch.float32
 
 
 def test_time_budget_drives_the_schedule() -> None:

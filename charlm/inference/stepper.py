@@ -27,36 +27,13 @@ import torch.nn.functional as F
 
 from charlm.errors import ConfigError
 from charlm.model import CharLSTM, State
+from charlm.runtime import Linear, bf16_steps_supported, onednn_linear
 
-__all__ = ["StepSession", "Stepper", "bf16_steps_supported"]
-
-Linear = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+__all__ = ["StepSession", "Stepper"]
 
 
 def _plain_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
     return F.linear(x, w, b)
-
-
-def _onednn_linear() -> tuple[Callable[[torch.Tensor], torch.Tensor], Linear] | None:
-    """oneDNN's prepacked matrix-vector product, if this torch build has it and it is right."""
-    try:
-        ops = torch.ops.mkldnn
-        pack: Callable[[torch.Tensor], torch.Tensor] = lambda w: ops._reorder_linear_weight(w, 1)  # noqa: E731
-        run: Linear = lambda x, w, b: ops._linear_pointwise(x, w, b, "none", [], "")  # noqa: E731
-        w, b, x = torch.randn(8, 4), torch.randn(8), torch.randn(1, 4)
-        if torch.allclose(run(x, pack(w), b), F.linear(x, w, b), atol=1e-5):
-            return pack, run
-    except (AttributeError, RuntimeError):
-        pass
-    return None
-
-
-def bf16_steps_supported() -> bool:
-    """Whether this CPU and torch build can step with bfloat16 weights (`Stepper(bf16=True)`)."""
-    try:
-        return _onednn_linear() is not None and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 class Stepper:
@@ -79,7 +56,7 @@ class Stepper:
         order = torch.cat(
             [torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)]
         )  # (i, f, g, o) -> (i, f, o, g)
-        fast = _onednn_linear() if model.head.weight.device.type == "cpu" else None
+        fast = onednn_linear() if model.head.weight.device.type == "cpu" else None
         if bf16 and not bf16_steps_supported():
             raise ConfigError("bf16 stepping needs a CPU with native bfloat16 and oneDNN")
         self.bf16 = bf16

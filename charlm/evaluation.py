@@ -1,0 +1,74 @@
+"""The loss of a model on held-out text, read as whole streams with state carried.
+
+Shared by training (the validation loss at every evaluation) and inference
+(`charlm eval`), so that both report the same figure: the mean cross-entropy in nats
+per predicted character, each stream read from a zero state with its first character
+as context only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from charlm.model import CharLSTM, State
+from charlm.vocab import Vocabulary
+
+__all__ = ["evaluate_streams", "validation_blocks"]
+
+EVAL_CHUNK = 1024
+_STREAM_CHARS = 4096
+_MAX_STREAMS = 32
+
+
+def evaluate_streams(
+    model: CharLSTM, blocks: torch.Tensor, chunk: int = EVAL_CHUNK
+) -> tuple[float, int]:
+    """Mean cross-entropy (nats/char) of reading each row of `blocks` as one stream.
+
+    blocks: (G, N) ids; every row starts from zero state and its first character is
+    context only. Returns (mean loss, number of predicted characters).
+    """
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    count = 0
+    state: State | None = None
+    x_all, y_all = blocks[:, :-1], blocks[:, 1:]  # (G, N-1)
+    try:
+        with torch.inference_mode():
+            for start in range(0, x_all.shape[1], chunk):
+                x = x_all[:, start : start + chunk]
+                y = y_all[:, start : start + chunk]
+                logits, state = model(x, state)  # (G, t, V)
+                total += float(
+                    F.cross_entropy(
+                        logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum"
+                    )
+                )
+                count += y.numel()
+    finally:
+        model.train(was_training)
+    return total / max(1, count), count
+
+
+def validation_blocks(
+    blocks: Sequence[str], vocab: Vocabulary, max_chars: int, device: torch.device
+) -> torch.Tensor:
+    """Held-out blocks as a (G, N) id tensor of equal-length streams, at most `max_chars`.
+
+    One long block (a tail split) read as one stream would run at batch 1: it is cut
+    into up to 32 parallel streams of at least 4,096 characters instead.
+    """
+    parts = list(blocks)
+    if len(parts) == 1 and len(parts[0]) >= 2 * _STREAM_CHARS:
+        text = parts[0]
+        n = min(_MAX_STREAMS, len(text) // _STREAM_CHARS)
+        size = len(text) // n
+        parts = [text[i * size : (i + 1) * size] for i in range(n)]
+    per_block = max(2, max_chars // len(parts))
+    length = min(per_block, *(len(b) for b in parts))
+    ids = [vocab.encode(b[:length], what="validation text") for b in parts]
+    return torch.stack(ids).to(device)  # (G, N)

@@ -1,0 +1,148 @@
+"""The shape of every answer charlm gives about text, declared once.
+
+These pydantic models are what `Predictor` returns, what `charlm ... --json` prints
+(`model_dump_json`), what the HTML report embeds, and what the HTTP service answers
+(they are its response models, so the OpenAPI schema is generated from them too). A
+field added here appears in all four at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "CharProb",
+    "ContinuationStep",
+    "EvalResult",
+    "Generation",
+    "ModelCard",
+    "Prediction",
+    "ScoreResult",
+    "ScoreStep",
+    "TrainingSummary",
+]
+
+
+class _Result(BaseModel):
+    model_config = ConfigDict(frozen=True, ser_json_inf_nan="null")
+
+
+class CharProb(_Result):
+    char: str
+    prob: float = Field(description="Probability the model gives this character.")
+
+
+class ContinuationStep(_Result):
+    """One greedily chosen character, its probability and the runners-up."""
+
+    char: str
+    prob: float
+    top: list[CharProb] = Field(description="The likeliest characters at this step.")
+
+
+class Prediction(_Result):
+    """The next-character distribution after a text, and its greedy continuation."""
+
+    model: str
+    next: list[CharProb] = Field(description="Next-character distribution, likeliest first.")
+    continuation: str = Field(description="The greedy continuation.")
+    steps: list[ContinuationStep] = Field(description="Each continued character's confidence.")
+
+
+class ScoreStep(_Result):
+    """How the model saw the character at `position`, given everything before it."""
+
+    position: int
+    char: str
+    prob: float = Field(description="Probability the model gave this character.")
+    rank: int = Field(description="1 when it was the model's top choice.")
+    top_char: str
+    top_prob: float
+    entropy_bits: float = Field(description="Entropy of the prediction, in bits.")
+    top: list[CharProb] = Field(description="The runners-up.")
+
+
+class ScoreResult(_Result):
+    """Per-step confidence over a text."""
+
+    model: str
+    text: str = Field(description="The text scored; its first character is context only.")
+    steps: list[ScoreStep]
+    bits_per_char: float
+    min_prob: float
+    min_position: int
+
+
+class Generation(_Result):
+    """Sampled text."""
+
+    model: str
+    prompt: str
+    text: str = Field(description="The generated characters, without the prompt.")
+
+
+class EvalResult(_Result):
+    """The model's mean loss on a text read as one stream."""
+
+    model: str
+    loss: float = Field(description="Nats per predicted character.")
+    bits_per_char: float
+    chars: int = Field(description="Characters predicted (the first one is context only).")
+
+
+class TrainingSummary(_Result):
+    """How the model was trained, from its checkpoint (absent values are null)."""
+
+    step: int | None = None
+    train_loss: float | None = None
+    val_loss: float | None = None
+    best_val_loss: float | None = None
+    best_step: int | None = None
+    val_held_out: bool | None = None
+    elapsed_s: float | None = None
+    stop_reason: str | None = None
+    corpus: str | None = Field(None, description="The corpus file's name (no directories).")
+    preset: str | None = None
+
+    @classmethod
+    def from_summary(cls, summary: dict[str, Any]) -> TrainingSummary:
+        """The known fields of a checkpoint's summary, each kept only if well typed."""
+        values: dict[str, Any] = {}
+        for name, kinds in _SUMMARY_TYPES.items():
+            value = summary.get(name)
+            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+                continue
+            if name == "corpus":
+                value = PurePath(str(value).replace("\\", "/")).name
+            if isinstance(value, str):
+                value = value[:200]
+            values[name] = value
+        return cls(**values)
+
+
+_SUMMARY_TYPES: dict[str, tuple[type, ...]] = {
+    "step": (int,),
+    "train_loss": (int, float),
+    "val_loss": (int, float),
+    "best_val_loss": (int, float),
+    "best_step": (int,),
+    "val_held_out": (bool,),
+    "elapsed_s": (int, float),
+    "stop_reason": (str,),
+    "corpus": (str,),
+    "preset": (str,),
+}
+
+
+class ModelCard(_Result):
+    """What a loaded model is: kept in memory instead of its checkpoint."""
+
+    name: str
+    vocab_size: int
+    vocab: list[str]
+    parameters: int
+    architecture: dict[str, Any] = Field(description="The model config.")
+    training: TrainingSummary

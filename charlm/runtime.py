@@ -1,0 +1,200 @@
+"""Where and how a run computes: the device, bfloat16 where it pays, and CPU threads.
+
+Every choice about hardware is made here, once per run (a training run, a loaded model,
+a server process), and handed down as a `Runtime`; no other module asks torch what the
+machine can do.
+
+- Device: 'auto' is CUDA when available, else the CPU.
+- bf16 training (`precision`): 'fp32', 'bf16' (autocast; weights and optimiser stay
+  float32), or 'auto': bf16 where the device computes it natively and the model has at
+  least `BF16_MIN_HIDDEN` units (below that it gains nothing measurable on a CPU).
+- bf16 generation steps: only on a CPU with native bf16 and oneDNN's matrix-vector kernel.
+- CPU threads: see `choose_threads`, whose rule comes from `bench/threads.py`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from charlm._config import check_choice, check_int
+from charlm.errors import ConfigError
+
+__all__ = [
+    "BF16_MIN_HIDDEN",
+    "PRECISIONS",
+    "Runtime",
+    "bf16_steps_supported",
+    "bf16_supported",
+    "choose_threads",
+    "free_cores",
+    "onednn_linear",
+    "pick_device",
+    "train_in_bf16",
+]
+
+PRECISIONS = ("auto", "fp32", "bf16")
+BF16_MIN_HIDDEN = 256
+"""Below this hidden size bf16 autocast gains nothing measurable on a CPU."""
+
+Linear = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The hardware choices of one run."""
+
+    device: torch.device
+    threads: int
+    bf16: bool = False
+    """Train under bf16 autocast."""
+
+    @classmethod
+    def choose(
+        cls,
+        device: str = "auto",
+        *,
+        threads: int | None = None,
+        hidden_size: int | None = None,
+        precision: str = "fp32",
+    ) -> Runtime:
+        """Pick the device, threads and precision, and apply the thread count to torch."""
+        dev = pick_device(device)
+        n = choose_threads(threads, hidden_size)
+        torch.set_num_threads(n)
+        bf16 = train_in_bf16(precision, dev, hidden_size or 0)
+        return cls(dev, n, bf16)
+
+
+def pick_device(name: str | torch.device) -> torch.device:
+    """'auto' is CUDA when available, else the CPU."""
+    if isinstance(name, torch.device):
+        return name
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {name!r}")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but CUDA is not available here")
+    try:
+        return torch.device(name)
+    except RuntimeError as e:
+        raise ConfigError(f"device {name!r}: {e}") from e
+
+
+def bf16_supported(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
+
+
+def train_in_bf16(precision: str, device: torch.device, hidden_size: int) -> bool:
+    """Whether a run with `precision` trains under bf16 autocast on `device`."""
+    check_choice("precision", precision, PRECISIONS)
+    if precision == "fp32":
+        return False
+    if precision == "bf16":
+        if not bf16_supported(device):
+            raise ConfigError(f"precision bf16 asked for, but {device} has no native bf16")
+        return True
+    return bf16_supported(device) and hidden_size >= BF16_MIN_HIDDEN
+
+
+def onednn_linear() -> tuple[Callable[[torch.Tensor], torch.Tensor], Linear] | None:
+    """oneDNN's prepacked matrix-vector product (pack, run), if this torch build has it
+    and it gives the right answer; None otherwise."""
+    try:
+        ops = torch.ops.mkldnn
+        pack: Callable[[torch.Tensor], torch.Tensor] = lambda w: ops._reorder_linear_weight(w, 1)  # noqa: E731
+        run: Linear = lambda x, w, b: ops._linear_pointwise(x, w, b, "none", [], "")  # noqa: E731
+        w, b, x = torch.randn(8, 4), torch.randn(8), torch.randn(1, 4)
+        if torch.allclose(run(x, pack(w), b), F.linear(x, w, b), atol=1e-5):
+            return pack, run
+    except (AttributeError, RuntimeError):
+        pass
+    return None
+
+
+def bf16_steps_supported(device: torch.device | None = None) -> bool:
+    """Whether generation can step with bfloat16 weights on `device` (the CPU only)."""
+    if device is not None and device.type != "cpu":
+        return False
+    try:
+        return onednn_linear() is not None and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def free_cores(window_s: float = 0.1) -> int:
+    """Cores this process may use that other work is not using now (at least 1).
+
+    Read from the kernel's idle counters of the cores in this process's affinity mask
+    over `window_s` (/proc/stat), falling back to the cores less the 1-minute load
+    average where there is no /proc. Cached for a few seconds.
+    """
+    now = time.monotonic()
+    if _free_cache and now - _free_cache[0][0] < _FREE_CACHE_S:
+        return _free_cache[0][1]
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    n = len(cores) or os.cpu_count() or 1
+    free: float
+    first = _idle_counters(cores)
+    if first is not None:
+        time.sleep(window_s)
+        second = _idle_counters(cores)
+        assert second is not None
+        idle, total = second[0] - first[0], second[1] - first[1]
+        free = n * idle / total if total > 0 else n
+    else:
+        try:
+            free = n - os.getloadavg()[0]
+        except OSError:
+            free = n
+    result = max(1, min(n, round(free)))
+    _free_cache[:] = [(now, result)]
+    return result
+
+
+_FREE_CACHE_S = 5.0
+_free_cache: list[tuple[float, int]] = []
+
+
+def _idle_counters(cores: list[int]) -> tuple[int, int] | None:
+    """(idle, total) jiffies summed over `cores` from /proc/stat, or None."""
+    try:
+        lines = Path("/proc/stat").read_text().splitlines()
+    except OSError:
+        return None
+    wanted = {f"cpu{c}" for c in cores}
+    idle = total = 0
+    for line in lines:
+        name, *values = line.split()
+        if name in wanted:
+            counts = [int(v) for v in values[:8]]
+            idle += counts[3] + counts[4]  # idle + iowait
+            total += sum(counts)
+    return (idle, total) if total else None
+
+
+def choose_threads(requested: int | None, hidden_size: int | None = None) -> int:
+    """CPU threads for a run: `requested` if given, else one per free core.
+
+    Measured (bench/threads.py, BENCHMARKS.md): on a quiet 2-core machine two threads
+    trained 1.4-1.7x as fast as one at every model size tried, while with both cores
+    taken by other work two threads ran at about half the speed of one: GNU OpenMP's
+    threads spin while they wait for each other, and a spinning thread whose partner
+    has no core wastes its whole time slice. So the count follows the cores that are
+    free when the run starts (`free_cores`). `hidden_size` is accepted for rules that
+    depend on the model; the measurements gave none.
+    """
+    if requested is not None:
+        return check_int("threads", requested, 1, 1024)
+    return free_cores()

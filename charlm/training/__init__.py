@@ -1,0 +1,36 @@
+"""Training: from a corpus and settings to checkpoints.
+
+config.py     TrainConfig (every field with its help) and the learning-rate schedule
+presets.py    default settings by corpus size
+step.py       one optimisation step
+trainer.py    Trainer: windows, evaluation, saving, stopping, callbacks around the steps
+callbacks.py  StepInfo, EvalInfo, TrainResult and the TrainCallback hooks
+fit.py        fit(): corpus file + overrides -> a checked, locked, started (or resumed) run
+"""
+
+from charlm.training.callbacks import CallbackList, EvalInfo, StepInfo, TrainCallback, TrainResult
+from charlm.training.config import TrainConfig, lr_at
+from charlm.training.fit import BUDGET_ONLY_MAX_STEPS, RESUMABLE_OVERRIDES, fit
+from charlm.training.presets import PRESETS, Preset, preset_for, preset_named
+from charlm.training.step import StepOutcome, train_step
+from charlm.training.trainer import Trainer
+
+__all__ = [
+    "BUDGET_ONLY_MAX_STEPS",
+    "PRESETS",
+    "RESUMABLE_OVERRIDES",
+    "CallbackList",
+    "EvalInfo",
+    "Preset",
+    "StepInfo",
+    "StepOutcome",
+    "TrainCallback",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "fit",
+    "lr_at",
+    "preset_for",
+    "preset_named",
+    "train_step",
+]

@@ -1,0 +1,87 @@
+"""`TrainConfig`, the settings of a training run, and the learning-rate schedule.
+
+Every field carries its help text (the command line's flags are derived from them) and
+is checked when the config is built. The config is saved in every checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from charlm._config import check_choice, check_int, check_number, from_dict, setting
+from charlm.runtime import PRECISIONS
+
+__all__ = ["SPLITS", "TrainConfig", "lr_at"]
+
+SPLITS = ("interleaved", "tail")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train; saved in every checkpoint."""
+
+    batch_size: int = setting(32, "parallel streams per step")
+    seq_len: int = setting(64, "truncated-BPTT window, in characters")
+    lr: float = setting(2e-3, "peak learning rate (Adam)")
+    min_lr_ratio: float = setting(0.1, "final learning rate as a fraction of --lr")
+    warmup_steps: int = setting(100, "steps of linear learning-rate warm-up")
+    weight_decay: float = setting(0.0, "decoupled weight decay (AdamW)")
+    clip: float = setting(1.0, "gradient-norm clipping threshold")
+    max_steps: int = setting(2000, "optimiser steps (also the length of the schedule)")
+    max_minutes: float | None = setting(None, "wall-clock budget for this invocation")
+    eval_interval: int = setting(100, "steps between evaluations and saves")
+    eval_max_chars: int = setting(262_144, "most validation characters read per evaluation")
+    target_loss: float | None = setting(None, "stop once the validation loss is this low")
+    patience: int | None = setting(None, "stop after this many evaluations without gain")
+    val_fraction: float = setting(0.1, "share of the corpus held out for validation")
+    split: str = setting("interleaved", "validation layout: interleaved or tail (see README)")
+    seed: int = setting(0, "random seed (same seed, same run on a CPU)")
+    log_interval: int = setting(10, "steps between rows of metrics.jsonl")
+    reset_prob: float = setting(0.05, "chance that a stream's carried state is zeroed per window")
+    precision: str = setting(
+        "auto", "fp32, bf16 (autocast), or auto: bf16 for 256+ units where the CPU has it"
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "seq_len", "max_steps", "eval_interval", "eval_max_chars"):
+            check_int(name, getattr(self, name), 1)
+        check_int("log_interval", self.log_interval, 1)
+        check_int("warmup_steps", self.warmup_steps, 0)
+        check_int("seed", self.seed, 0, 2**63 - 1)
+        check_number("lr", self.lr, above=0.0)
+        check_number("clip", self.clip, above=0.0)
+        check_number("min_lr_ratio", self.min_lr_ratio, minimum=0.0, maximum=1.0)
+        check_number("weight_decay", self.weight_decay, minimum=0.0, below=1.0)
+        check_number("reset_prob", self.reset_prob, minimum=0.0, maximum=1.0)
+        check_number("val_fraction", self.val_fraction, minimum=0.0, below=1.0)
+        check_choice("precision", self.precision, PRECISIONS)
+        check_choice("split", self.split, SPLITS)
+        if self.max_minutes is not None:
+            check_number("max_minutes", self.max_minutes, above=0.0)
+        if self.target_loss is not None:
+            check_number("target_loss", self.target_loss, minimum=0.0)
+        if self.patience is not None:
+            check_int("patience", self.patience, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: object) -> TrainConfig:
+        return from_dict(cls, data, "train config")
+
+
+def lr_at(step: int, config: TrainConfig, time_fraction: float = 0.0) -> float:
+    """Learning rate for optimiser step `step` (0-based): warm-up, then cosine decay.
+
+    The decay follows whichever budget runs out first: the steps, or (`time_fraction`,
+    the share of `max_minutes` used so far) the wall-clock time.
+    """
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    span = max(1, config.max_steps - config.warmup_steps)
+    progress = min(1.0, max((step - config.warmup_steps) / span, time_fraction))
+    floor = config.lr * config.min_lr_ratio
+    return floor + (config.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))

@@ -1,0 +1,149 @@
+"""From a corpus file and the user's choices to a finished training run.
+
+`fit` reads the corpus, picks defaults for its size (see `presets`), applies the
+user's overrides (a time budget without a step count lets the budget alone end the
+run), takes the checkpoint directory's lock (one writer at a time), refuses to replace
+an existing checkpoint unless asked to, and for `resume=True` checks that the corpus and
+settings fit the checkpoint before anything is written. It chooses the runtime (device,
+threads, precision) once, then hands over to `Trainer`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from charlm import checkpoint
+from charlm.data import read_corpus, split_text
+from charlm.errors import CheckpointExistsError, CheckpointNotFoundError, ConfigError
+from charlm.model import ModelConfig
+from charlm.plots import PlotCallback
+from charlm.runtime import Runtime
+from charlm.training.callbacks import CallbackList, TrainCallback, TrainResult
+from charlm.training.config import TrainConfig
+from charlm.training.presets import preset_for, preset_named
+from charlm.training.trainer import Trainer
+from charlm.vocab import Vocabulary
+
+__all__ = ["BUDGET_ONLY_MAX_STEPS", "RESUMABLE_OVERRIDES", "fit"]
+
+RESUMABLE_OVERRIDES = frozenset(
+    {"max_steps", "max_minutes", "target_loss", "patience", "eval_interval", "log_interval"}
+)
+"""Training settings a resumed run may change; every other one must match."""
+
+BUDGET_ONLY_MAX_STEPS = 1_000_000_000
+"""`max_steps` of a run given `--max-minutes` and no `--max-steps`: the budget alone ends
+it, and the learning rate decays over the budget."""
+
+
+def fit(
+    corpus: str | Path,
+    directory: str | Path,
+    *,
+    model_overrides: Mapping[str, Any] | None = None,
+    train_overrides: Mapping[str, Any] | None = None,
+    preset: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    device: str = "auto",
+    threads: int | None = None,
+    callback: TrainCallback | None = None,
+    plots: bool = True,
+) -> TrainResult:
+    """Train on `corpus`, writing checkpoints into `directory`.
+
+    Defaults come from `preset` (a name in `presets.PRESETS`), or else from the size of
+    the corpus. `threads` None lets `runtime.choose_threads` decide. With `plots`,
+    `learning_curves.png` in `directory` follows the run.
+    """
+    chosen = preset_named(preset) if preset is not None else None
+    model_overrides = dict(model_overrides or {})
+    train_overrides = dict(train_overrides or {})
+    if resume and overwrite:
+        raise ConfigError("--resume continues a checkpoint and --overwrite replaces it: pick one")
+    text = read_corpus(corpus)
+    corpus_info = {
+        "corpus": str(corpus),
+        "corpus_chars": len(text),
+        "corpus_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+    }
+    directory = Path(directory)
+    if resume and not checkpoint.exists(directory):
+        raise CheckpointNotFoundError(f"--resume: no checkpoint at {directory} to resume")
+    with checkpoint.RunLock(directory):
+        if resume:
+            ckpt = checkpoint.load(directory)
+            if not ckpt.resumable:
+                raise ConfigError(f"{directory}: checkpoint has no resume state")
+            vocab = ckpt.vocab
+            vocab.check(text, what=f"corpus {corpus}")
+            model_config = ckpt.model_config
+            train_config = TrainConfig.from_dict(ckpt.train_config)
+            _check_same(model_overrides, model_config.to_dict(), frozenset(), "model")
+            _check_same(train_overrides, train_config.to_dict(), RESUMABLE_OVERRIDES, "training")
+            allowed = {k: v for k, v in train_overrides.items() if k in RESUMABLE_OVERRIDES}
+            train_config = TrainConfig.from_dict({**train_config.to_dict(), **allowed})
+            preset_name = ckpt.summary.get("preset")
+            if chosen is not None and chosen.name != preset_name:
+                raise ConfigError(
+                    f"--preset {chosen.name} differs from the checkpoint's preset "
+                    f"{preset_name}; a resumed run keeps its settings"
+                )
+        else:
+            if checkpoint.exists(directory) and not overwrite:
+                raise CheckpointExistsError(
+                    f"{directory} already holds a checkpoint; pass --resume to continue it, "
+                    "--overwrite to replace it, or --name to train into another directory"
+                )
+            vocab = Vocabulary.from_text(text)
+            preset_ = chosen or preset_for(len(text))
+            preset_name = preset_.name
+            train_values = {**preset_.train, **train_overrides}
+            if "max_minutes" in train_overrides and "max_steps" not in train_overrides:
+                train_values["max_steps"] = BUDGET_ONLY_MAX_STEPS
+            train_config = TrainConfig.from_dict(train_values)
+            model_config = ModelConfig.from_dict(
+                {
+                    "vocab_size": len(vocab),
+                    **preset_.model_for(train_config.max_minutes),
+                    **model_overrides,
+                }
+            )
+            ckpt = None
+
+        runtime = Runtime.choose(
+            device,
+            threads=threads,
+            hidden_size=model_config.hidden_size,
+            precision=train_config.precision,
+        )
+        split = split_text(text, train_config.val_fraction, train_config.split)
+        trainer = Trainer(
+            model_config,
+            train_config,
+            vocab,
+            split,
+            directory,
+            resume_from=ckpt,
+            callback=CallbackList(callback, PlotCallback() if plots else None),
+            runtime=runtime,
+            corpus_info={**corpus_info, "preset": preset_name},
+        )
+        return trainer.run()
+
+
+def _check_same(
+    overrides: Mapping[str, Any], saved: Mapping[str, Any], changeable: frozenset[str], what: str
+) -> None:
+    for key, value in overrides.items():
+        if key in changeable or key not in saved:
+            continue
+        if saved[key] != value:
+            flag = "--" + key.replace("_", "-")
+            raise ConfigError(
+                f"{flag} {value} differs from the checkpoint's {saved[key]}; a resumed run keeps "
+                f"its {what} settings (train a new checkpoint to change them)"
+            )

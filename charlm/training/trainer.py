@@ -1,0 +1,379 @@
+"""The `Trainer`: the bookkeeping around training steps.
+
+Per step it picks the next window of the training streams (truncated backpropagation
+through time: the carried state is detached after every window, reset at every epoch
+start, and zeroed per stream with probability `reset_prob`), sets the learning rate
+from the schedule, and hands the step itself to `training.step.train_step`. Around the
+steps it keeps the run's `Progress`, writes metrics rows, evaluates every
+`eval_interval` steps and at the end (`evaluation.evaluate_streams`), saves checkpoints
+through `checkpoint.save`, decides when to stop, and calls the callbacks. A resumed run
+continues exactly where the saved one was.
+
+The trainer talks to the model only through `forward(ids, state)`, writes files only
+through `checkpoint.save` and `MetricsLog`, and reports progress through callbacks and
+`logging`, never `print`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from charlm import checkpoint
+from charlm.checkpoint import Progress, ResumeState
+from charlm.data import Split, Streams
+from charlm.errors import ConfigError, IncompatibleCheckpointError, TrainingError
+from charlm.evaluation import evaluate_streams, validation_blocks
+from charlm.metrics import MetricsLog
+from charlm.model import CharLSTM, ModelConfig, State
+from charlm.runtime import Runtime, train_in_bf16
+from charlm.training.callbacks import EvalInfo, StepInfo, TrainCallback, TrainResult
+from charlm.training.config import TrainConfig, lr_at
+from charlm.training.step import StepOutcome, train_step
+from charlm.vocab import Vocabulary
+
+__all__ = ["Trainer"]
+
+log = logging.getLogger(__name__)
+
+_SUMMARY_PROGRESS = (
+    "step",
+    "epoch",
+    "elapsed_s",
+    "chars_seen",
+    "train_loss",
+    "val_loss",
+    "best_val_loss",
+    "best_step",
+)
+
+
+class Trainer:
+    """Fits a `CharLSTM` to a corpus split and writes checkpoints into `directory`."""
+
+    def __init__(
+        self,
+        model_config: ModelConfig,
+        config: TrainConfig,
+        vocab: Vocabulary,
+        split: Split,
+        directory: str | Path,
+        *,
+        resume_from: checkpoint.Checkpoint | None = None,
+        callback: TrainCallback | None = None,
+        runtime: Runtime | None = None,
+        corpus_info: Mapping[str, Any] | None = None,
+    ) -> None:
+        if model_config.vocab_size != len(vocab):
+            raise ConfigError(
+                f"model vocab_size {model_config.vocab_size} != vocabulary size {len(vocab)}"
+            )
+        device = runtime.device if runtime is not None else torch.device("cpu")
+        self.runtime = runtime or Runtime(
+            device,
+            torch.get_num_threads(),
+            train_in_bf16(config.precision, device, model_config.hidden_size),
+        )
+        self.model_config = model_config
+        self.config = config
+        self.vocab = vocab
+        self.split = split
+        self.directory = Path(directory)
+        self.callback = callback or TrainCallback()
+        self.device = self.runtime.device
+        self.bf16 = self.runtime.bf16
+        self.corpus_info = dict(corpus_info or {})
+
+        torch.manual_seed(config.seed)
+        self.data_rng = torch.Generator().manual_seed(config.seed + 1)
+        self.model = CharLSTM(model_config).to(self.device)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        train_ids = vocab.encode_compact(split.train, what="training text")
+        self.streams = Streams(train_ids, config.batch_size, config.seq_len)
+        self.val_blocks = validation_blocks(
+            split.val_blocks, vocab, config.eval_max_chars, self.device
+        )
+        self.progress = Progress()
+        self.state: State | None = None
+        self.stop_reason = ""
+        self._has_best = resume_from is not None  # best weights of this run are on disk
+        self._saved_step = 0
+        if resume_from is not None:
+            self._restore(resume_from)
+            self._saved_step = self.progress.step
+        if self.streams.batch_size != config.batch_size or self.streams.seq_len != config.seq_len:
+            log.warning(
+                "training text is short (%d chars): using batch size %d and window %d",
+                len(split.train),
+                self.streams.batch_size,
+                self.streams.seq_len,
+            )
+        if not split.held_out:
+            log.warning(
+                "corpus too small to hold out a validation split: validation loss is "
+                "measured on the training text"
+            )
+
+    # -- the run ----------------------------------------------------------------
+
+    def run(self) -> TrainResult:
+        """Train until `max_steps`, the time budget, a target loss or lost patience."""
+        p = self.progress
+        self._metrics = MetricsLog(self.directory, resumed_at=p.step if p.step > 0 else None)
+        self.callback.on_start(self)
+        self._t_run = time.perf_counter()
+        self._paused_s = 0.0
+        self._elapsed_before = p.elapsed_s
+        self._timed = [0.0, 0]  # seconds in steps, characters in them
+        self._losses: list[float] = []
+        self.stop_reason = "max steps" if p.step >= self.config.max_steps else ""
+        updating = False
+        try:
+            while not self.stop_reason:
+                updating = True  # from here until the step is counted, weights may change
+                outcome = self._step()
+                updating = False
+                self._after_step(outcome)
+        except KeyboardInterrupt:
+            self.stop_reason = "interrupted"
+            if updating:
+                log.warning(
+                    "interrupted during an optimiser update; keeping the checkpoint from step %d",
+                    self._saved_step,
+                )
+            elif p.step > self._saved_step:
+                self._save(improved=False)
+        finally:
+            self._metrics.close()
+        seconds, chars = self._timed
+        result = TrainResult(
+            directory=self.directory,
+            steps=p.step,
+            elapsed_s=p.elapsed_s,
+            train_loss=p.train_loss,
+            val_loss=p.val_loss,
+            best_val_loss=p.best_val_loss,
+            best_step=p.best_step,
+            stop_reason=self.stop_reason,
+            val_held_out=self.split.held_out,
+            chars_per_s=chars / seconds if seconds > 0 else 0.0,
+            saved_step=self._saved_step,
+        )
+        self.callback.on_end(result)
+        return result
+
+    def _budget_used(self) -> float:
+        """Share of `max_minutes` used by this invocation (0 without a budget)."""
+        if self.config.max_minutes is None:
+            return 0.0
+        spent = time.perf_counter() - self._t_run - self._paused_s
+        return spent / (self.config.max_minutes * 60)
+
+    def _step(self) -> tuple[StepOutcome, float, float, int]:
+        """Take the next window and train on it: (outcome, lr, seconds, characters)."""
+        p = self.progress
+        t0 = time.perf_counter()
+        if p.window == 0:
+            p.offset = self.streams.draw_offset(self.data_rng)
+            self.state = None
+        elif self.config.reset_prob > 0 and self.state is not None:
+            self.state = self._reset_some(self.state)
+        x, y = self.streams.window(self.streams.window_starts(p.offset)[p.window])
+        x, y = x.to(self.device), y.to(self.device)
+        lr = lr_at(p.step, self.config, self._budget_used())
+        outcome = train_step(
+            self.model,
+            self.optimizer,
+            x,
+            y,
+            self.state,
+            lr=lr,
+            clip=self.config.clip,
+            bf16=self.bf16,
+        )
+        if not math.isfinite(outcome.loss):
+            raise TrainingError(
+                f"training loss became {outcome.loss} at step {p.step + 1}; lower --lr "
+                f"or --clip ({self._kept()})"
+            )
+        if not outcome.updated:
+            log.warning(
+                "step %d: gradient norm is %s; update skipped", p.step + 1, outcome.grad_norm
+            )
+        self.state = outcome.state
+        p.step += 1
+        p.window += 1
+        if p.window >= len(self.streams.window_starts(p.offset)):
+            p.window = 0
+            p.epoch += 1
+        return outcome, lr, time.perf_counter() - t0, x.numel()
+
+    def _after_step(self, stepped: tuple[StepOutcome, float, float, int]) -> None:
+        """Count the step, log it, and evaluate, save and stop when it is time."""
+        outcome, lr, seconds, chars = stepped
+        cfg, p = self.config, self.progress
+        self._timed[0] += seconds
+        self._timed[1] += chars
+        p.chars_seen += chars
+        p.elapsed_s = self._elapsed_before + time.perf_counter() - self._t_run - self._paused_s
+        p.train_loss = outcome.loss
+        self._losses.append(outcome.loss)
+        used = self._budget_used()
+        info = StepInfo(
+            step=p.step,
+            max_steps=cfg.max_steps,
+            loss=outcome.loss,
+            grad_norm=outcome.grad_norm,
+            lr=lr,
+            chars_per_s=self._timed[1] / self._timed[0] if self._timed[0] > 0 else 0.0,
+            elapsed_s=p.elapsed_s,
+            time_fraction=min(1.0, used),
+        )
+        if p.step % cfg.log_interval == 0:
+            self._metrics.write(
+                kind="train",
+                step=p.step,
+                time_s=round(p.elapsed_s, 4),
+                loss=sum(self._losses) / len(self._losses),
+                grad_norm=outcome.grad_norm,
+                lr=lr,
+                chars_per_s=round(info.chars_per_s, 1),
+            )
+            self._losses.clear()
+        self.callback.on_step(info)
+        if used >= 1.0:
+            self.stop_reason = "time budget"
+        elif p.step >= cfg.max_steps:
+            self.stop_reason = "max steps"
+        if p.step % cfg.eval_interval == 0 or self.stop_reason:
+            self._evaluate_and_save()
+
+    def _kept(self) -> str:
+        if self._saved_step == 0 and not self._has_best:
+            return "no checkpoint was written"
+        return f"the checkpoint from step {self._saved_step} is intact"
+
+    def _reset_some(self, state: State) -> State:
+        """Zero the carried state of each stream with probability `reset_prob`.
+
+        Without this the model would see a zero state only at epoch starts and would be
+        unsure right after a short prompt, which is read from zero state.
+        """
+        keep = torch.rand(state[0].shape[1], generator=self.data_rng) >= self.config.reset_prob
+        mask = keep.to(state[0].dtype).to(self.device).view(1, -1, 1)  # (1, B, 1)
+        return state[0] * mask, state[1] * mask
+
+    def _evaluate_and_save(self) -> None:
+        cfg, p = self.config, self.progress
+        t0 = time.perf_counter()
+        val_loss, _ = evaluate_streams(self.model, self.val_blocks)
+        eval_s = time.perf_counter() - t0
+        if not math.isfinite(val_loss):
+            raise TrainingError(
+                f"validation loss became {val_loss} at step {p.step}; lower --lr or --clip "
+                f"({self._kept()})"
+            )
+        p.val_loss = val_loss
+        improved = val_loss < p.best_val_loss
+        if improved:
+            p.best_val_loss = val_loss
+            p.best_step = p.step
+            p.evals_since_best = 0
+        else:
+            p.evals_since_best += 1
+        self._metrics.write(
+            kind="eval",
+            step=p.step,
+            time_s=round(p.elapsed_s, 4),
+            val_loss=val_loss,
+            val_bits_per_char=val_loss / math.log(2),
+            best_val_loss=p.best_val_loss,
+            eval_s=round(eval_s, 4),
+        )
+        if not self.stop_reason:
+            if cfg.target_loss is not None and val_loss <= cfg.target_loss:
+                self.stop_reason = "target loss"
+            elif cfg.patience is not None and p.evals_since_best >= cfg.patience:
+                self.stop_reason = "no improvement"
+        self._save(improved=improved)
+        t0 = time.perf_counter()
+        self.callback.on_eval(
+            EvalInfo(
+                step=p.step, val_loss=val_loss, best_val_loss=p.best_val_loss, improved=improved
+            )
+        )
+        self._paused_s += time.perf_counter() - t0  # plots and displays are not training
+
+    # -- checkpoints ----------------------------------------------------------
+
+    def _summary(self) -> dict[str, Any]:
+        meta = self.progress.to_meta()
+        return {
+            **{k: meta[k] for k in _SUMMARY_PROGRESS},
+            "stop_reason": self.stop_reason or None,
+            "val_held_out": self.split.held_out,
+            "train_chars": len(self.split.train),
+            "val_chars": int(self.val_blocks.numel()),
+            "parameters": self.model.num_parameters(),
+            "bf16": self.bf16,
+            **self.corpus_info,
+        }
+
+    def _save(self, *, improved: bool) -> None:
+        weights = self.model.state_dict() if improved or not self._has_best else None
+        resume = ResumeState(
+            progress=self.progress,
+            model=self.model.state_dict(),
+            optimizer=self.optimizer.state_dict()["state"],
+            carried=self.state,
+            rng=torch.get_rng_state(),
+            data_rng=self.data_rng.get_state(),
+        )
+        checkpoint.save(
+            self.directory,
+            model_config=self.model_config,
+            train_config=self.config.to_dict(),
+            vocab=self.vocab,
+            summary=self._summary(),
+            weights=weights,
+            resume=resume,
+        )
+        self._has_best = True
+        self._saved_step = self.progress.step
+
+    def _restore(self, ckpt: checkpoint.Checkpoint) -> None:
+        saved = ckpt.load_resume()
+        try:
+            self.model.load_state_dict(saved.model)
+            opt_state = self.optimizer.state_dict()
+            opt_state["state"] = saved.optimizer
+            self.optimizer.load_state_dict(opt_state)
+            torch.set_rng_state(saved.rng)
+            self.data_rng.set_state(saved.data_rng)
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise IncompatibleCheckpointError(
+                f"{ckpt.label}: resume state does not fit this model ({e})"
+            ) from e
+        if saved.carried is not None:
+            h, c = (t.to(self.device) for t in saved.carried)
+            expected = (self.model_config.num_layers, self.streams.batch_size)
+            if tuple(h.shape[:2]) != expected or h.shape != c.shape:
+                raise IncompatibleCheckpointError(
+                    f"{ckpt.label}: carried state has shape {tuple(h.shape)}, expected "
+                    f"{(*expected, self.model_config.hidden_size)}"
+                )
+            self.state = (h, c)
+        self.progress = saved.progress
+        if self.progress.window >= len(self.streams.window_starts(self.progress.offset)):
+            raise ConfigError(
+                f"{ckpt.label}: the corpus is laid out differently than when this checkpoint "
+                "was written; resume needs the same corpus and batch settings"
+            )
