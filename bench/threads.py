@@ -1,10 +1,11 @@
 """Training speed by thread count and OpenMP wait policy, on a quiet and on a busy machine.
 
-    python bench/threads.py [--hidden 64 128 256 512] [--seconds 4] [--repeats 3]
+    python bench/threads.py [--repeats 3]
 
-Each cell is a fresh process (the OpenMP wait policy is read once, when the runtime
-starts) that trains a 2-layer LSTM (embedding 64, batch 32, window 64: the presets'
-shape) with Adam for `--seconds` after a warm-up, and reports characters per second.
+Each cell is a fresh `charlm train` process (the OpenMP wait policy is read once, when
+the runtime starts) with `--threads` set, training one preset's model (tiny on the
+alphabet, small and large on corpora/notes.txt, and 2 x 512) for a fixed number of
+steps; the figure is the characters per second it reports.
 "Busy" runs the same measurement while one busy-looping process per core runs beside
 it (what `stress --cpu N` does), as on a machine shared with other work. Each figure is
 the median of `--repeats` runs; within a row the cells ran one after another, in
@@ -16,47 +17,23 @@ The rule `charlm.runtime.choose_threads` applies is read off this table.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
+import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
-from common import report
+from common import REPO, report
 
-_CHILD = r"""
-import json, sys, time, torch
-from torch import nn
-hidden, threads, seconds = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-torch.set_num_threads(threads)
-torch.manual_seed(0)
-class Model(nn.Module):  # CharLSTM's layers, without importing charlm
-    def __init__(self):
-        super().__init__()
-        self.emb = nn.Embedding(65, 64)
-        self.lstm = nn.LSTM(64, hidden, 2, batch_first=True)
-        self.head = nn.Linear(hidden, 65)
-    def forward(self, x):
-        return self.head(self.lstm(self.emb(x))[0]), None
-model = Model()
-opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-x = torch.randint(0, 65, (32, 64)); y = torch.randint(0, 65, (32, 64))
-def step():
-    opt.zero_grad(set_to_none=True)
-    logits, _ = model(x)
-    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 65), y.reshape(-1))
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    opt.step()
-for _ in range(3):
-    step()
-n, t0 = 0, time.perf_counter()
-while time.perf_counter() - t0 < seconds:
-    step(); n += 1
-print(json.dumps({"chars_per_s": n * 32 * 64 / (time.perf_counter() - t0)}))
-"""
+SHAPES = {
+    "tiny preset (alphabet: 1 x 64, window 8)": ("alphabet.txt", ["--preset", "tiny"], 1000),
+    "small preset (notes: 2 x 128, window 64)": ("notes.txt", ["--preset", "small"], 150),
+    "large preset (notes: 2 x 256, window 64)": ("notes.txt", ["--preset", "large"], 60),
+    "2 x 512, window 64 (notes)": ("notes.txt", ["--preset", "large", "--hidden-size", "512"], 20),
+}
 
 
 def _spin() -> None:
@@ -64,26 +41,25 @@ def _spin() -> None:
         pass
 
 
-def measure(hidden: int, threads: int, policy: str, seconds: float) -> float:
+def measure(shape: tuple[str, list[str], int], threads: int, policy: str, tmp: str) -> float:
+    """Characters per second of training steps in one `charlm train` run (evaluation,
+    saving and drawing are not counted: the trainer times its steps alone)."""
+    corpus, flags, steps = shape
     env = dict(os.environ)
     env.pop("OMP_WAIT_POLICY", None)
     if policy != "default":
         env["OMP_WAIT_POLICY"] = policy
-    out = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(hidden), str(threads), str(seconds)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=600,
-    ).stdout
-    return float(json.loads(out.strip().splitlines()[-1])["chars_per_s"])
+    cmd = [sys.executable, "-m", "charlm", "train", str(REPO / "corpora" / corpus), *flags]
+    cmd += ["--max-steps", str(steps), "--eval-interval", str(steps), "--threads", str(threads)]
+    cmd += ["--checkpoints-dir", tmp, "--name", "t", "--overwrite", "--quiet"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True, timeout=900)
+    match = re.search(r"\(([\d,]+) chars/s\)", out.stdout)
+    assert match, out.stdout
+    return float(match.group(1).replace(",", ""))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--hidden", type=int, nargs="+", default=[64, 128, 256, 512])
-    parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
@@ -98,15 +74,16 @@ def main() -> None:
                 h.start()
             time.sleep(1.0)
         try:
-            for hidden in args.hidden:
+            for label, shape in SHAPES.items():
                 runs: dict[tuple[int, str], list[float]] = {c: [] for c in cells}
                 for _ in range(args.repeats):
                     for cell in cells:
-                        runs[cell].append(measure(hidden, *cell, args.seconds))
+                        with tempfile.TemporaryDirectory() as tmp:
+                            runs[cell].append(measure(shape, *cell, tmp))
                 med = {c: statistics.median(v) for c, v in runs.items()}
                 base = med[(1, "default")]
                 cols = " | ".join(f"{med[c]:,.0f} ({med[c] / base:.2f}x)" for c in cells)
-                rows.append(f"| {load} | 2 x {hidden} | {cols} |")
+                rows.append(f"| {load} | {label} | {cols} |")
                 print(rows[-1], flush=True)
         finally:
             for h in hogs:
@@ -116,10 +93,13 @@ def main() -> None:
         f"| machine | model | {head} |\n|---|---|" + "---|" * len(cells) + "\n" + "\n".join(rows)
     )
     notes = (
-        f"Training characters per second (median of {args.repeats} runs of {args.seconds:g} s "
-        "each; in brackets, the ratio to 1 thread with the default policy in the same row). "
-        "2-layer LSTM, embedding 64, batch 32, window 64, AdamW, float32; one fresh process "
-        f"per run. 'busy': {cores} busy-looping processes ran beside it, one per core. "
+        f"Training characters per second of `charlm train` (median of {args.repeats} runs; in "
+        "brackets, the ratio to 1 thread with the default policy in the same row), as the "
+        "trainer reports it: the time of its steps, not of evaluations, saves or plots. Batch "
+        "32, precision as the preset chooses (bf16 autocast for 256 units and more, which "
+        "this CPU computes natively), one fresh process per run, the cells of a row "
+        "interleaved. 'busy': "
+        f"{cores} busy-looping processes ran beside it, one per core. "
         "'default' leaves OMP_WAIT_POLICY unset (GNU OpenMP then spins before sleeping); "
         "'passive' sets OMP_WAIT_POLICY=PASSIVE (idle threads sleep at once)."
     )

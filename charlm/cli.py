@@ -42,8 +42,9 @@ __all__ = ["build_parser", "main"]
 
 _SERVICE_SETTINGS = "charlm_service.settings"
 _THREADS_HELP = (
-    "CPU threads; by default one per core that other work is not using when the "
-    "command starts (see BENCHMARKS.md: on a busy machine one thread is fastest)"
+    "CPU threads; by default one per core that other work is not using when the command "
+    "starts (measured in BENCHMARKS.md: two threads are faster on a quiet 2-core machine, "
+    "one is far faster when other work keeps the cores busy)"
 )
 
 

@@ -14,11 +14,13 @@ machine can do.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +38,7 @@ __all__ = [
     "free_cores",
     "onednn_linear",
     "pick_device",
+    "release_freed_memory",
     "train_in_bf16",
 ]
 
@@ -62,11 +65,17 @@ class Runtime:
         *,
         threads: int | None = None,
         hidden_size: int | None = None,
+        step_chars: int | None = None,
         precision: str = "fp32",
     ) -> Runtime:
-        """Pick the device, threads and precision, and apply the thread count to torch."""
+        """Pick the device, threads and precision, and apply the thread count to torch.
+
+        `hidden_size` and `step_chars` (characters per training step: batch x window)
+        describe the work, for the thread rule and the bf16 rule.
+        """
         dev = pick_device(device)
-        n = choose_threads(threads, hidden_size)
+        work = hidden_size * step_chars if hidden_size and step_chars else None
+        n = choose_threads(threads, work)
         torch.set_num_threads(n)
         bf16 = train_in_bf16(precision, dev, hidden_size or 0)
         return cls(dev, n, bf16)
@@ -133,6 +142,26 @@ def bf16_steps_supported(device: torch.device | None = None) -> bool:
         return False
 
 
+def release_freed_memory() -> None:
+    """Give memory that has been freed back to the operating system, where the C library
+    is glibc (`malloc_trim`); elsewhere nothing happens.
+
+    Loading a model and preparing its stepper free large temporaries; glibc keeps such
+    memory in its heaps for reuse, so a long-running server would otherwise hold it.
+    """
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim: Any = None
+
+
 def free_cores(window_s: float = 0.1) -> int:
     """Cores this process may use that other work is not using now (at least 1).
 
@@ -184,16 +213,20 @@ def _idle_counters(cores: list[int]) -> tuple[int, int] | None:
     return (idle, total) if total else None
 
 
-def choose_threads(requested: int | None, hidden_size: int | None = None) -> int:
+def choose_threads(requested: int | None, work: int | None = None) -> int:
     """CPU threads for a run: `requested` if given, else one per free core.
 
-    Measured (bench/threads.py, BENCHMARKS.md): on a quiet 2-core machine two threads
-    trained 1.4-1.7x as fast as one at every model size tried, while with both cores
-    taken by other work two threads ran at about half the speed of one: GNU OpenMP's
-    threads spin while they wait for each other, and a spinning thread whose partner
-    has no core wastes its whole time slice. So the count follows the cores that are
-    free when the run starts (`free_cores`). `hidden_size` is accepted for rules that
-    depend on the model; the measurements gave none.
+    Measured with real `charlm train` runs on a 2-core machine (bench/threads.py,
+    BENCHMARKS.md): on a quiet machine two threads trained 1.1x (the tiny preset) to
+    2.0x (2 x 512) as fast as one; with both cores taken by other work, two threads ran
+    at 0.13x (tiny) to 0.51x (2 x 512) of one thread's speed: GNU OpenMP's threads spin
+    while they wait for each other, and a spinning thread whose partner has no core
+    wastes its time slice. So the count follows the cores that are free when the run
+    starts (`free_cores`): all of them on a quiet machine, one on a busy one. Setting
+    OMP_WAIT_POLICY=PASSIVE instead helped only the largest model on a busy machine and
+    made every model slower on a quiet one, so the policy is left alone. `work`
+    (characters per step x hidden units) is accepted for rules that depend on the model;
+    the measurements gave none.
     """
     if requested is not None:
         return check_int("threads", requested, 1, 1024)

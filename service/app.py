@@ -14,18 +14,20 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import torch
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 import charlm
 from charlm.registry import ModelRegistry
 from charlm.report import ASSETS_DIR
-from charlm.runtime import free_cores
+from charlm.runtime import Runtime, free_cores
 
 from .batching import PredictBatcher
+from .body import BodyLimit
 from .compute import ComputeThread
 from .errors import install_error_handlers
+from .guard import Guard, allowed_hosts_for
 from .limits import Admission, Pending
 from .routes import STATIC_DIR, router
 from .settings import ServiceSettings, settings_from
@@ -44,7 +46,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         registry = ModelRegistry(settings.checkpoints_dir)
         threads = settings.threads or max(1, free_cores() // settings.workers)
-        await app.state.compute.run(torch.set_num_threads, threads)
+        await app.state.compute.run(Runtime.choose, "cpu", threads=threads)  # that thread's
         report = await app.state.compute.run(registry.refresh)
         for name, problem in report.errors.items():
             log.warning("not serving %s: %s", name, problem)
@@ -79,8 +81,25 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         wait_s=settings.batch_wait_ms / 1000,
         in_flight=lambda: pending.count,
     )
+    # Outermost last: Guard -> CORS -> BodyLimit -> Admission -> routes.
     app.add_middleware(
         Admission, pending=app.state.pending, limit=settings.max_pending, paths=INFERENCE_PATHS
+    )
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(
+        Guard,
+        allowed_hosts=allowed_hosts_for(settings.host, settings.allowed_hosts),
+        api_key=settings.api_key,
+        rate=settings.rate_limit,
     )
     install_error_handlers(app)
     app.include_router(router)

@@ -35,8 +35,20 @@ router = APIRouter()
 STATIC_DIR = Path(__file__).parent / "static"
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": S.ErrorResponse} for code in (400, 404, 413, 422, 503)
+    code: {"model": S.ErrorResponse, "description": what}
+    for code, what in (
+        (400, "Malformed JSON, or a Host header that does not name this server"),
+        (401, "The server has an API key and the request did not carry it"),
+        (404, "No model of that name"),
+        (408, "The request body did not arrive in time"),
+        (413, "The body or a text is over its limit"),
+        (415, "The body is not sent as JSON"),
+        (422, "A field, a value or a character the model cannot take"),
+        (429, "Over this client's rate limit"),
+        (503, "No model, a model that does not load, or too many requests in progress"),
+    )
 }
+_GUARDED: dict[int | str, dict[str, Any]] = {k: v for k, v in _ERRORS.items() if k in (400, 429)}
 _SLICE_S = 0.03  # generate at most this long on the compute thread before yielding it
 
 
@@ -75,7 +87,7 @@ def inspector() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
 
-@router.get("/health", response_model=S.HealthResponse)
+@router.get("/health", response_model=S.HealthResponse, responses=_GUARDED)
 async def health(request: Request, reg: Registry) -> S.HealthResponse:
     batcher: PredictBatcher = request.app.state.batcher
     return S.HealthResponse(
@@ -86,7 +98,7 @@ async def health(request: Request, reg: Registry) -> S.HealthResponse:
     )
 
 
-@router.get("/models", response_model=S.ModelsResponse)
+@router.get("/models", response_model=S.ModelsResponse, responses=_ERRORS)
 async def list_models(reg: Registry, cpu: Compute) -> S.ModelsResponse:
     await cpu.run(reg.refresh)
     models = [
@@ -95,8 +107,10 @@ async def list_models(reg: Registry, cpu: Compute) -> S.ModelsResponse:
     return S.ModelsResponse(models=models, errors=reg.errors())
 
 
-@router.post("/models/reload", response_model=S.ReloadResponse)
-async def reload_models(reg: Registry, cpu: Compute) -> S.ReloadResponse:
+@router.post("/models/reload", response_model=S.ReloadResponse, responses=_ERRORS)
+async def reload_models(body: S.ReloadRequest, reg: Registry, cpu: Compute) -> S.ReloadResponse:
+    """Rescan the checkpoints directory. Takes a JSON body (`{}`), so that no cross-site
+    form can trigger it."""
     report = await cpu.run(reg.refresh)
     return S.ReloadResponse(
         models=reg.names(), loaded=report.loaded, removed=report.removed, errors=report.errors

@@ -25,6 +25,7 @@ __all__ = [
     "ModelInfo",
     "ModelsResponse",
     "PredictRequest",
+    "ReloadRequest",
     "ReloadResponse",
     "ScoreRequest",
 ]
@@ -32,6 +33,7 @@ __all__ = [
 _MODEL = Field(
     None,
     description="Model name (its checkpoint directory); may be omitted when one model is loaded.",
+    examples=["alphabet"],
 )
 
 
@@ -45,22 +47,38 @@ class _Request(BaseModel):
 
 
 class PredictRequest(_Request):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"model": "alphabet", "text": "abc", "continuation_length": 5}]
+        }
+    )
+
     model: str | None = _MODEL
-    text: str = Field(description="The text so far; at least one character.")
+    text: str = Field(description="The text so far; at least one character.", examples=["abc"])
     top_k: int = _count(5, "How many next characters to list; 0 lists all.")
     continuation_length: int = _count(0, "Characters of greedy continuation.")
     alternatives: int = _count(3, "Runner-up characters per continued step.")
 
 
 class ScoreRequest(_Request):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"model": "alphabet", "text": "abcz", "alternatives": 2}]}
+    )
+
     model: str | None = _MODEL
-    text: str = Field(description="Text to score; at least two characters.")
+    text: str = Field(description="Text to score; at least two characters.", examples=["abcz"])
     alternatives: int = _count(3, "Runner-up characters per step.")
 
 
 class GenerateRequest(_Request):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"model": "alphabet", "prompt": "w", "length": 8}]}
+    )
+
     model: str | None = _MODEL
-    prompt: str = Field("", description="Text to continue; empty starts from a random character.")
+    prompt: str = Field(
+        "", description="Text to continue; empty starts from a random character.", examples=["w"]
+    )
     length: int = _count(200, "Characters to generate.")
     temperature: float = Field(
         1.0, description="Softmax temperature; 0 is greedy.", json_schema_extra={"minimum": 0}
@@ -77,6 +95,10 @@ class GenerateRequest(_Request):
         json_schema_extra={"minimum": 0, "maximum": 2**63 - 1},
     )
     stream: bool = Field(False, description="Stream characters as Server-Sent Events.")
+
+
+class ReloadRequest(_Request):
+    """No fields: the body exists so that only JSON requests (never a plain form) reload."""
 
 
 class ModelInfo(ModelCard):

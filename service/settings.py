@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from charlm import ConfigError
 
@@ -57,6 +57,42 @@ class ServiceSettings(BaseSettings):
     batch_wait_ms: float = Field(
         2.0, ge=0, le=1000, description="how long a batch waits for calls still arriving"
     )
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="largest request body accepted (413 above it)"
+    )
+    body_timeout_s: float = Field(
+        10.0, gt=0, le=3600, description="seconds a request body may take to arrive (408 after)"
+    )
+    api_key: str | None = Field(
+        None,
+        min_length=16,
+        description="require `Authorization: Bearer KEY` on every route but /health and the "
+        "inspector's static files; prefer the CHARLM_API_KEY variable, which `ps` cannot show "
+        "(default: none, open to anyone who can connect)",
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host header names to answer, comma-separated; '*' for any (default: "
+        "localhost names and the --host address; any name when bound to every interface)",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="web origins whose pages may call the API, comma-separated (default: "
+        "none: no cross-origin access)",
+    )
+    rate_limit: float | None = Field(
+        None,
+        gt=0,
+        description="requests per second each client address may make on average, in "
+        "bursts of up to twice that (default: no limit)",
+    )
+
+    @field_validator("allowed_hosts", "cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
 
 def settings_from(values: dict[str, Any] | None = None) -> ServiceSettings:
@@ -77,6 +113,9 @@ def to_environ(settings: ServiceSettings) -> dict[str, str]:
     for name, value in settings.model_dump(mode="json").items():
         if value is None:
             continue
-        text = value if isinstance(value, str) else json.dumps(value)
+        if isinstance(value, list):
+            text = ",".join(value)
+        else:
+            text = value if isinstance(value, str) else json.dumps(value)
         env[ENV_PREFIX + name.upper()] = text
     return env

@@ -18,6 +18,7 @@ from .conftest import copy_checkpoint
 from .serving import Server
 
 playwright = pytest.importorskip("playwright.sync_api")
+pytestmark = pytest.mark.slow  # a browser and a real server process
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 CHROMIUM_ARGS = [
@@ -133,7 +134,8 @@ def test_continue_appends_the_cycle(page: Page, server: Server) -> None:
     assert "chosen greedily" in page.page.inner_text(".cl-tip")
     page.page.click("#accept")
     assert page.page.input_value("#text") == "abc" + (LETTERS[3:] + LETTERS)[:30]
-    page.page.wait_for_function("document.querySelectorAll('.cl-scored').length === 32")
+    # (a function, not an expression: the page's content security policy forbids eval)
+    page.page.wait_for_function("() => document.querySelectorAll('.cl-scored').length === 32")
 
 
 def test_sampling_mode_shades_the_sample(page: Page, server: Server) -> None:

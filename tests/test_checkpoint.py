@@ -1,6 +1,7 @@
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from charlm import checkpoint
 from charlm.errors import CheckpointNotFoundError, IncompatibleCheckpointError
 from charlm.inference import Predictor
 from charlm.model import CharLSTM, ModelConfig
+from charlm.training import fit
 from charlm.vocab import Vocabulary
 
 from .conftest import CORPORA, REPO
@@ -190,3 +192,23 @@ def test_killed_training_always_leaves_a_loadable_checkpoint(tmp_path: Path) -> 
         assert ckpt.load_resume().rng.numel() > 0
         assert Predictor.from_checkpoint(directory).predict("the ").next[0].prob > 0
     assert steps_seen == sorted(steps_seen) and steps_seen[-1] > steps_seen[0]
+
+
+V1_FIXTURE = Path(__file__).parent / "fixtures" / "v1-alphabet"
+"""A checkpoint written by charlm before its modules were restructured (format version 1,
+400 steps on corpora/alphabet.txt, 1 x 16 units): it must keep loading and resuming."""
+
+
+def test_a_checkpoint_from_before_the_restructuring_loads_and_resumes(tmp_path: Path) -> None:
+    predictor = Predictor.from_checkpoint(V1_FIXTURE)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    assert predictor.score(letters * 2).min_prob > 0.99
+    assert predictor.predict("abc", continuation_length=30).continuation == (letters * 2)[3:33]
+    assert predictor.card.training.step == 400 and predictor.card.parameters == 2314
+    copy = tmp_path / "v1"
+    shutil.copytree(V1_FIXTURE, copy)
+    resumed = fit(
+        CORPORA / "alphabet.txt", copy, train_overrides={"max_steps": 450}, resume=True, plots=False
+    )
+    assert resumed.steps == 450 and resumed.best_val_loss < 1e-3
+    assert checkpoint.load(copy).summary["step"] == 450

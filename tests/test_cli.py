@@ -1,7 +1,12 @@
 import json
+import resource
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +23,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return rc, out, err
 
 
+@pytest.mark.slow
 def test_train_prints_where_and_how_sure(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -175,6 +181,7 @@ def test_existing_checkpoint_is_never_lost(
     assert checkpoint.load(tmp_path / "alphabet").summary["step"] == 50
 
 
+@pytest.mark.slow
 def test_console_script_and_module_entry_points(alphabet_dir: Path) -> None:
     exe = Path(sys.executable).parent / "charlm"
     proc = subprocess.run(
@@ -212,3 +219,124 @@ def test_preset_by_name_overrides_the_size_rule(
         main([*args, "--preset", "huge"])
     assert info.value.code == 2
     assert "invalid choice: 'huge'" in capsys.readouterr().err
+
+
+def _train_process(tmp_path: Path, *flags: str, **popen: Any) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "charlm", "train", str(CORPORA / "notes.txt"), "--quiet"]
+    cmd += ["--checkpoints-dir", str(tmp_path), "--max-steps", "1000000", *flags]
+    return subprocess.Popen(
+        cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen
+    )
+
+
+def _wait_for(condition: Callable[[], bool], proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 120
+    while not condition():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_a_second_run_on_the_same_checkpoint_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = _train_process(tmp_path, "--eval-interval", "5")
+    try:
+        _wait_for(lambda: checkpoint.exists(tmp_path / "notes"), first)
+        manifest = (tmp_path / "notes" / "checkpoint.json").read_bytes()
+        base = ["train", str(CORPORA / "notes.txt"), "--checkpoints-dir", str(tmp_path)]
+        for extra in (["--resume"], ["--overwrite"]):
+            rc, _, err = run(capsys, *base, "--quiet", *extra)
+            assert rc == 2 and "being written by another training run" in err
+            assert f"process {first.pid}" in err and err.count("\n") == 1
+        assert first.poll() is None  # the first run goes on, untouched
+    finally:
+        first.kill()
+        first.wait()
+    assert checkpoint.load(tmp_path / "notes").summary["step"] >= 5
+    assert manifest  # a lock dies with its process: the directory can be resumed now
+    rc, _, _ = run(capsys, *base, "--quiet", "--resume", "--max-steps", "12")
+    assert rc == 0
+
+
+def _file_size_limit(limit: int) -> Callable[[], None]:
+    def apply() -> None:  # in the child: a real write failure, like a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_one_line_and_leaves_no_orphans(tmp_path: Path) -> None:
+    proc = _train_process(
+        tmp_path, "--hidden-size", "128", "--max-steps", "20", preexec_fn=_file_size_limit(65536)
+    )
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 2, (out, err)
+    assert err.startswith("charlm: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert "could not" in err and "File too large" in err
+    left = sorted(p.name for p in (tmp_path / "notes").iterdir())
+    assert not [n for n in left if n.endswith((".safetensors", ".tmp"))], left
+
+
+@pytest.mark.slow
+def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path: Path) -> None:
+    done = _train_process(tmp_path, "--max-steps", "10", "--hidden-size", "128")
+    try:
+        assert done.wait(120) == 0, done.communicate()
+    finally:
+        done.kill()
+    before = (tmp_path / "notes" / "checkpoint.json").read_bytes()
+    files = sorted(p.name for p in (tmp_path / "notes").iterdir())
+    proc = _train_process(
+        tmp_path, "--resume", "--max-steps", "30", preexec_fn=_file_size_limit(65536)
+    )
+    try:
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 2 and err.count("\n") == 1, err
+    assert (tmp_path / "notes" / "checkpoint.json").read_bytes() == before
+    after = sorted(p.name for p in (tmp_path / "notes").iterdir())
+    assert [n for n in after if n.endswith(".safetensors")] == [
+        n for n in files if n.endswith(".safetensors")
+    ]
+    assert checkpoint.load(tmp_path / "notes").summary["step"] == 10
+
+
+def test_an_unwritable_place_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["train", str(CORPORA / "ab.txt"), "--checkpoints-dir", "/proc/charlm", "--quiet"]
+    rc, _, err = run(capsys, *args)
+    assert rc == 2 and err.count("\n") == 1 and "cannot create the checkpoint directory" in err
+
+
+@pytest.mark.slow
+def test_ctrl_c_before_the_first_save_does_not_suggest_resuming(tmp_path: Path) -> None:
+    # SIGINT as a terminal sends it, whatever the disposition this test runner inherited
+    # (a shell starting a job in the background sets SIGINT to be ignored).
+    default_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    proc = _train_process(tmp_path, "--eval-interval", "1000000", preexec_fn=default_sigint)
+    metrics = tmp_path / "notes" / "metrics.jsonl"
+    try:
+        _wait_for(lambda: metrics.exists() and metrics.stat().st_size > 0, proc)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "no checkpoint was written" in out and "--resume" not in out
+    assert not checkpoint.exists(tmp_path / "notes")
+
+
+def test_sampling_at_extreme_settings_from_the_cli(
+    alphabet_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["generate", str(alphabet_dir), "--prompt", "abc", "--length", "26", "--seed", "1"]
+    for extra in (["--temperature", "1e-40"], ["--top-p", "1e-46"], ["--temperature", "0"]):
+        rc, out, _ = run(capsys, *base, *extra)
+        assert rc == 0 and out == "abc" + "defghijklmnopqrstuvwxyzabc" + "\n", extra

@@ -1,5 +1,6 @@
 """End to end: a real `charlm serve` (uvicorn) process on a loopback port."""
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -15,6 +16,8 @@ from charlm.cli import main
 from .conftest import CORPORA, copy_checkpoint
 from .serving import Server
 from .test_service import BAD_REQUESTS
+
+pytestmark = pytest.mark.slow  # real server processes
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
@@ -34,7 +37,7 @@ def server(server_dir: Path) -> Iterator[Server]:
     s = Server(
         server_dir,
         "--max-generate-length",
-        "2000000",
+        "1000000000",
         "--max-text-chars",
         "500",
         "--max-continuation",
@@ -110,27 +113,41 @@ def pending(server: Server) -> int:
     return int(httpx.get(server.url + "/health").json()["pending"])
 
 
+def wait_until_idle(server: Server, limit_s: float = 60) -> int:
+    """Pending requests once the server has none left, or when `limit_s` runs out
+    (a generous bound for a busy machine; the assertion is on the count, not the time)."""
+    deadline = time.monotonic() + limit_s
+    while pending(server) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return pending(server)
+
+
 def test_disconnect_stops_generation_and_long_streams_do_not_stall_predict(server: Server) -> None:
     body = {"model": "notes", "prompt": "a", "length": 2_000_000, "stream": True}
     with (
-        httpx.Client(base_url=server.url, timeout=30) as c,
+        httpx.Client(base_url=server.url, timeout=60) as c,
         c.stream("POST", "/generate", json=body) as r,
     ):
         lines = r.iter_lines()
         assert len(read_events(lines, limit=50)) == 50
         assert pending(server) == 1
-        latencies = []
-        for _ in range(20):  # short calls while the long generation runs
-            t0 = time.perf_counter()
+        for _ in range(20):  # short calls while the long generation runs...
             resp = httpx.post(server.url + "/predict", json={"model": "alphabet", "text": "abc"})
-            latencies.append(time.perf_counter() - t0)
             assert resp.json()["next"][0]["char"] == "d"
-        assert sorted(latencies)[10] < 0.25, latencies
+        # ...are all answered before it ends: it is still running, and still streaming.
+        assert pending(server) == 1
+        assert len(read_events(lines, limit=50)) == 50
     # The client has gone: the server stops generating (2,000,000 chars would take minutes).
-    deadline = time.monotonic() + 5
-    while pending(server) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert pending(server) == 0
+    assert wait_until_idle(server) == 0
+
+
+def test_abandoned_plain_generate_stops_and_frees_its_slot(server: Server) -> None:
+    body = {"model": "notes", "prompt": "a", "length": 1_000_000_000}
+    with contextlib.suppress(httpx.TimeoutException):
+        httpx.post(server.url + "/generate", json=body, timeout=1.0)  # gives up long before
+    assert wait_until_idle(server) == 0  # 10^9 characters would take hours
+    r = httpx.post(server.url + "/predict", json={"model": "alphabet", "text": "abc"})
+    assert r.json()["next"][0]["char"] == "d"
 
 
 def test_concurrent_calls_match_sequential_ones(server: Server) -> None:
@@ -219,18 +236,15 @@ def test_overload_is_refused_quickly(server_dir: Path) -> None:
             lines = [r.iter_lines() for r in responses]
             for it in lines:
                 read_events(it, limit=1)
-            t0 = time.perf_counter()
             refused = c.post("/predict", json={"model": "alphabet", "text": "abc"})
-            assert time.perf_counter() - t0 < 1.0
             assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
             assert refused.json()["error"]["type"] == "overloaded"
             assert "limit is 2" in refused.json()["error"]["message"]
             assert c.get("/health").status_code == 200  # health is never refused
+            assert pending(small) == 2  # refused while both streams still run
             for s in streams:
                 s.__exit__(None, None, None)
-            deadline = time.monotonic() + 5
-            while pending(small) and time.monotonic() < deadline:
-                time.sleep(0.05)
+            assert wait_until_idle(small) == 0
             assert c.post("/predict", json={"model": "alphabet", "text": "abc"}).status_code == 200
     finally:
         small.stop()

@@ -35,7 +35,7 @@ def client(served_dir: Path) -> Iterator[TestClient]:
         max_continuation=300,
         max_generate_length=400,
     )
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as c:
         yield c
 
 
@@ -324,13 +324,17 @@ def test_every_error_type_has_a_status() -> None:
 
 
 def test_no_models_and_broken_models(tmp_path: Path, alphabet_dir: Path) -> None:
-    with TestClient(create_app(ServiceSettings(checkpoints_dir=tmp_path / "none"))) as c:
+    with TestClient(
+        create_app(ServiceSettings(checkpoints_dir=tmp_path / "none")), base_url="http://127.0.0.1"
+    ) as c:
         assert c.get("/health").json()["models"] == []
         assert error_of(*post(c, "/predict", {"text": "a"}))[:2] == (503, "no_model")
     copy_checkpoint(alphabet_dir, tmp_path / "good")
     broken = copy_checkpoint(alphabet_dir, tmp_path / "broken")
     (broken / "checkpoint.json").write_text("{}")
-    with TestClient(create_app(ServiceSettings(checkpoints_dir=tmp_path))) as c:
+    with TestClient(
+        create_app(ServiceSettings(checkpoints_dir=tmp_path)), base_url="http://127.0.0.1"
+    ) as c:
         models = c.get("/models").json()
         assert [m["name"] for m in models["models"]] == ["good"]
         assert "format_version" in models["errors"]["broken"]
@@ -347,10 +351,12 @@ def test_new_and_retrained_models_are_served_without_restart(
 ) -> None:
     root = tmp_path / "ckpts"
     copy_checkpoint(alphabet_dir, root / "alphabet")
-    with TestClient(create_app(ServiceSettings(checkpoints_dir=root))) as c:
+    with TestClient(
+        create_app(ServiceSettings(checkpoints_dir=root)), base_url="http://127.0.0.1"
+    ) as c:
         assert c.get("/health").json()["models"] == ["alphabet"]
         copy_checkpoint(notes_dir, root / "notes")
-        r = c.post("/models/reload").json()
+        r = c.post("/models/reload", json={}).json()
         assert r == {
             "models": ["alphabet", "notes"],
             "loaded": ["notes"],
@@ -384,7 +390,7 @@ def test_new_and_retrained_models_are_served_without_restart(
             404,
             "unknown_model",
         )
-        assert c.post("/models/reload").json()["models"] == ["alphabet", "notes"]
+        assert c.post("/models/reload", json={}).json()["models"] == ["alphabet", "notes"]
 
 
 def test_openapi_documents_the_endpoints(client: TestClient) -> None:

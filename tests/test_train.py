@@ -157,6 +157,7 @@ def test_alphabet_checkpoint_records_the_run(alphabet_dir: Path) -> None:
     assert all({"grad_norm", "lr", "chars_per_s", "time_s"} <= r.keys() for r in trains)
 
 
+@pytest.mark.slow
 def test_two_symbols_reach_four_nines(tmp_path: Path) -> None:
     fit(CORPORA / "ab.txt", tmp_path / "ab")
     p = Predictor.from_checkpoint(tmp_path / "ab")
@@ -328,14 +329,22 @@ def test_divergence_is_an_error_and_keeps_the_last_checkpoint(tmp_path: Path) ->
     assert ckpt.summary["step"] == 5
 
 
-def test_metrics_log_is_trimmed_on_resume(tmp_path: Path) -> None:
+def test_metrics_log_is_appended_on_resume_and_read_as_one_history(tmp_path: Path) -> None:
     _run(tmp_path, "m", stop_at=23)
     log = tmp_path / "m" / "metrics.jsonl"
-    with open(log, "a") as f:
+    with open(log, "a") as f:  # rows written after the last save, then a torn line
         f.write(json.dumps({"kind": "train", "step": 999}) + "\n{torn")
+    before, inode = log.read_bytes(), log.stat().st_ino
     _run(tmp_path, "m", resume=True)
+    after = log.read_bytes()
+    assert after.startswith(before) and log.stat().st_ino == inode  # appended, never rewritten
     steps = [r["step"] for r in read_metrics(log)]
     assert 999 not in steps and steps == sorted(steps) and steps[-1] == 60
+    straight = _run(tmp_path, "straight")
+    evals = lambda d: [  # noqa: E731
+        (r["step"], r["val_loss"]) for r in read_metrics(d / "metrics.jsonl") if r["kind"] == "eval"
+    ]
+    assert straight.steps == 60 and evals(tmp_path / "m") == evals(tmp_path / "straight")
 
 
 def test_precision_setting(tmp_path: Path) -> None:
@@ -345,6 +354,7 @@ def test_precision_setting(tmp_path: Path) -> None:
     assert train_in_bf16("fp32", torch.device("cpu"), 256) is False
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not bf16_supported(torch.device("cpu")), reason="no native bf16 on this CPU")
 def test_bf16_autocast_trains_like_fp32(tmp_path: Path) -> None:
     losses = {}

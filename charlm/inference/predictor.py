@@ -45,7 +45,7 @@ from charlm.inference.results import (
 from charlm.inference.sampling import SampleConfig, choose
 from charlm.inference.stepper import Stepper
 from charlm.model import CharLSTM, State
-from charlm.runtime import bf16_steps_supported, pick_device
+from charlm.runtime import bf16_steps_supported, pick_device, release_freed_memory
 from charlm.vocab import Vocabulary
 
 __all__ = ["PredictQuery", "Predictor"]
@@ -104,6 +104,7 @@ class Predictor:
         ckpt = checkpoint.load(path, label=name)
         model = ckpt.build_model(pick_device(device))
         card = _card(name, model, ckpt.vocab, ckpt.summary)
+        release_freed_memory()  # the file's temporaries
         return cls(model, ckpt.vocab, card=card, bf16_steps=bf16_steps)
 
     @property
@@ -150,6 +151,7 @@ class Predictor:
         with self._stepper_lock:
             if self._stepper is None:
                 self._stepper = Stepper(self.model, bf16=self.bf16_steps)
+                release_freed_memory()
             return self._stepper
 
     def _stepping(self, state: State) -> Callable[[int], torch.Tensor]:

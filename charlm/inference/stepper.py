@@ -36,6 +36,21 @@ def _plain_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> t
     return F.linear(x, w, b)
 
 
+def _gates_reordered(parts: list[torch.Tensor]) -> torch.Tensor:
+    """`parts` (each (4H, n_i)) side by side, their gate rows moved from nn.LSTM's
+    (i, f, g, o) to (i, f, o, g), written straight into one new buffer (no temporaries)."""
+    H = parts[0].shape[0] // 4
+    out = torch.empty(4 * H, sum(p.shape[1] for p in parts))
+    start = 0
+    for p in parts:
+        end = start + p.shape[1]
+        out[: 2 * H, start:end] = p[: 2 * H]  # i, f
+        out[2 * H : 3 * H, start:end] = p[3 * H :]  # o
+        out[3 * H :, start:end] = p[2 * H : 3 * H]  # g
+        start = end
+    return out
+
+
 class Stepper:
     """Precomputed weights of one model for batch-1 stepping on the CPU.
 
@@ -53,9 +68,6 @@ class Stepper:
         self.hidden_size = H
         self.num_layers = cfg.num_layers
         lstm = model.lstm
-        order = torch.cat(
-            [torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)]
-        )  # (i, f, g, o) -> (i, f, o, g)
         fast = onednn_linear() if model.head.weight.device.type == "cpu" else None
         if bf16 and not bf16_steps_supported():
             raise ConfigError("bf16 stepping needs a CPU with native bfloat16 and oneDNN")
@@ -73,14 +85,14 @@ class Stepper:
 
             bias0 = param("bias_ih_l0") + param("bias_hh_l0")
             table = model.embedding.weight.float() @ param("weight_ih_l0").T + bias0  # (V, 4H)
-            self.table = table[:, order].contiguous()
-            self.weights = [pack(param("weight_hh_l0")[order].contiguous())]
+            self.table = _gates_reordered([table.T]).T.contiguous()
+            self.weights = [pack(_gates_reordered([param("weight_hh_l0")]))]
             self.biases = [torch.zeros(4 * H)]  # layer 0's bias is in the table
             for layer in range(1, cfg.num_layers):
-                w = torch.cat([param(f"weight_ih_l{layer}"), param(f"weight_hh_l{layer}")], 1)
+                w_ih, w_hh = param(f"weight_ih_l{layer}"), param(f"weight_hh_l{layer}")
+                self.weights.append(pack(_gates_reordered([w_ih, w_hh])))
                 b = param(f"bias_ih_l{layer}") + param(f"bias_hh_l{layer}")
-                self.weights.append(pack(w[order].contiguous()))
-                self.biases.append(b[order].contiguous())
+                self.biases.append(_gates_reordered([b[:, None]])[:, 0].contiguous())
             self.head_w = model.head.weight.detach().float().contiguous()
             self.head_b = model.head.bias.detach().float().contiguous()
 

@@ -145,10 +145,7 @@ class Trainer:
         except KeyboardInterrupt:
             self.stop_reason = "interrupted"
             if updating:
-                log.warning(
-                    "interrupted during an optimiser update; keeping the checkpoint from step %d",
-                    self._saved_step,
-                )
+                log.warning("interrupted during an optimiser update; %s", self._kept())
             elif p.step > self._saved_step:
                 self._save(improved=False)
         finally:

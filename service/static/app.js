@@ -6,13 +6,28 @@
   var $ = function (id) { return document.getElementById(id); };
   var state = { models: {}, continuation: null, kind: "greedy", seq: 0 };
 
-  function api(path, body) {
-    var init = body === undefined ? {} : {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(body),
-    };
+  var KEY = "charlm-api-key";
+
+  function api(path, body, asked) {
+    /* A server started with an API key answers 401 until the page sends it: ask for it
+     * once, keep it for this tab only (sessionStorage), and retry. */
+    var headers = {};
+    var key = window.sessionStorage.getItem(KEY);
+    if (key) headers.Authorization = "Bearer " + key;
+    var init = { headers: headers };
+    if (body !== undefined) {
+      init.method = "POST";
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
     return fetch(path, init).then(function (r) {
+      if (r.status === 401 && !asked) {
+        var given = window.prompt("This charlm server needs its API key:");
+        if (given) {
+          window.sessionStorage.setItem(KEY, given.trim());
+          return api(path, body, true);
+        }
+      }
       return r.json().then(function (data) { return { ok: r.ok, status: r.status, data: data }; });
     });
   }

@@ -1,0 +1,95 @@
+"""Request bodies read in full, within a size and a time limit, before anything else runs.
+
+ASGI middleware. A request's body is read here: a `Content-Length` over `max_bytes` is
+refused at once with 413 before a byte of it is read, a body that grows past `max_bytes`
+is cut off with 413, and a body not complete `timeout_s` after the request arrived gets
+408. In each case the connection is closed. Only a complete body goes on, replayed from
+memory, to admission control and the routes: a slow or oversized client never holds an
+in-progress slot, a thread, or the event loop's time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import error_response
+
+__all__ = ["BodyLimit"]
+
+
+class BodyLimit:
+    def __init__(self, app: ASGIApp, *, max_bytes: int, timeout_s: float) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        close = {"Connection": "close"}
+        length = _content_length(scope)
+        if length == -1:
+            await error_response(400, "bad_request", "Content-Length is not a number", close)(
+                scope, receive, send
+            )
+            return
+        if length is not None and length > self.max_bytes:
+            await self._too_large(scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                await error_response(
+                    408,
+                    "body_timeout",
+                    f"the request body did not arrive within {self.timeout_s:g} s",
+                    close,
+                )(scope, receive, send)
+                return
+            if message["type"] == "http.disconnect":
+                return  # the client left before its body was complete
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._too_large(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # then: wait for the client to disconnect, as usual
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await error_response(
+            413,
+            "body_too_large",
+            f"the request body is over {self.max_bytes:,} bytes",
+            {"Connection": "close"},
+            limit=self.max_bytes,
+        )(scope, receive, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    """The declared body length; None when there is none, -1 when it is not a number."""
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            text = value.decode("latin-1").strip()
+            return int(text) if text.isdigit() and len(text) <= 18 else -1
+    return None

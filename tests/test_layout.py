@@ -1,0 +1,49 @@
+"""The shape of the code: small modules, dependencies that point one way."""
+
+import ast
+from pathlib import Path
+
+from .conftest import REPO
+
+CHARLM = REPO / "charlm"
+SERVICE = REPO / "service"
+
+
+def imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def modules(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.py"))
+
+
+def test_no_module_is_over_about_400_lines() -> None:
+    for path in modules(CHARLM) + modules(SERVICE):
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        assert lines <= 420, f"{path.relative_to(REPO)} has {lines} lines"
+
+
+def test_inference_does_not_import_training() -> None:
+    for path in modules(CHARLM / "inference"):
+        assert not any(m.startswith("charlm.training") for m in imports(path)), path
+
+
+def test_the_library_knows_nothing_of_the_web() -> None:
+    for path in modules(CHARLM):
+        web = {m for m in imports(path) if m.split(".")[0] in ("fastapi", "starlette")}
+        assert not web, (path, web)
+        assert not any(m.startswith(("service", "charlm_service")) for m in imports(path)), path
+
+
+def test_the_service_stays_out_of_model_internals() -> None:
+    for path in modules(SERVICE):
+        text = path.read_text(encoding="utf-8")
+        assert "predictor.model" not in text and "CharLSTM" not in text, path
+        assert not any(m.split(".")[0] == "torch" or m == "charlm.model" for m in imports(path))

@@ -1,0 +1,255 @@
+"""Hostile files and hostile clients: every case gets a clear error, nothing crashes,
+nothing else is affected, and no answer leaks a path of the server's."""
+
+import json
+import shutil
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from charlm import CharLMError, Predictor
+from charlm.cli import main
+from charlm.registry import ModelRegistry
+from charlm_service.app import create_app
+from charlm_service.settings import ServiceSettings
+
+from .conftest import copy_checkpoint
+from .hostile import SERVED_ONLY, make_all
+from .serving import Server
+
+
+@pytest.fixture(scope="module")
+def hostile(
+    tmp_path_factory: pytest.TempPathFactory, alphabet_dir: Path
+) -> tuple[Path, dict[str, str]]:
+    root = tmp_path_factory.mktemp("hostile") / "checkpoints"
+    cases = make_all(alphabet_dir, root)
+    copy_checkpoint(alphabet_dir, root / "good")
+    return root, cases
+
+
+def listed(root: Path, cases: dict[str, str]) -> set[str]:
+    """The cases that look like checkpoints (a checkpoint.json file), so the service lists
+    them as models with errors; the rest are not checkpoints at all."""
+    return {name for name in cases if (root / name / "checkpoint.json").is_file()}
+
+
+def test_there_are_at_least_fifty_cases(hostile: tuple[Path, dict[str, str]]) -> None:
+    root, cases = hostile
+    assert len(cases) >= 50 and len(listed(root, cases)) >= 50
+
+
+def test_the_library_refuses_each_one_with_a_charlm_error(
+    hostile: tuple[Path, dict[str, str]],
+) -> None:
+    root, cases = hostile
+    for name, what in cases.items():
+        if name in SERVED_ONLY:
+            continue
+        with pytest.raises(CharLMError) as raised:
+            Predictor.from_checkpoint(root / name, name=name)
+        message = str(raised.value)
+        assert name in message, (what, message)
+        assert str(root.parent) not in message, (what, message)  # no server paths
+        message.encode("utf-8")  # printable anywhere: no lone surrogates
+
+
+def test_the_cli_refuses_each_one_in_one_line(
+    hostile: tuple[Path, dict[str, str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, cases = hostile
+    for name, what in cases.items():
+        if name in SERVED_ONLY:
+            continue
+        rc = main(["predict", str(root / name), "abc"])
+        out, err = capsys.readouterr()
+        assert (rc, out) == (2, ""), what
+        assert err.startswith("charlm: error: ") and err.count("\n") == 1, (what, err)
+
+
+def _no_paths(text: str, root: Path) -> None:
+    assert str(root.parent) not in text and "/tmp" not in text, text[:300]
+
+
+@pytest.mark.slow
+def test_a_server_starts_serves_and_lists_every_bad_one(
+    hostile: tuple[Path, dict[str, str]],
+) -> None:
+    root, cases = hostile
+    server = Server(root)
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as c:
+            assert c.get("/health").json()["models"] == ["good"]
+            body = c.get("/models")
+            assert body.status_code == 200
+            _no_paths(body.text, root)
+            models = body.json()
+            assert [m["name"] for m in models["models"]] == ["good"]
+            assert set(models["errors"]) == listed(root, cases)
+            for name in sorted(listed(root, cases)):
+                r = c.post("/predict", json={"model": name, "text": "abc"})
+                assert r.status_code == 503, (name, r.text)
+                assert r.json()["error"]["type"] == "incompatible_checkpoint"
+                _no_paths(r.text, root)
+            good = c.post("/predict", json={"model": "good", "text": "abc"}).json()
+            assert good["next"][0]["char"] == "d"
+            reload = c.post("/models/reload", json={})
+            assert reload.status_code == 200 and set(reload.json()["errors"]) == listed(root, cases)
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_hot_reload_of_hostile_checkpoints(
+    tmp_path: Path, hostile: tuple[Path, dict[str, str]], alphabet_dir: Path
+) -> None:
+    root, cases = hostile
+    live = tmp_path / "live"
+    copy_checkpoint(alphabet_dir, live / "good")
+    with TestClient(
+        create_app(ServiceSettings(checkpoints_dir=live)), base_url="http://127.0.0.1"
+    ) as c:
+        assert c.get("/models").json()["errors"] == {}
+        for name in cases:
+            source = root / name
+            if source.is_symlink():
+                (live / name).symlink_to(source.resolve())
+            else:
+                shutil.copytree(source, live / name, symlinks=True)
+        r = c.post("/models/reload", json={})
+        assert r.status_code == 200
+        assert set(r.json()["errors"]) == listed(live, cases)
+        _no_paths(r.text, tmp_path)
+        models = c.get("/models")
+        assert models.status_code == 200 and [m["name"] for m in models.json()["models"]] == [
+            "good"
+        ]
+        assert (
+            c.post("/predict", json={"model": "good", "text": "xyz"}).json()["next"][0]["char"]
+            == "a"
+        )
+
+
+def test_a_failed_load_is_remembered_until_its_files_change(
+    tmp_path: Path, alphabet_dir: Path
+) -> None:
+    copy_checkpoint(alphabet_dir, tmp_path / "m")
+    manifest = tmp_path / "m" / "checkpoint.json"
+    good = manifest.read_text()
+    manifest.write_text(good.replace('"format_version": 1', '"format_version": 7'))
+    registry = ModelRegistry(tmp_path)
+    errors = []
+    for _ in range(3):
+        with pytest.raises(CharLMError) as raised:
+            registry.get("m")
+        errors.append(raised.value)
+    assert errors[0] is errors[1] is errors[2]  # not read again: the same error object
+    time.sleep(0.01)
+    manifest.write_text(good)  # fixed: the next request loads it
+    assert registry.get("m").predictor.predict("abc").next[0].char == "d"
+    assert registry.errors() == {}
+
+
+# -- hostile requests -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def client(served_dir: Path) -> Iterator[TestClient]:
+    settings = ServiceSettings(checkpoints_dir=served_dir, max_body_bytes=4096)
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as c:
+        yield c
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"model": "notes", "prompt": "the ", "temperature": 1e-45, "length": 20},
+        {"model": "notes", "prompt": "the ", "top_p": 1e-46, "length": 20},
+        {"model": "notes", "prompt": "the ", "temperature": 5e-324, "length": 20},
+        {"model": "notes", "prompt": "the ", "temperature": 1e308, "length": 20},
+    ],
+)
+def test_extreme_sampling_values_never_give_a_5xx_or_a_cut_stream(
+    client: TestClient, body: dict[str, Any]
+) -> None:
+    r = client.post("/generate", json=body)
+    assert r.status_code == 200 and len(r.json()["text"]) == 20
+    with client.stream("POST", "/generate", json={**body, "stream": True}) as s:
+        raw = "".join(s.iter_text())
+    assert s.status_code == 200 and "event: done" in raw
+
+
+@pytest.mark.parametrize("field", ["text", "prompt"])
+def test_a_lone_surrogate_gets_a_json_422(client: TestClient, field: str) -> None:
+    path = "/predict" if field == "text" else "/generate"
+    raw = '{"model": "alphabet", "' + field + '": "th\\ud800e"}'
+    r = client.post(path, content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    error = json.loads(r.content)["error"]  # valid JSON, the character as an escape
+    assert error["type"] == "unknown_character" and "\\ud800" in error["message"]
+    assert error["characters"][0]["position"] == 2
+
+
+def test_oversized_and_malformed_bodies(client: TestClient) -> None:
+    big = json.dumps({"model": "alphabet", "text": "a" * 5000})
+    r = client.post("/predict", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]["type"] == "body_too_large"
+    r = client.post(
+        "/predict",
+        content=b"{}",
+        headers={"content-type": "application/json", "content-length": "x"},
+    )
+    assert r.status_code == 400
+
+
+def test_huge_weights_cannot_reach_a_request(tmp_path: Path, alphabet_dir: Path) -> None:
+    root = tmp_path / "c"
+    make_all(alphabet_dir, tmp_path / "all")
+    shutil.copytree(tmp_path / "all" / "weights-1e38", root / "huge")
+    with TestClient(
+        create_app(ServiceSettings(checkpoints_dir=root)), base_url="http://127.0.0.1"
+    ) as c:
+        r = c.post("/predict", json={"model": "huge", "text": "abc"})
+        assert r.status_code == 503 and "beyond" in r.json()["error"]["message"]
+
+
+def slow_body_clients(url: str, count: int) -> list[socket.socket]:
+    """Connections that send headers announcing a 1,000-byte body, then one byte."""
+    host, port = url.removeprefix("http://").split(":")
+    socks = []
+    for _ in range(count):
+        s = socket.create_connection((host, int(port)))
+        s.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n{"
+        )
+        socks.append(s)
+    return socks
+
+
+@pytest.mark.slow
+def test_slow_bodies_hold_no_slots_and_time_out(served_dir: Path) -> None:
+    server = Server(served_dir, "--max-pending", "4", "--body-timeout-s", "3")
+    socks: list[socket.socket] = []
+    try:
+        socks = slow_body_clients(server.url, 20)  # five times --max-pending
+        with httpx.Client(base_url=server.url, timeout=60) as c:
+            assert c.get("/health").json()["pending"] == 0
+            for _ in range(10):
+                r = c.post("/predict", json={"model": "alphabet", "text": "abc"})
+                assert r.status_code == 200
+        socks[0].settimeout(60)
+        answer = b""
+        while chunk := socks[0].recv(4096):  # each slow client gets 408 once its time is up
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 408") and b"body_timeout" in answer
+    finally:
+        for s in socks:
+            s.close()
+        server.stop()
