@@ -189,28 +189,44 @@ def run_sigterm(root: Path, args: argparse.Namespace) -> None:
     record(
         "sigterm",
         f"| SIGTERM with 32 calls and 4 streams (3,000 chars each) in flight | 36 requests | "
-        f"{done}/36 completed{' ' + str(others) if others else ''}; the server exited {code}",
+        f"{done}/36 completed{' ' + str(others) if others else ''}; then the server exited "
+        f"({how_exited(code)})",
         write=args.write,
     )
 
 
+def how_exited(code: int) -> str:
+    if code == -signal.SIGTERM:
+        return "by the signal, which uvicorn re-raises after its graceful shutdown"
+    return f"status {code}"
+
+
 def run_workers(root: Path, args: argparse.Namespace) -> None:
-    rates = {}
-    for workers in (1, 2, 1, 2):
-        server = Served(root, "--workers", str(workers))
-        try:
-            asyncio.run(hammer(server.url, 3, 16))  # warm every worker
-            latencies, statuses, failures = asyncio.run(hammer(server.url, args.seconds, 16))
-        finally:
-            server.stop()
-        rates.setdefault(workers, []).append(len(latencies) / args.seconds)
-        print(workers, rates[workers][-1], statuses, failures, flush=True)
-    one, two = (statistics.median(rates[w]) for w in (1, 2))
+    setups = {
+        "1 worker": ["--workers", "1"],
+        "2 workers": ["--workers", "2"],
+        "2 workers, 2 threads each": ["--workers", "2", "--threads", "2"],
+    }
+    rates: dict[str, list[float]] = {name: [] for name in setups}
+    for _ in range(2):
+        for name, flags in setups.items():
+            server = Served(root, *flags)
+            try:
+                asyncio.run(hammer(server.url, 3, 16))  # warm every worker
+                latencies, statuses, failures = asyncio.run(hammer(server.url, args.seconds, 16))
+            finally:
+                server.stop()
+            rates[name].append(len(latencies) / args.seconds)
+            print(name, rates[name][-1], statuses, failures, flush=True)
+    med = {name: statistics.median(r) for name, r in rates.items()}
+    one = med["1 worker"]
+    shown = "; ".join(f"{name}: {r:.0f} req/s ({r / one:.2f}x)" for name, r in med.items())
     record(
         "workers",
-        f"| --workers 2 against 1 on this machine, 16 concurrent clients, mixed calls | "
-        f"2 runs of {args.seconds:g} s each | 1 worker {one:.0f} req/s, 2 workers {two:.0f} "
-        f"req/s ({two / one:.2f}x); each worker runs its share of the free cores' threads",
+        "| --workers on this 2-core machine, 16 concurrent clients, mixed calls | 2 runs of "
+        f"{args.seconds:g} s per setup, interleaved | {shown}. By default each worker takes "
+        "its share of the free cores as threads (one each here); two threads each is what "
+        "every worker used before",
         write=args.write,
     )
 
