@@ -46,7 +46,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         registry = ModelRegistry(settings.checkpoints_dir)
         threads = settings.threads or max(1, free_cores() // settings.workers)
-        await app.state.compute.run(Runtime.choose, "cpu", threads=threads)  # that thread's
+        runtime = await app.state.compute.run(Runtime.choose, "cpu", threads=threads)
+        app.state.threads = runtime.threads
         report = await app.state.compute.run(registry.refresh)
         for name, problem in report.errors.items():
             log.warning("not serving %s: %s", name, problem)

@@ -94,6 +94,7 @@ async def health(request: Request, reg: Registry) -> S.HealthResponse:
         status="ok",
         models=reg.names(),
         pending=request.app.state.pending.count,
+        threads=request.app.state.threads,
         predict_batches=S.BatchStats.model_validate(batcher.stats, from_attributes=True),
     )
 

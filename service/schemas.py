@@ -127,6 +127,7 @@ class HealthResponse(BaseModel):
     status: str
     models: list[str]
     pending: int = Field(description="Inference requests running or waiting right now.")
+    threads: int = Field(description="CPU threads this worker process computes with.")
     predict_batches: BatchStats = Field(description="How /predict calls have been batched.")
 
 

@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -275,6 +276,9 @@ def test_several_workers(server_dir: Path) -> None:
     multi = Server(server_dir, "--workers", "2")
     try:
         with httpx.Client(base_url=multi.url, timeout=30) as c:
+            # the free cores are shared among the workers, not claimed by each of them
+            cores = len(os.sched_getaffinity(0))
+            assert 1 <= c.get("/health").json()["threads"] <= max(1, cores // 2)
             for _ in range(6):
                 assert (
                     c.post("/predict", json={"model": "alphabet", "text": "xy"}).json()["next"][0][

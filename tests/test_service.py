@@ -49,6 +49,7 @@ def test_health_and_models(client: TestClient) -> None:
     assert r.status_code == 200
     body = r.json()
     assert body.pop("predict_batches").keys() == {"batches", "requests", "largest"}
+    assert body.pop("threads") >= 1
     assert body == {"status": "ok", "models": ["alphabet", "notes"], "pending": 0}
     models = {m["name"]: m for m in client.get("/models").json()["models"]}
     a = models["alphabet"]
