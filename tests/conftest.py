@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from charlm import checkpoint
 from charlm.inference import Predictor
@@ -64,3 +66,14 @@ def served_dir(
     copy_checkpoint(alphabet_dir, root / "alphabet")
     copy_checkpoint(notes_dir, root / "notes")
     return root
+
+
+@pytest.fixture(scope="session")
+def served(served_dir: Path) -> Iterator[TestClient]:
+    """The service's ASGI app over `served_dir` with default settings, started once."""
+    from charlm_service.app import create_app
+    from charlm_service.settings import ServiceSettings
+
+    app = create_app(ServiceSettings(checkpoints_dir=served_dir))
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+        yield c

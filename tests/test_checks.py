@@ -1,7 +1,7 @@
 """Every input is checked once, in the library: the command line, a program and an HTTP
 request with the same bad value get the same message."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +10,6 @@ from fastapi.testclient import TestClient
 
 from charlm import CharLMError, Predictor, SampleConfig
 from charlm.cli import main
-from charlm_service.app import create_app
-from charlm_service.settings import ServiceSettings
 
 Call = Callable[[Predictor], Any]
 
@@ -113,14 +111,6 @@ CASES: list[tuple[str, Call, list[str], str, dict[str, Any]]] = [
 ]
 
 
-@pytest.fixture(scope="module")
-def client(served_dir: Path) -> Iterator[TestClient]:
-    with TestClient(
-        create_app(ServiceSettings(checkpoints_dir=served_dir)), base_url="http://127.0.0.1"
-    ) as c:
-        yield c
-
-
 @pytest.mark.parametrize(("name", "call", "argv", "path", "body"), CASES, ids=[c[0] for c in CASES])
 def test_the_same_bad_value_gets_the_same_message_everywhere(
     name: str,
@@ -130,7 +120,7 @@ def test_the_same_bad_value_gets_the_same_message_everywhere(
     body: dict[str, Any],
     alphabet: Predictor,
     alphabet_dir: Path,
-    client: TestClient,
+    served: TestClient,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     with pytest.raises(CharLMError) as raised:
@@ -141,6 +131,6 @@ def test_the_same_bad_value_gets_the_same_message_everywhere(
     out, err = capsys.readouterr()
     assert (rc, out, err) == (2, "", f"charlm: error: {message}\n")
 
-    r = client.post(path, json={"model": "alphabet", **body})
+    r = served.post(path, json={"model": "alphabet", **body})
     assert 400 <= r.status_code < 500
     assert r.json()["error"]["message"] == message

@@ -3,7 +3,6 @@ report and the HTTP answers are the same JSON, field for field."""
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +20,10 @@ from charlm import (
     ScoreResult,
 )
 from charlm.cli import main
-from charlm_service.app import create_app
-from charlm_service.settings import ServiceSettings
 
 from .conftest import CORPORA
 
 TEXT = "the rain came"
-
-
-@pytest.fixture(scope="module")
-def client(served_dir: Path) -> Iterator[TestClient]:
-    with TestClient(
-        create_app(ServiceSettings(checkpoints_dir=served_dir)), base_url="http://127.0.0.1"
-    ) as c:
-        yield c
 
 
 def cli_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
@@ -47,7 +36,7 @@ def fields_of(model: type[BaseModel]) -> set[str]:
 
 
 def test_score_is_one_shape_everywhere(
-    client: TestClient, served_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    served: TestClient, served_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     report = tmp_path / "report.html"
     cli = cli_json(
@@ -57,7 +46,7 @@ def test_score_is_one_shape_everywhere(
     embedded = re.search(r'<script id="score-data" type="application/json">(.*?)</script>', page)
     assert embedded is not None
     in_report = json.loads(embedded.group(1))  # <, > and & are JSON escapes in there
-    http = client.post("/score", json={"model": "notes", "text": TEXT}).json()
+    http = served.post("/score", json={"model": "notes", "text": TEXT}).json()
     library = json.loads(
         Predictor.from_checkpoint(served_dir / "notes").score(TEXT).model_dump_json()
     )
@@ -76,12 +65,12 @@ def test_score_is_one_shape_everywhere(
 
 
 def test_prediction_is_one_shape_everywhere(
-    client: TestClient, served_dir: Path, capsys: pytest.CaptureFixture[str]
+    served: TestClient, served_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = ("predict", str(served_dir / "notes"), TEXT, "--continue", "12", "--json")
     cli = cli_json(capsys, *args)
     body = {"model": "notes", "text": TEXT, "continuation_length": 12}
-    http = client.post("/predict", json=body).json()
+    http = served.post("/predict", json=body).json()
     library = Predictor.from_checkpoint(served_dir / "notes").predict(TEXT, 5, 12, 3)
     assert cli == http == json.loads(library.model_dump_json())
     assert set(cli) == fields_of(Prediction) == {"model", "next", "continuation", "steps"}
@@ -89,13 +78,13 @@ def test_prediction_is_one_shape_everywhere(
 
 
 def test_generation_is_one_shape_everywhere(
-    client: TestClient, served_dir: Path, capsys: pytest.CaptureFixture[str]
+    served: TestClient, served_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = ("generate", str(served_dir / "notes"), "--prompt", "The ", "--length", "40")
     cli = cli_json(capsys, *args, "--seed", "5", "--json")
     body = {"model": "notes", "prompt": "The ", "length": 40, "seed": 5}
-    http = client.post("/generate", json=body).json()
-    with client.stream("POST", "/generate", json={**body, "stream": True}) as r:
+    http = served.post("/generate", json=body).json()
+    with served.stream("POST", "/generate", json={**body, "stream": True}) as r:
         done = "".join(r.iter_text()).rsplit("event: done\ndata: ", 1)[1]
     config = SampleConfig(length=40, seed=5)
     library = Predictor.from_checkpoint(served_dir / "notes").generate("The ", config)
@@ -104,10 +93,10 @@ def test_generation_is_one_shape_everywhere(
 
 
 def test_model_card_and_evaluation(
-    client: TestClient, served_dir: Path, capsys: pytest.CaptureFixture[str]
+    served: TestClient, served_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cli = cli_json(capsys, "info", str(served_dir / "notes"), "--json")
-    listed = {m["name"]: m for m in client.get("/models").json()["models"]}["notes"]
+    listed = {m["name"]: m for m in served.get("/models").json()["models"]}["notes"]
     assert listed.pop("loaded_at") > 0
     assert cli == listed and set(cli) == fields_of(ModelCard)
     assert cli["training"]["corpus"] == "notes.txt"  # a file name, never a server path
@@ -117,8 +106,8 @@ def test_model_card_and_evaluation(
     assert set(result) == fields_of(EvalResult) and result["model"] == "notes"
 
 
-def test_openapi_answers_are_the_library_declarations(client: TestClient) -> None:
-    spec = client.get("/openapi.json").json()
+def test_openapi_answers_are_the_library_declarations(served: TestClient) -> None:
+    spec = served.get("/openapi.json").json()
     schemas = spec["components"]["schemas"]
     for model in (Prediction, ScoreResult, Generation):
         assert set(schemas[model.__name__]["properties"]) == fields_of(model)

@@ -1,0 +1,231 @@
+"""The `charlm` subcommands: each builds configs from its flags, makes one library call
+and prints the result (`--json`: the library's result objects as they are, the same JSON
+the HTTP service answers)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from charlm import checkpoint, download, render
+from charlm.cli.parser import SERVICE_SETTINGS, service_settings
+from charlm.data import read_corpus, split_text
+from charlm.errors import ConfigError, InputError
+from charlm.flags import given
+from charlm.inference import Predictor, SampleConfig
+from charlm.metrics import METRICS_FILE
+from charlm.model import ModelConfig
+from charlm.plots import plot_metrics
+from charlm.progress import ProgressBar
+from charlm.report import score_report
+from charlm.runtime import Runtime
+from charlm.training import TrainConfig, fit
+
+__all__ = ["COMMANDS"]
+
+
+def _resolve_corpus(arg: str) -> Path:
+    path = Path(arg)
+    if not path.exists() and arg in download.KNOWN_CORPORA:
+        cached = download.cached_path(arg)
+        if cached.is_file():
+            return cached
+        raise InputError(f"corpus {arg}: not downloaded yet; run `charlm corpus download {arg}`")
+    return path
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    corpus = _resolve_corpus(args.corpus)
+    name = args.name or corpus.stem
+    if not name or Path(name).name != name or name in (".", ".."):
+        raise InputError(
+            f"--name {name!r} must be a plain name; use --checkpoints-dir for the location"
+        )
+    directory = args.checkpoints_dir / name
+    bar = None if args.quiet else ProgressBar()
+    result = fit(
+        corpus,
+        directory,
+        model_overrides=given(args, [f.name for f in fields(ModelConfig)]),
+        train_overrides=given(args, [f.name for f in fields(TrainConfig)]),
+        preset=args.preset,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        device=args.device,
+        threads=args.threads,
+        callback=bar,
+    )
+    if bar is not None:
+        bar.close()
+    where = "validation" if result.val_held_out else "training (too small to hold out)"
+    print(
+        f"trained {result.steps} steps in {result.elapsed_s:.1f} s "
+        f"({result.chars_per_s:,.0f} chars/s); stopped: {result.stop_reason}"
+    )
+    if result.saved_step == 0:
+        print("no checkpoint was written (stopped before the first save)")
+        return 130 if result.stop_reason == "interrupted" else 0
+    print(
+        f"best {where} loss {render.num(result.best_val_loss)} nats/char "
+        f"at step {result.best_step}; checkpoint: {directory}"
+    )
+    if result.stop_reason == "interrupted":
+        again = f"charlm train {args.corpus} --name {name}"
+        if args.checkpoints_dir != Path("checkpoints"):
+            again += f" --checkpoints-dir {args.checkpoints_dir}"
+        print(f"continue with: {again} --resume")
+        return 130
+    _print_confidence(directory, corpus)
+    return 0
+
+
+def _print_confidence(directory: Path, corpus: Path) -> None:
+    """Per-step confidence of the best weights on (up to 2,000 chars of) validation text."""
+    cfg = checkpoint.load(directory).train_config
+    predictor = Predictor.from_checkpoint(directory)
+    sample = split_text(read_corpus(corpus), cfg["val_fraction"], cfg["split"]).val_blocks[0]
+    if len(sample) < 2:
+        return
+    result = predictor.score(sample[:2000], alternatives=0)
+    print("per-step confidence: " + render.score_summary(result))
+    cells = [f"{render.show_char(s.char)} {s.prob:.4f}" for s in result.steps[:26]]
+    print("\n".join(render.wrap(cells)))
+
+
+def _predictor(args: argparse.Namespace, **kwargs: Any) -> Predictor:
+    where = checkpoint.resolve(args.checkpoint, args.checkpoints_dir)
+    Runtime.choose("cpu", threads=args.threads)
+    return Predictor.from_checkpoint(where, **kwargs)
+
+
+def _print_json(result: BaseModel) -> None:
+    print(result.model_dump_json(indent=2))
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    result = _predictor(args).predict(
+        args.text, args.top_k, args.continuation_length, args.alternatives
+    )
+    if args.json:
+        _print_json(result)
+    else:
+        print(render.predict_text(args.text, result))
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    result = _predictor(args).score(args.text, alternatives=args.alternatives)
+    if args.html is not None:
+        try:
+            args.html.write_text(score_report(result), encoding="utf-8")
+        except OSError as e:
+            raise InputError(f"--html {args.html}: cannot write it ({e.strerror or e})") from e
+        print(f"wrote {args.html}", file=sys.stderr)
+    if args.json:
+        _print_json(result)
+    else:
+        print(render.score_table(result))
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    config = SampleConfig(**given(args, [f.name for f in fields(SampleConfig)]))
+    predictor = _predictor(args, bf16_steps=args.bf16)
+    if args.json:
+        _print_json(predictor.generate(args.prompt, config))
+        return 0
+    chars = predictor.sample(args.prompt, config)  # checks the prompt before printing it
+    sys.stdout.write(args.prompt)
+    for char in chars:
+        sys.stdout.write(char)
+    sys.stdout.write("\n")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    result = _predictor(args).evaluate(read_corpus(args.corpus), what=f"corpus {args.corpus}")
+    if args.json:
+        _print_json(result)
+    else:
+        print(render.eval_text(args.corpus, result))
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    card = _predictor(args).card
+    if args.json:
+        _print_json(card)
+    else:
+        print(render.card_text(card))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    directory = checkpoint.resolve(args.checkpoint, args.checkpoints_dir)
+    if not (directory / METRICS_FILE).is_file():
+        raise InputError(f"{directory}: no {METRICS_FILE} to plot")
+    print(plot_metrics(directory, args.out))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run uvicorn on the service's app factory; the settings travel to every worker
+    process as CHARLM_* environment variables."""
+    import uvicorn
+
+    module = importlib.import_module(SERVICE_SETTINGS)
+    settings = module.settings_from(given(args, service_settings().model_fields))
+    os.environ.update(module.to_environ(settings))
+    if not settings.checkpoints_dir.is_dir():
+        print(
+            f"charlm: warning: {settings.checkpoints_dir} does not exist yet; no models to serve",
+            file=sys.stderr,
+        )
+    try:
+        uvicorn.run(
+            "charlm_service.app:create_app_from_env",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level=settings.log_level,
+            timeout_graceful_shutdown=30,
+        )
+    except OSError as e:  # the port is taken, the address is not ours, ...
+        raise ConfigError(
+            f"cannot serve on {settings.host}:{settings.port}: {e.strerror or e}"
+        ) from e
+    return 0
+
+
+def cmd_corpus(args: argparse.Namespace) -> int:
+    if args.corpus_command == "list":
+        for name, source in sorted(download.KNOWN_CORPORA.items()):
+            path = download.cached_path(name)
+            state = f"cached at {path}" if path.is_file() else "not downloaded"
+            print(f"{name}: {source.description}; {state}")
+        return 0
+    path = download.download(args.name, directory=args.cache_dir, url=args.url)
+    print(path)
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "train": cmd_train,
+    "predict": cmd_predict,
+    "score": cmd_score,
+    "generate": cmd_generate,
+    "eval": cmd_eval,
+    "info": cmd_info,
+    "corpus": cmd_corpus,
+    "serve": cmd_serve,
+    "plot": cmd_plot,
+}

@@ -1,0 +1,191 @@
+"""The `charlm` argument parser, its flags derived from the config classes.
+
+Model, training, sampling and service flags come from `ModelConfig`, `TrainConfig`,
+`SampleConfig` and the service's `ServiceSettings` (`charlm/flags.py`), so their names,
+help and defaults are declared once, there; `--help` shows every default. Every
+subcommand that finds checkpoints takes `--checkpoints-dir`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import charlm
+from charlm import download
+from charlm.flags import HelpFormatter, add_dataclass_flags, add_model_flags
+from charlm.inference import SampleConfig
+from charlm.model import ModelConfig
+from charlm.training import PRESETS, TrainConfig
+from charlm.training.presets import LONG_BUDGET_MINUTES
+
+__all__ = ["SERVICE_SETTINGS", "build_parser", "service_settings"]
+
+SERVICE_SETTINGS = "charlm_service.settings"
+_THREADS_HELP = (
+    "CPU threads; by default one per core that other work is not using when the command "
+    "starts (measured in BENCHMARKS.md: two threads are faster on a quiet 2-core machine, "
+    "one is far faster when other work keeps the cores busy)"
+)
+
+
+def _preset_defaults(section: str, config: type) -> dict[str, str]:
+    """'by preset: tiny 64, small 128, large 256' for each setting a preset decides; the
+    config's own default for presets that leave it alone."""
+    base = {f.name: f.default for f in fields(config)}
+    out: dict[str, str] = {}
+    for name in {k for p in PRESETS.values() for k in getattr(p, section)}:
+        parts, seen = [], set()
+        for p in PRESETS.values():
+            value = getattr(p, section).get(name, base.get(name))
+            extra = p.long_budget_model.get(name) if section == "model" else None
+            long = f" ({extra} for --max-minutes >= {LONG_BUDGET_MINUTES:g})" if extra else ""
+            parts.append(f"{p.name} {value}{long}")
+            seen.add(f"{value}{long}")
+        out[name] = seen.pop() if len(seen) == 1 else "by preset: " + ", ".join(parts)
+    return out
+
+
+def _text_arg(value: str) -> str:
+    """TEXT arguments: '-' reads standard input."""
+    return sys.stdin.read() if value == "-" else value
+
+
+def _common(p: argparse.ArgumentParser, *, checkpoint_arg: bool = True) -> None:
+    if checkpoint_arg:
+        p.add_argument("checkpoint", help="checkpoint directory, or a name under --checkpoints-dir")
+    p.add_argument(
+        "--checkpoints-dir",
+        type=Path,
+        metavar="DIR",
+        default=Path("checkpoints"),
+        help="the directory that holds checkpoints, by name",
+    )
+    p.add_argument("--threads", type=int, metavar="N", help=f"{_THREADS_HELP} (default: auto)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="charlm",
+        description="Character-level LSTM language models: train, inspect, generate, serve.",
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"charlm {charlm.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, formatter_class=HelpFormatter)
+
+    t = command("train", "train a model on a text corpus")
+    t.add_argument("corpus", help="UTF-8 text file (or the name of a downloaded corpus)")
+    _common(t, checkpoint_arg=False)
+    t.add_argument("--name", help="checkpoint name (default: the corpus file's stem)")
+    t.add_argument("--resume", action="store_true", help="continue the checkpoint's run")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint")
+    t.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
+    t.add_argument("--quiet", action="store_true", help="no progress output")
+    t.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        help="model and training defaults by name (default: by corpus size: "
+        "tiny < 20k chars <= small < 300k chars <= large)",
+    )
+    add_dataclass_flags(
+        t.add_argument_group("model"),
+        ModelConfig,
+        skip={"vocab_size"},
+        defaults=_preset_defaults("model", ModelConfig),
+    )
+    add_dataclass_flags(
+        t.add_argument_group("training"),
+        TrainConfig,
+        skip={"eval_max_chars", "log_interval"},
+        defaults=_preset_defaults("train", TrainConfig),
+        choices={"precision": ("auto", "fp32", "bf16"), "split": ("interleaved", "tail")},
+    )
+
+    p = command("predict", "next-character distribution and greedy continuation")
+    _common(p)
+    p.add_argument("text", type=_text_arg, help="the text so far ('-' reads stdin)")
+    p.add_argument(
+        "--top-k", type=int, default=5, metavar="N", help="how many characters to list (0: all)"
+    )
+    p.add_argument(
+        "--continue", dest="continuation_length", type=int, default=0, metavar="N",
+        help="greedy continuation length",
+    )  # fmt: skip
+    p.add_argument(
+        "--alternatives", type=int, default=3, metavar="N", help="runners-up per continued step"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    s = command("score", "per-step confidence of the model on a text")
+    _common(s)
+    s.add_argument("text", type=_text_arg, help="text to score ('-' reads stdin)")
+    s.add_argument(
+        "--alternatives", type=int, default=3, metavar="N", help="runner-up characters per step"
+    )
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.add_argument(
+        "--html", type=Path, metavar="FILE", help="also write a self-contained HTML report here"
+    )
+
+    g = command("generate", "sample text from a model")
+    _common(g)
+    g.add_argument(
+        "--prompt", default="", type=_text_arg, help="text to continue ('-': stdin; default: none)"
+    )
+    add_dataclass_flags(g, SampleConfig)
+    g.add_argument(
+        "--bf16",
+        action="store_true",
+        help="step with bfloat16 weights: faster for large models, probabilities within "
+        "2e-2 of float32 (CPUs with native bfloat16 only)",
+    )
+    g.add_argument("--json", action="store_true", help="print JSON instead of the text")
+
+    e = command("eval", "mean loss of a model on a text file")
+    _common(e)
+    e.add_argument("corpus", help="UTF-8 text file")
+    e.add_argument("--json", action="store_true", help="print JSON")
+
+    i = command("info", "what a checkpoint holds: architecture, vocabulary, training")
+    _common(i)
+    i.add_argument("--json", action="store_true", help="print JSON")
+
+    v = command("serve", "serve the models in a checkpoints directory over HTTP")
+    settings_cls = service_settings()
+    add_model_flags(v, settings_cls)
+
+    pl = command("plot", "redraw a checkpoint's learning curves as a PNG")
+    _common(pl)
+    pl.add_argument(
+        "--out", type=Path, metavar="FILE", help="PNG file (default: learning_curves.png beside it)"
+    )
+
+    c = command("corpus", "download well-known corpora")
+    csub = c.add_subparsers(dest="corpus_command", required=True, metavar="ACTION")
+    d = csub.add_parser(
+        "download",
+        help="fetch a corpus into the cache, checking its sha256",
+        formatter_class=HelpFormatter,
+    )
+    d.add_argument("name", help=f"one of: {', '.join(sorted(download.KNOWN_CORPORA))}")
+    d.add_argument("--url", help="fetch from this address instead (mirror or file:// URL)")
+    d.add_argument(
+        "--cache-dir", type=Path, metavar="DIR", help="default: $CHARLM_CACHE or ~/.cache/charlm"
+    )
+    csub.add_parser(
+        "list", help="known corpora and whether they are cached", formatter_class=HelpFormatter
+    )
+    return parser
+
+
+def service_settings() -> Any:
+    """The service's settings class (imported by name: the service depends on charlm,
+    never the other way round)."""
+    return importlib.import_module(SERVICE_SETTINGS).ServiceSettings
