@@ -65,17 +65,14 @@ class Runtime:
         *,
         threads: int | None = None,
         hidden_size: int | None = None,
-        step_chars: int | None = None,
         precision: str = "fp32",
     ) -> Runtime:
         """Pick the device, threads and precision, and apply the thread count to torch.
 
-        `hidden_size` and `step_chars` (characters per training step: batch x window)
-        describe the work, for the thread rule and the bf16 rule.
+        `hidden_size` is the model's, for the bf16 rule.
         """
         dev = pick_device(device)
-        work = hidden_size * step_chars if hidden_size and step_chars else None
-        n = choose_threads(threads, work)
+        n = choose_threads(threads)
         torch.set_num_threads(n)
         bf16 = train_in_bf16(precision, dev, hidden_size or 0)
         return cls(dev, n, bf16)
@@ -213,7 +210,7 @@ def _idle_counters(cores: list[int]) -> tuple[int, int] | None:
     return (idle, total) if total else None
 
 
-def choose_threads(requested: int | None, work: int | None = None) -> int:
+def choose_threads(requested: int | None) -> int:
     """CPU threads for a run: `requested` if given, else one per free core.
 
     Measured with real `charlm train` runs on a 2-core machine (bench/threads.py,
@@ -224,9 +221,8 @@ def choose_threads(requested: int | None, work: int | None = None) -> int:
     wastes its time slice. So the count follows the cores that are free when the run
     starts (`free_cores`): all of them on a quiet machine, one on a busy one. Setting
     OMP_WAIT_POLICY=PASSIVE instead helped only the largest model on a busy machine and
-    made every model slower on a quiet one, so the policy is left alone. `work`
-    (characters per step x hidden units) is accepted for rules that depend on the model;
-    the measurements gave none.
+    made every model slower on a quiet one, so the policy is left alone. Nor does the
+    rule depend on the model: the measurements gave no size below which one thread wins.
     """
     if requested is not None:
         return check_int("threads", requested, 1, 1024)

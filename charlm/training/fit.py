@@ -118,7 +118,6 @@ def fit(
             device,
             threads=threads,
             hidden_size=model_config.hidden_size,
-            step_chars=train_config.batch_size * train_config.seq_len,
             precision=train_config.precision,
         )
         split = split_text(text, train_config.val_fraction, train_config.split)
