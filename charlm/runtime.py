@@ -39,6 +39,7 @@ __all__ = [
     "onednn_linear",
     "pick_device",
     "release_freed_memory",
+    "require_bf16_steps",
     "train_in_bf16",
 ]
 
@@ -157,6 +158,12 @@ def release_freed_memory() -> None:
 
 
 _malloc_trim: Any = None
+
+
+def require_bf16_steps(device: torch.device | None = None) -> None:
+    """Raise `ConfigError` unless generation can step with bfloat16 weights on `device`."""
+    if not bf16_steps_supported(device):
+        raise ConfigError("bf16 stepping needs a CPU with native bfloat16 and oneDNN")
 
 
 def free_cores(window_s: float = 0.1) -> int:

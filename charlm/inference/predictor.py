@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from charlm import checkpoint
 from charlm._config import check_int
-from charlm.errors import ConfigError, InputError
+from charlm.errors import InputError
 from charlm.evaluation import evaluate_streams
 from charlm.inference.results import (
     CharProb,
@@ -45,7 +45,7 @@ from charlm.inference.results import (
 from charlm.inference.sampling import SampleConfig, choose
 from charlm.inference.stepper import Stepper
 from charlm.model import CharLSTM, State
-from charlm.runtime import bf16_steps_supported, pick_device, release_freed_memory
+from charlm.runtime import pick_device, release_freed_memory, require_bf16_steps
 from charlm.vocab import Vocabulary
 
 __all__ = ["PredictQuery", "Predictor"]
@@ -83,8 +83,8 @@ class Predictor:
         self.vocab = vocab
         self.device = next(model.parameters()).device
         self.card = card or _card("model", model, vocab, {})
-        if bf16_steps and not bf16_steps_supported(self.device):
-            raise ConfigError("bf16 stepping needs a CPU with native bfloat16 and oneDNN")
+        if bf16_steps:
+            require_bf16_steps(self.device)
         self.bf16_steps = bf16_steps
         self._stepper: Stepper | None = None
         self._stepper_lock = threading.Lock()

@@ -25,9 +25,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from charlm.errors import ConfigError
 from charlm.model import CharLSTM, State
-from charlm.runtime import Linear, bf16_steps_supported, onednn_linear
+from charlm.runtime import Linear, onednn_linear, require_bf16_steps
 
 __all__ = ["StepSession", "Stepper"]
 
@@ -69,8 +68,8 @@ class Stepper:
         self.num_layers = cfg.num_layers
         lstm = model.lstm
         fast = onednn_linear() if model.head.weight.device.type == "cpu" else None
-        if bf16 and not bf16_steps_supported():
-            raise ConfigError("bf16 stepping needs a CPU with native bfloat16 and oneDNN")
+        if bf16:
+            require_bf16_steps()
         self.bf16 = bf16
         pack: Callable[[torch.Tensor], torch.Tensor] = fast[0] if fast else (lambda w: w)
         if bf16:
