@@ -179,23 +179,14 @@ class ModelRegistry:
             try:
                 self._confined(path)
                 predictor = Predictor.from_checkpoint(path, self.device, name=name)
-            except CharLMError as e:
+            except (CharLMError, OSError, MemoryError, RecursionError, ValueError) as e:
                 if _manifest_stamp(path) != stamp and attempt < 2:
                     continue  # rewritten while we read it: read the new one
-                error = e if isinstance(e, CheckpointError) else IncompatibleCheckpointError(str(e))
+                error = _load_error(name, e)
                 self._failures[name] = _Failure(error, dir_stamp)
                 log.warning("model %s: %s", name, e)
                 if current is not None:
                     return current  # keep serving the last good version
-                raise error from e
-            except (OSError, MemoryError, RecursionError, ValueError) as e:
-                error = IncompatibleCheckpointError(
-                    f"{name}: cannot be loaded ({type(e).__name__})"
-                )
-                self._failures[name] = _Failure(error, dir_stamp)
-                log.warning("model %s: %r", name, e)
-                if current is not None:
-                    return current
                 raise error from e
             loaded = LoadedModel(name, predictor, stamp, time.time())
             self._models[name] = loaded
@@ -217,6 +208,15 @@ class ModelRegistry:
                 raise IncompatibleCheckpointError(
                     f"{shown}: is a link out of the checkpoints directory; refusing to read it"
                 )
+
+
+def _load_error(name: str, e: Exception) -> CheckpointError:
+    """The error a failed load is answered with: a checkpoint error, naming no path."""
+    if isinstance(e, CheckpointError):
+        return e
+    if isinstance(e, CharLMError):
+        return IncompatibleCheckpointError(str(e))
+    return IncompatibleCheckpointError(f"{name}: cannot be loaded ({type(e).__name__})")
 
 
 def check_name(name: object) -> None:
