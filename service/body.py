@@ -39,31 +39,32 @@ class BodyLimit:
         if length is not None and length > self.max_bytes:
             await self._too_large(scope, receive, send)
             return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout_s
         chunks: list[bytes] = []
         size = 0
-        while True:
-            try:
-                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
-            except TimeoutError:
-                await error_response(
-                    408,
-                    "body_timeout",
-                    f"the request body did not arrive within {self.timeout_s:g} s",
-                    close,
-                )(scope, receive, send)
-                return
-            if message["type"] == "http.disconnect":
-                return  # the client left before its body was complete
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await self._too_large(scope, receive, send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        try:
+            async with asyncio.timeout(self.timeout_s):  # one deadline for the whole body
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return  # the client left before its body was complete
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        break
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            await error_response(
+                408,
+                "body_timeout",
+                f"the request body did not arrive within {self.timeout_s:g} s",
+                close,
+            )(scope, receive, send)
+            return
+        if size > self.max_bytes:
+            await self._too_large(scope, receive, send)
+            return
         body = b"".join(chunks)
         replayed = False
 
