@@ -138,37 +138,23 @@ def _text_edit(transform: Callable[[str], str]) -> Edit:
     return edit
 
 
-CASES["summary-big-int"] = (
-    "a 5,000-digit integer in the summary",
-    _text_edit(lambda t: t.replace('"summary": {', '"summary": {"big": ' + "7" * 5000 + ", ", 1)),
+def summary_member(name: str, what: str, member: str) -> None:
+    """A case whose summary starts with `member`, raw JSON text (`"key": value`)."""
+    edit = _text_edit(lambda t: t.replace('"summary": {', '"summary": {' + member + ", ", 1))
+    CASES[name] = (what, edit)
+
+
+summary_member("summary-big-int", "a 5,000-digit integer in the summary", '"big": ' + "7" * 5000)
+summary_member(
+    "summary-deep-100000", "a summary nested 100,000 deep", '"x": ' + "[" * 100_000 + "]" * 100_000
 )
-CASES["summary-deep-100000"] = (
-    "a summary nested 100,000 deep",
-    _text_edit(
-        lambda t: t.replace(
-            '"summary": {', '"summary": {"x": ' + "[" * 100_000 + "]" * 100_000 + ", ", 1
-        )
-    ),
-)
+summary_member("summary-lone-surrogate", "a lone surrogate in the summary", '"note": "x\\udc80y"')
+summary_member("summary-key-surrogate", "a lone surrogate in a summary key", '"\\ud83d": 1')
+summary_member("summary-nan", "NaN in the summary", '"x": NaN')
+summary_member("summary-1e400", "a float beyond float64 in the summary", '"x": 1e400')
 CASES["vocab-lone-surrogate"] = (
     "a lone surrogate in the vocabulary",
     _text_edit(lambda t: t.replace('"a"', '"\\ud800"', 1)),
-)
-CASES["summary-lone-surrogate"] = (
-    "a lone surrogate in the summary",
-    _text_edit(lambda t: t.replace('"summary": {', '"summary": {"note": "x\\udc80y", ', 1)),
-)
-CASES["summary-key-surrogate"] = (
-    "a lone surrogate in a summary key",
-    _text_edit(lambda t: t.replace('"summary": {', '"summary": {"\\ud83d": 1, ', 1)),
-)
-CASES["summary-nan"] = (
-    "NaN in the summary",
-    _text_edit(lambda t: t.replace('"summary": {', '"summary": {"x": NaN, ', 1)),
-)
-CASES["summary-1e400"] = (
-    "a float beyond float64 in the summary",
-    _text_edit(lambda t: t.replace('"summary": {', '"summary": {"x": 1e400, ', 1)),
 )
 
 

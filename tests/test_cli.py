@@ -230,10 +230,13 @@ def _train_process(tmp_path: Path, *flags: str, **popen: Any) -> subprocess.Pope
 
 
 def _wait_for(condition: Callable[[], bool], proc: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 120
+    """Until `condition` holds while `proc` runs. Only a wedged process (ten minutes with
+    no progress, however busy the machine) fails the wait; no speed is asserted."""
+    give_up = time.monotonic() + 600
     while not condition():
         assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline
+        if time.monotonic() > give_up:
+            pytest.fail(f"training made no progress in 600 s: {proc.args}")
         time.sleep(0.05)
 
 
