@@ -74,11 +74,11 @@ class Trainer:
             raise ConfigError(
                 f"model vocab_size {model_config.vocab_size} != vocabulary size {len(vocab)}"
             )
-        device = runtime.device if runtime is not None else torch.device("cpu")
+        cpu = torch.device("cpu")
         self.runtime = runtime or Runtime(
-            device,
+            cpu,
             torch.get_num_threads(),
-            train_in_bf16(config.precision, device, model_config.hidden_size),
+            train_in_bf16(config.precision, cpu, model_config.hidden_size),
         )
         self.model_config = model_config
         self.config = config
@@ -86,8 +86,6 @@ class Trainer:
         self.split = split
         self.directory = Path(directory)
         self.callback = callback or TrainCallback()
-        self.device = self.runtime.device
-        self.bf16 = self.runtime.bf16
         self.corpus_info = dict(corpus_info or {})
 
         torch.manual_seed(config.seed)
@@ -121,6 +119,14 @@ class Trainer:
                 "corpus too small to hold out a validation split: validation loss is "
                 "measured on the training text"
             )
+
+    @property
+    def device(self) -> torch.device:
+        return self.runtime.device
+
+    @property
+    def bf16(self) -> bool:
+        return self.runtime.bf16
 
     # -- the run ----------------------------------------------------------------
 
@@ -183,7 +189,8 @@ class Trainer:
             self.state = None
         elif self.config.reset_prob > 0 and self.state is not None:
             self.state = self._reset_some(self.state)
-        x, y = self.streams.window(self.streams.window_starts(p.offset)[p.window])
+        starts = self.streams.window_starts(p.offset)
+        x, y = self.streams.window(starts[p.window])
         x, y = x.to(self.device), y.to(self.device)
         lr = lr_at(p.step, self.config, self._budget_used())
         outcome = train_step(
@@ -208,7 +215,7 @@ class Trainer:
         self.state = outcome.state
         p.step += 1
         p.window += 1
-        if p.window >= len(self.streams.window_starts(p.offset)):
+        if p.window >= len(starts):
             p.window = 0
             p.epoch += 1
         return outcome, lr, time.perf_counter() - t0, x.numel()
