@@ -19,6 +19,7 @@ from charlm.model import CharLSTM, ModelConfig
 from charlm.runtime import bf16_supported, train_in_bf16
 from charlm.training import (
     BUDGET_ONLY_MAX_STEPS,
+    WARMUP_BUDGET_SHARE,
     StepInfo,
     TrainCallback,
     TrainConfig,
@@ -375,6 +376,24 @@ def test_bf16_autocast_trains_like_fp32(tmp_path: Path) -> None:
 def test_time_budget_drives_the_schedule() -> None:
     cfg = TrainConfig(lr=1e-2, warmup_steps=10, max_steps=10_000, min_lr_ratio=0.1)
     assert lr_at(100, cfg, time_fraction=1.0) == pytest.approx(1e-3)
-    assert lr_at(100, cfg, time_fraction=0.5) == pytest.approx(1e-3 + 0.5 * 9e-3)
+    half = WARMUP_BUDGET_SHARE + 0.5 * (1 - WARMUP_BUDGET_SHARE)  # half-way through the decay
+    assert lr_at(100, cfg, time_fraction=half) == pytest.approx(1e-3 + 0.5 * 9e-3)
     assert lr_at(100, cfg, time_fraction=0.0) == pytest.approx(lr_at(100, cfg))
-    assert lr_at(5, cfg, time_fraction=0.9) == pytest.approx(6e-3)  # warm-up is by steps
+    # Steps bind first: the decay follows the steps.
+    assert lr_at(5_000, cfg, time_fraction=0.06) == pytest.approx(lr_at(5_000, cfg))
+
+
+def test_time_budget_ends_the_warm_up_on_a_slow_machine() -> None:
+    """A run that gets few steps in its budget must not spend them warming up."""
+    cfg = TrainConfig(lr=1e-2, warmup_steps=100, max_steps=10_000, min_lr_ratio=0.1)
+    share = WARMUP_BUDGET_SHARE
+    assert lr_at(1, cfg, time_fraction=share / 2) == pytest.approx(0.5e-2)  # time leads
+    assert lr_at(59, cfg, time_fraction=share / 2) == pytest.approx(0.6e-2)  # steps lead
+    assert lr_at(5, cfg, time_fraction=share) == pytest.approx(1e-2)  # warm-up over by time
+    after = lr_at(6, cfg, time_fraction=share + 1e-6)
+    assert after == pytest.approx(1e-2, rel=1e-6)  # the decay starts where warm-up ended
+    assert lr_at(40, cfg, time_fraction=1.0) == pytest.approx(1e-3)  # and ends at the floor
+    lrs = [lr_at(s, cfg, time_fraction=s / 40) for s in range(41)]  # 40 steps in the budget
+    assert max(lrs) == pytest.approx(1e-2, rel=0.01)
+    assert lrs[0] < lrs[1] < lrs[2]  # rises only at the start
+    assert lrs[2:] == sorted(lrs[2:], reverse=True)

@@ -2,14 +2,16 @@
 
 config.py     TrainConfig (every field with its help) and the learning-rate schedule
 presets.py    default settings by corpus size
+budget.py     a smaller preset when the time budget is too short for its steps here
 step.py       one optimisation step
 trainer.py    Trainer: windows, evaluation, saving, stopping, callbacks around the steps
 callbacks.py  StepInfo, EvalInfo, TrainResult and the TrainCallback hooks
 fit.py        fit(): corpus file + overrides -> a checked, locked, started (or resumed) run
 """
 
+from charlm.training.budget import MIN_BUDGET_STEPS, BudgetFit, fit_to_budget, time_step
 from charlm.training.callbacks import CallbackList, EvalInfo, StepInfo, TrainCallback, TrainResult
-from charlm.training.config import TrainConfig, lr_at
+from charlm.training.config import WARMUP_BUDGET_SHARE, TrainConfig, lr_at
 from charlm.training.fit import BUDGET_ONLY_MAX_STEPS, RESUMABLE_OVERRIDES, fit
 from charlm.training.presets import PRESETS, Preset, preset_for, preset_named
 from charlm.training.step import StepOutcome, train_step
@@ -17,8 +19,11 @@ from charlm.training.trainer import Trainer
 
 __all__ = [
     "BUDGET_ONLY_MAX_STEPS",
+    "MIN_BUDGET_STEPS",
     "PRESETS",
     "RESUMABLE_OVERRIDES",
+    "WARMUP_BUDGET_SHARE",
+    "BudgetFit",
     "CallbackList",
     "EvalInfo",
     "Preset",
@@ -29,8 +34,10 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "fit",
+    "fit_to_budget",
     "lr_at",
     "preset_for",
     "preset_named",
+    "time_step",
     "train_step",
 ]

@@ -13,9 +13,11 @@ from typing import Any
 from charlm._config import check_choice, check_int, check_number, from_dict, setting
 from charlm.runtime import PRECISIONS
 
-__all__ = ["SPLITS", "TrainConfig", "lr_at"]
+__all__ = ["SPLITS", "WARMUP_BUDGET_SHARE", "TrainConfig", "lr_at"]
 
 SPLITS = ("interleaved", "tail")
+WARMUP_BUDGET_SHARE = 0.05
+"""With a time budget, warm-up ends after this share of it at the latest."""
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,9 @@ class TrainConfig:
     seq_len: int = setting(64, "truncated-BPTT window, in characters")
     lr: float = setting(2e-3, "peak learning rate (Adam)")
     min_lr_ratio: float = setting(0.1, "final learning rate as a fraction of --lr")
-    warmup_steps: int = setting(100, "steps of linear learning-rate warm-up")
+    warmup_steps: int = setting(
+        100, "steps of linear learning-rate warm-up (or a 20th of --max-minutes, if less)"
+    )
     weight_decay: float = setting(0.0, "decoupled weight decay (AdamW)")
     clip: float = setting(1.0, "gradient-norm clipping threshold")
     max_steps: int = setting(2000, "optimiser steps (also the length of the schedule)")
@@ -76,12 +80,20 @@ class TrainConfig:
 def lr_at(step: int, config: TrainConfig, time_fraction: float = 0.0) -> float:
     """Learning rate for optimiser step `step` (0-based): warm-up, then cosine decay.
 
-    The decay follows whichever budget runs out first: the steps, or (`time_fraction`,
-    the share of `max_minutes` used so far) the wall-clock time.
+    Each phase follows whichever budget runs out first: the steps, or (`time_fraction`,
+    the share of `max_minutes` used so far) the wall-clock time. Warm-up ends after
+    `warmup_steps` or `WARMUP_BUDGET_SHARE` of the time budget; the cosine reaches its
+    floor at `max_steps` or at the end of the budget. So a short budget on a slow
+    machine still spends most of its steps near the peak rate and ends decayed.
     """
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
+    warm = (step + 1) / config.warmup_steps if config.warmup_steps > 0 else 1.0
+    if time_fraction > 0:
+        warm = max(warm, time_fraction / WARMUP_BUDGET_SHARE)
+    if warm < 1.0:
+        return config.lr * warm
     span = max(1, config.max_steps - config.warmup_steps)
-    progress = min(1.0, max((step - config.warmup_steps) / span, time_fraction))
+    by_steps = (step - config.warmup_steps) / span
+    by_time = (time_fraction - WARMUP_BUDGET_SHARE) / (1.0 - WARMUP_BUDGET_SHARE)
+    progress = min(1.0, max(by_steps, by_time, 0.0))
     floor = config.lr * config.min_lr_ratio
     return floor + (config.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))

@@ -2,7 +2,8 @@
 
 `fit` reads the corpus, picks defaults for its size (see `presets`), applies the
 user's overrides (a time budget without a step count lets the budget alone end the
-run), takes the checkpoint directory's lock (one writer at a time), refuses to replace
+run; a budget too short for the preset's steps on this machine picks a smaller preset,
+see `budget`), takes the checkpoint directory's lock (one writer at a time), refuses to replace
 an existing checkpoint unless asked to, and for `resume=True` checks that the corpus and
 settings fit the checkpoint before anything is written. It chooses the runtime (device,
 threads, precision) once, then hands over to `Trainer`.
@@ -11,6 +12,7 @@ threads, precision) once, then hands over to `Trainer`.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,14 +22,17 @@ from charlm.data import read_corpus, split_text
 from charlm.errors import CheckpointExistsError, CheckpointNotFoundError, ConfigError
 from charlm.model import ModelConfig
 from charlm.plots import PlotCallback
-from charlm.runtime import Runtime
+from charlm.runtime import Runtime, pick_device
+from charlm.training.budget import fit_to_budget, time_step
 from charlm.training.callbacks import CallbackList, TrainCallback, TrainResult
 from charlm.training.config import TrainConfig
-from charlm.training.presets import preset_for, preset_named
+from charlm.training.presets import Preset, preset_for, preset_named
 from charlm.training.trainer import Trainer
 from charlm.vocab import Vocabulary
 
 __all__ = ["BUDGET_ONLY_MAX_STEPS", "RESUMABLE_OVERRIDES", "fit"]
+
+log = logging.getLogger(__name__)
 
 RESUMABLE_OVERRIDES = frozenset(
     {"max_steps", "max_minutes", "target_loss", "patience", "eval_interval", "log_interval"}
@@ -100,18 +105,23 @@ def fit(
                 )
             vocab = Vocabulary.from_text(text)
             preset_ = chosen or preset_for(len(text))
+            model_config, train_config = _configs(preset_, vocab, model_overrides, train_overrides)
+            if chosen is None and not model_overrides and train_config.max_minutes is not None:
+                threads = Runtime.choose(device, threads=threads).threads
+                budget = fit_to_budget(
+                    preset_,
+                    train_config.max_minutes * 60,
+                    lambda p: time_step(
+                        *_configs(p, vocab, model_overrides, train_overrides), pick_device(device)
+                    ),
+                )
+                if budget.preset is not preset_:
+                    log.warning("%s", budget.describe())
+                    preset_ = budget.preset
+                    model_config, train_config = _configs(
+                        preset_, vocab, model_overrides, train_overrides
+                    )
             preset_name = preset_.name
-            train_values = {**preset_.train, **train_overrides}
-            if "max_minutes" in train_overrides and "max_steps" not in train_overrides:
-                train_values["max_steps"] = BUDGET_ONLY_MAX_STEPS
-            train_config = TrainConfig.from_dict(train_values)
-            model_config = ModelConfig.from_dict(
-                {
-                    "vocab_size": len(vocab),
-                    **preset_.model_for(train_config.max_minutes),
-                    **model_overrides,
-                }
-            )
             ckpt = None
 
         runtime = Runtime.choose(
@@ -133,6 +143,23 @@ def fit(
             corpus_info={**corpus_info, "preset": preset_name},
         )
         return trainer.run()
+
+
+def _configs(
+    preset: Preset,
+    vocab: Vocabulary,
+    model_overrides: Mapping[str, Any],
+    train_overrides: Mapping[str, Any],
+) -> tuple[ModelConfig, TrainConfig]:
+    """A fresh run's configs: the preset's values under the user's."""
+    train_values = {**preset.train, **train_overrides}
+    if "max_minutes" in train_overrides and "max_steps" not in train_overrides:
+        train_values["max_steps"] = BUDGET_ONLY_MAX_STEPS
+    train_config = TrainConfig.from_dict(train_values)
+    model_config = ModelConfig.from_dict(
+        {"vocab_size": len(vocab), **preset.model_for(train_config.max_minutes), **model_overrides}
+    )
+    return model_config, train_config
 
 
 def _check_same(
