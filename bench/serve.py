@@ -1,6 +1,7 @@
 """Throughput and latency of the HTTP service under concurrent load, on loopback.
 
     python bench/serve.py [--seconds 5] [--concurrency 1 8 32 128]
+    python bench/serve.py --head-of-line [--before REV]
 
 Trains a 2-layer 256-unit model on corpora/notes.txt into a temporary directory
 (speed does not depend on how well a model is trained, only on its size), starts a
@@ -11,6 +12,12 @@ for the whole answer and send the next, for a fixed time after a warm-up; the se
 and the empty endpoint are measured alternately with the same client. The client is a
 few lines of asyncio in this process, so it shares the 2 cores with the server, as it
 does for the ceiling. Peak RSS of the server process is read from /proc at the end.
+
+`--head-of-line` measures instead what a long generation does to other requests: the
+latency of sequential /predict calls on an idle server, then while one client's
+non-streaming 10,000-character /generate runs; and the time of 1 and of 4 concurrent
+2,000-character generations. With `--before REV`, the same is measured on a server
+running that revision's code (checked out into a temporary worktree), in the same run.
 """
 
 from __future__ import annotations
@@ -125,13 +132,138 @@ def health(port: int) -> dict[str, object]:
     return result
 
 
+async def timed_call(port: int, request: bytes) -> tuple[float, bytes]:
+    """Seconds from sending `request` on a new connection to its whole answer; the body."""
+    t0 = time.perf_counter()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        body = await reader.readexactly(length)
+        assert head.startswith(b"HTTP/1.1 200"), head
+    finally:
+        writer.close()
+    return time.perf_counter() - t0, body
+
+
+async def head_of_line(port: int) -> dict[str, float]:
+    """/predict latency idle and during a long /generate; 1 against 4 generations."""
+    predict = request_bytes("/predict", {"model": "m", "text": "the rain came", "top_k": 5})
+    for _ in range(5):
+        await timed_call(port, predict)  # warm-up
+    idle = [(await timed_call(port, predict))[0] for _ in range(50)]
+    long = asyncio.create_task(
+        timed_call(
+            port, request_bytes("/generate", {"model": "m", "prompt": "a", "length": 10_000})
+        )
+    )
+    await asyncio.sleep(0.2)  # the generation is under way
+    during = []
+    while not long.done():
+        during.append((await timed_call(port, predict))[0])
+    long_s, _ = await long
+    gen = request_bytes("/generate", {"model": "m", "prompt": "the ", "length": 2000, "seed": 1})
+    one = min([(await timed_call(port, gen))[0] for _ in range(3)])
+    t0 = time.perf_counter()
+    await asyncio.gather(*(timed_call(port, gen) for _ in range(4)))
+    four = time.perf_counter() - t0
+    ms = [x * 1000 for x in idle], [x * 1000 for x in during]
+    return {
+        "idle_p50": statistics.median(ms[0]),
+        "idle_p99": percentile(ms[0], 99),
+        "during_p50": statistics.median(ms[1]) if during else float("nan"),
+        "during_max": max(ms[1]) if during else float("nan"),
+        "during_n": float(len(during)),
+        "long_s": long_s,
+        "one_s": one,
+        "four_s": four,
+    }
+
+
+def run_head_of_line(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpts = Path(tmp) / "checkpoints"
+        train = ["train", str(REPO / "corpora" / "notes.txt"), "--checkpoints-dir", str(ckpts)]
+        train += ["--name", "m", "--hidden-size", "256", "--num-layers", "2", "--quiet"]
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert charlm([*train, "--max-steps", "20"]) == 0
+        codes = {"now": REPO}
+        if args.before:
+            worktree = Path(tmp) / "before"
+            subprocess.run(
+                ["git", "worktree", "add", "--detach", str(worktree), args.before],
+                cwd=REPO,
+                check=True,
+                capture_output=True,
+            )
+            codes = {f"before ({args.before[:10]})": worktree, **codes}
+        rows = []
+        try:
+            for label, code in codes.items():
+                port = free_port()
+                cmd = [sys.executable, "-m", "charlm", "serve", "--checkpoints-dir", str(ckpts)]
+                server = subprocess.Popen(
+                    [*cmd, "--port", str(port), "--log-level", "warning"],
+                    env={**os.environ, "PYTHONPATH": str(code)},
+                )
+                try:
+                    wait_ready(port, server)
+                    r = asyncio.run(head_of_line(port))
+                finally:
+                    server.terminate()
+                    server.wait()
+                rows.append(
+                    f"| {label} | {r['idle_p50']:.2f} | {r['during_p50']:.2f} "
+                    f"({r['during_p50'] / r['idle_p50']:.1f}x) | {r['during_max']:.1f} "
+                    f"| {int(r['during_n'])} | {r['long_s']:.2f} | {r['one_s']:.2f} "
+                    f"| {r['four_s']:.2f} ({4 * r['one_s'] / r['four_s']:.2f}x) |"
+                )
+                print(rows[-1], flush=True)
+        finally:
+            if args.before:
+                subprocess.run(
+                    ["git", "worktree", "remove", "--force", str(Path(tmp) / "before")],
+                    cwd=REPO,
+                    check=False,
+                )
+    table = (
+        "| server | /predict idle p50 ms | p50 ms during a 10,000-char /generate | max ms "
+        "| calls answered during it | the /generate, s | one 2,000-char /generate, s "
+        "| four at once, s (characters/s against one) |\n|---|---|---|---|---|---|---|---|\n"
+        + "\n".join(rows)
+    )
+    notes = (
+        "Model: 2 x 256 LSTM (embedding 64) on notes.txt. /predict: 'the rain came', top_k "
+        "5, one call at a time on a new connection each, 50 on the idle server, then as "
+        "many as fit while another connection's non-streaming /generate of 10,000 "
+        "characters (prompt 'a', temperature 1) runs. Then one 2,000-character seeded "
+        "/generate (best of 3), and four of them sent at once; '(Nx)' is how many more "
+        "characters per second four made together than one alone."
+    )
+    report(
+        "Head-of-line blocking: /predict during a long /generate",
+        table,
+        notes,
+        write=not args.no_write,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="measured time per cell")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 128])
     parser.add_argument("--continuation", type=int, default=0, help="continuation_length")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--head-of-line", action="store_true", help="see above")
+    parser.add_argument("--before", help="with --head-of-line: a revision to compare with")
     args = parser.parse_args()
+    if args.head_of_line:
+        run_head_of_line(args)
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         ckpts = Path(tmp) / "checkpoints"

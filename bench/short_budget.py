@@ -1,12 +1,13 @@
 """A 1-minute `charlm train` on 35 KB of text while busy loops take every core.
 
-    python bench/short_budget.py [--before REV] [--minutes 1] [--no-write]
+    python bench/short_budget.py [--before REV] [--minutes 1] [--hogs N] [--no-write]
 
 The text is 35,000 characters of tiny Shakespeare (from ../shared/corpora; the script
 stops with a message without it). Beside each run, one busy-looping process per core
-runs, as on a machine shared with other work. Each run is a fresh `charlm train CORPUS
---max-minutes M`, once with the threads charlm chooses and once with `--threads` set to
-the number of cores (what a machine whose load charlm cannot see gets). With `--before
+runs (`--hogs N`: N of them), as on a machine shared with other work. Each run is a
+fresh `charlm train CORPUS --max-minutes M`, once with the threads charlm chooses and
+once with `--threads` set to the number of cores (what a machine whose load charlm
+cannot see gets). With `--before
 REV` the same runs are made with that revision's code (checked out into a temporary
 worktree), in the same session, interleaved.
 
@@ -78,6 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before", help="git revision to compare with")
     parser.add_argument("--minutes", type=float, default=1.0)
+    parser.add_argument("--hogs", type=int, help="busy loops beside it (default: one per core)")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     if not SHAKESPEARE.exists():
@@ -98,7 +100,8 @@ def main() -> None:
                 capture_output=True,
             )
             codes = {f"before ({args.before[:10]})": worktree, **codes}
-        hogs = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(cores)]
+        n_hogs = args.hogs if args.hogs is not None else cores
+        hogs = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(n_hogs)]
         for h in hogs:
             h.start()
         time.sleep(1.0)
@@ -133,12 +136,17 @@ def main() -> None:
     notes = (
         f"`charlm train` on {CHARS:,} characters of tiny Shakespeare (from offset {OFFSET:,}; "
         f"unigram entropy {entropy:.4f} nats/char) with `--max-minutes {args.minutes:g}`, "
-        f"while {cores} busy-looping processes (one per core) ran beside it. 'below unigram' "
+        f"while {n_hogs} busy-looping processes ran beside it ({cores} cores). 'below unigram' "
         "is the corpus's unigram entropy minus the best validation loss. 'last lr / peak': "
         "the learning rate of the last logged step over `--lr`; the schedule ends at the "
         "floor (`--min-lr-ratio`) when the budget ends it after warm-up."
     )
-    report("A 1-minute run on a busy machine", table, notes, write=not args.no_write)
+    report(
+        f"A {args.minutes:g}-minute run with {n_hogs} busy loops on {cores} cores",
+        table,
+        notes,
+        write=not args.no_write,
+    )
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Nothing happens at import time. The lifespan loads every model under the checkpoints
 directory once, before the first request; routes reach the registry, the settings, the
-compute thread (service/compute.py) and the /predict batcher through `app.state`. The
+compute thread (service/compute.py), the /predict batcher and the generation engine
+through `app.state`. The
 inspector page is `GET /`, its script is under `/static`, and the score view it shares
 with `charlm score --html` is under `/assets`.
 """
@@ -27,6 +28,7 @@ from .batching import PredictBatcher
 from .body import BodyLimit
 from .compute import ComputeThread
 from .errors import install_error_handlers
+from .generation import GenerationEngine
 from .guard import Guard, allowed_hosts_for
 from .limits import Admission, Pending
 from .routes import STATIC_DIR, router
@@ -64,6 +66,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         gc.freeze()
         yield
         await app.state.batcher.close()
+        await app.state.generation.close()
         app.state.compute.close()
 
     app = FastAPI(
@@ -80,8 +83,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         app.state.compute,
         max_batch=settings.max_batch,
         wait_s=settings.batch_wait_ms / 1000,
-        in_flight=lambda: pending.count,
+        in_flight=lambda: pending.on("/predict"),
     )
+    app.state.generation = GenerationEngine(app.state.compute)
     # Outermost last: Guard -> CORS -> BodyLimit -> Admission -> routes.
     app.add_middleware(
         Admission, pending=app.state.pending, limit=settings.max_pending, paths=INFERENCE_PATHS

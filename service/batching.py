@@ -1,7 +1,7 @@
 """Dynamic batching of /predict: concurrent calls share one forward pass.
 
 A call puts its query on a queue and waits. One task on the event loop takes
-everything queued, waits up to `wait_s` for more while other inference requests are
+everything queued, waits up to `wait_s` for more while other /predict requests are
 still on their way in (none when the server is idle, so a lone call never waits), then
 answers the whole batch with `Predictor.predict_batch` on the compute thread, one
 call per model. Calls that arrive meanwhile form the next batch.
@@ -49,7 +49,7 @@ class PredictBatcher:
         self.compute = compute
         self.max_batch = max_batch
         self.wait_s = wait_s
-        self.in_flight = in_flight  # inference requests in progress, these included
+        self.in_flight = in_flight  # /predict requests in progress, these included
         self.stats = BatchStats()
         self._queue: list[_Call] = []
         self._arrived: asyncio.Event | None = None

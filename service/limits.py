@@ -40,10 +40,24 @@ def check_limits(
 
 
 class Pending:
-    """A count of requests in progress (one event loop per process: no lock needed)."""
+    """Counts of requests in progress, in all and by path (one event loop per process:
+    no lock needed)."""
 
     def __init__(self) -> None:
         self.count = 0
+        self._by_path: dict[str, int] = {}
+
+    def on(self, path: str) -> int:
+        """Requests to `path` in progress."""
+        return self._by_path.get(path, 0)
+
+    def enter(self, path: str) -> None:
+        self.count += 1
+        self._by_path[path] = self._by_path.get(path, 0) + 1
+
+    def leave(self, path: str) -> None:
+        self.count -= 1
+        self._by_path[path] -= 1
 
 
 class Admission:
@@ -66,8 +80,9 @@ class Admission:
             )
             await response_for(error)(scope, receive, send)
             return
-        self.pending.count += 1
+        path = scope["path"]
+        self.pending.enter(path)
         try:
             await self.app(scope, receive, send)
         finally:
-            self.pending.count -= 1
+            self.pending.leave(path)

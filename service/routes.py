@@ -3,16 +3,15 @@ library call and returns the library's result. Every value check is the library'
 
 Routes run on the event loop and hand every model computation (and every model load) to
 the compute thread (service/compute.py); /predict goes through the batcher
-(service/batching.py). /generate produces its characters in short slices on the compute
-thread, so that other requests get their turn between them, and stops as soon as its
-client has gone, whether it streams Server-Sent Events or answers at the end.
+(service/batching.py), /generate through the generation engine (service/generation.py),
+which steps every generation in progress together and stops one as soon as its client
+has gone, whether it streams Server-Sent Events or answers at the end.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,6 +24,7 @@ from charlm.registry import LoadedModel, ModelRegistry
 from . import schemas as S
 from .batching import PredictBatcher
 from .compute import ComputeThread
+from .generation import GenerationEngine, Stream
 from .limits import check_limits
 from .settings import ServiceSettings
 
@@ -49,7 +49,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     )
 }
 _GUARDED: dict[int | str, dict[str, Any]] = {k: v for k, v in _ERRORS.items() if k in (400, 429)}
-_SLICE_S = 0.03  # generate at most this long on the compute thread before yielding it
 
 
 # Dependencies are `async def` so they run on the event loop, not in the thread pool.
@@ -96,6 +95,9 @@ async def health(request: Request, reg: Registry) -> S.HealthResponse:
         pending=request.app.state.pending.count,
         threads=request.app.state.threads,
         predict_batches=S.BatchStats.model_validate(batcher.stats, from_attributes=True),
+        generation=S.GenerationStats.model_validate(
+            request.app.state.generation.stats, from_attributes=True
+        ),
     )
 
 
@@ -153,6 +155,8 @@ async def score(req: S.ScoreRequest, reg: Registry, cfg: Settings, cpu: Compute)
 async def generate(
     req: S.GenerateRequest, request: Request, reg: Registry, cfg: Settings, cpu: Compute
 ) -> Any:
+    """Generations in progress advance together, one batched step per character
+    (service/generation.py); other requests wait at most one step for the model."""
     check_limits(cfg, text=req.prompt, what="prompt", length=req.length)
     model = await _model(reg, cpu, req.model)
     config = SampleConfig(
@@ -162,39 +166,38 @@ async def generate(
         top_p=req.top_p,
         seed=req.seed,
     )
-    chars = model.predictor.sample(req.prompt, config)
+    engine: GenerationEngine = request.app.state.generation
+    stream = await engine.open(model.predictor, req.prompt, config)
     if not req.stream:
         produced: list[str] = []
-        async for piece in _slices(chars, request, cpu):
+        async for piece in _read(stream, request):
             produced.extend(piece)
         return Generation(model=model.name, prompt=req.prompt, text="".join(produced))
     return StreamingResponse(
-        _events(model, req.prompt, chars, request, cpu),
+        _events(model, req.prompt, stream, request),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-async def _slices(
-    chars: Iterator[str], request: Request, cpu: ComputeThread
-) -> AsyncIterator[list[str]]:
-    """The characters of `chars`, made on the compute thread a short slice at a time;
-    stops early (the work is dropped) once the client has disconnected."""
-    while True:
-        if await request.is_disconnected():
-            return
-        piece = await cpu.run(_take, chars, _SLICE_S)
-        if not piece:
-            return
-        yield piece
+async def _read(stream: Stream, request: Request) -> AsyncIterator[list[str]]:
+    """The stream's pieces; it is dropped as soon as the client has disconnected, or
+    when the reader stops early."""
+    try:
+        async for piece in stream.pieces():
+            if await request.is_disconnected():
+                return
+            yield piece
+    finally:
+        stream.cancel()
 
 
 async def _events(
-    model: LoadedModel, prompt: str, chars: Iterator[str], request: Request, cpu: ComputeThread
+    model: LoadedModel, prompt: str, stream: Stream, request: Request
 ) -> AsyncIterator[str]:
     """One `data: {"char": c}` event per character, then `event: done` with the text."""
     produced: list[str] = []
-    async for piece in _slices(chars, request, cpu):
+    async for piece in _read(stream, request):
         for c in piece:
             yield f"data: {json.dumps({'char': c}, ensure_ascii=False)}\n\n"
         produced.extend(piece)
@@ -202,14 +205,3 @@ async def _events(
         return
     done = Generation(model=model.name, prompt=prompt, text="".join(produced))
     yield f"event: done\ndata: {done.model_dump_json()}\n\n"
-
-
-def _take(chars: Iterator[str], seconds: float) -> list[str]:
-    """Characters from `chars` for up to `seconds` (at least one, unless exhausted)."""
-    out: list[str] = []
-    end = time.perf_counter() + seconds
-    for c in chars:
-        out.append(c)
-        if time.perf_counter() >= end:
-            break
-    return out

@@ -123,12 +123,21 @@ class BatchStats(BaseModel):
     largest: int = Field(description="Most calls in one batch.")
 
 
+class GenerationStats(BaseModel):
+    active: int = Field(description="Generations in progress now.")
+    generations: int = Field(description="/generate calls started since the server started.")
+    steps: int = Field(description="Batched model steps taken for them.")
+    characters: int = Field(description="Characters made in those steps.")
+    largest: int = Field(description="Most generations advanced by one step.")
+
+
 class HealthResponse(BaseModel):
     status: str
     models: list[str]
     pending: int = Field(description="Inference requests running or waiting right now.")
     threads: int = Field(description="CPU threads this worker process computes with.")
     predict_batches: BatchStats = Field(description="How /predict calls have been batched.")
+    generation: GenerationStats = Field(description="How /generate calls have been batched.")
 
 
 class ErrorBody(BaseModel):

@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -149,6 +150,52 @@ def test_abandoned_plain_generate_stops_and_frees_its_slot(server: Server) -> No
     assert wait_until_idle(server) == 0  # 10^9 characters would take hours
     r = httpx.post(server.url + "/predict", json={"model": "alphabet", "text": "abc"})
     assert r.json()["next"][0]["char"] == "d"
+
+
+def health(server: Server) -> dict[str, Any]:
+    body: dict[str, Any] = httpx.get(server.url + "/health").json()
+    return body
+
+
+def test_predict_is_answered_while_a_long_plain_generate_runs(server: Server) -> None:
+    """A non-streaming /generate of 10^9 characters holds no thread between its steps."""
+    body = json.dumps({"model": "notes", "prompt": "a", "length": 1_000_000_000}).encode()
+    head = (
+        f"POST /generate HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(head.encode() + body)
+        deadline = time.monotonic() + 60
+        while health(server)["generation"]["active"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert health(server)["generation"]["active"] == 1
+        with httpx.Client(base_url=server.url, timeout=60) as c:
+            for _ in range(20):
+                r = c.post("/predict", json={"model": "alphabet", "text": "abc"})
+                assert r.json()["next"][0]["char"] == "d"
+        assert health(server)["generation"]["active"] == 1  # answered while it ran
+    assert wait_until_idle(server) == 0  # and the client's going stopped it
+
+
+def test_concurrent_generations_share_batched_steps(server: Server) -> None:
+    body = {"model": "notes", "prompt": "the ", "length": 2_000_000, "stream": True}
+    before = health(server)["generation"]
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        streams = [c.stream("POST", "/generate", json={**body, "seed": i}) for i in range(4)]
+        lines = [s.__enter__().iter_lines() for s in streams]
+        try:
+            for _ in range(2):  # all four are running after the first round
+                for it in lines:
+                    assert len(read_events(it, limit=20)) == 20
+            during = health(server)["generation"]
+        finally:
+            for s in streams:
+                s.__exit__(None, None, None)
+    assert during["active"] == 4 and during["largest"] >= 4
+    made = during["characters"] - before["characters"]
+    assert during["steps"] - before["steps"] < made  # several characters per step
+    assert wait_until_idle(server) == 0
 
 
 def test_concurrent_calls_match_sequential_ones(server: Server) -> None:

@@ -50,6 +50,13 @@ def test_health_and_models(client: TestClient) -> None:
     body = r.json()
     assert body.pop("predict_batches").keys() == {"batches", "requests", "largest"}
     assert body.pop("threads") >= 1
+    assert body.pop("generation").keys() == {
+        "active",
+        "generations",
+        "steps",
+        "characters",
+        "largest",
+    }
     assert body == {"status": "ok", "models": ["alphabet", "notes"], "pending": 0}
     models = {m["name"]: m for m in client.get("/models").json()["models"]}
     a = models["alphabet"]

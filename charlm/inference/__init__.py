@@ -3,9 +3,11 @@
 results.py    the answers' shapes (pydantic), shared by the library, CLI, report and HTTP
 sampling.py   SampleConfig and the NaN-free sampler
 predictor.py  Predictor: distributions, continuations, scores, samples, evaluation
+decoding.py   Decoding: many sampled continuations of one model, stepped together
 stepper.py    fast one-character steps (fused gates, prepacked weights) for generation
 """
 
+from charlm.inference.decoding import Decoding, Sequence
 from charlm.inference.predictor import Predictor, PredictQuery
 from charlm.inference.results import (
     CharProb,
@@ -24,6 +26,7 @@ from charlm.inference.stepper import Stepper
 __all__ = [
     "CharProb",
     "ContinuationStep",
+    "Decoding",
     "EvalResult",
     "Generation",
     "ModelCard",
@@ -33,6 +36,7 @@ __all__ = [
     "SampleConfig",
     "ScoreResult",
     "ScoreStep",
+    "Sequence",
     "Stepper",
     "TrainingSummary",
     "choose",

@@ -31,6 +31,7 @@ from charlm import checkpoint
 from charlm._config import check_int
 from charlm.errors import InputError
 from charlm.evaluation import evaluate_streams
+from charlm.inference.decoding import Decoding
 from charlm.inference.results import (
     CharProb,
     ContinuationStep,
@@ -42,7 +43,7 @@ from charlm.inference.results import (
     ScoreStep,
     TrainingSummary,
 )
-from charlm.inference.sampling import SampleConfig, choose
+from charlm.inference.sampling import SampleConfig
 from charlm.inference.stepper import Stepper
 from charlm.model import CharLSTM, State
 from charlm.runtime import pick_device, release_freed_memory, require_bf16_steps
@@ -154,28 +155,16 @@ class Predictor:
                 release_freed_memory()
             return self._stepper
 
-    def _stepping(self, state: State) -> Callable[[int], torch.Tensor]:
-        """A function that feeds one character and returns the next logits (V,),
-        continuing from `state`; call it under inference mode."""
+    def _batch_session(
+        self, state: State
+    ) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[], State]]:
+        """Sequences continuing from `state` ((h, c), each (L, B, H)): a function that
+        feeds one character to each, ids (B,), and returns the next logits (B, V), and
+        one that returns their current state. Call both under inference mode."""
         stepper = self._stepper_for_cpu()
         if stepper is not None:
-            return stepper.session(state).step
-        current = state
-
-        def step(char_id: int) -> torch.Tensor:
-            nonlocal current
-            x = torch.tensor([[char_id]], dtype=torch.int64, device=self.device)
-            out, current = self.model(x, current)
-            logits: torch.Tensor = out[0, -1]
-            return logits
-
-        return step
-
-    def _stepping_batch(self, state: State) -> Callable[[torch.Tensor], torch.Tensor]:
-        """`_stepping` for B sequences: ids (B,) in, logits (B, V) out."""
-        stepper = self._stepper_for_cpu()
-        if stepper is not None:
-            return stepper.session(state).step_batch
+            session = stepper.session(state)
+            return session.step_batch, session.state
         current = state
 
         def step(char_ids: torch.Tensor) -> torch.Tensor:
@@ -184,7 +173,7 @@ class Predictor:
             logits: torch.Tensor = out[:, -1]
             return logits
 
-        return step
+        return step, lambda: current
 
     def _top(self, probs: torch.Tensor, k: int) -> list[CharProb]:
         k = min(k, probs.numel()) if k > 0 else probs.numel()
@@ -243,7 +232,7 @@ class Predictor:
         steps: list[list[ContinuationStep]] = [[] for _ in queries]
         n = max(lengths)
         if n:
-            step = self._stepping_batch(state)
+            step, _ = self._batch_session(state)
             chars = self.vocab.chars
             k = min(max(alts), logits.shape[1])
             for i in range(n):
@@ -339,45 +328,27 @@ class Predictor:
     def sample(self, prompt: str, config: SampleConfig) -> Iterator[str]:
         """`config.length` sampled characters after `prompt`, one at a time.
 
-        The prompt is checked now; the characters are made as the iterator is read.
-        An empty prompt starts from a character drawn uniformly from the vocabulary
-        (with the same seed), which is the first character yielded. Inference mode is
-        entered around each computation, never across a `yield`: a consumer may resume
-        the iterator from another thread (as the service does).
+        The prompt is checked and read now; the characters are made as the iterator is
+        read. An empty prompt starts from a character drawn uniformly from the
+        vocabulary (with the same seed), which is the first character yielded.
+        Inference mode is entered around each computation, never across a `yield`: a
+        consumer may resume the iterator from another thread. Many continuations made
+        together: `Decoding`.
         """
-        ids = self._ids(prompt, "prompt") if prompt else None
-        return self._sample(ids, config)
-
-    def _sample(self, ids: torch.Tensor | None, config: SampleConfig) -> Iterator[str]:
-        rng = config.generator()
-        remaining = config.length
-        if remaining == 0:
-            return
-        if ids is not None:
-            with torch.inference_mode():
-                logits, state = self._read(ids)
-                step = self._stepping(state)
-        else:
-            first = int(torch.randint(len(self.vocab), (1,), generator=rng))
-            yield self.vocab.chars[first]
-            remaining -= 1
-            if remaining == 0:
-                return
-            with torch.inference_mode():
-                step = self._stepping(self.model.initial_state(1, self.device))
-                logits = step(first)
-        for i in range(remaining):
-            with torch.inference_mode():
-                choice = choose(logits, config, rng)
-            yield self.vocab.chars[choice]
-            if i + 1 < remaining:
-                with torch.inference_mode():
-                    logits = step(choice)
+        decoding = Decoding(self)
+        decoding.join(prompt, config)
+        return _drain(decoding)
 
     def generate(self, prompt: str, config: SampleConfig) -> Generation:
         """`config.length` sampled characters after `prompt` (the prompt not included)."""
         text = "".join(self.sample(prompt, config))
         return Generation(model=self.name, prompt=prompt, text=text)
+
+
+def _drain(decoding: Decoding) -> Iterator[str]:
+    while len(decoding):
+        for _, char in decoding.step():
+            yield char
 
 
 def _card(name: str, model: CharLSTM, vocab: Vocabulary, summary: dict[str, object]) -> ModelCard:
