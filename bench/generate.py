@@ -6,8 +6,9 @@ A 2-layer, 512-unit model over 65 symbols (tiny Shakespeare's vocabulary), rando
 initialised (speed does not depend on training). Each method generates `--chars`
 characters greedily after a 100-character prompt; the table gives the median over
 `--repeats` runs of microseconds per character. The lower bounds are the bytes of
-weight one step must read divided by the read bandwidth measured here, once for a
-buffer of that size (it fits in the last-level cache) and once for one far larger.
+weight one step must read, in each path, divided by the read bandwidth measured here,
+once for a buffer of that size (it fits in the last-level cache) and once for one far
+larger.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from common import report
 
 from charlm.inference import Predictor, Stepper
 from charlm.model import CharLSTM, ModelConfig
-from charlm.runtime import bf16_steps_supported
+from charlm.runtime import bf16_steps_supported, int8_steps_supported
 from charlm.vocab import Vocabulary
 
 V, E, H, L = 65, 64, 512, 2
@@ -78,21 +79,20 @@ def main() -> None:
         with torch.backends.mkldnn.flags(enabled=False):
             naive()
 
-    def stepper_raw() -> None:
-        with torch.inference_mode():
-            logits, state = model(prompt_ids)
-            session = Stepper(model).session(state)
-            nxt = int(logits[0, -1].argmax())
-            for _ in range(n - 1):
-                nxt = int(session.step(nxt).argmax())
+    kinds = ["fp32"] + (["bf16"] if bf16_steps_supported() else [])
+    kinds += ["int8"] if int8_steps_supported() else []
+    steppers = {kind: Stepper(model, weights=kind) for kind in kinds}
 
-    def stepper_bf16() -> None:
-        with torch.inference_mode():
-            logits, state = model(prompt_ids)
-            session = Stepper(model, bf16=True).session(state)
-            nxt = int(logits[0, -1].argmax())
-            for _ in range(n - 1):
-                nxt = int(session.step(nxt).argmax())
+    def stepping(kind: str) -> Callable[[], None]:
+        def run() -> None:
+            with torch.inference_mode():
+                logits, state = model(prompt_ids)
+                session = steppers[kind].session(state)
+                nxt = int(logits[0, -1].argmax())
+                for _ in range(n - 1):
+                    nxt = int(session.step(nxt).argmax())
+
+        return run
 
     def charlm_greedy() -> None:
         predictor.predict(prompt, continuation_length=n)
@@ -132,38 +132,45 @@ def main() -> None:
             mine = session.step(nxt)
             diff = (torch.softmax(mine, -1) - torch.softmax(ref_logits, -1)).abs().max()
             worst = max(worst, float(diff))
-    # bf16 weights against float32 along the float32 stepper's greedy path.
-    bf16 = bf16_steps_supported()
-    if bf16:
+    # bf16 and int8 weights against float32 along the float32 stepper's greedy path.
+    accuracy: dict[str, tuple[float, int]] = {}
+    for kind in kinds[1:]:
         with torch.inference_mode():
             logits, state = model(prompt_ids)
-            a, b = Stepper(model).session(state), Stepper(model, bf16=True).session(state)
+            a, b = steppers["fp32"].session(state), steppers[kind].session(state)
             nxt = int(logits[0, -1].argmax())
-            worst_bf16, agree = 0.0, 0
+            worst_kind, agree = 0.0, 0
             for _ in range(500):
                 pa, pb = torch.softmax(a.step(nxt), -1), torch.softmax(b.step(nxt), -1)
-                worst_bf16 = max(worst_bf16, float((pa - pb).abs().max()))
+                worst_kind = max(worst_kind, float((pa - pb).abs().max()))
                 agree += int(pa.argmax() == pb.argmax())
                 nxt = int(pa.argmax())
+        accuracy[kind] = worst_kind, agree
 
-    # float32 bytes read per step: layer 0's recurrent matrix (its input term is a row of
-    # a table), both matrices of every later layer, and the output projection.
-    weight_bytes = ((H * 4 * H) + (2 * H * 4 * H) * (L - 1) + H * V) * 4
-    cached_gbs = read_bandwidth(weight_bytes)
+    # Bytes of weights read per step: layer 0's recurrent matrix (its input term is a
+    # row of a table), both matrices of every later layer, and the output projection
+    # (float32 in every path); int8 adds a float scale per row.
+    recurrent = (H * 4 * H) + (2 * H * 4 * H) * (L - 1)
+    head = H * V * 4
+    weight_bytes = {
+        "fp32": recurrent * 4 + head,
+        "bf16": recurrent * 2 + head,
+        "int8": recurrent + 4 * H * L * 4 + head,
+    }
     dram_gbs = read_bandwidth(512 * 1024 * 1024)
-
+    labels = {
+        "fp32": "charlm Stepper (fused gates, prepacked weights)",
+        "bf16": "charlm Stepper, bf16 weights",
+        "int8": "charlm Stepper, int8 weights (FBGEMM dynamic quantisation)",
+    }
+    timed = {kind: per_char(stepping(kind), n, args.repeats) for kind in kinds}
     rows = [
         (
             "nn.LSTM stepped one character at a time (oneDNN, torch default)",
             per_char(naive, n, args.repeats),
         ),
         ("nn.LSTM stepped, oneDNN disabled", per_char(naive_no_onednn, n, args.repeats)),
-        ("charlm Stepper (fused gates, prepacked weights)", per_char(stepper_raw, n, args.repeats)),
-        *(
-            [("charlm Stepper, bf16 weights", per_char(stepper_bf16, n, args.repeats))]
-            if bf16
-            else []
-        ),
+        *((labels[kind], timed[kind]) for kind in kinds),
         (
             "charlm Predictor.predict continuation (stepper + softmax per step)",
             per_char(charlm_greedy, n, args.repeats),
@@ -176,16 +183,18 @@ def main() -> None:
             f"batched sampling, {batch} streams, charlm Stepper.step_batch (per char per stream)",
             per_char(batched_sampling_stepper, (n // 10) * batch, args.repeats),
         ),
-        (
-            f"lower bound: {weight_bytes / 1e6:.1f} MB of weights at {cached_gbs:.0f} GB/s "
-            "(cache-sized buffer)",
-            weight_bytes / (cached_gbs * 1e9) * 1e6,
-        ),
-        (
-            f"lower bound: same bytes at {dram_gbs:.0f} GB/s (512 MB buffer)",
-            weight_bytes / (dram_gbs * 1e9) * 1e6,
-        ),
     ]
+    for kind in kinds:
+        nbytes = weight_bytes[kind]
+        cached = read_bandwidth(nbytes)
+        rows.append(
+            (
+                f"lower bound for {kind}: {nbytes / 1e6:.1f} MB at {cached:.0f} GB/s "
+                f"(cache-sized buffer), {nbytes / (dram_gbs * 1e9) * 1e6:.1f} µs at "
+                f"{dram_gbs:.0f} GB/s (512 MB buffer)",
+                nbytes / (cached * 1e9) * 1e6,
+            )
+        )
     base = rows[0][1]
     table = "| method | µs/char | vs nn.LSTM default |\n|---|---|---|\n" + "\n".join(
         f"| {name} | {us:.1f} | {base / us:.1f}x |" for name, us in rows
@@ -196,11 +205,15 @@ def main() -> None:
         f"{torch.get_num_threads()} torch threads. Largest difference between the stepper's "
         f"and nn.LSTM's next-character probabilities over 500 greedy steps: {worst:.2e}."
     )
-    if bf16:
+    for kind, (worst_kind, agree) in accuracy.items():
         notes += (
-            f" bf16 weights against the float32 stepper over 500 greedy steps: largest "
-            f"probability difference {worst_bf16:.2e}, same top character at {agree} of 500."
+            f" {kind} weights against the float32 stepper over 500 greedy steps: largest "
+            f"probability difference {worst_kind:.2e}, same top character at {agree} of 500 "
+            "(a randomly initialised model's distributions are flat; tests/test_stepper.py "
+            "bounds the difference on a trained model)."
         )
+    if "int8" in timed:
+        notes += f" int8 against the float32 stepper: {timed['fp32'] / timed['int8']:.2f}x."
     report("Greedy generation at batch 1", table, notes, write=not args.no_write)
 
 

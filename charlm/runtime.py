@@ -9,6 +9,7 @@ machine can do.
   float32), or 'auto': bf16 where the device computes it natively and the model has at
   least `BF16_MIN_HIDDEN` units (below that it gains nothing measurable on a CPU).
 - bf16 generation steps: only on a CPU with native bf16 and oneDNN's matrix-vector kernel.
+- int8 generation steps: only on a CPU, with torch's FBGEMM quantised kernels.
 - CPU threads: see `choose_threads`, whose rule comes from `bench/threads.py`.
 """
 
@@ -36,10 +37,12 @@ __all__ = [
     "bf16_supported",
     "choose_threads",
     "free_cores",
+    "int8_steps_supported",
     "onednn_linear",
     "pick_device",
     "release_freed_memory",
     "require_bf16_steps",
+    "require_int8_steps",
     "train_in_bf16",
 ]
 
@@ -138,6 +141,20 @@ def bf16_steps_supported(device: torch.device | None = None) -> bool:
         return onednn_linear() is not None and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+def int8_steps_supported(device: torch.device | None = None) -> bool:
+    """Whether generation can step with int8 weights on `device`: the CPU, with torch's
+    FBGEMM quantised kernels (x86-64 builds)."""
+    if device is not None and device.type != "cpu":
+        return False
+    return "fbgemm" in torch.backends.quantized.supported_engines
+
+
+def require_int8_steps(device: torch.device | None = None) -> None:
+    """Raise `ConfigError` unless generation can step with int8 weights on `device`."""
+    if not int8_steps_supported(device):
+        raise ConfigError("int8 stepping needs a CPU and a torch build with FBGEMM (x86-64)")
 
 
 def release_freed_memory() -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from charlm import checkpoint
 from charlm.cli import main
-from charlm.runtime import bf16_steps_supported
+from charlm.runtime import bf16_steps_supported, int8_steps_supported
 
 from .conftest import CORPORA, REPO
 
@@ -96,6 +96,18 @@ def test_generate_bf16_follows_the_alphabet(
     args = ["generate", str(alphabet_dir), "--prompt", "abc", "--length", "52"]
     rc, out, _ = run(capsys, *args, "--temperature", "0", "--bf16")
     assert rc == 0 and out == "abc" + "defghijklmnopqrstuvwxyzabc" * 2 + "\n"
+
+
+@pytest.mark.skipif(not int8_steps_supported(), reason="no FBGEMM in this torch build")
+def test_generate_int8_follows_the_alphabet_and_excludes_bf16(
+    alphabet_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["generate", str(alphabet_dir), "--prompt", "abc", "--length", "52"]
+    rc, out, _ = run(capsys, *args, "--temperature", "0", "--int8")
+    assert rc == 0 and out == "abc" + "defghijklmnopqrstuvwxyzabc" * 2 + "\n"
+    with pytest.raises(SystemExit) as exit_:
+        main([*args, "--int8", "--bf16"])
+    assert exit_.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
 
 
 def test_eval_json(alphabet_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

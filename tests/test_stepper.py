@@ -3,9 +3,10 @@
 import pytest
 import torch
 
+from charlm.errors import ConfigError
 from charlm.inference import Predictor, Stepper
 from charlm.model import CharLSTM, ModelConfig
-from charlm.runtime import bf16_steps_supported
+from charlm.runtime import bf16_steps_supported, int8_steps_supported
 from charlm.vocab import Vocabulary
 
 
@@ -126,3 +127,32 @@ def test_bf16_steps_stay_close_to_float32(notes: Predictor) -> None:
             pa, pb = torch.softmax(a.step(i), -1), torch.softmax(b.step(i), -1)
             worst = max(worst, float((pa - pb).abs().max()))
     assert 0 < worst < 2e-2  # close, and not secretly float32
+
+
+@pytest.mark.skipif(not int8_steps_supported(), reason="no FBGEMM in this torch build")
+def test_int8_steps_stay_close_to_float32(notes: Predictor) -> None:
+    model = notes.model
+    fp32, int8 = Stepper(model), Stepper(model, weights="int8")
+    ids = notes.vocab.encode("the rain came down on the wood and the seeds")
+    with torch.inference_mode():
+        zero = model.initial_state(1)
+        a, b = fp32.session(zero), int8.session(zero)
+        worst = 0.0
+        for i in ids.tolist():
+            pa, pb = torch.softmax(a.step(i), -1), torch.softmax(b.step(i), -1)
+            worst = max(worst, float((pa - pb).abs().max()))
+        # batched steps agree with single ones
+        batch = int8.session((zero[0].repeat(1, 3, 1), zero[1].repeat(1, 3, 1)))
+        single = int8.session(zero)
+        for i in ids.tolist()[:10]:
+            rows = batch.step_batch(torch.tensor([i, i, i]))
+            one = single.step(i)
+        torch.testing.assert_close(rows, one.expand(3, -1), atol=1e-4, rtol=0)
+    assert 0 < worst < 5e-2  # close, and not secretly float32
+
+
+def test_an_unknown_kind_of_step_weights_is_refused(notes: Predictor) -> None:
+    with pytest.raises(ConfigError, match="weights"):
+        Stepper(notes.model, weights="int4")
+    with pytest.raises(ConfigError, match="step_weights"):
+        Predictor(notes.model, notes.vocab, step_weights="fp16")

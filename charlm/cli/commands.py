@@ -138,7 +138,8 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     config = SampleConfig(**given(args, [f.name for f in fields(SampleConfig)]))
-    predictor = _predictor(args, bf16_steps=args.bf16)
+    weights = "bf16" if args.bf16 else "int8" if args.int8 else "fp32"
+    predictor = _predictor(args, step_weights=weights)
     if args.json:
         _print_json(predictor.generate(args.prompt, config))
         return 0

@@ -10,7 +10,10 @@ precomputes, once per model:
   [h_below, h_own];
 - the gate rows reordered to (i, f, o, g), so the three sigmoids are one call;
 - large weight matrices prepacked for oneDNN's matrix-vector kernel where this torch
-  has it (for small ones, like the output projection, the plain kernel is faster).
+  has it (for small ones, like the output projection, the plain kernel is faster);
+- or, with `weights="int8"`, the recurrent matrices quantised to int8 per output row
+  and prepacked for FBGEMM's dynamically quantised product (each step's input is
+  quantised to 8 bits on the fly): a quarter of float32's bytes to read per step.
 
 A `StepSession` holds the state of one sequence, or of a batch of sequences stepped
 together (the service's batched /predict), in preallocated buffers and advances it in
@@ -20,19 +23,39 @@ model's own forward pass to float32 rounding (the tests check 1e-5).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
+from charlm._config import check_choice
 from charlm.model import CharLSTM, State
-from charlm.runtime import Linear, onednn_linear, require_bf16_steps
+from charlm.runtime import Linear, onednn_linear, require_bf16_steps, require_int8_steps
 
-__all__ = ["StepSession", "Stepper"]
+__all__ = ["STEP_WEIGHTS", "StepSession", "Stepper"]
+
+STEP_WEIGHTS = ("fp32", "bf16", "int8")
 
 
 def _plain_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
     return F.linear(x, w, b)
+
+
+def _int8_pack(w: torch.Tensor) -> torch.Tensor:
+    """`w` (N, K) as int8 with a scale per row, packed for FBGEMM (an opaque handle)."""
+    scale = (w.abs().amax(1) / 127).clamp_min(1e-12).double()
+    zero = torch.zeros(w.shape[0], dtype=torch.long)
+    with warnings.catch_warnings():  # quantised tensors are only the packing's input
+        warnings.simplefilter("ignore", UserWarning)
+        q = torch.quantize_per_channel(w.contiguous(), scale, zero, 0, torch.qint8)
+        packed: torch.Tensor = torch.ops.quantized.linear_prepack(q, None)
+    return packed
+
+
+def _int8_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    out: torch.Tensor = torch.ops.quantized.linear_dynamic(x.contiguous(), w)
+    return out if b is None else out.add_(b)
 
 
 def _gates_reordered(parts: list[torch.Tensor]) -> torch.Tensor:
@@ -53,29 +76,44 @@ def _gates_reordered(parts: list[torch.Tensor]) -> torch.Tensor:
 class Stepper:
     """Precomputed weights of one model for batch-1 stepping on the CPU.
 
-    With `bf16`, the recurrent weight matrices are kept in bfloat16 (half the bytes to
-    read per step) and each layer's input is rounded to bfloat16 before its product;
-    biases, gate arithmetic, cell state and the output projection stay float32. The
-    distributions then stay within 2e-2 of float32 ones (tests/test_stepper.py checks a
-    trained model; bench/generate.py measures it too), so it is an opt-in for
-    generation, never used to report probabilities.
+    `weights` says how the recurrent weight matrices are kept:
+
+    - "fp32": as trained; results match the model's forward pass to float32 rounding.
+    - "bf16": bfloat16 (half the bytes to read per step); each layer's input is rounded
+      to bfloat16 before its product. Needs a CPU with native bf16.
+    - "int8": int8 with one float scale per row (a quarter of the bytes); each layer's
+      input is quantised to 8 bits per step (FBGEMM's dynamic quantisation).
+
+    Biases, gate arithmetic, cell state and the output projection stay float32 in every
+    case. bf16 and int8 distributions stay within 2e-2 and 5e-2 of float32 ones
+    (tests/test_stepper.py checks a trained model; bench/generate.py measures it too),
+    so they are an opt-in for generation, never used to report probabilities.
+    `bf16=True` is `weights="bf16"`.
     """
 
-    def __init__(self, model: CharLSTM, *, bf16: bool = False) -> None:
+    def __init__(self, model: CharLSTM, *, bf16: bool = False, weights: str = "fp32") -> None:
+        weights = "bf16" if bf16 else weights
+        check_choice("weights", weights, STEP_WEIGHTS)
         cfg = model.config
         H = cfg.hidden_size
         self.hidden_size = H
         self.num_layers = cfg.num_layers
         lstm = model.lstm
         fast = onednn_linear() if model.head.weight.device.type == "cpu" else None
-        if bf16:
+        if weights == "bf16":
             require_bf16_steps()
-        self.bf16 = bf16
+        if weights == "int8":
+            require_int8_steps()
+        self.kind = weights
+        self.bf16 = weights == "bf16"
         pack: Callable[[torch.Tensor], torch.Tensor] = fast[0] if fast else (lambda w: w)
-        if bf16:
+        if self.bf16:
             assert fast is not None
             pack = lambda w: fast[0](w.bfloat16())  # noqa: E731
         self._linear: Linear = fast[1] if fast else _plain_linear
+        if weights == "int8":
+            self._linear = _int8_linear
+            pack = _int8_pack
         with torch.no_grad():
 
             def param(name: str) -> torch.Tensor:
