@@ -163,7 +163,17 @@ def main() -> None:
         "bf16": "charlm Stepper, bf16 weights",
         "int8": "charlm Stepper, int8 weights (FBGEMM dynamic quantisation)",
     }
-    timed = {kind: per_char(stepping(kind), n, args.repeats) for kind in kinds}
+    # The stepper paths are timed interleaved, run by run, so that drift in the
+    # machine's speed spreads over all of them and their ratios hold.
+    runs: dict[str, list[float]] = {kind: [] for kind in kinds}
+    for kind in kinds:
+        stepping(kind)()  # warm-up
+    for _ in range(args.repeats):
+        for kind in kinds:
+            t0 = time.perf_counter()
+            stepping(kind)()
+            runs[kind].append((time.perf_counter() - t0) / n * 1e6)
+    timed = {kind: statistics.median(v) for kind, v in runs.items()}
     rows = [
         (
             "nn.LSTM stepped one character at a time (oneDNN, torch default)",

@@ -42,14 +42,15 @@ def _plain_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> t
     return F.linear(x, w, b)
 
 
-def _int8_pack(w: torch.Tensor) -> torch.Tensor:
-    """`w` (N, K) as int8 with a scale per row, packed for FBGEMM (an opaque handle)."""
+def _int8_pack(w: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """`w` (N, K) as int8 with a scale per row, packed for FBGEMM with the float `bias`
+    its product adds (an opaque handle)."""
     scale = (w.abs().amax(1) / 127).clamp_min(1e-12).double()
     zero = torch.zeros(w.shape[0], dtype=torch.long)
     with warnings.catch_warnings():  # quantised tensors are only the packing's input
         warnings.simplefilter("ignore", UserWarning)
         q = torch.quantize_per_channel(w.contiguous(), scale, zero, 0, torch.qint8)
-        packed: torch.Tensor = torch.ops.quantized.linear_prepack(q, None)
+        packed: torch.Tensor = torch.ops.quantized.linear_prepack(q, bias)
     return packed
 
 
@@ -84,10 +85,10 @@ class Stepper:
     - "int8": int8 with one float scale per row (a quarter of the bytes); each layer's
       input is quantised to 8 bits per step (FBGEMM's dynamic quantisation).
 
-    Biases, gate arithmetic, cell state and the output projection stay float32 in every
-    case. bf16 and int8 distributions stay within 2e-2 and 5e-2 of float32 ones
-    (tests/test_stepper.py checks a trained model; bench/generate.py measures it too),
-    so they are an opt-in for generation, never used to report probabilities.
+    Biases, gate arithmetic and cell state stay float32 in every case, and so does the
+    output projection except with int8, where it is int8 too. bf16 and int8
+    distributions stay within 2e-2 and 5e-2 of float32 ones (tests/test_stepper.py
+    checks a trained model; bench/generate.py measures it too), so they are an opt-in for generation, never used to report probabilities.
     `bf16=True` is `weights="bf16"`.
     """
 
@@ -106,14 +107,12 @@ class Stepper:
             require_int8_steps()
         self.kind = weights
         self.bf16 = weights == "bf16"
+        int8 = weights == "int8"
         pack: Callable[[torch.Tensor], torch.Tensor] = fast[0] if fast else (lambda w: w)
         if self.bf16:
             assert fast is not None
             pack = lambda w: fast[0](w.bfloat16())  # noqa: E731
-        self._linear: Linear = fast[1] if fast else _plain_linear
-        if weights == "int8":
-            self._linear = _int8_linear
-            pack = _int8_pack
+        self._linear: Linear = _int8_linear if int8 else fast[1] if fast else _plain_linear
         with torch.no_grad():
 
             def param(name: str) -> torch.Tensor:
@@ -123,15 +122,29 @@ class Stepper:
             bias0 = param("bias_ih_l0") + param("bias_hh_l0")
             table = model.embedding.weight.float() @ param("weight_ih_l0").T + bias0  # (V, 4H)
             self.table = _gates_reordered([table.T]).T.contiguous()
-            self.weights = [pack(_gates_reordered([param("weight_hh_l0")]))]
+            self.rows = list(self.table.unbind(0))  # one view per character, made once
+            w_hh0 = _gates_reordered([param("weight_hh_l0")])
+            self.weights = [_int8_pack(w_hh0) if int8 else pack(w_hh0)]
             self.biases = [torch.zeros(4 * H)]  # layer 0's bias is in the table
+            # The bias each product adds at run time: int8 products add their own, packed.
+            self.bias_args: list[torch.Tensor | None] = [self.biases[0]]
             for layer in range(1, cfg.num_layers):
                 w_ih, w_hh = param(f"weight_ih_l{layer}"), param(f"weight_hh_l{layer}")
-                self.weights.append(pack(_gates_reordered([w_ih, w_hh])))
                 b = param(f"bias_ih_l{layer}") + param(f"bias_hh_l{layer}")
-                self.biases.append(_gates_reordered([b[:, None]])[:, 0].contiguous())
+                bias = _gates_reordered([b[:, None]])[:, 0].contiguous()
+                w = _gates_reordered([w_ih, w_hh])
+                self.weights.append(_int8_pack(w, bias) if int8 else pack(w))
+                self.biases.append(bias)
+                self.bias_args.append(None if int8 else bias)
             self.head_w = model.head.weight.detach().float().contiguous()
             self.head_b = model.head.bias.detach().float().contiguous()
+            self._head_int8 = _int8_pack(self.head_w, self.head_b) if int8 else None
+
+    def _head(self, top: torch.Tensor) -> torch.Tensor:
+        """The output projection of the top layer's h (B, H): logits (B, V)."""
+        if self._head_int8 is not None:
+            return _int8_linear(top, self._head_int8, None)
+        return F.linear(top, self.head_w, self.head_b)
 
     def session(self, state: State) -> StepSession:
         """Sequences continuing from `state` ((h, c), each (L, B, H)); B is usually 1."""
@@ -150,10 +163,18 @@ class StepSession:
         self.h = h.detach().float().permute(1, 0, 2).reshape(B, L * H).clone()
         self.c = [c[layer].detach().float().reshape(B, H).clone() for layer in range(L)]
         self.tanh_c = torch.empty(B, H)
+        # Views made once: each layer's input, its h, and the top layer's h.
+        self._inputs = [self.h[:, max(0, layer - 1) * H : (layer + 1) * H] for layer in range(L)]
+        self._outputs = [self.h[:, layer * H : (layer + 1) * H] for layer in range(L)]
+        if stepper.kind == "int8" and B > 1:  # FBGEMM reads its input contiguously
+            self._inputs = [x.contiguous() for x in self._inputs]
+            self._copy_inputs = True
+        else:
+            self._copy_inputs = False
 
     def step(self, char_id: int) -> torch.Tensor:
         """Feed one character to a single sequence; the next logits, shape (V,)."""
-        return self._advance(self.s.table[char_id], None)[0]
+        return self._advance(self.s.rows[char_id], None)[0]
 
     def step_batch(self, char_ids: torch.Tensor) -> torch.Tensor:
         """Feed one character to each sequence, ids (B,); the next logits, shape (B, V)."""
@@ -162,24 +183,26 @@ class StepSession:
     def _advance(self, bias0: torch.Tensor, input0: torch.Tensor | None) -> torch.Tensor:
         s = self.s
         H = s.hidden_size
+        linear, weights, biases = s._linear, s.weights, s.bias_args
         for layer in range(s.num_layers):
-            x = self.h[:, :H] if layer == 0 else self.h[:, (layer - 1) * H : (layer + 1) * H]
-            bias = bias0 if layer == 0 else s.biases[layer]
+            x = self._inputs[layer]
+            if self._copy_inputs:
+                x.copy_(self.h[:, max(0, layer - 1) * H : (layer + 1) * H])
+            bias = bias0 if layer == 0 else biases[layer]
             if s.bf16:
-                gates = s._linear(x.bfloat16(), s.weights[layer], None).float().add_(bias)
+                assert bias is not None  # only int8 products carry their bias
+                gates = linear(x.bfloat16(), weights[layer], None).float().add_(bias)
             else:
-                gates = s._linear(x, s.weights[layer], bias)
-            if layer == 0 and input0 is not None:
+                gates = linear(x, weights[layer], bias)
+            if input0 is not None and layer == 0:
                 gates.add_(input0)
             gates[:, : 3 * H].sigmoid_()  # i, f, o
             g = gates[:, 3 * H :].tanh_()
             c = self.c[layer]
             c.mul_(gates[:, H : 2 * H]).addcmul_(gates[:, :H], g)
-            h = self.h[:, layer * H : (layer + 1) * H]
             torch.tanh(c, out=self.tanh_c)
-            torch.mul(gates[:, 2 * H : 3 * H], self.tanh_c, out=h)
-        top = self.h[:, (s.num_layers - 1) * H :]
-        return F.linear(top, s.head_w, s.head_b)
+            torch.mul(gates[:, 2 * H : 3 * H], self.tanh_c, out=self._outputs[layer])
+        return s._head(self._outputs[-1])
 
     def state(self) -> State:
         """The current state as (h, c), each (L, B, H)."""
