@@ -88,8 +88,8 @@ class Stepper:
     Biases, gate arithmetic and cell state stay float32 in every case, and so does the
     output projection except with int8, where it is int8 too. bf16 and int8
     distributions stay within 2e-2 and 5e-2 of float32 ones (tests/test_stepper.py
-    checks a trained model; bench/generate.py measures it too), so they are an opt-in for generation, never used to report probabilities.
-    `bf16=True` is `weights="bf16"`.
+    checks a trained model; bench/generate.py measures it too), so they are an opt-in
+    for generation, never used to report probabilities. `bf16=True` is `weights="bf16"`.
     """
 
     def __init__(self, model: CharLSTM, *, bf16: bool = False, weights: str = "fp32") -> None:
