@@ -9,9 +9,11 @@ real `charlm serve` and, beside it, an empty FastAPI endpoint on the same uvicor
 (bench/ceiling.py): the most requests per second this machine's HTTP stack can
 answer. For each concurrency C, C keep-alive connections each send a request, wait
 for the whole answer and send the next, for a fixed time after a warm-up; the server
-and the empty endpoint are measured alternately with the same client. The client is a
-few lines of asyncio in this process, so it shares the 2 cores with the server, as it
-does for the ceiling. Peak RSS of the server process is read from /proc at the end.
+and the empty endpoint are measured alternately with the same client. The client is
+wrk (`--client wrk`, the default where it is installed: one thread of C, which leaves
+the server most of the machine), or a few lines of asyncio in this process
+(`--client python`), which competes with the server for the same cores, as it does for
+the ceiling. Peak RSS of the server process is read from /proc at the end.
 
 `--head-of-line` measures instead what a long generation does to other requests: the
 latency of sequential /predict calls on an idle server, then while one client's
@@ -28,6 +30,8 @@ import contextlib
 import io
 import json
 import os
+import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -103,6 +107,45 @@ async def load(
         "p99": percentile(ms, 99),
         "errors": float(sum(errors)),
     }
+
+
+WRK_SCRIPT = """
+local bodies = {%s}
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("POST", "%s", {["Content-Type"] = "application/json"},
+                    bodies[(i %% #bodies) + 1])
+end
+"""
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+
+def wrk_load(
+    port: int, path: str, bodies: list[object], concurrency: int, seconds: float, tmp: Path
+) -> dict[str, float]:
+    """wrk (one thread) against `path`, the bodies in turn; after a 1-second warm-up run."""
+    script = tmp / "wrk.lua"
+    quoted = ", ".join(json.dumps(json.dumps(b)) for b in bodies)
+    script.write_text(WRK_SCRIPT % (quoted, path))
+    url = f"http://127.0.0.1:{port}{path}"
+    base = ["wrk", "-t1", f"-c{concurrency}", "-s", str(script), "--latency"]
+    subprocess.run([*base, "-d1s", url], capture_output=True, check=True)
+    out = subprocess.run(
+        [*base, f"-d{seconds:g}s", url], capture_output=True, text=True, check=True
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    n_errors = int(bad.group(1)) if bad else 0
+    n_errors += sum(map(int, errors.groups())) if errors else 0
+    return {"rps": rps, "p50": p50, "p99": p99, "errors": float(n_errors)}
 
 
 def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
@@ -257,6 +300,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="measured time per cell")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 128])
     parser.add_argument("--continuation", type=int, default=0, help="continuation_length")
+    parser.add_argument(
+        "--client", choices=("wrk", "python"), default="wrk" if shutil.which("wrk") else "python"
+    )
+    parser.add_argument(
+        "--text-chars",
+        type=int,
+        default=0,
+        help="texts of this length cut from notes.txt (0: the five short texts)",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--head-of-line", action="store_true", help="see above")
     parser.add_argument("--before", help="with --head-of-line: a revision to compare with")
@@ -296,15 +348,24 @@ def main() -> None:
         try:
             wait_ready(port, server)
             wait_ready(empty_port, ceiling)
-            bodies = [
-                {"model": "m", "text": t, "continuation_length": args.continuation} for t in TEXTS
+            texts = TEXTS
+            if args.text_chars:
+                notes = (REPO / "corpora" / "notes.txt").read_text()
+                texts = [notes[i : i + args.text_chars] for i in range(0, 200 * 31, 31)]
+            bodies: list[object] = [
+                {"model": "m", "text": t, "top_k": 5, "continuation_length": args.continuation}
+                for t in texts
             ]
             predict = [request_bytes("/predict", b) for b in bodies]
             empty = [request_bytes("/empty", b) for b in bodies]
             rows = []
             for c in args.concurrency:
-                e = asyncio.run(load(empty_port, empty, c, args.seconds))
-                p = asyncio.run(load(port, predict, c, args.seconds))
+                if args.client == "wrk":
+                    e = wrk_load(empty_port, "/empty", bodies, c, args.seconds, Path(tmp))
+                    p = wrk_load(port, "/predict", bodies, c, args.seconds, Path(tmp))
+                else:
+                    e = asyncio.run(load(empty_port, empty, c, args.seconds))
+                    p = asyncio.run(load(port, predict, c, args.seconds))
                 rows.append(
                     f"| {c} | {e['rps']:,.0f} | {e['p50']:.2f} | {e['p99']:.2f} "
                     f"| {p['rps']:,.0f} | {p['p50']:.2f} | {p['p99']:.2f} "
@@ -324,9 +385,15 @@ def main() -> None:
         + "\n".join(rows)
     )
     assert isinstance(stats, dict)
+    shown = (
+        f"{len(texts)} texts of {args.text_chars} characters from notes.txt"
+        if args.text_chars
+        else "texts of 7-17 characters"
+    )
     notes = (
-        f"/predict: 2 x 256 LSTM (embedding 64, vocabulary of notes.txt), texts of 7-17 "
-        f"characters, top_k 5, continuation_length {args.continuation}. Each cell: "
+        f"Client: {args.client}. /predict: 2 x 256 LSTM (embedding 64, vocabulary of "
+        f"notes.txt), {shown}, sent in turn, top_k 5, continuation_length "
+        f"{args.continuation}. Each cell: "
         f"{args.seconds:g} s measured after 1 s of warm-up. Batching over the run: "
         f"{stats['requests']:,} calls in {stats['batches']:,} batches "
         f"(largest {stats['largest']}). Peak RSS of the `charlm serve` process: {rss:,.0f} MiB."
