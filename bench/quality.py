@@ -291,7 +291,9 @@ def main() -> None:
     if args.no_write:
         return
     name = corpus.stem
-    plot = REPO / "bench" / ("quality.png" if name == "tinyshakespeare" else f"quality-{name}.png")
+    budgets = "-".join(f"{m:g}" for m in args.budgets)
+    full = name == "tinyshakespeare" and args.budgets == [2, 5, 15]
+    plot = REPO / "bench" / ("quality.png" if full else f"quality-{name}-{budgets}.png")
     draw(results, plot)
     preset = preset_for(len(text))
     append_section(

@@ -14,8 +14,10 @@ from charlm.model import ModelConfig
 from charlm.progress import ProgressBar
 from charlm.training import (
     MIN_BUDGET_STEPS,
+    OVERFIT_EPOCHS,
     PRESETS,
     TrainConfig,
+    dropout_for_budget,
     fit,
     fit_to_budget,
     preset_for,
@@ -139,3 +141,20 @@ def test_progress_lines_off_a_terminal_say_the_budget_left(
     lines = capsys.readouterr().err.splitlines()
     assert lines and all(line.endswith("of the budget left") for line in lines)
     assert lines[-1].endswith("0:00 of the budget left")
+
+
+def test_dropout_is_off_when_the_budget_cannot_overfit() -> None:
+    """The budget's measured steps say how many epochs it holds."""
+    large = PRESETS["large"]
+    model = ModelConfig(vocab_size=166, **large.model)
+    train = TrainConfig(**large.train)
+    fit_ = fit_to_budget(large, 120.0, lambda p: 0.06)  # 1,800 steps of 2,048 characters
+    assert fit_.epochs(4_000_000, train.batch_size, train.seq_len) == pytest.approx(0.92, 0.01)
+
+    big, said = dropout_for_budget(model, fit_, train, 4_000_000)  # 4 MB: under an epoch
+    assert big.dropout == 0.0 and "about 0.9 epochs" in said and "--dropout 0.2" in said
+    assert big.hidden_size == model.hidden_size
+
+    small, said = dropout_for_budget(model, fit_, train, 1_000_000)  # 3.7 epochs: can overfit
+    assert small.dropout == 0.2 and said == ""
+    assert OVERFIT_EPOCHS == 3.0

@@ -9,7 +9,14 @@ callbacks.py  StepInfo, EvalInfo, TrainResult and the TrainCallback hooks
 fit.py        fit(): corpus file + overrides -> a checked, locked, started (or resumed) run
 """
 
-from charlm.training.budget import MIN_BUDGET_STEPS, BudgetFit, fit_to_budget, time_step
+from charlm.training.budget import (
+    MIN_BUDGET_STEPS,
+    OVERFIT_EPOCHS,
+    BudgetFit,
+    dropout_for_budget,
+    fit_to_budget,
+    time_step,
+)
 from charlm.training.callbacks import CallbackList, EvalInfo, StepInfo, TrainCallback, TrainResult
 from charlm.training.config import WARMUP_BUDGET_SHARE, TrainConfig, lr_at
 from charlm.training.fit import BUDGET_ONLY_MAX_STEPS, RESUMABLE_OVERRIDES, fit
@@ -20,6 +27,7 @@ from charlm.training.trainer import Trainer
 __all__ = [
     "BUDGET_ONLY_MAX_STEPS",
     "MIN_BUDGET_STEPS",
+    "OVERFIT_EPOCHS",
     "PRESETS",
     "RESUMABLE_OVERRIDES",
     "WARMUP_BUDGET_SHARE",
@@ -33,6 +41,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "Trainer",
+    "dropout_for_budget",
     "fit",
     "fit_to_budget",
     "lr_at",

@@ -23,7 +23,7 @@ from charlm.errors import CheckpointExistsError, CheckpointNotFoundError, Config
 from charlm.model import ModelConfig
 from charlm.plots import PlotCallback
 from charlm.runtime import Runtime, pick_device
-from charlm.training.budget import fit_to_budget, time_step
+from charlm.training.budget import dropout_for_budget, fit_to_budget, time_step
 from charlm.training.callbacks import CallbackList, TrainCallback, TrainResult
 from charlm.training.config import TrainConfig
 from charlm.training.presets import Preset, preset_for, preset_named
@@ -121,6 +121,12 @@ def fit(
                     model_config, train_config = _configs(
                         preset_, vocab, model_overrides, train_overrides
                     )
+                train_chars = int(len(text) * (1 - train_config.val_fraction))
+                model_config, said = dropout_for_budget(
+                    model_config, budget, train_config, train_chars
+                )
+                if said:
+                    log.warning("%s", said)
             preset_name = preset_.name
             ckpt = None
 
