@@ -296,21 +296,25 @@ def main() -> None:
     plot = REPO / "bench" / ("quality.png" if full else f"quality-{name}-{budgets}.png")
     draw(results, plot)
     preset = preset_for(len(text))
+    who = (
+        "Only the plain loop ran. "
+        if args.only == "plain"
+        else f"charlm ran its defaults for a corpus of this size (preset `{preset.name}`"
+        + (f", overridden: {args.set}" if args.set else "")
+        + ") with `--split tail --max-minutes M`; its evaluations count in its budget. "
+    )
+    references = (
+        " References from the issue (same split): nanoGPT's CPU transformer 1.886 "
+        "after 111 s; nanoGPT's best on an A100, 1.4697 (windowed)."
+        if name == "tinyshakespeare"
+        else ""
+    )
     append_section(
         f"Validation loss per CPU-minute ({name}, nanoGPT split)",
         table,
-        f"charlm ran its defaults for a corpus of this size (preset `{preset.name}`"
-        + (f", overridden: {args.set}" if args.set else "")
-        + ") with `--split tail --max-minutes M`; its evaluations count in its budget. "
-        f"Windowed: {N_WINDOWS} random {WINDOW}-character windows, each from a zero state, "
+        who + f"Windowed: {N_WINDOWS} random {WINDOW}-character windows, each from a zero state, "
         f"the same windows for both (and {N_WINDOWS} of 64 characters). Curves: "
-        f"bench/{plot.name}."
-        + (
-            " References from the issue (same split): nanoGPT's CPU transformer 1.886 "
-            "after 111 s; nanoGPT's best on an A100, 1.4697 (windowed)."
-            if name == "tinyshakespeare"
-            else ""
-        ),
+        f"bench/{plot.name}." + references,
     )
 
 

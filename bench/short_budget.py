@@ -63,7 +63,8 @@ def run(code: Path, corpus: Path, minutes: float, threads: int | None, tmp: Path
     best = float(re.search(r"loss ([\d.]+) nats/char", out.stdout).group(1))  # type: ignore[union-attr]
     saved = json.loads((tmp / "run" / "checkpoint.json").read_text())
     rows = [json.loads(line) for line in (tmp / "run" / "metrics.jsonl").read_text().splitlines()]
-    last_lr = [r["lr"] for r in rows if r.get("kind") == "train"][-1]
+    lrs = [r["lr"] for r in rows if r.get("kind") == "train"]
+    last_lr = lrs[-1] if lrs else math.nan  # fewer steps than one logging interval
     return {
         "preset": saved["summary"].get("preset", "?"),
         "hidden": saved["model_config"]["hidden_size"],
@@ -73,6 +74,10 @@ def run(code: Path, corpus: Path, minutes: float, threads: int | None, tmp: Path
         "floor": saved["train_config"]["min_lr_ratio"],
         "said": out.stderr.strip().replace("\n", " "),
     }
+
+
+def _share(value: float) -> str:
+    return "none logged" if math.isnan(value) else f"{value:.2f}"
 
 
 def main() -> None:
@@ -117,7 +122,7 @@ def main() -> None:
                     rows.append(
                         f"| {label} | {shown} | {r['preset']} ({r['hidden']} units) | "
                         f"{r['steps']:,} | {r['best']:.4f} | {entropy - r['best']:.2f} | "
-                        f"{r['lr_share']:.2f} (floor {r['floor']:g}) |"
+                        f"{_share(r['lr_share'])} (floor {r['floor']:g}) |"
                     )
                     print(rows[-1], r["said"], flush=True)
         finally:
