@@ -76,8 +76,20 @@ class GenerationEngine:
         self._task: asyncio.Task[None] | None = None
 
     async def open(self, predictor: Predictor, prompt: str, config: SampleConfig) -> Stream:
-        """Start a generation; raises the library's error for a bad prompt."""
-        sequence = await self.compute.run(self._join, predictor, prompt, config)
+        """Start a generation; raises the library's error for a bad prompt.
+
+        A caller that goes away while its prompt is being read leaves no generation
+        behind: the joined sequence is dropped before the next step.
+        """
+        job = asyncio.ensure_future(self.compute.run(self._join, predictor, prompt, config))
+        try:
+            sequence = await asyncio.shield(job)
+        except asyncio.CancelledError:
+            job.add_done_callback(self._abandon)
+            raise
+        return self._register(sequence)
+
+    def _register(self, sequence: Sequence) -> Stream:
         stream = Stream(sequence)
         self.stats.generations += 1
         if not stream.closed:
@@ -86,6 +98,10 @@ class GenerationEngine:
             if self._task is None or self._task.done():
                 self._task = asyncio.get_running_loop().create_task(self._run())
         return stream
+
+    def _abandon(self, job: asyncio.Future[Sequence]) -> None:
+        if not job.cancelled() and job.exception() is None:
+            self._register(job.result()).cancel()
 
     async def close(self) -> None:
         if self._task is not None:

@@ -3,8 +3,9 @@
 `fit` reads the corpus, picks defaults for its size (see `presets`), applies the
 user's overrides (a time budget without a step count lets the budget alone end the
 run; a budget too short for the preset's steps on this machine picks a smaller preset,
-see `budget`), takes the checkpoint directory's lock (one writer at a time), refuses to replace
-an existing checkpoint unless asked to, and for `resume=True` checks that the corpus and
+and one too short to overfit trains without dropout: see `budget`), takes the checkpoint
+directory's lock (one writer at a time), refuses to replace an existing checkpoint
+unless asked to, and for `resume=True` checks that the corpus and
 settings fit the checkpoint before anything is written. It chooses the runtime (device,
 threads, precision) once, then hands over to `Trainer`.
 """
