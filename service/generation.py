@@ -154,7 +154,7 @@ class GenerationEngine:
         while self._decodings:
             for key, decoding in list(self._decodings.items()):
                 batch = decoding.step()
-                self.stats.steps += 1
+                self.stats.steps += bool(batch)
                 self.stats.characters += len(batch)
                 self.stats.largest = max(self.stats.largest, len(batch))
                 for seq, char in batch:
