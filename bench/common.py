@@ -1,13 +1,19 @@
-"""Shared by the benchmark scripts: machine description, timing summaries, and
-appending a section to BENCHMARKS.md."""
+"""Shared by the benchmark scripts: machine description, timing summaries, appending a
+section to BENCHMARKS.md, the code of an earlier revision to compare with, and busy
+loops beside a measurement."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import multiprocessing
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -67,3 +73,51 @@ def append_section(title: str, table: str, notes: str = "") -> None:
         )
     with open(BENCHMARKS, "a", encoding="utf-8") as f:
         f.write(text)
+
+
+@contextlib.contextmanager
+def code_trees(before: str | None, root: Path, now: str = "now") -> Iterator[dict[str, Path]]:
+    """Source trees to measure, by label: this checkout, and with `before` that revision
+    checked out into a temporary git worktree under `root` (listed first, removed on
+    exit)."""
+    codes = {now: REPO}
+    worktree = root / "before"
+    if before:
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(worktree), before],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+        )
+        codes = {f"before ({before[:10]})": worktree, **codes}
+    try:
+        yield codes
+    finally:
+        if before:
+            subprocess.run(
+                ["git", "worktree", "remove", "--force", str(worktree)],
+                cwd=REPO,
+                check=False,
+                capture_output=True,
+            )
+
+
+def _spin() -> None:
+    while True:
+        pass
+
+
+@contextlib.contextmanager
+def busy_loops(n: int) -> Iterator[None]:
+    """`n` busy-looping processes beside the block (what `stress --cpu N` does), as on a
+    machine shared with other work; none for n = 0."""
+    hogs = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(n)]
+    for h in hogs:
+        h.start()
+    if hogs:
+        time.sleep(1.0)
+    try:
+        yield
+    finally:
+        for h in hogs:
+            h.terminate()

@@ -40,7 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import REPO, percentile, report
+from common import REPO, code_trees, percentile, report
 
 from charlm.cli import main as charlm
 
@@ -148,6 +148,17 @@ def wrk_load(
     return {"rps": rps, "p50": p50, "p99": p99, "errors": float(n_errors)}
 
 
+def train_model(root: Path) -> Path:
+    """A 2 x 256 model named `m`, trained 20 steps on notes.txt (speed does not depend on
+    how well a model is trained); the checkpoints directory under `root`."""
+    ckpts = root / "checkpoints"
+    train = ["train", str(REPO / "corpora" / "notes.txt"), "--checkpoints-dir", str(ckpts)]
+    train += ["--name", "m", "--hidden-size", "256", "--num-layers", "2", "--quiet"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert charlm([*train, "--max-steps", "20"]) == 0
+    return ckpts
+
+
 def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
     for _ in range(600):
         if process.poll() is not None:
@@ -229,23 +240,9 @@ async def head_of_line(port: int) -> dict[str, float]:
 
 def run_head_of_line(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        ckpts = Path(tmp) / "checkpoints"
-        train = ["train", str(REPO / "corpora" / "notes.txt"), "--checkpoints-dir", str(ckpts)]
-        train += ["--name", "m", "--hidden-size", "256", "--num-layers", "2", "--quiet"]
-        with contextlib.redirect_stdout(io.StringIO()):
-            assert charlm([*train, "--max-steps", "20"]) == 0
-        codes = {"now": REPO}
-        if args.before:
-            worktree = Path(tmp) / "before"
-            subprocess.run(
-                ["git", "worktree", "add", "--detach", str(worktree), args.before],
-                cwd=REPO,
-                check=True,
-                capture_output=True,
-            )
-            codes = {f"before ({args.before[:10]})": worktree, **codes}
+        ckpts = train_model(Path(tmp))
         rows = []
-        try:
+        with code_trees(args.before, Path(tmp)) as codes:
             for label, code in codes.items():
                 port = free_port()
                 cmd = [sys.executable, "-m", "charlm", "serve", "--checkpoints-dir", str(ckpts)]
@@ -266,13 +263,6 @@ def run_head_of_line(args: argparse.Namespace) -> None:
                     f"| {r['four_s']:.2f} ({4 * r['one_s'] / r['four_s']:.2f}x) |"
                 )
                 print(rows[-1], flush=True)
-        finally:
-            if args.before:
-                subprocess.run(
-                    ["git", "worktree", "remove", "--force", str(Path(tmp) / "before")],
-                    cwd=REPO,
-                    check=False,
-                )
     table = (
         "| server | /predict idle p50 ms | p50 ms during a 10,000-char /generate | max ms "
         "| calls answered during it | the /generate, s | one 2,000-char /generate, s "
@@ -318,11 +308,7 @@ def main() -> None:
         return
 
     with tempfile.TemporaryDirectory() as tmp:
-        ckpts = Path(tmp) / "checkpoints"
-        train = ["train", str(REPO / "corpora" / "notes.txt"), "--checkpoints-dir", str(ckpts)]
-        train += ["--name", "m", "--hidden-size", "256", "--num-layers", "2", "--quiet"]
-        with contextlib.redirect_stdout(io.StringIO()):
-            assert charlm([*train, "--max-steps", "20"]) == 0
+        ckpts = train_model(Path(tmp))
         port, empty_port = free_port(), free_port()
         env = {**os.environ, "PYTHONPATH": str(REPO / "bench")}
         quiet = ["--log-level", "warning"]

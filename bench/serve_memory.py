@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx2 as httpx
 import torch
-from common import REPO, report
+from common import code_trees, report
 
 from charlm import ModelConfig, Vocabulary, checkpoint
 from charlm.model import CharLSTM
@@ -112,17 +112,7 @@ def main() -> None:
         root = Path(tmp)
         for n in args.models:
             write_models(root / f"n{n}", n)
-        codes = {"this tree": REPO}
-        if args.before:
-            worktree = root / "before"
-            subprocess.run(
-                ["git", "worktree", "add", "--detach", str(worktree), args.before],
-                cwd=REPO,
-                check=True,
-                capture_output=True,
-            )
-            codes = {f"before ({args.before[:10]})": worktree, **codes}
-        try:
+        with code_trees(args.before, root, now="this tree") as codes:
             rss: dict[str, dict[int, list[float]]] = {
                 c: {n: [] for n in args.models} for c in codes
             }
@@ -131,14 +121,6 @@ def main() -> None:
                     for name, code in codes.items():
                         rss[name][n].append(measure(code, root, n))
                         print(name, n, rss[name][n][-1], flush=True)
-        finally:
-            if args.before:
-                subprocess.run(
-                    ["git", "worktree", "remove", "--force", str(root / "before")],
-                    cwd=REPO,
-                    check=False,
-                    capture_output=True,
-                )
     med = {c: {n: statistics.median(v) for n, v in per.items()} for c, per in rss.items()}
     lo, hi = sorted(args.models)[1], max(args.models)  # the first model pays one-time costs
     rows = []

@@ -23,25 +23,18 @@ import argparse
 import collections
 import json
 import math
-import multiprocessing
 import os
 import re
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common import REPO, report
+from common import REPO, busy_loops, code_trees, report
 
 SHAKESPEARE = REPO.parent / "shared" / "corpora" / "tinyshakespeare.txt"
 CHARS = 35_000
 OFFSET = 500_000  # from the middle of the play text, not its opening scene
-
-
-def _spin() -> None:
-    while True:
-        pass
 
 
 def unigram_entropy(text: str) -> float:
@@ -95,24 +88,10 @@ def main() -> None:
         text = SHAKESPEARE.read_text(encoding="utf-8")[OFFSET : OFFSET + CHARS]
         corpus = root / "shakespeare35k.txt"
         corpus.write_text(text, encoding="utf-8")
-        codes = {"now": REPO}
-        if args.before:
-            worktree = root / "before"
-            subprocess.run(
-                ["git", "worktree", "add", "--detach", str(worktree), args.before],
-                cwd=REPO,
-                check=True,
-                capture_output=True,
-            )
-            codes = {f"before ({args.before[:10]})": worktree, **codes}
         n_hogs = args.hogs if args.hogs is not None else cores
-        hogs = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(n_hogs)]
-        for h in hogs:
-            h.start()
-        time.sleep(1.0)
         rows = []
         entropy = unigram_entropy(text)
-        try:
+        with code_trees(args.before, root) as codes, busy_loops(n_hogs):
             for threads in (None, cores):
                 for label, code in codes.items():
                     out = root / "out"
@@ -125,15 +104,6 @@ def main() -> None:
                         f"{_share(r['lr_share'])} (floor {r['floor']:g}) |"
                     )
                     print(rows[-1], r["said"], flush=True)
-        finally:
-            for h in hogs:
-                h.terminate()
-            if args.before:
-                subprocess.run(
-                    ["git", "worktree", "remove", "--force", str(root / "before")],
-                    cwd=REPO,
-                    check=False,
-                )
     table = (
         "| code | threads | preset used | steps | best val loss | below unigram "
         "(nats) | last lr / peak |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows)

@@ -17,16 +17,14 @@ The rule `charlm.runtime.choose_threads` applies is read off this table.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import re
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
-from common import REPO, report
+from common import REPO, busy_loops, report
 
 SHAPES = {
     "tiny preset (alphabet: 1 x 64, window 8)": ("alphabet.txt", ["--preset", "tiny"], 1000),
@@ -34,11 +32,6 @@ SHAPES = {
     "large preset (notes: 2 x 256, window 64)": ("notes.txt", ["--preset", "large"], 60),
     "2 x 512, window 64 (notes)": ("notes.txt", ["--preset", "large", "--hidden-size", "512"], 20),
 }
-
-
-def _spin() -> None:
-    while True:
-        pass
 
 
 def measure(shape: tuple[str, list[str], int], threads: int, policy: str, tmp: str) -> float:
@@ -67,13 +60,7 @@ def main() -> None:
     cells = [(t, p) for t in (1, cores) for p in ("default", "PASSIVE")]
     rows = []
     for load in ("quiet", "busy"):
-        hogs: list[multiprocessing.Process] = []
-        if load == "busy":
-            hogs = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(cores)]
-            for h in hogs:
-                h.start()
-            time.sleep(1.0)
-        try:
+        with busy_loops(cores if load == "busy" else 0):
             for label, shape in SHAPES.items():
                 runs: dict[tuple[int, str], list[float]] = {c: [] for c in cells}
                 for _ in range(args.repeats):
@@ -85,9 +72,6 @@ def main() -> None:
                 cols = " | ".join(f"{med[c]:,.0f} ({med[c] / base:.2f}x)" for c in cells)
                 rows.append(f"| {load} | {label} | {cols} |")
                 print(rows[-1], flush=True)
-        finally:
-            for h in hogs:
-                h.terminate()
     head = " | ".join(f"{t} thread{'s' if t > 1 else ''}, {p.lower()}" for t, p in cells)
     table = (
         f"| machine | model | {head} |\n|---|---|" + "---|" * len(cells) + "\n" + "\n".join(rows)
