@@ -81,7 +81,7 @@ class ProgressBar(TrainCallback):
             )
             if self.budget_s is not None:
                 left = self.budget_s * max(0.0, 1.0 - last.time_fraction)
-                line += f", {_clock(left)} of the budget left"
+                line += f", {_hms(left)} of the budget left"
         print(line, file=sys.stderr, flush=True)
 
     def _postfix(self, info: StepInfo) -> str:
@@ -98,17 +98,14 @@ class ProgressBar(TrainCallback):
         assert self.budget_s is not None
         used = min(self.budget_s, fraction * self.budget_s)
         steps = f"step {step:,}" + (f"/{max_steps:,}" if self.steps_bind else "")
-        return (
-            f"{_clock(used)} of {_clock(self.budget_s)}, "
-            f"{_clock(self.budget_s - used)} left, {steps}"
-        )
+        return f"{_hms(used)} of {_hms(self.budget_s)}, {_hms(self.budget_s - used)} left, {steps}"
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
 
 
-def _clock(seconds: float) -> str:
+def _hms(seconds: float) -> str:
     """h:mm:ss, or m:ss under an hour."""
     whole = int(seconds + 0.5)
     hours, rest = divmod(whole, 3600)

@@ -89,24 +89,32 @@ def test_generate_is_reproducible(notes_dir: Path, capsys: pytest.CaptureFixture
     assert a == b and a.startswith("The ") and len(a) == 4 + 60 + 1
 
 
-@pytest.mark.skipif(not bf16_steps_supported(), reason="no native bfloat16 on this CPU")
-def test_generate_bf16_follows_the_alphabet(
-    alphabet_dir: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    "flag",
+    [
+        pytest.param(
+            "--bf16",
+            marks=pytest.mark.skipif(not bf16_steps_supported(), reason="no native bfloat16"),
+        ),
+        pytest.param(
+            "--int8",
+            marks=pytest.mark.skipif(not int8_steps_supported(), reason="no FBGEMM in torch"),
+        ),
+    ],
+)
+def test_generate_with_fewer_weight_bytes_follows_the_alphabet(
+    alphabet_dir: Path, capsys: pytest.CaptureFixture[str], flag: str
 ) -> None:
     args = ["generate", str(alphabet_dir), "--prompt", "abc", "--length", "52"]
-    rc, out, _ = run(capsys, *args, "--temperature", "0", "--bf16")
+    rc, out, _ = run(capsys, *args, "--temperature", "0", flag)
     assert rc == 0 and out == "abc" + "defghijklmnopqrstuvwxyzabc" * 2 + "\n"
 
 
-@pytest.mark.skipif(not int8_steps_supported(), reason="no FBGEMM in this torch build")
-def test_generate_int8_follows_the_alphabet_and_excludes_bf16(
+def test_generate_takes_one_kind_of_weights(
     alphabet_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["generate", str(alphabet_dir), "--prompt", "abc", "--length", "52"]
-    rc, out, _ = run(capsys, *args, "--temperature", "0", "--int8")
-    assert rc == 0 and out == "abc" + "defghijklmnopqrstuvwxyzabc" * 2 + "\n"
     with pytest.raises(SystemExit) as exit_:
-        main([*args, "--int8", "--bf16"])
+        main(["generate", str(alphabet_dir), "--int8", "--bf16"])
     assert exit_.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
 
 

@@ -114,41 +114,42 @@ def test_read_batch_matches_separate_reads() -> None:
             torch.testing.assert_close(stepped[b], alone[0, -1], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.skipif(not bf16_steps_supported(), reason="no native bfloat16 on this CPU")
-def test_bf16_steps_stay_close_to_float32(notes: Predictor) -> None:
+TEXT = "the rain came down on the wood and the seeds"
+
+
+def _worst_difference(notes: Predictor, weights: str) -> float:
+    """Largest difference between the float32 stepper's next-character probabilities
+    and those of the stepper with `weights`, along TEXT."""
     model = notes.model
-    fp32, bf16 = Stepper(model), Stepper(model, bf16=True)
-    ids = notes.vocab.encode("the rain came down on the wood and the seeds")
+    zero = model.initial_state(1)
+    a = Stepper(model).session(zero)
+    b = Stepper(model, weights=weights).session(zero)
+    worst = 0.0
     with torch.inference_mode():
-        zero = model.initial_state(1)
-        a, b = fp32.session(zero), bf16.session(zero)
-        worst = 0.0
-        for i in ids.tolist():
+        for i in notes.vocab.encode(TEXT).tolist():
             pa, pb = torch.softmax(a.step(i), -1), torch.softmax(b.step(i), -1)
             worst = max(worst, float((pa - pb).abs().max()))
-    assert 0 < worst < 2e-2  # close, and not secretly float32
+    return worst
+
+
+@pytest.mark.skipif(not bf16_steps_supported(), reason="no native bfloat16 on this CPU")
+def test_bf16_steps_stay_close_to_float32(notes: Predictor) -> None:
+    assert 0 < _worst_difference(notes, "bf16") < 2e-2  # close, and not secretly float32
 
 
 @pytest.mark.skipif(not int8_steps_supported(), reason="no FBGEMM in this torch build")
 def test_int8_steps_stay_close_to_float32(notes: Predictor) -> None:
-    model = notes.model
-    fp32, int8 = Stepper(model), Stepper(model, weights="int8")
-    ids = notes.vocab.encode("the rain came down on the wood and the seeds")
+    assert 0 < _worst_difference(notes, "int8") < 5e-2  # close, and not secretly float32
+    # batched steps agree with single ones
+    int8 = Stepper(notes.model, weights="int8")
+    zero = notes.model.initial_state(1)
     with torch.inference_mode():
-        zero = model.initial_state(1)
-        a, b = fp32.session(zero), int8.session(zero)
-        worst = 0.0
-        for i in ids.tolist():
-            pa, pb = torch.softmax(a.step(i), -1), torch.softmax(b.step(i), -1)
-            worst = max(worst, float((pa - pb).abs().max()))
-        # batched steps agree with single ones
         batch = int8.session((zero[0].repeat(1, 3, 1), zero[1].repeat(1, 3, 1)))
         single = int8.session(zero)
-        for i in ids.tolist()[:10]:
+        for i in notes.vocab.encode(TEXT).tolist()[:10]:
             rows = batch.step_batch(torch.tensor([i, i, i]))
             one = single.step(i)
         torch.testing.assert_close(rows, one.expand(3, -1), atol=1e-4, rtol=0)
-    assert 0 < worst < 5e-2  # close, and not secretly float32
 
 
 def test_an_unknown_kind_of_step_weights_is_refused(notes: Predictor) -> None:

@@ -77,7 +77,13 @@ class Decoding:
                 step, read_state = p._batch_session(start)
                 logits = step(torch.tensor([seq.first], device=p.device))[0]
                 state = read_state()
-            self._rebuild([*self.sequences, seq], self._logits_with(logits), state)
+            row = logits.float().reshape(1, -1)
+            if self.sequences:  # after the sequences already here
+                assert self._session_state is not None
+                h, c = self._session_state()
+                state = (torch.cat([h, state[0]], 1), torch.cat([c, state[1]], 1))
+                row = torch.cat([self._logits, row])
+            self._rebuild([*self.sequences, seq], row, state)
         return seq
 
     def step(self) -> list[tuple[Sequence, str]]:
@@ -115,10 +121,6 @@ class Decoding:
 
     # -- the batch's state ----------------------------------------------------------
 
-    def _logits_with(self, row: torch.Tensor) -> torch.Tensor:
-        row = row.float().reshape(1, -1)
-        return row if not self.sequences else torch.cat([self._logits, row])
-
     def _keep(self, rows: list[int]) -> None:
         """Keep only the sequences at `rows`."""
         kept = [self.sequences[i] for i in rows]
@@ -128,21 +130,12 @@ class Decoding:
         assert self._session_state is not None
         h, c = self._session_state()
         index = torch.tensor(rows, device=h.device)
-        self._rebuild(kept, self._logits[index], (h[:, index], c[:, index]), joined=False)
+        self._rebuild(kept, self._logits[index], (h[:, index], c[:, index]))
 
     def _rebuild(
-        self,
-        sequences: list[Sequence],
-        logits: torch.Tensor,
-        state: State | None,
-        *,
-        joined: bool = True,
+        self, sequences: list[Sequence], logits: torch.Tensor, state: State | None
     ) -> None:
-        """Make the batch `sequences`; with `joined`, `state` is the newest sequence's own
-        (L, 1, H) state, appended to the current batch's."""
-        if state is not None and joined and self._session_state is not None and self.sequences:
-            h0, c0 = self._session_state()
-            state = (torch.cat([h0, state[0]], 1), torch.cat([c0, state[1]], 1))
+        """Make the batch `sequences`, with their logits (B, V) and state (L, B, H)."""
         self.sequences = sequences
         self._logits = logits
         if state is None:
