@@ -39,12 +39,9 @@ class GenerationStats:
 class Stream:
     """The characters of one generation, as the engine makes them."""
 
-    def __init__(self, sequence: Sequence) -> None:
-        self.sequence = sequence
-        self.closed = sequence.done  # no more pieces will come, or the reader has gone
+    def __init__(self) -> None:
+        self.closed = False  # no more pieces will come, or the reader has gone
         self._pieces: asyncio.Queue[list[str] | BaseException | None] = asyncio.Queue()
-        if self.closed:
-            self._pieces.put_nowait(None)
 
     async def pieces(self) -> AsyncIterator[list[str]]:
         """Pieces of one or more characters, in order, until the generation ends."""
@@ -64,92 +61,115 @@ class Stream:
             self._pieces.put_nowait(None)
 
 
+_Produced = list[tuple[Stream, list[str], bool]]  # (stream, characters, finished)
+
+
 class GenerationEngine:
-    """Runs every /generate of a process (one event loop per process)."""
+    """Runs every /generate of a process (one event loop per process).
+
+    Each stream is handed to the compute thread with its prompt and is known there
+    from the moment its sequence joins, so no character can be made before its reader
+    exists; the compute thread drops the sequence of a stream whose reader has gone.
+    """
 
     def __init__(self, compute: ComputeThread, *, slice_s: float = 0.03) -> None:
         self.compute = compute
         self.slice_s = slice_s
         self.stats = GenerationStats()
-        self._streams: dict[Sequence, Stream] = {}
-        self._decodings: dict[int, Decoding] = {}  # by id(predictor); compute thread only
+        self._live = 0  # sequences joined and not yet ended (event loop)
         self._task: asyncio.Task[None] | None = None
+        # The compute thread's own: decodings by id(predictor), and each sequence's reader.
+        self._decodings: dict[int, Decoding] = {}
+        self._readers: dict[Sequence, Stream] = {}
 
     async def open(self, predictor: Predictor, prompt: str, config: SampleConfig) -> Stream:
         """Start a generation; raises the library's error for a bad prompt.
 
         A caller that goes away while its prompt is being read leaves no generation
-        behind: the joined sequence is dropped before the next step.
+        behind: its sequence is dropped before the next step.
         """
-        job = asyncio.ensure_future(self.compute.run(self._join, predictor, prompt, config))
+        stream = Stream()
+        self._live += 1  # counted before its sequence can end, so the count never falls short
+        job = asyncio.ensure_future(self.compute.run(self._join, predictor, prompt, config, stream))
         try:
-            sequence = await asyncio.shield(job)
+            joined = await asyncio.shield(job)
         except asyncio.CancelledError:
-            job.add_done_callback(self._abandon)
+            stream.cancel()  # if its sequence joins, it is dropped before the next step
+            job.add_done_callback(self._joined)
             raise
-        return self._register(sequence)
-
-    def _register(self, sequence: Sequence) -> Stream:
-        stream = Stream(sequence)
-        self.stats.generations += 1
-        if not stream.closed:
-            self._streams[sequence] = stream
-            self.stats.active = len(self._streams)
-            if self._task is None or self._task.done():
-                self._task = asyncio.get_running_loop().create_task(self._run())
+        except Exception:
+            self._joined(job)
+            raise
+        self._joined(job)
+        if not joined:  # nothing to make (length 0)
+            stream._put([], done=True)
         return stream
 
-    def _abandon(self, job: asyncio.Future[Sequence]) -> None:
-        if not job.cancelled() and job.exception() is None:
-            self._register(job.result()).cancel()
+    def _joined(self, job: asyncio.Future[bool]) -> None:
+        """Uncount a generation that did not join; keep the steps going for one that did."""
+        if job.cancelled() or job.exception() is not None or not job.result():
+            self._live -= 1
+        else:
+            self.stats.generations += 1
+            if self._task is None or self._task.done():
+                self._task = asyncio.get_running_loop().create_task(self._run())
+        self.stats.active = self._live
 
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for stream in self._streams.values():
+        for stream in await self.compute.run(self._forget):
             stream._put([], done=True)
-        self._streams.clear()
+        self._live = 0
 
     async def _run(self) -> None:
-        while self._streams:
-            gone = [seq for seq, stream in self._streams.items() if stream.closed]
-            for seq in gone:
-                del self._streams[seq]
+        while self._live > 0:
             try:
-                produced = await self.compute.run(self._advance, gone)
+                produced, ended = await self.compute.run(self._advance)
             except Exception as error:  # a failed step ends every generation it held
-                for stream in self._streams.values():
+                for stream in await self.compute.run(self._forget):
                     stream._put(error, done=True)
-                self._streams.clear()
-                await self.compute.run(self._decodings.clear)
+                self._live = self.stats.active = 0
                 break
-            for seq, chars in produced.items():
-                reader = self._streams.get(seq)
-                if reader is None:
-                    continue
-                reader._put(chars, seq.done)
-                if seq.done:
-                    del self._streams[seq]
-            self.stats.active = len(self._streams)
+            for stream, chars, finished in produced:
+                stream._put(chars, finished)
+            self._live -= ended
+            self.stats.active = self._live
 
     # -- on the compute thread -----------------------------------------------------
 
-    def _join(self, predictor: Predictor, prompt: str, config: SampleConfig) -> Sequence:
+    def _join(
+        self, predictor: Predictor, prompt: str, config: SampleConfig, stream: Stream
+    ) -> bool:
+        """Add the generation; False when it has nothing to make."""
         decoding = self._decodings.get(id(predictor)) or Decoding(predictor)
         sequence = decoding.join(prompt, config)
-        if len(decoding):
-            self._decodings[id(predictor)] = decoding
-        return sequence
+        if sequence.done:
+            return False
+        self._decodings[id(predictor)] = decoding
+        self._readers[sequence] = stream
+        return True
 
-    def _advance(self, gone: list[Sequence]) -> dict[Sequence, list[str]]:
-        """Drop `gone`, then step every generation until the slice is used up or other
-        work is waiting (at least one step)."""
-        for seq in gone:
-            for decoding in self._decodings.values():
+    def _forget(self) -> list[Stream]:
+        """End every generation; their streams."""
+        streams = list(self._readers.values())
+        self._readers.clear()
+        self._decodings.clear()
+        return streams
+
+    def _advance(self) -> tuple[_Produced, int]:
+        """Drop the sequences whose readers have gone, then step every generation until
+        the slice is used up or other work is waiting (at least one step). Returns the
+        characters made for each stream, and how many sequences ended."""
+        ended = 0
+        for decoding in self._decodings.values():
+            for seq in [s for s in decoding.sequences if self._readers[s].closed]:
                 decoding.drop(seq)
-        produced: dict[Sequence, list[str]] = {}
+                del self._readers[seq]
+                ended += 1
+        made: dict[Sequence, list[str]] = {}
         end = time.perf_counter() + self.slice_s
         while self._decodings:
             for key, decoding in list(self._decodings.items()):
@@ -158,9 +178,14 @@ class GenerationEngine:
                 self.stats.characters += len(batch)
                 self.stats.largest = max(self.stats.largest, len(batch))
                 for seq, char in batch:
-                    produced.setdefault(seq, []).append(char)
+                    made.setdefault(seq, []).append(char)
                 if not len(decoding):
                     del self._decodings[key]
             if self.compute.waiting or time.perf_counter() >= end:
                 break
-        return produced
+        produced: _Produced = []
+        for seq, chars in made.items():
+            stream = self._readers[seq] if not seq.done else self._readers.pop(seq)
+            produced.append((stream, chars, seq.done))
+            ended += seq.done
+        return produced, ended

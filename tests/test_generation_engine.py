@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from charlm import Predictor, SampleConfig
 from charlm_service.compute import ComputeThread
@@ -63,3 +64,39 @@ def test_streams_get_their_characters_and_a_reader_that_stops_drops_its_generati
     assert text == notes.generate("the ", SampleConfig(length=50, seed=3)).text
     assert got[:100] == notes.generate("a ", SampleConfig(length=100, seed=4)).text
     assert active == 0
+
+
+def test_generations_joining_a_running_batch_lose_no_characters(notes: Predictor) -> None:
+    """Characters made in the step right after a join reach their reader, however the
+    event loop orders the join's answer and the step's (a loop that is often busy, as
+    under load, sees both at once)."""
+
+    async def scenario() -> list[str]:
+        compute = ComputeThread()
+        engine = GenerationEngine(compute)
+        endless = await engine.open(notes, "a ", SampleConfig(length=1_000_000_000, seed=4))
+
+        async def one(seed: int) -> str:
+            stream = await engine.open(notes, "the ", SampleConfig(length=30, seed=seed))
+            return "".join([c async for piece in stream.pieces() for c in piece])
+
+        done = False
+
+        async def busy_loop() -> None:  # holds the event loop 20 ms at a time
+            while not done:
+                time.sleep(0.02)
+                await asyncio.sleep(0)
+
+        hog = asyncio.ensure_future(busy_loop())
+        texts = await asyncio.gather(*(one(seed) for seed in range(12)))
+        done = True
+        await hog
+        endless.cancel()
+        await engine.close()
+        compute.close()
+        return list(texts)
+
+    texts = asyncio.run(scenario())
+    alone = [notes.generate("the ", SampleConfig(length=30, seed=seed)).text for seed in range(12)]
+    assert [len(t) for t in texts] == [30] * 12
+    assert texts == alone
