@@ -1,12 +1,15 @@
 """Validation loss per CPU-minute: charlm's defaults for a corpus of this size against a
 plain PyTorch LSTM written here, at equal wall-clock budgets.
 
-    python bench/quality.py [--corpus tinyshakespeare|python-stdlib|PATH]
+    python bench/quality.py [--corpus tinyshakespeare|python-stdlib|python-docs|PATH]
                             [--budgets 2 5 15] [--only charlm|plain] [--plain-setting S]
                             [--set key=value ...]
 
 The corpus is tiny Shakespeare by default; `python-stdlib` is the 4.5 MB of Python
-source in ../shared/corpora, a corpus of another kind (166 symbols).
+source in ../shared/corpora, a corpus of another kind (166 symbols); `python-docs` is a
+third, used only to check the defaults after they were chosen on the other two: the
+English prose of the Python reference's topics (465 KB, 103 symbols), written out from
+the `pydoc_data` package of the Python running the script.
 
 The split is nanoGPT's: the first 90% trains, the last 10% validates. Both models are
 scored the same way after their runs, on two metrics:
@@ -56,7 +59,20 @@ WINDOW = 256
 N_WINDOWS = 400
 
 
+def python_docs() -> Path:
+    """The third corpus, held out from every choice of default: the English text of the
+    Python reference's topics as this Python ships them (`pydoc_data.topics`, 79 topics,
+    about 465,000 characters), joined in name order into a file in the temporary directory."""
+    from pydoc_data.topics import topics
+
+    path = Path(tempfile.gettempdir()) / "python-docs.txt"
+    path.write_text("\n\n".join(topics[k] for k in sorted(topics)), encoding="utf-8")
+    return path
+
+
 def find_corpus(name: str = "tinyshakespeare") -> Path | None:
+    if name == "python-docs":
+        return python_docs()
     if name not in ("tinyshakespeare", "python-stdlib"):
         return Path(name) if Path(name).is_file() else None
     candidates = [REPO.parent / "shared" / "corpora" / f"{name}.txt"]

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.func import functional_call
 
 from charlm._config import check_int, check_number, from_dict, setting
 
@@ -42,6 +43,11 @@ class ModelConfig:
     hidden_size: int = setting(256, "LSTM units per layer")
     num_layers: int = setting(2, "stacked LSTM layers")
     dropout: float = setting(0.0, "dropout between LSTM layers and before the output projection")
+    weight_drop: float = setting(
+        0.0,
+        "share of the recurrent (hidden-to-hidden) weights zeroed while training, a new "
+        "draw every step (AWD-LSTM's weight drop)",
+    )
 
     def __post_init__(self) -> None:
         check_int("model vocab_size", self.vocab_size, 1, MAX_VOCAB)
@@ -49,6 +55,7 @@ class ModelConfig:
         check_int("model hidden_size", self.hidden_size, 1, MAX_WIDTH)
         check_int("model num_layers", self.num_layers, 1, MAX_LAYERS)
         check_number("model dropout", self.dropout, minimum=0.0, below=1.0)
+        check_number("model weight_drop", self.weight_drop, minimum=0.0, below=1.0)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,7 +84,14 @@ class ModelConfig:
 
 
 class CharLSTM(nn.Module):
-    """Embedding -> `nn.LSTM` -> dropout -> linear projection to vocabulary logits."""
+    """Embedding -> `nn.LSTM` -> dropout -> linear projection to vocabulary logits.
+
+    With `weight_drop` p > 0, each training forward zeroes a random share p of every
+    hidden-to-hidden weight matrix and scales the rest by 1/(1 - p) (DropConnect on the
+    recurrent weights, as AWD-LSTM regularises), one draw per call shared by all streams
+    and time steps. Only the weights change, so the fused LSTM kernel still runs;
+    evaluation and inference use the weights as they are.
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -122,9 +136,21 @@ class CharLSTM(nn.Module):
         Returns logits (B, T, V) and the state after the last position.
         """
         x = self.embedding(ids)  # (B, T, E)
-        out, (h, c) = self.lstm(x, state)  # out: (B, T, H)
+        if self.training and self.config.weight_drop > 0:
+            out, (h, c) = functional_call(self.lstm, self._dropped_weights(), (x, state))
+        else:
+            out, (h, c) = self.lstm(x, state)  # out: (B, T, H)
         logits = self.head(self.dropout(out))  # (B, T, V)
         return logits, (h, c)
+
+    def _dropped_weights(self) -> dict[str, torch.Tensor]:
+        """The LSTM's parameters with weight drop applied to each `weight_hh`."""
+        p = self.config.weight_drop
+        weights = dict(self.lstm.named_parameters())
+        for layer in range(self.config.num_layers):
+            name = f"weight_hh_l{layer}"
+            weights[name] = nn.functional.dropout(weights[name], p, training=True)
+        return weights
 
     def read_batch(self, sequences: list[torch.Tensor]) -> tuple[torch.Tensor, State]:
         """Read texts of different lengths together, each from zero state.

@@ -73,6 +73,8 @@ for key, value, what in [
     ("vocab_size", True, "a boolean vocabulary size"),
     ("dropout", 1.5, "dropout over 1"),
     ("dropout", "0.1", "a string dropout"),
+    ("weight_drop", 1.0, "weight drop of 1 (every recurrent weight dropped)"),
+    ("weight_drop", -0.1, "a negative weight drop"),
     ("colour", "red", "an unknown model config key"),
 ]:
     manifest_edit(f"model-{key}-{value!s:.12}", what, _set("model_config", key, value))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,10 @@ def test_dropout_is_off_when_the_budget_cannot_overfit() -> None:
     small, said = dropout_for_budget(model, fit_, train, 1_000_000)  # 3.7 epochs: can overfit
     assert small.dropout == 0.2 and said == ""
     assert OVERFIT_EPOCHS == 3.0
+
+    dropped = replace(model, weight_drop=0.25)
+    off, said = dropout_for_budget(dropped, fit_, train, 4_000_000)
+    assert (off.dropout, off.weight_drop) == (0.0, 0.0)
+    assert "--dropout 0.2 --weight-drop 0.25 keeps it" in said
+    only_wd, said = dropout_for_budget(replace(dropped, dropout=0.0), fit_, train, 4_000_000)
+    assert only_wd.weight_drop == 0.0 and said.endswith("(--weight-drop 0.25 keeps it)")

@@ -9,9 +9,14 @@ from charlm.model import CharLSTM, ModelConfig
 
 
 def naive_forward(
-    model: CharLSTM, ids: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor
+    model: CharLSTM,
+    ids: torch.Tensor,
+    h0: torch.Tensor,
+    c0: torch.Tensor,
+    weights_hh: dict[int, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A per-timestep LSTM written out by hand from the model's own weights."""
+    """A per-timestep LSTM written out by hand from the model's own weights (or, for the
+    layers in `weights_hh`, the recurrent weights given there)."""
     cfg = model.config
     x = model.embedding.weight[ids]  # (B, T, E)
     h = [h0[layer] for layer in range(cfg.num_layers)]
@@ -21,7 +26,7 @@ def naive_forward(
         inp = x[:, t]
         for layer in range(cfg.num_layers):
             w_ih = getattr(model.lstm, f"weight_ih_l{layer}")
-            w_hh = getattr(model.lstm, f"weight_hh_l{layer}")
+            w_hh = (weights_hh or {}).get(layer, getattr(model.lstm, f"weight_hh_l{layer}"))
             b = getattr(model.lstm, f"bias_ih_l{layer}") + getattr(model.lstm, f"bias_hh_l{layer}")
             gates = inp @ w_ih.T + h[layer] @ w_hh.T + b
             i, f, g, o = gates.chunk(4, dim=1)
@@ -50,6 +55,39 @@ def test_forward_matches_naive_lstm() -> None:
     torch.testing.assert_close(logits, ref_logits, atol=1e-12, rtol=0)
     torch.testing.assert_close(h, ref_h, atol=1e-12, rtol=0)
     torch.testing.assert_close(c, ref_c, atol=1e-12, rtol=0)
+
+
+def test_weight_drop_masks_the_recurrent_weights_while_training_only() -> None:
+    model = make(weight_drop=0.5, hidden_size=6).double().train()
+    ids = torch.randint(0, 7, (3, 6))
+    h0 = torch.randn(2, 3, 6, dtype=torch.float64)
+    c0 = torch.randn(2, 3, 6, dtype=torch.float64)
+    torch.manual_seed(3)
+    logits, (h, _) = model(ids, (h0, c0))
+    torch.manual_seed(3)  # the same draws, made by hand: layer 0's mask, then layer 1's
+    dropped = {
+        layer: F.dropout(getattr(model.lstm, f"weight_hh_l{layer}"), 0.5, training=True)
+        for layer in range(2)
+    }
+    ref_logits, ref_h, _ = naive_forward(model, ids, h0, c0, dropped)
+    torch.testing.assert_close(logits, ref_logits, atol=1e-12, rtol=0)
+    torch.testing.assert_close(h, ref_h, atol=1e-12, rtol=0)
+    for layer, masked in dropped.items():
+        kept = getattr(model.lstm, f"weight_hh_l{layer}").detach() * 2  # scaled by 1/(1 - p)
+        assert ((masked == 0) | torch.isclose(masked, kept)).all()
+        assert 0.3 < (masked == 0).double().mean() < 0.7
+
+    logits.sum().backward()  # a dropped connection gets no gradient, a kept one does
+    for layer, masked in dropped.items():
+        grad = getattr(model.lstm, f"weight_hh_l{layer}").grad
+        assert grad is not None
+        assert (grad[masked == 0] == 0).all() and (grad[masked != 0] != 0).all()
+
+    model.eval()  # evaluation reads the weights as they are, with no draw
+    with torch.no_grad():
+        logits, _ = model(ids, (h0, c0))
+        plain, _, _ = naive_forward(model, ids, h0, c0)
+    torch.testing.assert_close(logits, plain, atol=1e-12, rtol=0)
 
 
 def test_float32_forward_within_1e6_of_float64_reference() -> None:
@@ -135,10 +173,18 @@ def test_softmax_is_not_applied_inside_the_model() -> None:
 
 
 def test_config_validation_and_round_trip() -> None:
-    cfg = ModelConfig(vocab_size=3, hidden_size=8, num_layers=1, dropout=0.2)
+    cfg = ModelConfig(vocab_size=3, hidden_size=8, num_layers=1, dropout=0.2, weight_drop=0.3)
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+    older = {k: v for k, v in cfg.to_dict().items() if k != "weight_drop"}
+    assert ModelConfig.from_dict(older).weight_drop == 0.0  # checkpoints written before it
     with pytest.raises(ConfigError, match="unknown keys: bogus"):
         ModelConfig.from_dict({**cfg.to_dict(), "bogus": 1})
-    for bad in ({"hidden_size": 0}, {"num_layers": -1}, {"dropout": 1.0}, {"vocab_size": 1.5}):
+    for bad in (
+        {"hidden_size": 0},
+        {"num_layers": -1},
+        {"dropout": 1.0},
+        {"vocab_size": 1.5},
+        {"weight_drop": 1.0},
+    ):
         with pytest.raises(ConfigError):
             ModelConfig(**{**cfg.to_dict(), **bad})

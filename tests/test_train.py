@@ -31,7 +31,13 @@ from charlm.vocab import Vocabulary
 
 from .conftest import CORPORA
 
-SMALL_MODEL = {"embedding_dim": 8, "hidden_size": 16, "num_layers": 2, "dropout": 0.1}
+SMALL_MODEL = {
+    "embedding_dim": 8,
+    "hidden_size": 16,
+    "num_layers": 2,
+    "dropout": 0.1,
+    "weight_drop": 0.2,
+}
 
 
 def test_lr_schedule_warms_up_then_decays_to_the_floor() -> None:

@@ -96,14 +96,22 @@ def fit_to_budget(
 def dropout_for_budget(
     model_config: ModelConfig, fit: BudgetFit, train_config: TrainConfig, train_chars: int
 ) -> tuple[ModelConfig, str]:
-    """`model_config` without dropout when the budget holds under `OVERFIT_EPOCHS` of
-    `train_chars`, and the line that says so ('' when it is kept)."""
+    """`model_config` without dropout or weight drop when the budget holds under
+    `OVERFIT_EPOCHS` of `train_chars`, and the line that says so ('' when they are kept)."""
     epochs = fit.epochs(train_chars, train_config.batch_size, train_config.seq_len)
-    if epochs >= OVERFIT_EPOCHS or model_config.dropout == 0:
+    kept = [
+        f"--{flag} {value:g}"
+        for flag, value in (
+            ("dropout", model_config.dropout),
+            ("weight-drop", model_config.weight_drop),
+        )
+        if value > 0
+    ]
+    if epochs >= OVERFIT_EPOCHS or not kept:
         return model_config, ""
-    return replace(model_config, dropout=0.0), (
+    return replace(model_config, dropout=0.0, weight_drop=0.0), (
         f"the budget holds about {epochs:.1f} epochs of this corpus, too few to overfit: "
-        f"training without dropout (--dropout {model_config.dropout:g} keeps it)"
+        f"training without dropout ({' '.join(kept)} keeps it)"
     )
 
 
