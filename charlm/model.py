@@ -146,7 +146,7 @@ class CharLSTM(nn.Module):
     def _dropped_weights(self) -> dict[str, torch.Tensor]:
         """The LSTM's parameters with weight drop applied to each `weight_hh`."""
         p = self.config.weight_drop
-        weights = dict(self.lstm.named_parameters())
+        weights: dict[str, torch.Tensor] = dict(self.lstm.named_parameters())
         for layer in range(self.config.num_layers):
             name = f"weight_hh_l{layer}"
             weights[name] = nn.functional.dropout(weights[name], p, training=True)

@@ -1,7 +1,8 @@
 """Learning curves as a PNG, drawn from a run's `metrics.jsonl`.
 
-Four panels: training and validation loss against steps and against wall time, the
-gradient norm before clipping, and the learning rate. `PlotCallback` keeps
+Four panels: training and validation loss against steps (with a dashed line where a
+diagnostic detector fired, named) and against wall time, the gradient norm before
+clipping, and the learning rate. `PlotCallback` keeps
 `learning_curves.png` next to the checkpoint up to date while training runs: it redraws
 at evaluations (at most every few seconds, so drawing never costs more than a small
 share of a run) and always when the run ends. matplotlib is imported only to draw.
@@ -45,6 +46,7 @@ def plot_metrics(directory: str | Path, out: str | Path | None = None) -> Path:
     rows = read_metrics(directory / METRICS_FILE)
     train = [r for r in rows if r.get("kind") == "train"]
     evals = [r for r in rows if r.get("kind") == "eval"]
+    findings = [r for r in rows if r.get("kind") == "diagnosis" and isinstance(r.get("step"), int)]
 
     def series(rs: list[dict[str, Any]], x: str, y: str) -> tuple[list[float], list[float]]:
         pairs = [(r[x], r[y]) for r in rs if r.get(x) is not None and r.get(y) is not None]
@@ -63,6 +65,8 @@ def plot_metrics(directory: str | Path, out: str | Path | None = None) -> Path:
         val_xy = series(evals, x, "val_loss")
         ax.plot(*train_xy, label="train", color="#4477aa", linewidth=1)
         ax.plot(*val_xy, "o-", label="validation", color="#ee6677", markersize=3)
+        if x == "step":
+            _mark_findings(ax, findings)
         ax.set_xlabel(label)
         ax.set_ylabel("loss (nats/char)")
         log_scale_if_positive(ax, train_xy[1] + val_xy[1])
@@ -92,6 +96,22 @@ def plot_metrics(directory: str | Path, out: str | Path | None = None) -> Path:
     plt.close(fig)
     os.replace(tmp, target)
     return target
+
+
+def _mark_findings(ax: Any, findings: list[dict[str, Any]]) -> None:
+    """A dashed line at each step where a detector fired, labelled with its name."""
+    for i, f in enumerate(findings):
+        ax.axvline(f["step"], color="#cc6600", linestyle="--", linewidth=1)
+        ax.annotate(
+            str(f.get("name", "")).replace("_", " "),
+            xy=(f["step"], 1 - 0.07 * (i % 4)),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -3),
+            textcoords="offset points",
+            va="top",
+            fontsize=8,
+            color="#cc6600",
+        )
 
 
 class PlotCallback(TrainCallback):

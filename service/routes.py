@@ -110,6 +110,14 @@ async def list_models(reg: Registry, cpu: Compute) -> S.ModelsResponse:
     return S.ModelsResponse(models=models, errors=reg.errors())
 
 
+@router.get("/models/{name}", response_model=S.ModelInfo, responses=_ERRORS)
+async def get_model(name: str, reg: Registry, cpu: Compute) -> S.ModelInfo:
+    """One model's card: architecture, vocabulary, how it was trained, and the diagnosis
+    of the run that made it."""
+    model = await _model(reg, cpu, name)
+    return S.ModelInfo(**model.predictor.card.model_dump(), loaded_at=model.loaded_at)
+
+
 @router.post("/models/reload", response_model=S.ReloadResponse, responses=_ERRORS)
 async def reload_models(body: S.ReloadRequest, reg: Registry, cpu: Compute) -> S.ReloadResponse:
     """Rescan the checkpoints directory. Takes a JSON body (`{}`), so that no cross-site

@@ -47,6 +47,16 @@ def notes_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def overfit_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """notes.txt trained with the tiny preset for 1,000 steps, `--patience 0` (never stop
+    early): the overfitting detector fires (the validation loss is lowest at step 300)."""
+    directory = tmp_path_factory.mktemp("overfit-run") / "overfit"
+    overrides = {"max_steps": 1000, "patience": 0}
+    fit(CORPORA / "notes.txt", directory, train_overrides=overrides, plots=False)
+    return directory
+
+
+@pytest.fixture(scope="session")
 def notes(notes_dir: Path) -> Predictor:
     return Predictor.from_checkpoint(notes_dir)
 

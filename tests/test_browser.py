@@ -53,11 +53,15 @@ def browser() -> Iterator[object]:
 
 @pytest.fixture(scope="module")
 def server(
-    tmp_path_factory: pytest.TempPathFactory, alphabet_dir: Path, notes_dir: Path
+    tmp_path_factory: pytest.TempPathFactory,
+    alphabet_dir: Path,
+    notes_dir: Path,
+    overfit_dir: Path,
 ) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("browser") / "checkpoints"
     copy_checkpoint(alphabet_dir, root / "alphabet")
     copy_checkpoint(notes_dir, root / "notes")
+    copy_checkpoint(overfit_dir, root / "overfit")
     s = Server(root)
     yield s
     s.stop()
@@ -103,8 +107,9 @@ def page(browser: object) -> Iterator[Page]:
 def test_alphabet_is_shaded_near_certain(page: Page, server: Server, tmp_path: Path) -> None:
     page.open_inspector(server, "alphabet")
     names = page.page.eval_on_selector_all("#model option", "os => os.map(o => o.value)")
-    assert names == ["alphabet", "notes"]
+    assert names == ["alphabet", "notes", "overfit"]
     assert "26 symbols" in page.page.inner_text("#model-info")
+    assert "no detector fired" in page.page.inner_text("#model-diagnosis")
     page.type_text("abcdefg")
     assert page.page.locator(".cl-context").count() == 1  # 'a' has no prediction
     probs = page.probs(".cl-scored")
@@ -119,6 +124,19 @@ def test_alphabet_is_shaded_near_certain(page: Page, server: Server, tmp_path: P
     assert "min probability 99.9" in page.page.inner_text(".cl-summary")
     page.page.screenshot(path=str(tmp_path / "inspector.png"), full_page=True)
     assert (tmp_path / "inspector.png").stat().st_size > 10_000
+
+
+def test_the_training_diagnosis_is_shown_beside_the_model(page: Page, server: Server) -> None:
+    page.open_inspector(server, "overfit")
+    box = page.page.locator("#model-diagnosis")
+    box.locator("summary").wait_for()
+    assert "1 finding" in box.inner_text()
+    title = box.locator("summary").inner_text()
+    assert title.startswith("overfitting (step ") and "validation loss rose" in title
+    page.page.click("#model-diagnosis summary")
+    assert "try: --dropout" in box.inner_text()
+    page.page.select_option("#model", "alphabet")
+    assert "no detector fired" in box.inner_text()
 
 
 def test_continue_appends_the_cycle(page: Page, server: Server) -> None:

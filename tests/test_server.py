@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import math
 import os
 import socket
 import time
@@ -53,6 +54,13 @@ def test_every_endpoint(server: Server) -> None:
     with httpx.Client(base_url=server.url, timeout=30) as c:
         assert c.get("/health").json()["models"] == ["alphabet", "notes"]
         assert [m["name"] for m in c.get("/models").json()["models"]] == ["alphabet", "notes"]
+        card = c.get("/models/alphabet").json()
+        assert card["name"] == "alphabet" and card["vocab_size"] == 26
+        diagnosis = card["training"]["diagnosis"]
+        assert diagnosis["healthy"] is True and diagnosis["findings"] == []
+        assert diagnosis["unigram_level"] == pytest.approx(math.log(26))
+        r = c.get("/models/nothing")
+        assert r.status_code == 404 and r.json()["error"]["type"] == "unknown_model"
         body = c.post(
             "/predict", json={"model": "alphabet", "text": "abc", "continuation_length": 100}
         ).json()

@@ -59,8 +59,9 @@ def test_train_config_rejects_impossible_values() -> None:
         {"val_fraction": 1.0},
         {"split": "random"},
         {"max_minutes": 0},
-        {"patience": 0},
+        {"patience": -1},
         {"reset_prob": 2},
+        {"signals": "some"},
     ):
         with pytest.raises(ConfigError):
             TrainConfig(**bad)  # type: ignore[arg-type]

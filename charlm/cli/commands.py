@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from pydantic import BaseModel
 from charlm import checkpoint, download, render
 from charlm.cli.parser import SERVICE_SETTINGS, service_settings
 from charlm.data import read_corpus, split_text
+from charlm.diagnostics.report import diagnose_checkpoint, diagnose_log
 from charlm.errors import ConfigError, InputError
 from charlm.flags import given
 from charlm.inference import Predictor, SampleConfig
@@ -177,6 +179,24 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    """A run's diagnosis; exit status 0 whatever it finds (a finding is not an error)."""
+    if (args.checkpoint is None) == (args.log is None):
+        raise InputError("give a checkpoint or --log FILE (one of the two)")
+    if args.log is not None:
+        corpus = read_corpus(_resolve_corpus(args.corpus)) if args.corpus else None
+        diagnosis = diagnose_log(args.log, corpus)
+    else:
+        if args.corpus:
+            raise InputError("--corpus goes with --log; a checkpoint has its reference levels")
+        diagnosis = diagnose_checkpoint(checkpoint.resolve(args.checkpoint, args.checkpoints_dir))
+    if args.json:
+        print(json.dumps(diagnosis.to_dict(), indent=2))
+    else:
+        print(diagnosis.render())
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run uvicorn on the service's app factory; the settings travel to every worker
     process as CHARLM_* environment variables."""
@@ -229,4 +249,5 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "corpus": cmd_corpus,
     "serve": cmd_serve,
     "plot": cmd_plot,
+    "diagnose": cmd_diagnose,
 }

@@ -105,7 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
         TrainConfig,
         skip={"eval_max_chars", "log_interval"},
         defaults=_preset_defaults("train", TrainConfig),
-        choices={"precision": ("auto", "fp32", "bf16"), "split": ("interleaved", "tail")},
+        choices={
+            "precision": ("auto", "fp32", "bf16"),
+            "split": ("interleaved", "tail"),
+            "signals": ("on", "off"),
+        },
     )
 
     p = command("predict", "next-character distribution and greedy continuation")
@@ -173,6 +177,34 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument(
         "--out", type=Path, metavar="FILE", help="PNG file (default: learning_curves.png beside it)"
     )
+
+    dg = command(
+        "diagnose",
+        "what a training run learned and what went wrong, in words, with what to try",
+    )
+    dg.add_argument(
+        "checkpoint", nargs="?", help="checkpoint directory, or a name under --checkpoints-dir"
+    )
+    dg.add_argument(
+        "--checkpoints-dir",
+        type=Path,
+        metavar="DIR",
+        default=Path("checkpoints"),
+        help="the directory that holds checkpoints, by name",
+    )
+    dg.add_argument(
+        "--log",
+        type=Path,
+        metavar="FILE",
+        help="read this log of another training loop instead: CSV with a header, or JSON "
+        "Lines; columns step, loss and optionally val_loss, grad_norm, lr",
+    )
+    dg.add_argument(
+        "--corpus",
+        metavar="FILE",
+        help="with --log: the text that run trained on (gives the reference levels)",
+    )
+    dg.add_argument("--json", action="store_true", help="print JSON")
 
     c = command("corpus", "download well-known corpora")
     csub = c.add_subparsers(dest="corpus_command", required=True, metavar="ACTION")

@@ -93,6 +93,56 @@ class EvalResult(_Result):
     chars: int = Field(description="Characters predicted (the first one is context only).")
 
 
+class FindingResult(_Result):
+    """What a training detector saw (see `charlm.diagnostics.detectors`)."""
+
+    name: str = Field(description="The detector, e.g. overfitting.")
+    step: int = Field(description="The step at which it fired.")
+    seen: str = Field(description="What was seen, with figures.")
+    causes: str = Field(description="The likely causes.")
+    advice: str = Field(description="What to try, with the flag to change.")
+
+
+class RunDiagnosis(_Result):
+    """The diagnosis the trainer made while the model trained."""
+
+    healthy: bool = Field(description="True when no detector fired.")
+    unigram_level: float | None = Field(
+        None, description="Entropy of the training text's character frequencies (nats)."
+    )
+    repeat_level: float | None = Field(
+        None, description="Loss of predicting the last character again (nats)."
+    )
+    findings: list[FindingResult]
+
+    @classmethod
+    def from_summary(cls, summary: dict[str, Any]) -> RunDiagnosis | None:
+        """From a checkpoint's summary; None for one written before diagnostics. Values
+        of the wrong type are left out, texts cut to 1,000 characters, findings to 20."""
+        from charlm.diagnostics import Finding, ReferenceLevels
+
+        raw = summary.get("diagnoses")
+        if not isinstance(raw, list):
+            return None
+        found = [f for f in (Finding.from_dict(d) for d in raw[:20]) if f is not None]
+        ref = ReferenceLevels.from_dict(summary.get("references"))
+        return cls(
+            healthy=not found,
+            unigram_level=ref.unigram if ref else None,
+            repeat_level=ref.repeat if ref else None,
+            findings=[
+                FindingResult(
+                    name=f.name[:100],
+                    step=f.step,
+                    seen=f.seen[:1000],
+                    causes=f.causes[:1000],
+                    advice=f.advice[:1000],
+                )
+                for f in found
+            ],
+        )
+
+
 class TrainingSummary(_Result):
     """How the model was trained, from its checkpoint (absent values are null)."""
 
@@ -106,6 +156,9 @@ class TrainingSummary(_Result):
     stop_reason: str | None = None
     corpus: str | None = Field(None, description="The corpus file's name (no directories).")
     preset: str | None = None
+    diagnosis: RunDiagnosis | None = Field(
+        None, description="What the training detectors found (null: trained before them)."
+    )
 
     @classmethod
     def from_summary(cls, summary: dict[str, Any]) -> TrainingSummary:
@@ -120,7 +173,7 @@ class TrainingSummary(_Result):
             if isinstance(value, str):
                 value = value[:200]
             values[name] = value
-        return cls(**values)
+        return cls(**values, diagnosis=RunDiagnosis.from_summary(summary))
 
 
 _SUMMARY_TYPES: dict[str, tuple[type, ...]] = {

@@ -38,7 +38,9 @@ class TrainConfig:
     eval_interval: int = setting(100, "steps between evaluations and saves")
     eval_max_chars: int = setting(262_144, "most validation characters read per evaluation")
     target_loss: float | None = setting(None, "stop once the validation loss is this low")
-    patience: int | None = setting(None, "stop after this many evaluations without gain")
+    patience: int | None = setting(
+        None, "stop after this many evaluations without gain (0: never stop early)"
+    )
     val_fraction: float = setting(0.1, "share of the corpus held out for validation")
     split: str = setting("interleaved", "validation layout: interleaved or tail (see README)")
     seed: int = setting(0, "random seed (same seed, same run on a CPU)")
@@ -46,6 +48,12 @@ class TrainConfig:
     reset_prob: float = setting(0.05, "chance that a stream's carried state is zeroed per window")
     precision: str = setting(
         "auto", "fp32, bf16 (autocast), or auto: bf16 for 256+ units where the CPU has it"
+    )
+    signals: str = setting(
+        "on",
+        "on: every metrics row also records per-layer gradient norms, update ratios and "
+        "gate statistics; off: not these (the detectors still read the losses and the "
+        "gradient norm)",
     )
 
     def __post_init__(self) -> None:
@@ -62,12 +70,13 @@ class TrainConfig:
         check_number("val_fraction", self.val_fraction, minimum=0.0, below=1.0)
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("split", self.split, SPLITS)
+        check_choice("signals", self.signals, ("on", "off"))
         if self.max_minutes is not None:
             check_number("max_minutes", self.max_minutes, above=0.0)
         if self.target_loss is not None:
             check_number("target_loss", self.target_loss, minimum=0.0)
         if self.patience is not None:
-            check_int("patience", self.patience, 1)
+            check_int("patience", self.patience, 0)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -36,7 +36,15 @@ __all__ = ["BUDGET_ONLY_MAX_STEPS", "RESUMABLE_OVERRIDES", "fit"]
 log = logging.getLogger(__name__)
 
 RESUMABLE_OVERRIDES = frozenset(
-    {"max_steps", "max_minutes", "target_loss", "patience", "eval_interval", "log_interval"}
+    {
+        "max_steps",
+        "max_minutes",
+        "target_loss",
+        "patience",
+        "eval_interval",
+        "log_interval",
+        "signals",
+    }
 )
 """Training settings a resumed run may change; every other one must match."""
 

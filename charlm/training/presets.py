@@ -48,6 +48,10 @@ _TINY = Preset(
         "eval_interval": 100,
         "log_interval": 10,
         "reset_prob": 0.5,
+        # A corpus this small is learned by heart within a few hundred steps (notes.txt:
+        # best validation loss at step 300 of 1000, 0.18 nats worse by the end): stop
+        # after 3 evaluations without a gain.
+        "patience": 3,
     },
 )
 

@@ -9,6 +9,11 @@ steps it keeps the run's `Progress`, writes metrics rows, evaluates every
 through `checkpoint.save`, decides when to stop, and calls the callbacks. A resumed run
 continues exactly where the saved one was.
 
+At each logging step it also records the run's health signals (`diagnostics.signals`)
+and hands every logged row to the run's `diagnostics.History`, whose detectors say in
+words what is going wrong: each finding is logged as a warning, written to
+metrics.jsonl and kept in the checkpoint's summary.
+
 The trainer talks to the model only through `forward(ids, state)`, writes files only
 through `checkpoint.save` and `MetricsLog`, and reports progress through callbacks and
 `logging`, never `print`.
@@ -28,13 +33,17 @@ import torch
 from charlm import checkpoint
 from charlm.checkpoint import Progress, ResumeState
 from charlm.data import Split, Streams
-from charlm.errors import ConfigError, IncompatibleCheckpointError, TrainingError
+from charlm.diagnostics import Finding, History
+from charlm.diagnostics.monitor import Monitor
+from charlm.diagnostics.signals import gate_signals
+from charlm.errors import ConfigError, TrainingError
 from charlm.evaluation import evaluate_streams, validation_blocks
-from charlm.metrics import MetricsLog
+from charlm.metrics import METRICS_FILE, MetricsLog
 from charlm.model import CharLSTM, ModelConfig, State
 from charlm.runtime import Runtime, train_in_bf16
 from charlm.training.callbacks import EvalInfo, StepInfo, TrainCallback, TrainResult
 from charlm.training.config import TrainConfig, lr_at
+from charlm.training.restore import restore_run
 from charlm.training.step import StepOutcome, train_step
 from charlm.vocab import Vocabulary
 
@@ -56,6 +65,10 @@ _SUMMARY_PROGRESS = (
 
 class Trainer:
     """Fits a `CharLSTM` to a corpus split and writes checkpoints into `directory`."""
+
+    clear_gradients = True
+    """False lets gradients add up across steps (a missing `zero_grad`), for tests of the
+    detectors only."""
 
     def __init__(
         self,
@@ -90,12 +103,15 @@ class Trainer:
 
         torch.manual_seed(config.seed)
         self.data_rng = torch.Generator().manual_seed(config.seed + 1)
-        self.model = CharLSTM(model_config).to(self.device)
+        self.model = self.build_model(model_config).to(self.device)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
         train_ids = vocab.encode_compact(split.train, what="training text")
         self.streams = Streams(train_ids, config.batch_size, config.seq_len)
+        self.monitor = Monitor(
+            train_ids, len(vocab), config.clip, config.log_interval, config.signals == "on"
+        )
         self.val_blocks = validation_blocks(
             split.val_blocks, vocab, config.eval_max_chars, self.device
         )
@@ -105,7 +121,7 @@ class Trainer:
         self._has_best = resume_from is not None  # best weights of this run are on disk
         self._saved_step = 0
         if resume_from is not None:
-            self._restore(resume_from)
+            restore_run(self, resume_from)
             self._saved_step = self.progress.step
         if self.streams.batch_size != config.batch_size or self.streams.seq_len != config.seq_len:
             log.warning(
@@ -120,6 +136,15 @@ class Trainer:
                 "measured on the training text"
             )
 
+    def build_model(self, config: ModelConfig) -> CharLSTM:
+        """The model to train; tests replace it with broken ones to show the detectors."""
+        return CharLSTM(config)
+
+    def window(self, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The inputs and targets of the window at `start` of every stream, (B, T) each;
+        tests replace it with broken targets to show the detectors."""
+        return self.streams.window(start)
+
     @property
     def device(self) -> torch.device:
         return self.runtime.device
@@ -133,6 +158,8 @@ class Trainer:
     def run(self) -> TrainResult:
         """Train until `max_steps`, the time budget, a target loss or lost patience."""
         p = self.progress
+        if p.step > 0:
+            self.monitor.replay(self.directory / METRICS_FILE, p.step)
         self._metrics = MetricsLog(self.directory, resumed_at=p.step if p.step > 0 else None)
         self.callback.on_start(self)
         self._t_run = time.perf_counter()
@@ -180,8 +207,9 @@ class Trainer:
         spent = time.perf_counter() - self._t_run - self._paused_s
         return spent / (self.config.max_minutes * 60)
 
-    def _step(self) -> tuple[StepOutcome, float, float, int]:
-        """Take the next window and train on it: (outcome, lr, seconds, characters)."""
+    def _step(self) -> tuple[StepOutcome, float, float, int, dict[str, Any] | None]:
+        """Take the next window and train on it: (outcome, lr, seconds, characters, the
+        gate signals of a logging step)."""
         p = self.progress
         t0 = time.perf_counter()
         if p.window == 0:
@@ -190,9 +218,11 @@ class Trainer:
         elif self.config.reset_prob > 0 and self.state is not None:
             self.state = self._reset_some(self.state)
         starts = self.streams.window_starts(p.offset)
-        x, y = self.streams.window(starts[p.window])
+        x, y = self.window(starts[p.window])
         x, y = x.to(self.device), y.to(self.device)
         lr = lr_at(p.step, self.config, self._budget_used())
+        probe = self.monitor.probes(p.step + 1)
+        gates = gate_signals(self.model, x, self.state) if probe else None
         outcome = train_step(
             self.model,
             self.optimizer,
@@ -202,8 +232,13 @@ class Trainer:
             lr=lr,
             clip=self.config.clip,
             bf16=self.bf16,
+            probe=probe,
+            clear_gradients=self.clear_gradients,
         )
         if not math.isfinite(outcome.loss):
+            self._diagnose(
+                {"kind": "nonfinite", "step": p.step + 1, "loss": outcome.loss, "lr": lr}
+            )
             raise TrainingError(
                 f"training loss became {outcome.loss} at step {p.step + 1}; lower --lr "
                 f"or --clip ({self._kept()})"
@@ -218,11 +253,13 @@ class Trainer:
         if p.window >= len(starts):
             p.window = 0
             p.epoch += 1
-        return outcome, lr, time.perf_counter() - t0, x.numel()
+        return outcome, lr, time.perf_counter() - t0, x.numel(), gates
 
-    def _after_step(self, stepped: tuple[StepOutcome, float, float, int]) -> None:
+    def _after_step(
+        self, stepped: tuple[StepOutcome, float, float, int, dict[str, Any] | None]
+    ) -> None:
         """Count the step, log it, and evaluate, save and stop when it is time."""
-        outcome, lr, seconds, chars = stepped
+        outcome, lr, seconds, chars, gates = stepped
         cfg, p = self.config, self.progress
         self._timed[0] += seconds
         self._timed[1] += chars
@@ -230,6 +267,7 @@ class Trainer:
         p.elapsed_s = self._elapsed_before + time.perf_counter() - self._t_run - self._paused_s
         p.train_loss = outcome.loss
         self._losses.append(outcome.loss)
+        self.monitor.count(outcome.grad_norm)
         used = self._budget_used()
         info = StepInfo(
             step=p.step,
@@ -242,16 +280,19 @@ class Trainer:
             time_fraction=min(1.0, used),
         )
         if p.step % cfg.log_interval == 0:
-            self._metrics.write(
-                kind="train",
-                step=p.step,
-                time_s=round(p.elapsed_s, 4),
-                loss=sum(self._losses) / len(self._losses),
-                grad_norm=outcome.grad_norm,
-                lr=lr,
-                chars_per_s=round(info.chars_per_s, 1),
-            )
+            row: dict[str, Any] = {
+                "kind": "train",
+                "step": p.step,
+                "time_s": round(p.elapsed_s, 4),
+                "loss": sum(self._losses) / len(self._losses),
+                "grad_norm": outcome.grad_norm,
+                "lr": lr,
+                "chars_per_s": round(info.chars_per_s, 1),
+                **self.monitor.signals(outcome.grad_norms, outcome.update_ratios, gates),
+            }
+            self._metrics.write(**row)
             self._losses.clear()
+            self._diagnose(row)
         self.callback.on_step(info)
         if used >= 1.0:
             self.stop_reason = "time budget"
@@ -293,19 +334,21 @@ class Trainer:
             p.evals_since_best = 0
         else:
             p.evals_since_best += 1
-        self._metrics.write(
-            kind="eval",
-            step=p.step,
-            time_s=round(p.elapsed_s, 4),
-            val_loss=val_loss,
-            val_bits_per_char=val_loss / math.log(2),
-            best_val_loss=p.best_val_loss,
-            eval_s=round(eval_s, 4),
-        )
+        row = {
+            "kind": "eval",
+            "step": p.step,
+            "time_s": round(p.elapsed_s, 4),
+            "val_loss": val_loss,
+            "val_bits_per_char": val_loss / math.log(2),
+            "best_val_loss": p.best_val_loss,
+            "eval_s": round(eval_s, 4),
+        }
+        self._metrics.write(**row)
+        self._diagnose(row)
         if not self.stop_reason:
             if cfg.target_loss is not None and val_loss <= cfg.target_loss:
                 self.stop_reason = "target loss"
-            elif cfg.patience is not None and p.evals_since_best >= cfg.patience:
+            elif cfg.patience and p.evals_since_best >= cfg.patience:
                 self.stop_reason = "no improvement"
         self._save(improved=improved)
         t0 = time.perf_counter()
@@ -315,6 +358,21 @@ class Trainer:
             )
         )
         self._paused_s += time.perf_counter() - t0  # plots and displays are not training
+
+    # -- diagnostics ----------------------------------------------------------
+
+    @property
+    def history(self) -> History:
+        return self.monitor.history
+
+    def _diagnose(self, row: dict[str, Any]) -> None:
+        """Hand a logged row to the detectors; log and record what fires."""
+        for finding in self.monitor.add(row):
+            self._report(finding)
+
+    def _report(self, finding: Finding) -> None:
+        log.warning("%s", finding.line())
+        self._metrics.write(kind="diagnosis", **finding.to_dict())
 
     # -- checkpoints ----------------------------------------------------------
 
@@ -328,6 +386,7 @@ class Trainer:
             "val_chars": int(self.val_blocks.numel()),
             "parameters": self.model.num_parameters(),
             "bf16": self.bf16,
+            **self.monitor.summary(),
             **self.corpus_info,
         }
 
@@ -352,32 +411,3 @@ class Trainer:
         )
         self._has_best = True
         self._saved_step = self.progress.step
-
-    def _restore(self, ckpt: checkpoint.Checkpoint) -> None:
-        saved = ckpt.load_resume()
-        try:
-            self.model.load_state_dict(saved.model)
-            opt_state = self.optimizer.state_dict()
-            opt_state["state"] = saved.optimizer
-            self.optimizer.load_state_dict(opt_state)
-            torch.set_rng_state(saved.rng)
-            self.data_rng.set_state(saved.data_rng)
-        except (KeyError, RuntimeError, ValueError) as e:
-            raise IncompatibleCheckpointError(
-                f"{ckpt.label}: resume state does not fit this model ({e})"
-            ) from e
-        if saved.carried is not None:
-            h, c = (t.to(self.device) for t in saved.carried)
-            expected = (self.model_config.num_layers, self.streams.batch_size)
-            if tuple(h.shape[:2]) != expected or h.shape != c.shape:
-                raise IncompatibleCheckpointError(
-                    f"{ckpt.label}: carried state has shape {tuple(h.shape)}, expected "
-                    f"{(*expected, self.model_config.hidden_size)}"
-                )
-            self.state = (h, c)
-        self.progress = saved.progress
-        if self.progress.window >= len(self.streams.window_starts(self.progress.offset)):
-            raise ConfigError(
-                f"{ckpt.label}: the corpus is laid out differently than when this checkpoint "
-                "was written; resume needs the same corpus and batch settings"
-            )

@@ -51,6 +51,33 @@
     return parts.join(" · ");
   }
 
+  function showDiagnosis(m) {
+    /* The training run's diagnosis, beside the model summary. Built with textContent
+     * only: the findings come from a checkpoint file. */
+    var box = $("model-diagnosis");
+    box.textContent = "";
+    var d = m && m.training && m.training.diagnosis;
+    if (!d) return;
+    var head = document.createElement("p");
+    head.className = "cl-diagnosis-head";
+    head.textContent = d.healthy
+      ? "Training diagnosis: no detector fired; the run looked healthy."
+      : "Training diagnosis: " + d.findings.length + " finding" + (d.findings.length > 1 ? "s" : "");
+    box.appendChild(head);
+    d.findings.forEach(function (f) {
+      var item = document.createElement("details");
+      var title = document.createElement("summary");
+      title.textContent = f.name.replace(/_/g, " ") + " (step " + f.step + "): " + f.seen;
+      item.appendChild(title);
+      [["likely", f.causes], ["try", f.advice]].forEach(function (pair) {
+        var line = document.createElement("p");
+        line.textContent = pair[0] + ": " + pair[1];
+        item.appendChild(line);
+      });
+      box.appendChild(item);
+    });
+  }
+
   function loadModels() {
     return api("/models").then(function (r) {
       var select = $("model");
@@ -66,6 +93,7 @@
         showError("No models are loaded: train one into the server's checkpoints directory.");
       }
       $("model-info").textContent = describeModel(state.models[model()]);
+      showDiagnosis(state.models[model()]);
     });
   }
 
@@ -181,6 +209,7 @@
   });
   $("model").addEventListener("change", function () {
     $("model-info").textContent = describeModel(state.models[model()]);
+    showDiagnosis(state.models[model()]);
     state.continuation = null;
     analyze();
   });

@@ -1,0 +1,17 @@
+"""Training diagnostics: signals recorded while a model trains, detectors that read them,
+and the report of a run (`charlm diagnose`).
+
+- `references`: the loss levels a model must beat on its training text.
+- `signals`: gradient norms per layer, update-to-weight ratios, gate statistics.
+- `findings`: what a detector reports, and the facts of a run it reads.
+- `detectors`: the rules, each with its thresholds.
+- `history`: a run's rows as the detectors read them; runs each detector once.
+- `report`: a run's diagnosis from its checkpoint or from a plain log of another loop.
+"""
+
+from charlm.diagnostics.detectors import DETECTORS
+from charlm.diagnostics.findings import Finding, RunFacts
+from charlm.diagnostics.history import History
+from charlm.diagnostics.references import ReferenceLevels
+
+__all__ = ["DETECTORS", "Finding", "History", "ReferenceLevels", "RunFacts"]

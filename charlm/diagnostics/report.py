@@ -1,0 +1,190 @@
+"""A run's diagnosis: what it learned against the reference levels, which detectors fired
+and when, the gradient and gate picture at its last logged step, and the advice.
+
+`diagnose_checkpoint(directory)` reads a charlm run (its summary and metrics.jsonl);
+`diagnose_log(path, corpus_text)` reads a plain log of any training loop (see `logs`),
+with the reference levels when the corpus is given. Both replay the rows through the
+same detectors the trainer runs. `Diagnosis.to_dict()` is the JSON form (`--json`, the
+service); `Diagnosis.render()` the text a person reads.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from charlm import checkpoint
+from charlm.diagnostics.findings import Finding, RunFacts
+from charlm.diagnostics.history import History
+from charlm.diagnostics.logs import read_log
+from charlm.diagnostics.references import ReferenceLevels
+from charlm.metrics import METRICS_FILE, read_metrics
+
+__all__ = ["Diagnosis", "diagnose_checkpoint", "diagnose_log", "diagnose_rows"]
+
+_BITS = 1 / math.log(2)
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    source: str
+    steps: int
+    references: ReferenceLevels | None
+    train_loss: float | None
+    """Mean of the last 3 logged training losses."""
+    val_loss: float | None
+    best_val_loss: float | None
+    best_step: int | None
+    findings: list[Finding] = field(default_factory=list)
+    signals: dict[str, Any] = field(default_factory=dict)
+    """The last logged training row's signals (gradient norms, update ratios, gates)."""
+
+    @property
+    def healthy(self) -> bool:
+        return not self.findings
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "steps": self.steps,
+            "healthy": self.healthy,
+            "references": self.references.to_dict() if self.references else None,
+            "train_loss": _finite_or_none(self.train_loss),
+            "val_loss": _finite_or_none(self.val_loss),
+            "best_val_loss": _finite_or_none(self.best_val_loss),
+            "best_step": self.best_step,
+            "findings": [f.to_dict() for f in self.findings],
+            "signals": self.signals,
+        }
+
+    def render(self) -> str:
+        lines = [f"Diagnosis of {self.source} ({self.steps:,} steps)", "", "What was learned"]
+        ref = self.references
+        if self.train_loss is not None:
+            lines.append(f"  training loss     {_nb(self.train_loss)} (mean of the last 3 logged)")
+        if self.best_val_loss is not None:
+            lines.append(
+                f"  validation loss   {_nb(self.best_val_loss)} at best (step {self.best_step})"
+                + (f", {_nb(self.val_loss)} at the end" if self.val_loss is not None else "")
+            )
+        if ref is not None:
+            reached = self.best_val_loss if self.best_val_loss is not None else self.train_loss
+            lines.append(f"  unigram level     {_nb(ref.unigram)}: character frequencies only")
+            lines.append(f"  repeat level      {_nb(ref.repeat)}: the last character again")
+            if reached is not None:
+                below = ref.beaten_by(reached)
+                lines.append(
+                    f"  {'beaten by' if below > 0 else 'NOT beaten: above by'} "
+                    f"{abs(below):.4f} nats ({abs(below) * _BITS:.3f} bits) per character"
+                )
+            if ref.determined_after is not None:
+                k = ref.determined_after
+                before = "the character" if k == 1 else f"the {k} characters"
+                lines.append(
+                    f"  {before} before each one decide{'s' if k == 1 else ''} it: a working "
+                    "model gets close to 0"
+                )
+        else:
+            lines.append("  (reference levels need the corpus: --corpus FILE)")
+        lines.append("")
+        if not self.findings:
+            lines.append("Findings: none; the run looks healthy.")
+        else:
+            lines.append(f"Findings ({len(self.findings)})")
+            for f in self.findings:
+                lines += [
+                    f"  step {f.step}: {f.name}",
+                    f"    seen:   {f.seen}",
+                    f"    likely: {f.causes}",
+                    f"    try:    {f.advice}",
+                ]
+        picture = _picture(self.signals)
+        if picture:
+            lines += ["", f"Gradients and gates at step {self.signals.get('step')}", *picture]
+        return "\n".join(lines)
+
+
+def diagnose_rows(rows: list[dict[str, Any]], facts: RunFacts, source: str) -> Diagnosis:
+    """Replay `rows` (metrics rows) through the detectors."""
+    history = History(facts)
+    for row in rows:
+        history.add(row)
+    evals = history.evals
+    best = min(evals, key=lambda r: float(r["val_loss"])) if evals else None
+    last_train = history.train[-1] if history.train else {}
+    signal_keys = ("step", "grad_norm", "clipped", "grad_norms", "update_ratios", "gates", "cell")
+    return Diagnosis(
+        source=source,
+        steps=history.step,
+        references=facts.references,
+        train_loss=history.recent_loss() if history.train else None,
+        val_loss=float(evals[-1]["val_loss"]) if evals else None,
+        best_val_loss=float(best["val_loss"]) if best else None,
+        best_step=int(best["step"]) if best else None,
+        findings=list(history.findings),
+        signals={k: last_train[k] for k in signal_keys if k in last_train},
+    )
+
+
+def diagnose_checkpoint(directory: str | Path) -> Diagnosis:
+    """The diagnosis of the charlm run in `directory` (a checkpoint with its log)."""
+    directory = Path(directory)
+    ckpt = checkpoint.load(directory)
+    metrics = directory / METRICS_FILE
+    rows = read_metrics(metrics) if metrics.is_file() else []
+    clip = ckpt.train_config.get("clip") if isinstance(ckpt.train_config, dict) else None
+    facts = RunFacts(
+        references=ReferenceLevels.from_dict(ckpt.summary.get("references")),
+        vocab_size=ckpt.model_config.vocab_size,
+        clip=float(clip) if isinstance(clip, int | float) else None,
+    )
+    return diagnose_rows(rows, facts, str(directory))
+
+
+def diagnose_log(path: str | Path, corpus_text: str | None = None) -> Diagnosis:
+    """The diagnosis of a plain log (CSV or JSON Lines: step, loss, and optionally
+    val_loss, grad_norm, lr) of any training loop; `corpus_text`, the text it trained
+    on, gives the reference levels and the vocabulary size."""
+    rows = read_log(path)
+    facts = RunFacts()
+    if corpus_text:
+        facts = RunFacts(ReferenceLevels.of_text(corpus_text), len(set(corpus_text)))
+    return diagnose_rows(rows, facts, str(path))
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _nb(nats: float | None) -> str:
+    if nats is None or not math.isfinite(nats):
+        return str(nats)
+    return f"{nats:.4f} nats ({nats * _BITS:.3f} bits)"
+
+
+def _picture(signals: dict[str, Any]) -> list[str]:
+    lines = []
+    if isinstance(signals.get("grad_norm"), int | float):
+        clipped = signals.get("clipped")
+        share = f", {clipped:.0%} of steps clipped" if isinstance(clipped, int | float) else ""
+        lines.append(f"  gradient norm before clipping {signals['grad_norm']:.3g}{share}")
+    for key, label in (("grad_norms", "per layer"), ("update_ratios", "update/weight")):
+        values = signals.get(key)
+        if isinstance(values, dict) and values:
+            lines.append(f"  {label:<13} " + ", ".join(f"{k} {v:.2g}" for k, v in values.items()))
+    gates, cells = signals.get("gates"), signals.get("cell")
+    if isinstance(gates, dict):
+        for layer, per_gate in gates.items():
+            if not isinstance(per_gate, dict):
+                continue
+            parts = [
+                f"{g} {v.get('mean', math.nan):+.2f} ({v.get('saturated', math.nan):.0%} saturated)"
+                for g, v in per_gate.items()
+                if isinstance(v, dict)
+            ]
+            cell = cells.get(layer) if isinstance(cells, dict) else None
+            tail = f"; mean |c| {cell:.2f}" if isinstance(cell, int | float) else ""
+            lines.append(f"  gates {layer:<7} " + ", ".join(parts) + tail)
+    return lines

@@ -1,0 +1,48 @@
+"""Putting a saved run back into a fresh `Trainer`: weights, Adam's state, both random
+generators, the carried LSTM state and the progress, each checked against the run being
+resumed so that a checkpoint of another model or corpus layout is refused, not half used."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from charlm import checkpoint
+from charlm.errors import ConfigError, IncompatibleCheckpointError
+
+if TYPE_CHECKING:
+    from charlm.training.trainer import Trainer
+
+__all__ = ["restore_run"]
+
+
+def restore_run(trainer: Trainer, ckpt: checkpoint.Checkpoint) -> None:
+    """Load `ckpt`'s resume state into `trainer` (built with the same configs)."""
+    saved = ckpt.load_resume()
+    try:
+        trainer.model.load_state_dict(saved.model)
+        opt_state = trainer.optimizer.state_dict()
+        opt_state["state"] = saved.optimizer
+        trainer.optimizer.load_state_dict(opt_state)
+        torch.set_rng_state(saved.rng)
+        trainer.data_rng.set_state(saved.data_rng)
+    except (KeyError, RuntimeError, ValueError) as e:
+        raise IncompatibleCheckpointError(
+            f"{ckpt.label}: resume state does not fit this model ({e})"
+        ) from e
+    if saved.carried is not None:
+        h, c = (t.to(trainer.device) for t in saved.carried)
+        expected = (trainer.model_config.num_layers, trainer.streams.batch_size)
+        if tuple(h.shape[:2]) != expected or h.shape != c.shape:
+            raise IncompatibleCheckpointError(
+                f"{ckpt.label}: carried state has shape {tuple(h.shape)}, expected "
+                f"{(*expected, trainer.model_config.hidden_size)}"
+            )
+        trainer.state = (h, c)
+    trainer.progress = saved.progress
+    if trainer.progress.window >= len(trainer.streams.window_starts(trainer.progress.offset)):
+        raise ConfigError(
+            f"{ckpt.label}: the corpus is laid out differently than when this checkpoint "
+            "was written; resume needs the same corpus and batch settings"
+        )

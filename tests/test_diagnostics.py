@@ -1,0 +1,393 @@
+"""Training diagnostics: each detector fires on a real run set up to show its failure and
+stays quiet on a healthy run of the same size; the signals are checked against the math
+they stand for; `charlm diagnose` reads charlm's runs and other loops' logs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from charlm import checkpoint
+from charlm.cli import main as cli
+from charlm.data import split_text
+from charlm.diagnostics import History, ReferenceLevels, RunFacts
+from charlm.diagnostics.signals import gate_signals, gradient_norms, snapshot, update_ratios
+from charlm.errors import TrainingError
+from charlm.metrics import read_metrics
+from charlm.model import CharLSTM, ModelConfig, State
+from charlm.training import TrainConfig, Trainer
+from charlm.vocab import Vocabulary
+
+from .conftest import CORPORA
+
+ALPHABET = (CORPORA / "alphabet.txt").read_text(encoding="utf-8")
+NOTES = (CORPORA / "notes.txt").read_text(encoding="utf-8")
+# the tiny preset's shape, which `charlm train` gives both corpora
+TINY_MODEL = {"embedding_dim": 16, "hidden_size": 64, "num_layers": 1}
+TINY_TRAIN = {"batch_size": 32, "seq_len": 8, "lr": 5e-2, "warmup_steps": 20, "reset_prob": 0.5}
+
+
+def train(
+    tmp: Path,
+    text: str,
+    *,
+    trainer: type[Trainer] = Trainer,
+    model: dict[str, Any] | None = None,
+    steps: int = 400,
+    split: str = "interleaved",
+    **settings: Any,
+) -> tuple[list[str], Path]:
+    """Train for real; the names of the findings, in order, and the run's directory."""
+    vocab = Vocabulary.from_text(text)
+    mcfg = ModelConfig(vocab_size=len(vocab), **{**TINY_MODEL, **(model or {})})
+    tcfg = TrainConfig(
+        **{**TINY_TRAIN, "max_steps": steps, "eval_interval": 100, "split": split, **settings}
+    )
+    directory = tmp / "run"
+    t = trainer(mcfg, tcfg, vocab, split_text(text, tcfg.val_fraction, split), directory)
+    t.run()
+    return [f.name for f in t.history.findings], directory
+
+
+def written(directory: Path) -> list[str]:
+    """The findings as metrics.jsonl and the checkpoint's summary have them (the same)."""
+    rows = [
+        r["name"] for r in read_metrics(directory / "metrics.jsonl") if r["kind"] == "diagnosis"
+    ]
+    saved = [f["name"] for f in checkpoint.load(directory).summary["diagnoses"]]
+    assert rows == saved
+    return rows
+
+
+# -- healthy runs: no warning ---------------------------------------------------------
+
+
+def test_healthy_default_runs_raise_no_warning(
+    alphabet_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`charlm train corpora/alphabet.txt` and `charlm train corpora/notes.txt`."""
+    assert written(alphabet_dir) == []
+    with caplog.at_level(logging.WARNING):
+        args = ["train", str(CORPORA / "notes.txt"), "--checkpoints-dir", str(tmp_path)]
+        assert cli([*args, "--quiet"]) == 0
+    assert written(tmp_path / "notes") == []
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    # the tiny preset's patience stops it 3 evaluations after its best step
+    summary = checkpoint.load(tmp_path / "notes").summary
+    assert summary["stop_reason"] == "no improvement"
+    assert summary["step"] == summary["best_step"] + 300
+
+
+# -- one broken run per detector ------------------------------------------------------
+
+
+class BoundedLSTM(CharLSTM):
+    """The classic mistake: softmax straight on the LSTM's tanh-bounded output (hidden size
+    = vocabulary size, no projection)."""
+
+    def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        out, new_state = self.lstm(self.embedding(ids), state)
+        return out, new_state
+
+
+class BoundedTrainer(Trainer):
+    def build_model(self, config: ModelConfig) -> CharLSTM:
+        return BoundedLSTM(config)
+
+
+def test_softmax_on_the_bounded_output_plateaus_on_the_alphabet(tmp_path: Path) -> None:
+    names, directory = train(tmp_path, ALPHABET, trainer=BoundedTrainer, model={"hidden_size": 26})
+    assert names == ["plateau_on_determined_text"] == written(directory)
+    finding = checkpoint.load(directory).summary["diagnoses"][0]
+    assert "no linear projection" in finding["causes"] and "--seq-len" in finding["advice"]
+    # the same size with charlm's projection learns the alphabet and raises nothing
+    assert train(tmp_path / "healthy", ALPHABET, model={"hidden_size": 26})[0] == []
+
+
+class AccumulatingTrainer(Trainer):
+    clear_gradients = False
+
+
+def test_gradients_never_cleared_are_exploding(tmp_path: Path) -> None:
+    names, directory = train(tmp_path, NOTES, trainer=AccumulatingTrainer, steps=300)
+    assert "exploding_gradients" in names
+    finding = next(f for f in checkpoint.load(directory).summary["diagnoses"]
+                   if f["name"] == "exploding_gradients")  # fmt: skip
+    assert "zero_grad" in finding["causes"]
+    assert train(tmp_path / "healthy", NOTES, steps=300)[0] == []
+
+
+def test_learning_rate_far_too_low_is_a_flat_line(tmp_path: Path) -> None:
+    """lr 0 is refused by the config (`lr must be > 0`); 1e-8 draws the same flat line."""
+    names, directory = train(tmp_path, NOTES, lr=1e-8, steps=300)
+    assert names == ["learning_rate_too_low"] == written(directory)
+
+
+def test_learning_rate_far_too_high(tmp_path: Path) -> None:
+    try:
+        names, directory = train(tmp_path, NOTES, lr=10.0, steps=300)
+    except TrainingError:  # the loss became NaN: the finding is in the log all the same
+        directory = tmp_path / "run"
+        names = [r["name"] for r in read_metrics(directory / "metrics.jsonl")
+                 if r["kind"] == "diagnosis"]  # fmt: skip
+    assert names[0] == "learning_rate_too_high"
+
+
+class ShuffledTargetsTrainer(Trainer):
+    """Targets that do not follow their inputs: each window's targets, shuffled."""
+
+    def window(self, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = super().window(start)
+        order = torch.randperm(y.numel(), generator=torch.Generator().manual_seed(start))
+        return x, y.reshape(-1)[order].reshape(y.shape)
+
+
+def test_targets_that_do_not_follow_the_inputs_stay_at_the_unigram_level(tmp_path: Path) -> None:
+    names, _ = train(tmp_path, NOTES, trainer=ShuffledTargetsTrainer, steps=400)
+    assert "stuck_at_unigram" in names
+
+
+class CopyTrainer(Trainer):
+    """Targets equal to the inputs (not shifted by one)."""
+
+    def window(self, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, _ = super().window(start)
+        return x, x.clone()
+
+
+def test_targets_equal_to_inputs_are_named(tmp_path: Path) -> None:
+    names, directory = train(tmp_path, NOTES, trainer=CopyTrainer, steps=100)
+    assert names == ["predicts_current_character"] == written(directory)
+
+
+def test_validation_unlike_training_is_a_split_mismatch(tmp_path: Path) -> None:
+    """Validation as the tail of a file whose content changes along it: prose, then a
+    table of numbers as long as the tail that `--split tail` holds out."""
+    table = "".join(f"{i:05d} = {i * 7919 % 100000:05d};\n" for i in range(35))  # 700 chars
+    text = NOTES + table
+    assert int(len(text) * 0.1) > len(table)
+    names, _ = train(tmp_path, text, split="tail", steps=100)
+    assert names == ["split_mismatch"]
+    # the same lines spread through the prose: validation looks like training
+    parts = [NOTES[i * len(NOTES) // 35 : (i + 1) * len(NOTES) // 35] for i in range(35)]
+    mixed = "".join(p + line for p, line in zip(parts, table.splitlines(True), strict=True))
+    assert sorted(mixed) == sorted(text)
+    assert train(tmp_path / "healthy", mixed, split="tail", steps=100)[0] == []
+
+
+def test_a_tiny_corpus_trained_long_overfits(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        names, directory = train(tmp_path, NOTES, steps=1000)
+    assert names == ["overfitting"] == written(directory)
+    summary = checkpoint.load(directory).summary
+    assert f"was at step {summary['best_step']}" in summary["diagnoses"][0]["seen"]
+    lines = [r.getMessage() for r in caplog.records if "overfitting" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith("overfitting at step ")
+
+
+def test_patience_0_runs_on_and_the_overfitting_is_named(overfit_dir: Path) -> None:
+    """`--patience 0`: the tiny preset's 1,000 steps on notes.txt, well past its best."""
+    summary = checkpoint.load(overfit_dir).summary
+    assert (summary["step"], summary["stop_reason"]) == (1000, "max steps")
+    assert summary["best_step"] <= 400
+    assert [f["name"] for f in summary["diagnoses"]] == ["overfitting"]
+
+
+class SaturatedTrainer(Trainer):
+    """A first layer whose gates start saturated (biases of ±30)."""
+
+    def build_model(self, config: ModelConfig) -> CharLSTM:
+        model = CharLSTM(config)
+        with torch.no_grad():
+            model.lstm.bias_ih_l0.copy_(30 * torch.sign(torch.randn(model.lstm.bias_ih_l0.shape)))
+        return model
+
+
+def test_saturated_first_layer_has_vanishing_gradients(tmp_path: Path) -> None:
+    names, _ = train(tmp_path, NOTES, trainer=SaturatedTrainer, model={"num_layers": 2}, steps=200)
+    assert "vanishing_gradients" in names
+    assert train(tmp_path / "healthy", NOTES, model={"num_layers": 2}, steps=200)[0] == []
+
+
+def test_a_resumed_run_does_not_repeat_a_finding(tmp_path: Path) -> None:
+    vocab = Vocabulary.from_text(NOTES)
+    mcfg = ModelConfig(vocab_size=len(vocab), **TINY_MODEL)
+
+    def run(steps: int, resume: bool) -> None:
+        tcfg = TrainConfig(**{**TINY_TRAIN, "lr": 1e-8, "max_steps": steps, "eval_interval": 50})
+        ckpt = checkpoint.load(tmp_path / "run") if resume else None
+        split = split_text(NOTES, tcfg.val_fraction)
+        Trainer(mcfg, tcfg, vocab, split, tmp_path / "run", resume_from=ckpt).run()
+
+    run(250, resume=False)  # learning_rate_too_low fires at step 200
+    run(300, resume=True)
+    assert written(tmp_path / "run") == ["learning_rate_too_low"]
+
+
+# -- the signals against their math ----------------------------------------------------
+
+
+def test_gate_signals_recompute_the_lstm() -> None:
+    torch.manual_seed(0)
+    model = CharLSTM(ModelConfig(vocab_size=7, embedding_dim=4, hidden_size=5, num_layers=2))
+    ids = torch.randint(0, 7, (3, 6))
+    state = (torch.randn(2, 3, 5), torch.randn(2, 3, 5))
+    signals = gate_signals(model, ids, state)
+    # the cell state the probe averages is the LSTM's own: check it at the last step
+    with torch.no_grad():
+        _, (_, c) = model(ids, state)
+    assert set(signals["gates"]) == {"l0", "l1"}  # type: ignore[arg-type]
+    # by hand for layer 0: forget gate mean over streams and steps
+    x = model.embedding.weight[ids]
+    w_ih, w_hh = model.lstm.weight_ih_l0, model.lstm.weight_hh_l0
+    b = model.lstm.bias_ih_l0 + model.lstm.bias_hh_l0
+    h0, c0 = state[0][0], state[1][0]
+    forget, cells = [], []
+    with torch.no_grad():
+        for t in range(6):
+            z = x[:, t] @ w_ih.T + h0 @ w_hh.T + b
+            i, f, g, o = z.chunk(4, 1)
+            c0 = torch.sigmoid(f) * c0 + torch.sigmoid(i) * torch.tanh(g)
+            h0 = torch.sigmoid(o) * torch.tanh(c0)
+            forget.append(torch.sigmoid(f))
+            cells.append(c0.abs())
+    gates: Any = signals["gates"]
+    assert gates["l0"]["forget"]["mean"] == pytest.approx(
+        float(torch.stack(forget).mean()), abs=1e-4
+    )
+    assert signals["cell"]["l0"] == pytest.approx(float(torch.stack(cells).mean()), abs=1e-4)  # type: ignore[index]
+    torch.testing.assert_close(c0, c[0], atol=1e-5, rtol=0)
+
+
+def test_gradient_norms_and_update_ratios() -> None:
+    torch.manual_seed(1)
+    model = CharLSTM(ModelConfig(vocab_size=7, embedding_dim=4, hidden_size=5, num_layers=2))
+    logits, _ = model(torch.randint(0, 7, (2, 5)))
+    F.cross_entropy(logits.reshape(-1, 7), torch.randint(0, 7, (10,))).backward()
+    norms = gradient_norms(model)
+    assert list(norms) == ["embedding", "lstm.l0", "lstm.l1", "head"]
+    total = float(nn.utils.clip_grad_norm_(model.parameters(), 1e9))
+    assert math.sqrt(sum(v * v for v in norms.values())) == pytest.approx(total, rel=1e-5)
+    before = snapshot(model)
+    with torch.no_grad():
+        model.head.weight.mul_(1.5)
+    ratios = update_ratios(before, model)
+    w, b = before["head"]
+    expected = float(0.5 * w.norm() / torch.cat([w.flatten(), b]).norm())
+    assert ratios["head"] == pytest.approx(expected, rel=1e-5)
+    assert ratios["embedding"] == 0.0
+
+
+def test_reference_levels() -> None:
+    ref = ReferenceLevels.of_text("aab" * 400)
+    p = {"a": 2 / 3, "b": 1 / 3}
+    assert ref.unigram == pytest.approx(-sum(q * math.log(q) for q in p.values()))
+    assert ref.determined_after == 2  # after "a" comes "a" or "b"; after "aa", "b"
+    repeat = ReferenceLevels.of_text("ab" * 500 + "aa").repeat
+    assert 0 < repeat < 0.02  # alternation: "not the last character" is nearly always right
+    alphabet = ReferenceLevels.of_text(ALPHABET)
+    assert alphabet.unigram == pytest.approx(math.log(26)) and alphabet.determined_after == 1
+    notes = ReferenceLevels.of_text(NOTES)
+    assert notes.determined_after is None and 2.5 < notes.unigram < 4
+
+
+def test_history_fires_each_detector_once() -> None:
+    h = History(RunFacts(vocab_size=10))
+    fired = []
+    for step in range(10, 400, 10):
+        fired += h.add({"kind": "train", "step": step, "loss": math.log(10), "lr": 1e-3})
+    assert [f.name for f in fired] == ["learning_rate_too_low"]
+    assert fired[0].step == 200 and "not moved in 200 steps" in fired[0].seen
+
+
+# -- charlm diagnose ------------------------------------------------------------------
+
+
+def bounded_plain_loop(path: Path, steps: int = 300) -> None:
+    """A user's own PyTorch loop with the classic mistake, logging a CSV."""
+    torch.manual_seed(0)
+    chars = sorted(set(ALPHABET))
+    ids = torch.tensor([chars.index(c) for c in ALPHABET])
+    emb, lstm = nn.Embedding(26, 16), nn.LSTM(16, 26, batch_first=True)
+    opt = torch.optim.Adam([*emb.parameters(), *lstm.parameters()], lr=1e-2)
+    with open(path, "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["step", "loss", "grad_norm"])
+        for step in range(1, steps + 1):
+            starts = torch.randint(0, ids.numel() - 9, (16,))
+            x = torch.stack([ids[s : s + 8] for s in starts])
+            y = torch.stack([ids[s + 1 : s + 9] for s in starts])
+            opt.zero_grad()
+            logits, _ = lstm(emb(x))  # softmax straight on the tanh-bounded output
+            loss = F.cross_entropy(logits.reshape(-1, 26), y.reshape(-1))
+            loss.backward()
+            norm = nn.utils.clip_grad_norm_([*emb.parameters(), *lstm.parameters()], 1e9)
+            opt.step()
+            if step % 10 == 0:
+                out.writerow([step, f"{loss.item():.5f}", f"{float(norm):.5f}"])
+
+
+def test_diagnose_reads_a_plain_loops_csv(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "loop.csv"
+    bounded_plain_loop(log)
+    args = ["diagnose", "--log", str(log), "--corpus", str(CORPORA / "alphabet.txt")]
+    assert cli(args) == 0
+    text = capsys.readouterr().out
+    assert "plateau_on_determined_text" in text and "no linear projection" in text
+    assert cli([*args, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [f["name"] for f in report["findings"]] == ["plateau_on_determined_text"]
+    assert report["references"]["unigram"] == pytest.approx(math.log(26))
+    assert report["train_loss"] > 1.0  # the plateau: far above 0
+
+
+def test_diagnose_a_checkpoint(alphabet_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["diagnose", str(alphabet_dir)]) == 0
+    text = capsys.readouterr().out
+    assert "Findings: none" in text and "beaten by 3.2" in text and "gates l0" in text
+    assert cli(["diagnose", str(alphabet_dir), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["healthy"] and report["best_val_loss"] < 1e-3
+    assert set(report["signals"]["gates"]["l0"]) == {"input", "forget", "cell", "output"}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "the file is empty"),
+        ("step,val_loss\n1,2.0\n", "line 1: no 'loss' column"),
+        ("step,loss\n10,2.5\n20,abc\n", "line 3: loss is 'abc', not a number"),
+        ("step,loss\n10,2.5\nten,2.4\n", "line 3: step is 'ten', not a number"),
+        ("step,loss\n10,2.5\n20.5,2.4\n", "line 3: step is '20.5', not a whole number"),
+        ("step,loss\n10,2.5,7\n", "line 2: 3 values for 2 columns"),
+        ('{"step": 1, "loss": 2}\n{"step": 2, "loss": "x"}\n', "line 2: loss is 'x'"),
+        ('{"step": 1, "loss": 2}\n[1]\n', "line 2: a JSON list, not an object"),
+        ('{"step": 1, "val_loss": 2}\n', "no line has a training loss"),
+    ],
+)
+def test_diagnose_refuses_a_bad_log_naming_the_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str
+) -> None:
+    log = tmp_path / ("log.jsonl" if content.startswith("{") else "log.csv")
+    log.write_text(content, encoding="utf-8")
+    assert cli(["diagnose", "--log", str(log)]) != 0
+    err = capsys.readouterr().err
+    assert message in err and str(log) in err
+
+
+def test_diagnose_needs_one_source(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["diagnose"]) != 0
+    assert "give a checkpoint or --log FILE" in capsys.readouterr().err
