@@ -16,6 +16,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from tqdm import tqdm
+
 from charlm.cli.commands import COMMANDS
 from charlm.cli.parser import build_parser
 from charlm.errors import CharLMError
@@ -26,7 +28,9 @@ __all__ = ["build_parser", "main"]
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="charlm: %(message)s")
+    handler = _BarSafeHandler()
+    handler.setFormatter(logging.Formatter("charlm: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     try:
         return COMMANDS[args.command](args)
     except CharLMError as e:
@@ -35,3 +39,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `charlm ... | head`: the reader left; no traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+
+
+class _BarSafeHandler(logging.Handler):
+    """Warnings on stderr, written above a progress bar rather than through it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:
+            self.handleError(record)

@@ -183,13 +183,12 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     """A run's diagnosis; exit status 0 whatever it finds (a finding is not an error)."""
     if (args.checkpoint is None) == (args.log is None):
         raise InputError("give a checkpoint or --log FILE (one of the two)")
+    corpus = read_corpus(_resolve_corpus(args.corpus)) if args.corpus else None
     if args.log is not None:
-        corpus = read_corpus(_resolve_corpus(args.corpus)) if args.corpus else None
         diagnosis = diagnose_log(args.log, corpus)
     else:
-        if args.corpus:
-            raise InputError("--corpus goes with --log; a checkpoint has its reference levels")
-        diagnosis = diagnose_checkpoint(checkpoint.resolve(args.checkpoint, args.checkpoints_dir))
+        directory = checkpoint.resolve(args.checkpoint, args.checkpoints_dir)
+        diagnosis = diagnose_checkpoint(directory, corpus)
     if args.json:
         print(json.dumps(diagnosis.to_dict(), indent=2))
     else:

@@ -202,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     dg.add_argument(
         "--corpus",
         metavar="FILE",
-        help="with --log: the text that run trained on (gives the reference levels)",
+        help="the text the run trained on, for the reference levels (a checkpoint keeps "
+        "its own; one written before they were kept needs this)",
     )
     dg.add_argument("--json", action="store_true", help="print JSON")
 

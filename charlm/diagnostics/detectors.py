@@ -152,7 +152,9 @@ def plateau_on_determined_text(h: History) -> Finding | None:
         "tanh-bounded output with no linear projection (charlm always projects); a "
         "window shorter than the context needed; a model too small; or a learning rate "
         "that decayed too soon",
-        f"a --seq-len above {k}, a larger --hidden-size, --dropout 0, more --max-steps",
+        "in a model of your own, a linear projection between the LSTM and the softmax; "
+        "in charlm, a larger --hidden-size, --dropout 0 or more --max-steps"
+        + (f", and a --seq-len above {k}" if k > 1 else ""),
     )
 
 

@@ -42,7 +42,7 @@ class Finding:
                 str(data["causes"]),
                 str(data["advice"]),
             )
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             return None
 
 

@@ -128,15 +128,20 @@ def diagnose_rows(rows: list[dict[str, Any]], facts: RunFacts, source: str) -> D
     )
 
 
-def diagnose_checkpoint(directory: str | Path) -> Diagnosis:
-    """The diagnosis of the charlm run in `directory` (a checkpoint with its log)."""
+def diagnose_checkpoint(directory: str | Path, corpus_text: str | None = None) -> Diagnosis:
+    """The diagnosis of the charlm run in `directory` (a checkpoint with its log). The
+    reference levels are those the run saved; `corpus_text` gives them for a checkpoint
+    written before they were saved."""
     directory = Path(directory)
     ckpt = checkpoint.load(directory)
     metrics = directory / METRICS_FILE
     rows = read_metrics(metrics) if metrics.is_file() else []
     clip = ckpt.train_config.get("clip") if isinstance(ckpt.train_config, dict) else None
+    references = ReferenceLevels.from_dict(ckpt.summary.get("references"))
+    if references is None and corpus_text:
+        references = ReferenceLevels.of_text(corpus_text)
     facts = RunFacts(
-        references=ReferenceLevels.from_dict(ckpt.summary.get("references")),
+        references=references,
         vocab_size=ckpt.model_config.vocab_size,
         clip=float(clip) if isinstance(clip, int | float) else None,
     )
@@ -161,6 +166,8 @@ def _finite_or_none(value: float | None) -> float | None:
 def _nb(nats: float | None) -> str:
     if nats is None or not math.isfinite(nats):
         return str(nats)
+    if nats < 1e-3:
+        return f"{nats:.2e} nats ({nats * _BITS:.2e} bits)"
     return f"{nats:.4f} nats ({nats * _BITS:.3f} bits)"
 
 
