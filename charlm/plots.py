@@ -1,7 +1,8 @@
 """Learning curves as a PNG, drawn from a run's `metrics.jsonl`.
 
 Four panels: training and validation loss against steps (with a dashed line where a
-diagnostic detector fired, named) and against wall time, the gradient norm before
+diagnostic detector fired, named) and against wall time, both with the training text's
+unigram and repeat levels dotted, the gradient norm before
 clipping, and the learning rate. `PlotCallback` keeps
 `learning_curves.png` next to the checkpoint up to date while training runs: it redraws
 at evaluations (at most every few seconds, so drawing never costs more than a small
@@ -47,6 +48,7 @@ def plot_metrics(directory: str | Path, out: str | Path | None = None) -> Path:
     train = [r for r in rows if r.get("kind") == "train"]
     evals = [r for r in rows if r.get("kind") == "eval"]
     findings = [r for r in rows if r.get("kind") == "diagnosis" and isinstance(r.get("step"), int)]
+    levels = next((r for r in rows if r.get("kind") == "reference"), {})
 
     def series(rs: list[dict[str, Any]], x: str, y: str) -> tuple[list[float], list[float]]:
         pairs = [(r[x], r[y]) for r in rs if r.get(x) is not None and r.get(y) is not None]
@@ -65,6 +67,7 @@ def plot_metrics(directory: str | Path, out: str | Path | None = None) -> Path:
         val_xy = series(evals, x, "val_loss")
         ax.plot(*train_xy, label="train", color="#4477aa", linewidth=1)
         ax.plot(*val_xy, "o-", label="validation", color="#ee6677", markersize=3)
+        _mark_levels(ax, levels)
         if x == "step":
             _mark_findings(ax, findings)
         ax.set_xlabel(label)
@@ -96,6 +99,16 @@ def plot_metrics(directory: str | Path, out: str | Path | None = None) -> Path:
     plt.close(fig)
     os.replace(tmp, target)
     return target
+
+
+def _mark_levels(ax: Any, levels: dict[str, Any]) -> None:
+    """Dotted lines at the training text's unigram and repeat levels (see
+    `diagnostics.references`): a model has learned order once it is below both."""
+    styles = (("unigram", "unigram level", ":"), ("repeat", "repeat level", "-."))
+    for key, label, style in styles:
+        value = levels.get(key)
+        if isinstance(value, int | float) and value > 0:
+            ax.axhline(value, color="#777777", linestyle=style, linewidth=1, label=label)
 
 
 def _mark_findings(ax: Any, findings: list[dict[str, Any]]) -> None:

@@ -161,6 +161,8 @@ class Trainer:
         if p.step > 0:
             self.monitor.replay(self.directory / METRICS_FILE, p.step)
         self._metrics = MetricsLog(self.directory, resumed_at=p.step if p.step > 0 else None)
+        if p.step == 0:
+            self._metrics.write(kind="reference", step=0, **self.monitor.references.to_dict())
         self.callback.on_start(self)
         self._t_run = time.perf_counter()
         self._paused_s = 0.0
