@@ -99,30 +99,31 @@ def gate_signals(model: CharLSTM, ids: torch.Tensor, state: State | None) -> dic
     gates: dict[str, dict[str, dict[str, float]]] = {}
     cells: dict[str, float] = {}
     inp = x
+    H = cfg.hidden_size
     for layer in range(cfg.num_layers):
         w_ih = getattr(model.lstm, f"weight_ih_l{layer}").detach().float()
-        w_hh = getattr(model.lstm, f"weight_hh_l{layer}").detach().float()
+        w_hh_t = getattr(model.lstm, f"weight_hh_l{layer}").detach().float().T
         b = getattr(model.lstm, f"bias_ih_l{layer}") + getattr(model.lstm, f"bias_hh_l{layer}")
         pre_in = inp @ w_ih.T + b.detach().float()  # (k, T, 4H): the input side, at once
         pre, outs, cs = [], [], []
         hl, cl = h[layer], c[layer]
         for t in range(ids.shape[1]):
-            z = pre_in[:, t] + hl @ w_hh.T  # (k, 4H)
-            i, f, g, o = z.chunk(4, dim=1)
-            cl = torch.sigmoid(f) * cl + torch.sigmoid(i) * torch.tanh(g)
-            hl = torch.sigmoid(o) * torch.tanh(cl)
+            z = torch.addmm(pre_in[:, t], hl, w_hh_t)  # (k, 4H): gates i, f, g, o
+            sig = torch.sigmoid(z)
+            cl = torch.addcmul(sig[:, H : 2 * H] * cl, sig[:, :H], torch.tanh(z[:, 2 * H : 3 * H]))
+            hl = sig[:, 3 * H :] * torch.tanh(cl)
             pre.append(z)
             outs.append(hl)
             cs.append(cl)
-        z_all = torch.stack(pre, 1)  # (k, T, 4H)
-        per_gate = {}
-        for gate, zg in zip(GATES, z_all.chunk(4, dim=2), strict=True):
-            act = torch.tanh(zg) if gate == "cell" else torch.sigmoid(zg)
-            per_gate[gate] = {
-                "mean": round(float(act.mean()), 4),
-                "saturated": round(float((zg.abs() > SATURATED).float().mean()), 4),
-            }
-        gates[f"l{layer}"] = per_gate
+        z_all = torch.stack(pre, 1).view(k, -1, 4, H)  # (k, T, gate, H)
+        act = torch.sigmoid(z_all)
+        act[:, :, 2] = torch.tanh(z_all[:, :, 2])
+        means = act.mean(dim=(0, 1, 3)).tolist()
+        saturated = (z_all.abs() > SATURATED).float().mean(dim=(0, 1, 3)).tolist()
+        gates[f"l{layer}"] = {
+            gate: {"mean": round(m, 4), "saturated": round(sat, 4)}
+            for gate, m, sat in zip(GATES, means, saturated, strict=True)
+        }
         cells[f"l{layer}"] = round(float(torch.stack(cs, 1).abs().mean()), 4)
         inp = torch.stack(outs, 1)  # (k, T, H): the next layer's input
     return {"gates": gates, "cell": cells}
