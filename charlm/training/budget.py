@@ -124,7 +124,9 @@ def time_step(model_config: ModelConfig, train_config: TrainConfig, device: torc
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = CharLSTM(model_config).to(device)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=train_config.lr)
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=train_config.lr, fused=device.type in ("cpu", "cuda")
+        )
         shape = (train_config.batch_size, train_config.seq_len)
         x = torch.randint(model_config.vocab_size, shape, device=device)
         y = torch.randint(model_config.vocab_size, shape, device=device)
