@@ -21,7 +21,7 @@ from charlm import checkpoint
 from charlm.cli import main as cli
 from charlm.data import split_text
 from charlm.diagnostics import History, ReferenceLevels, RunFacts
-from charlm.diagnostics.report import diagnose_checkpoint
+from charlm.diagnostics.report import diagnose_checkpoint, diagnose_log
 from charlm.diagnostics.signals import gate_signals, gradient_norms, snapshot, update_ratios
 from charlm.errors import TrainingError
 from charlm.inference import Predictor
@@ -313,6 +313,14 @@ def test_history_fires_each_detector_once() -> None:
         fired += h.add({"kind": "train", "step": step, "loss": math.log(10), "lr": 1e-3})
     assert [f.name for f in fired] == ["learning_rate_too_low"]
     assert fired[0].step == 200 and "not moved in 200 steps" in fired[0].seen
+    for odd in (
+        {"kind": "train", "loss": 9.0},
+        {"kind": "eval", "step": "7", "val_loss": 1.0},
+        {"kind": "train", "step": True, "loss": 1.0},
+        {"kind": "what", "step": 5},
+    ):
+        assert h.add(odd) == []  # fmt: skip
+    assert len(h.train) == 39 and h.evals == []
 
 
 # -- charlm diagnose ------------------------------------------------------------------
@@ -422,3 +430,19 @@ def test_a_summary_with_odd_diagnoses_still_loads(
     for finding in (diagnosis or {}).get("findings", []):
         assert len(finding["name"]) <= 100
     assert diagnose_checkpoint(directory).steps == 1000  # the log is read as it is
+
+
+def test_a_log_with_odd_signals_is_reported(tmp_path: Path) -> None:
+    """A foreign or hand-edited log: signals of the wrong type show as '?', never crash."""
+    rows = [
+        {"kind": "train", "step": 10 * i, "loss": 3.0 - 0.01 * i, "grad_norm": 0.5,
+         "clipped": "many", "grad_norms": {"lstm.l0": "big", "lstm.l1": None},
+         "gates": {"l0": {"input": {"mean": "x", "saturated": [1]}}, "l1": 3},
+         "cell": {"l0": {}}}
+        for i in range(1, 30)
+    ]  # fmt: skip
+    log = tmp_path / "odd.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    text = diagnose_log(log).render()
+    assert "gradient norm before clipping 0.5, ? of steps clipped" in text
+    assert "lstm.l0 ?" in text and "input ? (? saturated); mean |c| ?" in text

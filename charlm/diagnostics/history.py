@@ -32,10 +32,13 @@ class History:
         """Record a row ("train": step, loss and any signals; "eval": step, val_loss) and
         return the findings it makes fire."""
         kind = row.get("kind")
+        step = row.get("step")
+        if not isinstance(step, int) or isinstance(step, bool):
+            return []  # a row without a step (a hand-edited log) is not read
         if kind == "train" and finite(row.get("loss")):
             self.train.append(row)
             self.lowest_loss = min(self.lowest_loss, float(row["loss"]))
-        elif kind == "nonfinite" and isinstance(row.get("step"), int):
+        elif kind == "nonfinite":
             self.nonfinite = row
         elif kind == "eval" and finite(row.get("val_loss")):
             self.evals.append(row)

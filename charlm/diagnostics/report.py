@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from charlm import checkpoint
-from charlm.diagnostics.findings import Finding, RunFacts
+from charlm.diagnostics.findings import Finding, RunFacts, finite
 from charlm.diagnostics.history import History
 from charlm.diagnostics.logs import read_log
 from charlm.diagnostics.references import ReferenceLevels
@@ -172,26 +172,32 @@ def _nb(nats: float | None) -> str:
 
 
 def _picture(signals: dict[str, Any]) -> list[str]:
+    """The signals of a log row as text; values that are not numbers (a hand-edited or
+    foreign log) show as '?'."""
     lines = []
-    if isinstance(signals.get("grad_norm"), int | float):
-        clipped = signals.get("clipped")
-        share = f", {clipped:.0%} of steps clipped" if isinstance(clipped, int | float) else ""
-        lines.append(f"  gradient norm before clipping {signals['grad_norm']:.3g}{share}")
+    if finite(signals.get("grad_norm")):
+        share = f", {_f(signals.get('clipped'), '.0%')} of steps clipped"
+        lines.append(f"  gradient norm before clipping {_f(signals['grad_norm'], '.3g')}{share}")
     for key, label in (("grad_norms", "per layer"), ("update_ratios", "update/weight")):
         values = signals.get(key)
         if isinstance(values, dict) and values:
-            lines.append(f"  {label:<13} " + ", ".join(f"{k} {v:.2g}" for k, v in values.items()))
+            shown = ", ".join(f"{k} {_f(v, '.2g')}" for k, v in values.items())
+            lines.append(f"  {label:<13} {shown}")
     gates, cells = signals.get("gates"), signals.get("cell")
     if isinstance(gates, dict):
         for layer, per_gate in gates.items():
             if not isinstance(per_gate, dict):
                 continue
             parts = [
-                f"{g} {v.get('mean', math.nan):+.2f} ({v.get('saturated', math.nan):.0%} saturated)"
+                f"{g} {_f(v.get('mean'), '+.2f')} ({_f(v.get('saturated'), '.0%')} saturated)"
                 for g, v in per_gate.items()
                 if isinstance(v, dict)
             ]
             cell = cells.get(layer) if isinstance(cells, dict) else None
-            tail = f"; mean |c| {cell:.2f}" if isinstance(cell, int | float) else ""
+            tail = f"; mean |c| {_f(cell, '.2f')}" if cell is not None else ""
             lines.append(f"  gates {layer:<7} " + ", ".join(parts) + tail)
     return lines
+
+
+def _f(value: object, spec: str) -> str:
+    return format(value, spec) if finite(value) else "?"
