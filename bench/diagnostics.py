@@ -5,11 +5,11 @@ gradient norms, update ratios and gate statistics at every logging step) against
     python bench/diagnostics.py [--steps 400] [--repeats 5]
 
 Rows: the `tiny` preset on the alphabet (the smallest steps, so the largest share) and
-the `large` preset's shape on tiny Shakespeare (or notes.txt repeated without it). Each
-repeat runs both settings one after the other, in alternating order, and the table gives
-the medians and the median of the per-repeat ratios, so that drift of the machine's
-speed falls on both alike. chars/s counts the training steps only (the trainer's own
-figure), after the first logging interval.
+the `large` preset's shape on tiny Shakespeare (or, without it, notes.txt repeated to
+the same length). Each repeat runs both settings one after the other, in alternating
+order, and the table gives the medians and the median of the per-repeat ratios, so that
+drift of the machine's speed falls on both alike. chars/s counts the training steps only
+(the trainer's own figure), after the first logging interval.
 """
 
 from __future__ import annotations
@@ -17,25 +17,15 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 from common import REPO, report
+from train_throughput import StepClock, corpus
 
 from charlm.data import split_text
 from charlm.model import ModelConfig
-from charlm.training import PRESETS, StepInfo, TrainCallback, TrainConfig, Trainer
+from charlm.training import PRESETS, TrainConfig, Trainer
 from charlm.vocab import Vocabulary
-
-SHAKESPEARE = REPO.parent / "shared" / "corpora" / "tinyshakespeare.txt"
-
-
-class StepClock(TrainCallback):
-    def __init__(self) -> None:
-        self.times: list[float] = []
-
-    def on_step(self, info: StepInfo) -> None:
-        self.times.append(time.perf_counter())
 
 
 def chars_per_s(text: str, preset: str, steps: int, signals: str) -> float:
@@ -61,11 +51,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
-    if SHAKESPEARE.is_file():
-        large_text, large_name = SHAKESPEARE.read_text(encoding="utf-8"), "tiny Shakespeare"
-    else:
-        notes = (REPO / "corpora" / "notes.txt").read_text(encoding="utf-8")
-        large_text, large_name = notes * 50, "notes.txt x 50"
+    large_text, large_name = corpus()
     alphabet = (REPO / "corpora" / "alphabet.txt").read_text(encoding="utf-8")
     cases = [
         ("tiny", "alphabet", alphabet, args.steps * 5),

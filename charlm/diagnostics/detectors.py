@@ -29,6 +29,14 @@ if TYPE_CHECKING:
 __all__ = ["DETECTORS"]
 
 
+def _first_evaluation(h: History) -> tuple[int, float, float] | None:
+    """(step, training loss, validation loss) right after the run's first evaluation;
+    None at any other time."""
+    if len(h.evals) != 1 or not h.train:
+        return None
+    return int(h.evals[0]["step"]), h.train_at_eval[0], float(h.evals[0]["val_loss"])
+
+
 def _fell(h: History, rows: int) -> float:
     """How much the training loss fell over the last `rows` logged values (mean of the
     first 2 of them against the mean of the last 2)."""
@@ -258,15 +266,15 @@ def predicts_current_character(h: History) -> Finding | None:
     """At the first evaluation, on a text no short context determines: the training loss
     is under 0.1 nats while the validation loss is above the level of repeating the last
     character: the model learned to copy its input, which is easy, not to predict."""
-    ref = h.facts.references
-    if ref is None or ref.determined_after is not None or len(h.evals) != 1:
+    ref, first = h.facts.references, _first_evaluation(h)
+    if ref is None or ref.determined_after is not None or first is None:
         return None
-    train, val = h.train_at_eval[0], float(h.evals[0]["val_loss"])
+    step, train, val = first
     if not (train < 0.1 and val > ref.repeat):
         return None
     return Finding(
         "predicts_current_character",
-        int(h.evals[0]["step"]),
+        step,
         f"the training loss is {train:.3f} nats but the validation loss is {val:.3f}, "
         f"worse than repeating the last character ({ref.repeat:.3f})",
         "targets equal to the inputs (not shifted by one), so the model learns to copy "
@@ -280,9 +288,10 @@ def split_mismatch(h: History) -> Finding | None:
     and more than 0.5 nats above it (before any overfitting could explain it), unless
     the training loss is under 0.1 on a text no short context determines (that is
     `predicts_current_character`)."""
-    if len(h.evals) != 1 or not h.train:
+    first = _first_evaluation(h)
+    if first is None:
         return None
-    train, val = h.train_at_eval[0], float(h.evals[0]["val_loss"])
+    step, train, val = first
     ref = h.facts.references
     if ref is not None and ref.determined_after is None and train < 0.1:
         return None
@@ -290,7 +299,7 @@ def split_mismatch(h: History) -> Finding | None:
         return None
     return Finding(
         "split_mismatch",
-        int(h.evals[0]["step"]),
+        step,
         f"at the first evaluation the validation loss is {val:.3f} nats against "
         f"{train:.3f} in training: the validation text does not look like the training text",
         "validation taken from the end of a file whose content changes along it (sorted, "

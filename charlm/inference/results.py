@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from charlm.diagnostics import Finding, ReferenceLevels
+
 __all__ = [
     "CharProb",
     "ContinuationStep",
@@ -119,8 +121,6 @@ class RunDiagnosis(_Result):
     def from_summary(cls, summary: dict[str, Any]) -> RunDiagnosis | None:
         """From a checkpoint's summary; None for one written before diagnostics. Values
         of the wrong type are left out, texts cut to 1,000 characters, findings to 20."""
-        from charlm.diagnostics import Finding, ReferenceLevels
-
         raw = summary.get("diagnoses")
         if not isinstance(raw, list):
             return None
