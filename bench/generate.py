@@ -22,7 +22,7 @@ import torch
 from common import report
 
 from charlm.inference import Predictor, Stepper
-from charlm.model import CharLSTM, ModelConfig
+from charlm.model import CharRNN, ModelConfig
 from charlm.runtime import bf16_steps_supported, int8_steps_supported
 from charlm.vocab import Vocabulary
 
@@ -60,7 +60,7 @@ def main() -> None:
     n = args.chars
 
     torch.manual_seed(0)
-    model = CharLSTM(ModelConfig(vocab_size=V, embedding_dim=E, hidden_size=H, num_layers=L))
+    model = CharRNN(ModelConfig(vocab_size=V, embedding_dim=E, hidden_size=H, num_layers=L))
     model.eval()
     vocab = Vocabulary([chr(33 + i) for i in range(V)])
     prompt_ids = torch.randint(0, V, (1, 100))

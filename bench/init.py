@@ -2,11 +2,11 @@
 
     python bench/init.py [--steps 400] [--seeds 0 1 2]
 
-Trains `CharLSTM` (2 x 256, embedding 64) on tiny Shakespeare's first 90% with the
+Trains `CharRNN` (2 x 256, embedding 64) on tiny Shakespeare's first 90% with the
 plainest loop there is: Adam at 3e-3, gradient clipping at 5, float32, random 64-character
 windows from a zero state, batch 32; then scores the last 10% on the windowed metric of
 bench/quality.py. Only the initialisation differs between rows: PyTorch's defaults (what
-`CharLSTM` uses), a forget-gate bias of 1, a head drawn with std 0.02 and zero bias, and
+`CharRNN` uses), a forget-gate bias of 1, a head drawn with std 0.02 and zero bias, and
 both. Steps, not seconds, are the budget, so the comparison does not depend on the
 machine's speed. Needs ../shared/corpora/tinyshakespeare.txt or a downloaded copy.
 """
@@ -23,13 +23,13 @@ from common import report
 from quality import find_corpus, windowed_loss
 from torch import nn
 
-from charlm.model import CharLSTM, ModelConfig
+from charlm.model import CharRNN, ModelConfig
 from charlm.vocab import Vocabulary
 
 WINDOW, BATCH, LR, CLIP = 64, 32, 3e-3, 5.0
 
 
-def forget_bias_one(model: CharLSTM) -> None:
+def forget_bias_one(model: CharRNN) -> None:
     h = model.config.hidden_size
     with torch.no_grad():
         for name, p in model.lstm.named_parameters():
@@ -39,18 +39,18 @@ def forget_bias_one(model: CharLSTM) -> None:
                 p[h : 2 * h].zero_()
 
 
-def small_head(model: CharLSTM) -> None:
+def small_head(model: CharRNN) -> None:
     with torch.no_grad():
         nn.init.normal_(model.head.weight, std=0.02)
         nn.init.zeros_(model.head.bias)
 
 
-def both(model: CharLSTM) -> None:
+def both(model: CharRNN) -> None:
     forget_bias_one(model)
     small_head(model)
 
 
-INITS: dict[str, Callable[[CharLSTM], None]] = {
+INITS: dict[str, Callable[[CharRNN], None]] = {
     "PyTorch defaults (charlm)": lambda model: None,
     "forget-gate bias 1": forget_bias_one,
     "head std 0.02, zero bias": small_head,
@@ -62,7 +62,7 @@ def train_and_score(
     train: torch.Tensor, val: torch.Tensor, vocab: int, steps: int, seed: int, init: str
 ) -> float:
     torch.manual_seed(seed)
-    model = CharLSTM(ModelConfig(vocab_size=vocab))
+    model = CharRNN(ModelConfig(vocab_size=vocab))
     INITS[init](model)
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     gen = torch.Generator().manual_seed(seed)

@@ -31,7 +31,7 @@ import torch
 from common import code_trees, report
 
 from charlm import ModelConfig, Vocabulary, checkpoint
-from charlm.model import CharLSTM
+from charlm.model import CharRNN
 
 VOCAB = sorted(" !?" + string.ascii_letters + string.digits)  # 65, as tiny Shakespeare
 
@@ -39,7 +39,7 @@ VOCAB = sorted(" !?" + string.ascii_letters + string.digits)  # 65, as tiny Shak
 def write_models(root: Path, count: int) -> None:
     torch.manual_seed(0)
     cfg = ModelConfig(vocab_size=65, embedding_dim=64, hidden_size=512, num_layers=2)
-    weights = CharLSTM(cfg).state_dict()
+    weights = CharRNN(cfg).state_dict()
     root.mkdir(parents=True, exist_ok=True)
     for i in range(count):
         checkpoint.save(

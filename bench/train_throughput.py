@@ -158,11 +158,11 @@ def profile_step(dropout: float, steps: int = 20) -> dict[str, float]:
     """Shares of one bf16 training step's self CPU time, by kind of operation."""
     from torch.profiler import ProfilerActivity, profile
 
-    from charlm.model import CharLSTM
+    from charlm.model import CharRNN
     from charlm.training.step import train_step
 
     torch.manual_seed(0)
-    model = CharLSTM(ModelConfig(vocab_size=65, hidden_size=256, dropout=dropout))
+    model = CharRNN(ModelConfig(vocab_size=65, hidden_size=256, dropout=dropout))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
     x, y = torch.randint(0, 65, (32, 64)), torch.randint(0, 65, (32, 64))
     for _ in range(WARMUP_STEPS):

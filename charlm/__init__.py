@@ -7,7 +7,7 @@ The public names, for programs and for the HTTP service:
     Prediction, ScoreResult, Generation,   what a Predictor answers (pydantic models:
     EvalResult, ModelCard                  the CLI's --json and the HTTP answers too)
     SampleConfig                           how to sample text
-    ModelConfig, TrainConfig, CharLSTM     the model and training settings
+    ModelConfig, TrainConfig, CharRNN      the model and training settings
     Runtime                                device, threads and precision of a run
     Vocabulary                             characters <-> ids
     load_checkpoint, resolve_checkpoint    read checkpoints
@@ -57,7 +57,7 @@ from charlm.inference import (
     ScoreResult,
     ScoreStep,
 )
-from charlm.model import CharLSTM, ModelConfig
+from charlm.model import CharLSTM, CharRNN, ModelConfig
 from charlm.runtime import Runtime
 from charlm.training import TrainConfig, TrainResult, fit
 from charlm.vocab import Vocabulary
@@ -67,6 +67,7 @@ __all__ = [
     "CharLMError",
     "CharLSTM",
     "CharProb",
+    "CharRNN",
     "Checkpoint",
     "CheckpointError",
     "CheckpointExistsError",

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from charlm.model import CharLSTM, State
+from charlm.model import CharRNN, State
 from charlm.vocab import Vocabulary
 
 __all__ = ["evaluate_streams", "validation_blocks"]
@@ -24,7 +24,7 @@ _MAX_STREAMS = 32
 
 
 def evaluate_streams(
-    model: CharLSTM, blocks: torch.Tensor, chunk: int = EVAL_CHUNK
+    model: CharRNN, blocks: torch.Tensor, chunk: int = EVAL_CHUNK
 ) -> tuple[float, int]:
     """Mean cross-entropy (nats/char) of reading each row of `blocks` as one stream.
 

@@ -1,10 +1,17 @@
-"""The model: character ids -> embedding -> multi-layer LSTM -> linear projection -> logits.
+"""The model: character ids -> embedding -> multi-layer recurrent cells -> linear
+projection -> logits.
 
-Pure math. The output is unnormalised logits; softmax happens only inside the loss and
-at inference, never on the LSTM's tanh-bounded output itself (a softmax there caps how
-sure the model can be). Recurrent state is passed in and returned, never stored on the
-module, so one model can serve many callers at once and generation can step one
-character at a time. No optimiser, files, devices or printing here.
+The cell is an LSTM (the default), a GRU or a simple tanh RNN (`ModelConfig.cell`),
+each PyTorch's own fused module. Pure math. The output is unnormalised logits; softmax
+happens only inside the loss and at inference, never on the cells' tanh-bounded output
+itself (a softmax there caps how sure the model can be). Recurrent state is passed in
+and returned, never stored on the module, so one model can serve many callers at once
+and generation can step one character at a time. No optimiser, files, devices or
+printing here.
+
+The state is always a pair (h, c), each (L, B, H) for the LSTM. A GRU or RNN has no cell
+state: its c has width 0, (L, B, 0), so that every caller (the trainer's carried state,
+resume files, batched decoding) handles one shape of state whatever the cell.
 
 Shape letters: B batch, T time steps, V vocabulary, E embedding, H hidden, L layers.
 """
@@ -13,18 +20,35 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
-from charlm._config import check_int, check_number, from_dict, setting
+from charlm._config import check_choice, check_int, check_number, from_dict, setting
 
-__all__ = ["MAX_LAYERS", "MAX_VOCAB", "MAX_WIDTH", "CharLSTM", "ModelConfig", "State"]
+__all__ = [
+    "CELLS",
+    "MAX_LAYERS",
+    "MAX_VOCAB",
+    "MAX_WIDTH",
+    "CharLSTM",
+    "CharRNN",
+    "ModelConfig",
+    "State",
+]
 
 State = tuple[torch.Tensor, torch.Tensor]
-"""(h, c), each of shape (L, B, H)."""
+"""(h, c): h (L, B, H); c (L, B, H) for the LSTM, (L, B, 0) for the GRU and the RNN."""
+
+CELLS = {"lstm": 4, "gru": 3, "rnn": 1}
+"""Each cell kind and the number of gate blocks in its weight matrices."""
+_MODULES: dict[str, type[nn.LSTM | nn.GRU | nn.RNN]] = {
+    "lstm": nn.LSTM,
+    "gru": nn.GRU,
+    "rnn": nn.RNN,
+}
 
 
 MAX_VOCAB = 1_114_112
@@ -36,9 +60,10 @@ MAX_LAYERS = 64
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture of a `CharLSTM`; saved in every checkpoint."""
+    """Architecture of a `CharRNN`; saved in every checkpoint."""
 
     vocab_size: int
+    cell: str = setting("lstm", "recurrent cell: lstm, gru or rnn (a simple tanh RNN)")
     embedding_dim: int = setting(64, "character embedding size")
     hidden_size: int = setting(256, "LSTM units per layer")
     num_layers: int = setting(2, "stacked LSTM layers")
@@ -51,6 +76,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         check_int("model vocab_size", self.vocab_size, 1, MAX_VOCAB)
+        check_choice("model cell", self.cell, tuple(CELLS))
         check_int("model embedding_dim", self.embedding_dim, 1, MAX_WIDTH)
         check_int("model hidden_size", self.hidden_size, 1, MAX_WIDTH)
         check_int("model num_layers", self.num_layers, 1, MAX_LAYERS)
@@ -65,16 +91,18 @@ class ModelConfig:
         return from_dict(cls, data, "model config")
 
     def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
-        """The name and shape of every weight of a `CharLSTM` with this config, computed
+        """The name and shape of every weight of a `CharRNN` with this config, computed
         without building one (a checkpoint's tensors are checked against these before
-        anything is allocated)."""
+        anything is allocated). The cells' weights are named after the cell:
+        `lstm.weight_ih_l0`, `gru.weight_ih_l0`, ..."""
         V, E, H = self.vocab_size, self.embedding_dim, self.hidden_size
+        G, cell = CELLS[self.cell] * H, self.cell
         shapes: dict[str, tuple[int, ...]] = {"embedding.weight": (V, E)}
         for layer in range(self.num_layers):
-            shapes[f"lstm.weight_ih_l{layer}"] = (4 * H, E if layer == 0 else H)
-            shapes[f"lstm.weight_hh_l{layer}"] = (4 * H, H)
-            shapes[f"lstm.bias_ih_l{layer}"] = (4 * H,)
-            shapes[f"lstm.bias_hh_l{layer}"] = (4 * H,)
+            shapes[f"{cell}.weight_ih_l{layer}"] = (G, E if layer == 0 else H)
+            shapes[f"{cell}.weight_hh_l{layer}"] = (G, H)
+            shapes[f"{cell}.bias_ih_l{layer}"] = (G,)
+            shapes[f"{cell}.bias_hh_l{layer}"] = (G,)
         shapes["head.weight"] = (V, H)
         shapes["head.bias"] = (V,)
         return shapes
@@ -83,8 +111,10 @@ class ModelConfig:
         return sum(math.prod(shape) for shape in self.parameter_shapes().values())
 
 
-class CharLSTM(nn.Module):
-    """Embedding -> `nn.LSTM` -> dropout -> linear projection to vocabulary logits.
+class CharRNN(nn.Module):
+    """Embedding -> `nn.LSTM`, `nn.GRU` or `nn.RNN` -> dropout -> linear projection to
+    vocabulary logits. The recurrent module is the attribute named after the cell
+    (`model.lstm`, `model.gru`, `model.rnn`), and `model.recurrent` whichever it is.
 
     With `weight_drop` p > 0, each training forward zeroes a random share p of every
     hidden-to-hidden weight matrix and scales the rest by 1/(1 - p) (DropConnect on the
@@ -97,16 +127,22 @@ class CharLSTM(nn.Module):
         super().__init__()
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim)
-        self.lstm = nn.LSTM(
+        recurrent = _MODULES[config.cell](
             input_size=config.embedding_dim,
             hidden_size=config.hidden_size,
             num_layers=config.num_layers,
             dropout=config.dropout if config.num_layers > 1 else 0.0,
             batch_first=True,
         )
+        self.add_module(config.cell, recurrent)
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.hidden_size, config.vocab_size)
         self.reset_parameters()
+
+    @property
+    def recurrent(self) -> nn.LSTM | nn.GRU | nn.RNN:
+        """The recurrent module, whichever the cell."""
+        return cast("nn.LSTM | nn.GRU | nn.RNN", getattr(self, self.config.cell))
 
     def reset_parameters(self) -> None:
         """PyTorch's default initialisation of every layer.
@@ -118,16 +154,31 @@ class CharLSTM(nn.Module):
         also start close to uniform (the initial loss is within 0.2 of ln V).
         """
         self.embedding.reset_parameters()
-        self.lstm.reset_parameters()
+        self.recurrent.reset_parameters()
         self.head.reset_parameters()
 
     def initial_state(self, batch_size: int, device: torch.device | str = "cpu") -> State:
-        """Zero state: (h, c), each (L, B, H)."""
-        shape = (self.config.num_layers, batch_size, self.config.hidden_size)
+        """Zero state: h (L, B, H) and c (L, B, H), or (L, B, 0) without a cell state."""
+        L, H = self.config.num_layers, self.config.hidden_size
         dtype = self.head.weight.dtype
-        return torch.zeros(shape, device=device, dtype=dtype), torch.zeros(
-            shape, device=device, dtype=dtype
-        )
+        h = torch.zeros(L, batch_size, H, device=device, dtype=dtype)
+        c = torch.zeros(L, batch_size, H if self.config.cell == "lstm" else 0, device=device)
+        return h, c.to(dtype)
+
+    def _run(
+        self, x: torch.Tensor, state: State | None, weights: dict[str, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, State]:
+        """The recurrent module over embedded input `x` (B, T, E) from `state`, with its
+        own parameters or `weights`; its output (B, T, H) and the state after it."""
+        lstm = self.config.cell == "lstm"
+        arg: State | torch.Tensor | None = state if lstm or state is None else state[0]
+        if weights is None:
+            out, new = self.recurrent(x, arg)
+        else:
+            out, new = functional_call(self.recurrent, weights, (x, arg))
+        if lstm:
+            return out, (new[0], new[1])
+        return out, (new, new.new_zeros(*new.shape[:2], 0))
 
     def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """Logits for the next character at every position.
@@ -136,17 +187,15 @@ class CharLSTM(nn.Module):
         Returns logits (B, T, V) and the state after the last position.
         """
         x = self.embedding(ids)  # (B, T, E)
-        if self.training and self.config.weight_drop > 0:
-            out, (h, c) = functional_call(self.lstm, self._dropped_weights(), (x, state))
-        else:
-            out, (h, c) = self.lstm(x, state)  # out: (B, T, H)
+        dropped = self.training and self.config.weight_drop > 0
+        out, new_state = self._run(x, state, self._dropped_weights() if dropped else None)
         logits = self.head(self.dropout(out))  # (B, T, V)
-        return logits, (h, c)
+        return logits, new_state
 
     def _dropped_weights(self) -> dict[str, torch.Tensor]:
-        """The LSTM's parameters with weight drop applied to each `weight_hh`."""
+        """The cells' parameters with weight drop applied to each `weight_hh`."""
         p = self.config.weight_drop
-        weights: dict[str, torch.Tensor] = dict(self.lstm.named_parameters())
+        weights: dict[str, torch.Tensor] = dict(self.recurrent.named_parameters())
         for layer in range(self.config.num_layers):
             name = f"weight_hh_l{layer}"
             weights[name] = nn.functional.dropout(weights[name], p, training=True)
@@ -157,22 +206,20 @@ class CharLSTM(nn.Module):
 
         sequences: B tensors of ids, each (T_b,) with T_b >= 1. Returns the logits after
         each one's last character (B, V) and each one's state there, (L, B, H) each.
-        The texts are sorted longest first and the LSTM runs once per distinct length,
+        The texts are sorted longest first and the cells run once per distinct length,
         over the rows still reading, carrying state: no padding is ever read, and every
-        call is a plain `nn.LSTM` pass (the fastest kernel on the CPU).
+        call is a plain fused pass (the fastest kernel on the CPU).
         """
-        B, L, H = len(sequences), self.config.num_layers, self.config.hidden_size
+        B = len(sequences)
         order = sorted(range(B), key=lambda b: -sequences[b].numel())
         lengths = [sequences[b].numel() for b in order]
         ids = nn.utils.rnn.pad_sequence([sequences[b] for b in order], batch_first=True)
         x = self.embedding(ids)  # (B, T, E)
-        dtype = self.head.weight.dtype
-        h = torch.zeros(L, B, H, dtype=dtype, device=ids.device)
-        c = torch.zeros_like(h)
+        h, c = self.initial_state(B, ids.device)
         start = 0
         for end in sorted(set(lengths)):
             n = sum(1 for t in lengths if t >= end)  # the first n rows are still reading
-            _, (h_n, c_n) = self.lstm(
+            _, (h_n, c_n) = self._run(
                 x[:n, start:end], (h[:, :n].contiguous(), c[:, :n].contiguous())
             )
             h[:, :n], c[:, :n] = h_n, c_n
@@ -184,3 +231,7 @@ class CharLSTM(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+CharLSTM = CharRNN
+"""The model's name from when the LSTM was its only cell."""

@@ -88,7 +88,8 @@ def card_text(card: ModelCard) -> str:
     a, t = card.architecture, card.training
     lines = [
         f"{card.name}: {card.parameters:,} parameters; embedding {a.get('embedding_dim')}, "
-        f"{a.get('num_layers')} x {a.get('hidden_size')} LSTM, dropout {a.get('dropout')}",
+        f"{a.get('num_layers')} x {a.get('hidden_size')} {str(a.get('cell', 'lstm')).upper()}, "
+        f"dropout {a.get('dropout')}",
         f"vocabulary ({card.vocab_size}): "
         + "".join(show_char(c) for c in card.vocab[:200])
         + (" …" if card.vocab_size > 200 else ""),

@@ -14,18 +14,18 @@ import torch
 from charlm import checkpoint
 from charlm.errors import CheckpointNotFoundError, IncompatibleCheckpointError
 from charlm.inference import Predictor
-from charlm.model import CharLSTM, ModelConfig
+from charlm.model import CharRNN, ModelConfig
 from charlm.training import fit
 from charlm.vocab import Vocabulary
 
 from .conftest import CORPORA, REPO
 
 
-def _save_random(directory: Path, seed: int = 0) -> CharLSTM:
+def _save_random(directory: Path, seed: int = 0) -> CharRNN:
     torch.manual_seed(seed)
     vocab = Vocabulary.from_text("abcdef")
     cfg = ModelConfig(vocab_size=6, embedding_dim=4, hidden_size=8, num_layers=2)
-    model = CharLSTM(cfg)
+    model = CharRNN(cfg)
     checkpoint.save(
         directory,
         model_config=cfg,

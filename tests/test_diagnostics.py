@@ -26,7 +26,7 @@ from charlm.diagnostics.signals import gate_signals, gradient_norms, snapshot, u
 from charlm.errors import TrainingError
 from charlm.inference import Predictor
 from charlm.metrics import read_metrics
-from charlm.model import CharLSTM, ModelConfig, State
+from charlm.model import CharRNN, ModelConfig, State
 from charlm.training import TrainConfig, Trainer
 from charlm.vocab import Vocabulary
 
@@ -93,7 +93,7 @@ def test_healthy_default_runs_raise_no_warning(
 # -- one broken run per detector ------------------------------------------------------
 
 
-class BoundedLSTM(CharLSTM):
+class BoundedLSTM(CharRNN):
     """The classic mistake: softmax straight on the LSTM's tanh-bounded output (hidden size
     = vocabulary size, no projection)."""
 
@@ -103,7 +103,7 @@ class BoundedLSTM(CharLSTM):
 
 
 class BoundedTrainer(Trainer):
-    def build_model(self, config: ModelConfig) -> CharLSTM:
+    def build_model(self, config: ModelConfig) -> CharRNN:
         return BoundedLSTM(config)
 
 
@@ -211,8 +211,8 @@ def test_patience_0_runs_on_and_the_overfitting_is_named(overfit_dir: Path) -> N
 class SaturatedTrainer(Trainer):
     """A first layer whose gates start saturated (biases of ±30)."""
 
-    def build_model(self, config: ModelConfig) -> CharLSTM:
-        model = CharLSTM(config)
+    def build_model(self, config: ModelConfig) -> CharRNN:
+        model = CharRNN(config)
         with torch.no_grad():
             model.lstm.bias_ih_l0.copy_(30 * torch.sign(torch.randn(model.lstm.bias_ih_l0.shape)))
         return model
@@ -244,7 +244,7 @@ def test_a_resumed_run_does_not_repeat_a_finding(tmp_path: Path) -> None:
 
 def test_gate_signals_recompute_the_lstm() -> None:
     torch.manual_seed(0)
-    model = CharLSTM(ModelConfig(vocab_size=7, embedding_dim=4, hidden_size=5, num_layers=2))
+    model = CharRNN(ModelConfig(vocab_size=7, embedding_dim=4, hidden_size=5, num_layers=2))
     ids = torch.randint(0, 7, (3, 6))
     state = (torch.randn(2, 3, 5), torch.randn(2, 3, 5))
     signals = gate_signals(model, ids, state)
@@ -276,7 +276,7 @@ def test_gate_signals_recompute_the_lstm() -> None:
 
 def test_gradient_norms_and_update_ratios() -> None:
     torch.manual_seed(1)
-    model = CharLSTM(ModelConfig(vocab_size=7, embedding_dim=4, hidden_size=5, num_layers=2))
+    model = CharRNN(ModelConfig(vocab_size=7, embedding_dim=4, hidden_size=5, num_layers=2))
     logits, _ = model(torch.randint(0, 7, (2, 5)))
     F.cross_entropy(logits.reshape(-1, 7), torch.randint(0, 7, (10,))).backward()
     norms = gradient_norms(model)

@@ -45,5 +45,6 @@ def test_the_library_knows_nothing_of_the_web() -> None:
 def test_the_service_stays_out_of_model_internals() -> None:
     for path in modules(SERVICE):
         text = path.read_text(encoding="utf-8")
-        assert "predictor.model" not in text and "CharLSTM" not in text, path
+        assert "predictor.model" not in text, path
+        assert "CharRNN" not in text and "CharLSTM" not in text, path
         assert not any(m.split(".")[0] == "torch" or m == "charlm.model" for m in imports(path))

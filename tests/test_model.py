@@ -5,11 +5,11 @@ import torch
 import torch.nn.functional as F
 
 from charlm.errors import ConfigError
-from charlm.model import CharLSTM, ModelConfig
+from charlm.model import CharRNN, ModelConfig
 
 
 def naive_forward(
-    model: CharLSTM,
+    model: CharRNN,
     ids: torch.Tensor,
     h0: torch.Tensor,
     c0: torch.Tensor,
@@ -37,10 +37,10 @@ def naive_forward(
     return torch.stack(outs, 1), torch.stack(h), torch.stack(c)
 
 
-def make(seed: int = 0, **kw: object) -> CharLSTM:
+def make(seed: int = 0, **kw: object) -> CharRNN:
     torch.manual_seed(seed)
     cfg = {"vocab_size": 7, "embedding_dim": 4, "hidden_size": 5, "num_layers": 2, **kw}
-    return CharLSTM(ModelConfig(**cfg))  # type: ignore[arg-type]
+    return CharRNN(ModelConfig(**cfg))  # type: ignore[arg-type]
 
 
 def test_forward_matches_naive_lstm() -> None:
@@ -154,7 +154,7 @@ def test_state_is_returned_not_stored() -> None:
 @pytest.mark.parametrize("vocab", [2, 26, 65, 200])
 def test_initial_loss_is_close_to_ln_v(vocab: int) -> None:
     torch.manual_seed(0)
-    model = CharLSTM(ModelConfig(vocab_size=vocab, embedding_dim=16, hidden_size=64))
+    model = CharRNN(ModelConfig(vocab_size=vocab, embedding_dim=16, hidden_size=64))
     ids = torch.randint(0, vocab, (8, 64))
     logits, _ = model(ids[:, :-1])
     loss = F.cross_entropy(logits.reshape(-1, vocab), ids[:, 1:].reshape(-1))

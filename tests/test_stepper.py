@@ -5,7 +5,7 @@ import torch
 
 from charlm.errors import ConfigError
 from charlm.inference import Predictor, Stepper
-from charlm.model import CharLSTM, ModelConfig
+from charlm.model import CharRNN, ModelConfig
 from charlm.runtime import bf16_steps_supported, int8_steps_supported
 from charlm.vocab import Vocabulary
 
@@ -13,7 +13,7 @@ from charlm.vocab import Vocabulary
 @pytest.mark.parametrize(("layers", "hidden"), [(1, 8), (2, 16), (3, 5)])
 def test_steps_match_forward(layers: int, hidden: int) -> None:
     torch.manual_seed(layers)
-    model = CharLSTM(
+    model = CharRNN(
         ModelConfig(vocab_size=11, embedding_dim=6, hidden_size=hidden, num_layers=layers)
     ).eval()
     with torch.no_grad():  # make the recurrence matter: larger weights than at init
@@ -34,7 +34,7 @@ def test_steps_match_forward(layers: int, hidden: int) -> None:
 
 def test_sessions_are_independent() -> None:
     torch.manual_seed(0)
-    model = CharLSTM(ModelConfig(vocab_size=5, embedding_dim=4, hidden_size=6)).eval()
+    model = CharRNN(ModelConfig(vocab_size=5, embedding_dim=4, hidden_size=6)).eval()
     stepper = Stepper(model)
     with torch.inference_mode():
         zero = model.initial_state(1)
@@ -49,7 +49,7 @@ def test_sessions_are_independent() -> None:
 def test_predictor_greedy_matches_naive_stepping() -> None:
     torch.manual_seed(1)
     vocab = Vocabulary.from_text("abcdefgh")
-    model = CharLSTM(ModelConfig(vocab_size=8, embedding_dim=4, hidden_size=12, num_layers=2))
+    model = CharRNN(ModelConfig(vocab_size=8, embedding_dim=4, hidden_size=12, num_layers=2))
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(4.0)
@@ -69,7 +69,7 @@ def test_predictor_greedy_matches_naive_stepping() -> None:
 @pytest.mark.parametrize("hidden", [16, 300])  # 300: large enough for the oneDNN path
 def test_batched_steps_match_single_steps(hidden: int) -> None:
     torch.manual_seed(2)
-    model = CharLSTM(
+    model = CharRNN(
         ModelConfig(vocab_size=9, embedding_dim=5, hidden_size=hidden, num_layers=3)
     ).eval()
     with torch.no_grad():
@@ -94,7 +94,7 @@ def test_batched_steps_match_single_steps(hidden: int) -> None:
 
 def test_read_batch_matches_separate_reads() -> None:
     torch.manual_seed(3)
-    model = CharLSTM(ModelConfig(vocab_size=7, embedding_dim=4, hidden_size=10)).eval()
+    model = CharRNN(ModelConfig(vocab_size=7, embedding_dim=4, hidden_size=10)).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(3.0)

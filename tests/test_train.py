@@ -15,7 +15,7 @@ from charlm.errors import ConfigError, TrainingError
 from charlm.evaluation import evaluate_streams
 from charlm.inference import Predictor
 from charlm.metrics import read_metrics
-from charlm.model import CharLSTM, ModelConfig
+from charlm.model import CharRNN, ModelConfig
 from charlm.runtime import bf16_supported, train_in_bf16
 from charlm.training import (
     BUDGET_ONLY_MAX_STEPS,
@@ -107,7 +107,7 @@ def test_each_step_uses_fresh_gradients_of_its_own_window(tmp_path: Path) -> Non
     for before, after in itertools.pairwise(rec.records):
         if after["window"] == 0:
             continue  # an epoch boundary resets the state; skip that pair
-        model = CharLSTM(mcfg)
+        model = CharRNN(mcfg)
         model.load_state_dict(before["params"])
         x, y = trainer.streams.window(
             trainer.streams.window_starts(before["offset"])[before["window"]]

@@ -28,7 +28,7 @@ from charlm.errors import (
     ConfigError,
     IncompatibleCheckpointError,
 )
-from charlm.model import CharLSTM, ModelConfig
+from charlm.model import CharRNN, ModelConfig
 from charlm.vocab import Vocabulary
 
 __all__ = ["Checkpoint", "exists", "load", "resolve", "save"]
@@ -75,8 +75,8 @@ class Checkpoint:
             T.check_finite(path, weights)
         return weights
 
-    def build_model(self, device: torch.device | str = "cpu") -> CharLSTM:
-        """A `CharLSTM` holding the best-validation weights, in eval mode.
+    def build_model(self, device: torch.device | str = "cpu") -> CharRNN:
+        """A `CharRNN` holding the best-validation weights, in eval mode.
 
         The tensors read from the file become the model's parameters (`assign=True`), so
         the weights are held once; the freshly initialised ones are freed. (Building on
@@ -84,7 +84,7 @@ class Checkpoint:
         about 800 modules: 70 MiB more for a server, measured.)
         """
         weights = {k: v.float() for k, v in self.read_weights().items()}
-        model = CharLSTM(self.model_config)
+        model = CharRNN(self.model_config)
         model.load_state_dict(weights, assign=True)
         return model.to(device).eval()
 

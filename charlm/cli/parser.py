@@ -19,7 +19,7 @@ import charlm
 from charlm import download
 from charlm.flags import HelpFormatter, add_dataclass_flags, add_model_flags
 from charlm.inference import SampleConfig
-from charlm.model import ModelConfig
+from charlm.model import CELLS, ModelConfig
 from charlm.training import PRESETS, TrainConfig
 from charlm.training.presets import LONG_BUDGET_MINUTES
 
@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         ModelConfig,
         skip={"vocab_size"},
         defaults=_preset_defaults("model", ModelConfig),
+        choices={"cell": tuple(CELLS)},
     )
     add_dataclass_flags(
         t.add_argument_group("training"),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import statistics
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
     from charlm.diagnostics.history import History
 
 __all__ = ["DETECTORS"]
+
+_LAYER = re.compile(r"(lstm|gru|rnn)\.l\d+")
+"""A recurrent layer's parameter group in a row's `grad_norms`."""
 
 
 def _first_evaluation(h: History) -> tuple[int, float, float] | None:
@@ -232,7 +236,9 @@ def vanishing_gradients(h: History) -> Finding | None:
         norms = r.get("grad_norms")
         if not isinstance(norms, dict):
             return None
-        layers = sorted(k for k in norms if k.startswith("lstm.l"))
+        layers = sorted(
+            (k for k in norms if _LAYER.fullmatch(k)), key=lambda k: int(k.rsplit(".l", 1)[1])
+        )
         if len(layers) < 2:
             return None
         first, last = norms[layers[0]], norms[layers[-1]]

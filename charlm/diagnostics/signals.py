@@ -2,13 +2,14 @@
 
 `gradient_norms(model)` (call after backward, before clipping): the gradient norm of each
 parameter group: `embedding`, `lstm.l0` ... `lstm.l{L-1}` (both weight matrices and
-biases of a layer) and `head`. `update_ratios(before, model)` (after the optimiser step):
-for each group, the norm of the step's change over the norm of the weights, the figure
-whose healthy range is about 1e-4 to 1e-2 per step. `gate_signals(model, ids, state)`:
-the LSTM's gates on the first `PROBE_STREAMS` streams of a batch, recomputed step by step
-in float32 from the model's weights (the fused kernel keeps no gates): per layer and gate
-(input, forget, cell, output) the mean activation and the share of saturated units, and
-the mean magnitude of the cell state.
+biases of a layer; `gru.l0` ... or `rnn.l0` ... for the other cells) and `head`.
+`update_ratios(before, model)` (after the optimiser step): for each group, the norm of
+the step's change over the norm of the weights, the figure whose healthy range is about
+1e-4 to 1e-2 per step. `gate_signals(model, ids, state)`: the LSTM's gates on the first
+`PROBE_STREAMS` streams of a batch, recomputed step by step in float32 from the model's
+weights (the fused kernel keeps no gates): per layer and gate (input, forget, cell,
+output) the mean activation and the share of saturated units, and the mean magnitude of
+the cell state. GRU and RNN models report no gates.
 
 These run at the trainer's logging interval, not every step; `bench/diagnostics.py`
 measures their cost.
@@ -20,7 +21,7 @@ from collections.abc import Iterator
 
 import torch
 
-from charlm.model import CharLSTM, State
+from charlm.model import CharRNN, State
 
 __all__ = [
     "GATES",
@@ -41,13 +42,14 @@ passes under 2% of its gradient, a tanh under 0.2%."""
 PROBE_STREAMS = 8
 
 
-def groups(model: CharLSTM) -> Iterator[tuple[str, list[torch.Tensor]]]:
+def groups(model: CharRNN) -> Iterator[tuple[str, list[torch.Tensor]]]:
     """The parameter groups, input side first."""
     yield "embedding", [model.embedding.weight]
+    cell = model.config.cell
     for layer in range(model.config.num_layers):
         yield (
-            f"lstm.l{layer}",
-            [p for n, p in model.lstm.named_parameters() if n.endswith(f"_l{layer}")],
+            f"{cell}.l{layer}",
+            [p for n, p in model.recurrent.named_parameters() if n.endswith(f"_l{layer}")],
         )
     yield "head", list(model.head.parameters())
 
@@ -56,7 +58,7 @@ def _norm(tensors: list[torch.Tensor]) -> float:
     return float(torch.stack([t.detach().float().norm() for t in tensors]).norm())
 
 
-def gradient_norms(model: CharLSTM) -> dict[str, float]:
+def gradient_norms(model: CharRNN) -> dict[str, float]:
     """Each group's gradient norm (0 for a group without gradients)."""
     norms = {}
     for name, params in groups(model):
@@ -65,12 +67,12 @@ def gradient_norms(model: CharLSTM) -> dict[str, float]:
     return norms
 
 
-def snapshot(model: CharLSTM) -> dict[str, list[torch.Tensor]]:
+def snapshot(model: CharRNN) -> dict[str, list[torch.Tensor]]:
     """A copy of every group's weights, for `update_ratios` after the step."""
     return {name: [p.detach().clone() for p in params] for name, params in groups(model)}
 
 
-def update_ratios(before: dict[str, list[torch.Tensor]], model: CharLSTM) -> dict[str, float]:
+def update_ratios(before: dict[str, list[torch.Tensor]], model: CharRNN) -> dict[str, float]:
     """Each group's ||change|| / ||weights before|| over one optimiser step."""
     ratios = {}
     for name, params in groups(model):
@@ -81,13 +83,16 @@ def update_ratios(before: dict[str, list[torch.Tensor]], model: CharLSTM) -> dic
 
 
 @torch.no_grad()
-def gate_signals(model: CharLSTM, ids: torch.Tensor, state: State | None) -> dict[str, object]:
+def gate_signals(model: CharRNN, ids: torch.Tensor, state: State | None) -> dict[str, object]:
     """Gates and cell state on the first streams of `ids` (B, T) read from `state`.
 
     Returns {"gates": {"l0": {"input": {"mean": m, "saturated": s}, ...}, ...},
-    "cell": {"l0": mean |c|, ...}}, averaged over the streams and time steps read.
+    "cell": {"l0": mean |c|, ...}}, averaged over the streams and time steps read;
+    {} for a GRU or RNN.
     """
     cfg = model.config
+    if cfg.cell != "lstm":
+        return {}
     k = min(PROBE_STREAMS, ids.shape[0])
     x = model.embedding.weight.detach().float()[ids[:k]]  # (k, T, E)
     if state is None:
@@ -101,9 +106,10 @@ def gate_signals(model: CharLSTM, ids: torch.Tensor, state: State | None) -> dic
     inp = x
     H = cfg.hidden_size
     for layer in range(cfg.num_layers):
-        w_ih = getattr(model.lstm, f"weight_ih_l{layer}").detach().float()
-        w_hh_t = getattr(model.lstm, f"weight_hh_l{layer}").detach().float().T
-        b = getattr(model.lstm, f"bias_ih_l{layer}") + getattr(model.lstm, f"bias_hh_l{layer}")
+        lstm = model.recurrent
+        w_ih = getattr(lstm, f"weight_ih_l{layer}").detach().float()
+        w_hh_t = getattr(lstm, f"weight_hh_l{layer}").detach().float().T
+        b = getattr(lstm, f"bias_ih_l{layer}") + getattr(lstm, f"bias_hh_l{layer}")
         pre_in = inp @ w_ih.T + b.detach().float()  # (k, T, 4H): the input side, at once
         pre, outs, cs = [], [], []
         hl, cl = h[layer], c[layer]

@@ -45,7 +45,7 @@ from charlm.inference.results import (
 )
 from charlm.inference.sampling import SampleConfig
 from charlm.inference.stepper import STEP_WEIGHTS, Stepper
-from charlm.model import CharLSTM, State
+from charlm.model import CharRNN, State
 from charlm.runtime import (
     pick_device,
     release_freed_memory,
@@ -77,7 +77,7 @@ class Predictor:
 
     def __init__(
         self,
-        model: CharLSTM,
+        model: CharRNN,
         vocab: Vocabulary,
         *,
         card: ModelCard | None = None,
@@ -156,7 +156,9 @@ class Predictor:
         return logits, state
 
     def _stepper_for_cpu(self) -> Stepper | None:
-        if self.device.type != "cpu":
+        """The fast stepper, for an LSTM on the CPU; None where the model's own forward
+        pass steps instead (GRU and RNN cells, other devices)."""
+        if self.device.type != "cpu" or self.model.config.cell != "lstm":
             return None
         with self._stepper_lock:
             if self._stepper is None:
@@ -206,7 +208,7 @@ class Predictor:
     def predict_batch(self, queries: Sequence[PredictQuery]) -> list[Prediction]:
         """`predict` for many checked queries at once, in order.
 
-        The texts are read together (`CharLSTM.read_batch`) and the continuations
+        The texts are read together (`CharRNN.read_batch`) and the continuations
         advance together, one batched step per character, so B queries cost far less
         than B calls. Answers equal `predict`'s up to float32 rounding (the tests check
         1e-5 and identical characters). Texts over 1,024 characters are read on their
@@ -360,7 +362,7 @@ def _drain(decoding: Decoding) -> Iterator[str]:
             yield char
 
 
-def _card(name: str, model: CharLSTM, vocab: Vocabulary, summary: dict[str, object]) -> ModelCard:
+def _card(name: str, model: CharRNN, vocab: Vocabulary, summary: dict[str, object]) -> ModelCard:
     return ModelCard(
         name=name,
         vocab_size=len(vocab),

@@ -1,4 +1,4 @@
-"""Fast one-character-at-a-time steps of a trained `CharLSTM`, for generation.
+"""Fast one-character-at-a-time steps of a trained LSTM `CharRNN`, for generation.
 
 Stepping `nn.LSTM` with one character costs far more than its arithmetic: every call
 goes through the general sequence kernel (oneDNN's is slowest at batch 1). A `Stepper`
@@ -19,6 +19,9 @@ A `StepSession` holds the state of one sequence, or of a batch of sequences step
 together (the service's batched /predict), in preallocated buffers and advances it in
 place; nothing is allocated per step but the kernels' outputs. Results match the
 model's own forward pass to float32 rounding (the tests check 1e-5).
+
+GRU and RNN models have no stepper: `Predictor` steps them through the model's own
+forward pass, one character per call (the same numbers, at the general kernel's speed).
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ import torch
 import torch.nn.functional as F
 
 from charlm._config import check_choice
-from charlm.model import CharLSTM, State
+from charlm.errors import ConfigError
+from charlm.model import CharRNN, State
 from charlm.runtime import Linear, onednn_linear, require_bf16_steps, require_int8_steps
 
 __all__ = ["STEP_WEIGHTS", "StepSession", "Stepper"]
@@ -92,14 +96,19 @@ class Stepper:
     for generation, never used to report probabilities. `bf16=True` is `weights="bf16"`.
     """
 
-    def __init__(self, model: CharLSTM, *, bf16: bool = False, weights: str = "fp32") -> None:
+    def __init__(self, model: CharRNN, *, bf16: bool = False, weights: str = "fp32") -> None:
         weights = "bf16" if bf16 else weights
         check_choice("weights", weights, STEP_WEIGHTS)
         cfg = model.config
+        if cfg.cell != "lstm":
+            raise ConfigError(
+                f"the fast stepper is written for LSTM cells; a {cfg.cell.upper()} steps "
+                "through the model's own forward pass (Predictor does so by itself)"
+            )
         H = cfg.hidden_size
         self.hidden_size = H
         self.num_layers = cfg.num_layers
-        lstm = model.lstm
+        lstm = model.recurrent
         fast = onednn_linear() if model.head.weight.device.type == "cpu" else None
         if weights == "bf16":
             require_bf16_steps()

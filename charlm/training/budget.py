@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from charlm.model import CharLSTM, ModelConfig
+from charlm.model import CharRNN, ModelConfig
 from charlm.runtime import train_in_bf16
 from charlm.training.config import TrainConfig
 from charlm.training.presets import PRESETS, Preset
@@ -120,10 +120,12 @@ def time_step(model_config: ModelConfig, train_config: TrainConfig, device: torc
 
     Leaves torch's global random state as it found it.
     """
-    bf16 = train_in_bf16(train_config.precision, device, model_config.hidden_size)
+    bf16 = train_in_bf16(
+        train_config.precision, device, model_config.hidden_size, model_config.cell
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        model = CharLSTM(model_config).to(device)
+        model = CharRNN(model_config).to(device)
         optimizer = torch.optim.AdamW(
             model.parameters(), lr=train_config.lr, fused=device.type in ("cpu", "cuda")
         )

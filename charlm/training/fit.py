@@ -143,6 +143,7 @@ def fit(
             device,
             threads=threads,
             hidden_size=model_config.hidden_size,
+            cell=model_config.cell,
             precision=train_config.precision,
         )
         split = split_text(text, train_config.val_fraction, train_config.split)

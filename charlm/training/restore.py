@@ -33,11 +33,12 @@ def restore_run(trainer: Trainer, ckpt: checkpoint.Checkpoint) -> None:
         ) from e
     if saved.carried is not None:
         h, c = (t.to(trainer.device) for t in saved.carried)
-        expected = (trainer.model_config.num_layers, trainer.streams.batch_size)
-        if tuple(h.shape[:2]) != expected or h.shape != c.shape:
+        expected = trainer.model.initial_state(trainer.streams.batch_size, "meta")
+        if h.shape != expected[0].shape or c.shape != expected[1].shape:
             raise IncompatibleCheckpointError(
-                f"{ckpt.label}: carried state has shape {tuple(h.shape)}, expected "
-                f"{(*expected, trainer.model_config.hidden_size)}"
+                f"{ckpt.label}: carried state has shapes {tuple(h.shape)} and "
+                f"{tuple(c.shape)}, expected {tuple(expected[0].shape)} and "
+                f"{tuple(expected[1].shape)}"
             )
         trainer.state = (h, c)
     trainer.progress = saved.progress

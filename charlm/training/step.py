@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from charlm.diagnostics.signals import gradient_norms, snapshot, update_ratios
-from charlm.model import CharLSTM, State
+from charlm.model import CharRNN, State
 
 __all__ = ["StepOutcome", "train_step"]
 
@@ -36,7 +36,7 @@ class StepOutcome:
 
 
 def train_step(
-    model: CharLSTM,
+    model: CharRNN,
     optimizer: torch.optim.Optimizer,
     x: torch.Tensor,
     y: torch.Tensor,

@@ -39,7 +39,7 @@ from charlm.diagnostics.signals import gate_signals
 from charlm.errors import ConfigError, TrainingError
 from charlm.evaluation import evaluate_streams, validation_blocks
 from charlm.metrics import METRICS_FILE, MetricsLog
-from charlm.model import CharLSTM, ModelConfig, State
+from charlm.model import CharRNN, ModelConfig, State
 from charlm.runtime import Runtime, train_in_bf16
 from charlm.training.callbacks import EvalInfo, StepInfo, TrainCallback, TrainResult
 from charlm.training.config import TrainConfig, lr_at
@@ -64,7 +64,7 @@ _SUMMARY_PROGRESS = (
 
 
 class Trainer:
-    """Fits a `CharLSTM` to a corpus split and writes checkpoints into `directory`."""
+    """Fits a `CharRNN` to a corpus split and writes checkpoints into `directory`."""
 
     clear_gradients = True
     """False lets gradients add up across steps (a missing `zero_grad`), for tests of the
@@ -91,7 +91,7 @@ class Trainer:
         self.runtime = runtime or Runtime(
             cpu,
             torch.get_num_threads(),
-            train_in_bf16(config.precision, cpu, model_config.hidden_size),
+            train_in_bf16(config.precision, cpu, model_config.hidden_size, model_config.cell),
         )
         self.model_config = model_config
         self.config = config
@@ -140,9 +140,9 @@ class Trainer:
                 "measured on the training text"
             )
 
-    def build_model(self, config: ModelConfig) -> CharLSTM:
+    def build_model(self, config: ModelConfig) -> CharRNN:
         """The model to train; tests replace it with broken ones to show the detectors."""
-        return CharLSTM(config)
+        return CharRNN(config)
 
     def window(self, start: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The inputs and targets of the window at `start` of every stream, (B, T) each;

@@ -41,7 +41,7 @@
     var a = m.architecture, t = m.training || {};
     var parts = [
       m.vocab_size + " symbols",
-      a.num_layers + " × " + a.hidden_size + " LSTM",
+      a.num_layers + " × " + a.hidden_size + " " + (a.cell || "lstm").toUpperCase(),
       m.parameters.toLocaleString() + " parameters",
     ];
     if (t.step) parts.push(t.step + " steps");
