@@ -15,7 +15,8 @@ The public names, for programs and for the HTTP service:
 
 Subpackages: `charlm.training` (configs, presets, the trainer), `charlm.inference`
 (the predictor, its results, sampling, fast stepping), `charlm.checkpoint` (the only
-reader and writer of checkpoint files).
+reader and writer of checkpoint files), `charlm.tasks` (task corpora with known answers,
+and answer accuracy).
 """
 
 __version__ = "0.1.0"
@@ -40,6 +41,7 @@ from charlm.errors import (
     NoModelError,
     OverloadedError,
     TextTooLongError,
+    TooManyItemsError,
     TrainingError,
     UnknownCharacterError,
     UnknownModelError,
@@ -95,6 +97,7 @@ __all__ = [
     "ScoreResult",
     "ScoreStep",
     "TextTooLongError",
+    "TooManyItemsError",
     "TrainConfig",
     "TrainResult",
     "TrainingError",

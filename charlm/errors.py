@@ -13,6 +13,7 @@ codes in a single table.
     │   ├── UnknownCharacterError      characters outside the model's vocabulary
     │   ├── TextTooLongError           text over a configured length limit
     │   ├── LimitExceededError         a requested amount over a configured cap
+    │   │   └── TooManyItemsError      more items in one request than the cap
     │   ├── ModelNameError             a model name that is not a plain name
     │   └── AmbiguousModelError        no model named while several are loaded
     ├── CheckpointError                a checkpoint that cannot be read or written
@@ -46,6 +47,7 @@ __all__ = [
     "NoModelError",
     "OverloadedError",
     "TextTooLongError",
+    "TooManyItemsError",
     "TrainingError",
     "UnknownCharacterError",
     "UnknownModelError",
@@ -119,6 +121,11 @@ class LimitExceededError(InputError):
         self.value = value
         self.limit = limit
         super().__init__(f"{name} is {value}; the limit is {limit}")
+
+
+class TooManyItemsError(LimitExceededError):
+    """More items (answers to check, ...) in one request than its cap: the request is
+    too large, rather than asking for too much."""
 
 
 class ModelNameError(InputError):

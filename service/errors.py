@@ -35,6 +35,7 @@ STATUS: dict[type[E.CharLMError], tuple[int, str]] = {
     E.UnknownCharacterError: (422, "unknown_character"),
     E.TextTooLongError: (413, "text_too_long"),
     E.LimitExceededError: (422, "limit_exceeded"),
+    E.TooManyItemsError: (413, "too_many_items"),
     E.ModelNameError: (422, "model_name"),
     E.AmbiguousModelError: (422, "ambiguous_model"),
     E.CheckpointError: (503, "checkpoint"),

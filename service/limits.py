@@ -1,21 +1,24 @@
 """What one request may ask for, and how many may be in progress at once.
 
-`check_limits` compares a request's sizes with the server's caps. `Admission` is ASGI
-middleware that counts inference requests from arrival until their last byte is sent
-(streams included) and answers 503 at once when `max_pending` are already in progress,
-so overload never builds an unbounded queue.
+`check_limits` compares a request's sizes with the server's caps, and `check_items` those
+of an /accuracy request (how many items, and each one's prompt and answer). `Admission`
+is ASGI middleware that counts inference requests from arrival until their last byte is
+sent (streams included) and answers 503 at once when `max_pending` are already in
+progress, so overload never builds an unbounded queue.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from charlm import LimitExceededError, OverloadedError, TextTooLongError
+from charlm import LimitExceededError, OverloadedError, TextTooLongError, TooManyItemsError
 
 from .errors import response_for
 from .settings import ServiceSettings
 
-__all__ = ["Admission", "Pending", "check_limits"]
+__all__ = ["Admission", "Pending", "check_items", "check_limits"]
 
 
 def check_limits(
@@ -37,6 +40,20 @@ def check_limits(
     for name, value, cap in caps:
         if value > cap:
             raise LimitExceededError(name, value, cap)
+
+
+def check_items(settings: ServiceSettings, items: Sequence[tuple[str, str]]) -> None:
+    """(prompt, answer) pairs: at most `max_accuracy_items` of them (413 above), each
+    prompt and answer within `max_text_chars` together, and each answer (the greedy
+    continuation read for it) within `max_continuation`."""
+    if len(items) > settings.max_accuracy_items:
+        raise TooManyItemsError("items", len(items), settings.max_accuracy_items)
+    for n, (prompt, answer) in enumerate(items, 1):
+        check_limits(settings, text=prompt + answer, what=f"item {n}'s prompt and answer")
+        if len(answer) > settings.max_continuation:
+            raise LimitExceededError(
+                f"item {n}'s answer length", len(answer), settings.max_continuation
+            )
 
 
 class Pending:

@@ -2,10 +2,11 @@
 library call and returns the library's result. Every value check is the library's.
 
 Routes run on the event loop and hand every model computation (and every model load) to
-the compute thread (service/compute.py); /predict goes through the batcher
-(service/batching.py), /generate through the generation engine (service/generation.py),
-which steps every generation in progress together and stops one as soon as its client
-has gone, whether it streams Server-Sent Events or answers at the end.
+the compute thread (service/compute.py): /score and /accuracy as one job each; /predict
+goes through the batcher (service/batching.py), /generate through the generation engine
+(service/generation.py), which steps every generation in progress together and stops one
+as soon as its client has gone, whether it streams Server-Sent Events or answers at the
+end.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from fastapi.responses import FileResponse, StreamingResponse
 
 from charlm import Generation, Prediction, SampleConfig, ScoreResult
 from charlm.registry import LoadedModel, ModelRegistry
+from charlm.tasks import AccuracyResult, AnswerItem, answer_accuracy
 
 from . import schemas as S
 from .batching import PredictBatcher
 from .compute import ComputeThread
 from .generation import GenerationEngine, Stream
-from .limits import check_limits
+from .limits import check_items, check_limits
 from .settings import ServiceSettings
 
 __all__ = ["STATIC_DIR", "router"]
@@ -153,6 +155,18 @@ async def score(req: S.ScoreRequest, reg: Registry, cfg: Settings, cpu: Compute)
     check_limits(cfg, text=req.text, alternatives=req.alternatives)
     model = await _model(reg, cpu, req.model)
     return await cpu.run(model.predictor.score, req.text, req.alternatives)
+
+
+@router.post("/accuracy", response_model=AccuracyResult, responses=_ERRORS)
+async def accuracy(
+    req: S.AccuracyRequest, reg: Registry, cfg: Settings, cpu: Compute
+) -> AccuracyResult:
+    """How often the model's greedy continuation of each prompt is its answer, and the
+    probability it gives the answers, overall and by field (`charlm accuracy`)."""
+    check_items(cfg, [(item.prompt, item.answer) for item in req.items])
+    model = await _model(reg, cpu, req.model)
+    items = [AnswerItem(i.prompt, i.answer, dict(i.fields)) for i in req.items]
+    return await cpu.run(answer_accuracy, model.predictor, items, by=req.by)
 
 
 @router.post(

@@ -1,7 +1,8 @@
 """Request bodies, and the responses the service adds to the library's results.
 
-The answers of /predict, /score and /generate are the library's own result models
-(`charlm.Prediction`, `charlm.ScoreResult`, `charlm.Generation`): declared once, there.
+The answers of /predict, /score, /generate and /accuracy are the library's own result
+models (`charlm.Prediction`, `charlm.ScoreResult`, `charlm.Generation`,
+`charlm.tasks.AccuracyResult`): declared once, there.
 Requests here declare fields and types only. They are strict (unknown fields, wrong
 types such as a string for a number, and non-finite numbers get 422 before anything
 runs); the values themselves (a negative count, a temperature below 0) are checked by
@@ -18,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from charlm import ModelCard
 
 __all__ = [
+    "AccuracyRequest",
+    "AnswerItemRequest",
     "BatchStats",
     "ErrorResponse",
     "GenerateRequest",
@@ -95,6 +98,44 @@ class GenerateRequest(_Request):
         json_schema_extra={"minimum": 0, "maximum": 2**63 - 1},
     )
     stream: bool = Field(False, description="Stream characters as Server-Sent Events.")
+
+
+class AnswerItemRequest(_Request):
+    prompt: str = Field(
+        description="The text before the answer; at least one character.", examples=["abc"]
+    )
+    answer: str = Field(
+        description="What should follow the prompt; at least one character.", examples=["d"]
+    )
+    fields: dict[str, str] = Field(
+        default_factory=dict,
+        description='Labels to break the accuracy down by, e.g. {"gap": "20"}.',
+    )
+
+
+class AccuracyRequest(_Request):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "alphabet",
+                    "items": [
+                        {"prompt": "abc", "answer": "d", "fields": {"context": "3"}},
+                        {"prompt": "xy", "answer": "za", "fields": {"context": "2"}},
+                    ],
+                }
+            ]
+        }
+    )
+
+    model: str | None = _MODEL
+    items: list[AnswerItemRequest] = Field(
+        description="The questions: each prompt's greedy continuation is compared with its "
+        "answer. At least one; at most the server's max_accuracy_items (413 above)."
+    )
+    by: list[str] | None = Field(
+        None, description="Fields to break the accuracy down by; omitted: every field given."
+    )
 
 
 class ReloadRequest(_Request):

@@ -50,6 +50,9 @@ class ServiceSettings(BaseSettings):
     )
     max_generate_length: int = Field(10_000, ge=1, description="most characters per /generate")
     max_alternatives: int = Field(10, ge=1, description="most runner-up characters per step")
+    max_accuracy_items: int = Field(
+        1_000, ge=1, description="most items per /accuracy request (413 above it)"
+    )
     max_pending: int = Field(
         64, ge=1, description="inference requests in progress before more get 503 at once"
     )

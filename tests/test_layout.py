@@ -48,3 +48,17 @@ def test_the_service_stays_out_of_model_internals() -> None:
         assert "predictor.model" not in text, path
         assert "CharRNN" not in text and "CharLSTM" not in text, path
         assert not any(m.split(".")[0] == "torch" or m == "charlm.model" for m in imports(path))
+
+
+def test_every_package_is_installed() -> None:
+    """A subpackage missing from pyproject's list works in an editable install and is
+    absent from a wheel."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "charlm").rglob("__init__.py")
+    }
+    assert found <= listed, found - listed

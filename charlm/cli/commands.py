@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from charlm import checkpoint, download, render
 from charlm.cli.parser import SERVICE_SETTINGS, service_settings
+from charlm.cli.tasks import cmd_accuracy, cmd_corpus_make, cmd_lab
 from charlm.data import read_corpus, split_text
 from charlm.diagnostics.report import diagnose_checkpoint, diagnose_log
 from charlm.errors import ConfigError, InputError
@@ -227,6 +228,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_corpus(args: argparse.Namespace) -> int:
+    if args.corpus_command == "make":
+        return cmd_corpus_make(args)
     if args.corpus_command == "list":
         for name, source in sorted(download.KNOWN_CORPORA.items()):
             path = download.cached_path(name)
@@ -244,6 +247,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "score": cmd_score,
     "generate": cmd_generate,
     "eval": cmd_eval,
+    "accuracy": cmd_accuracy,
+    "lab": cmd_lab,
     "info": cmd_info,
     "corpus": cmd_corpus,
     "serve": cmd_serve,

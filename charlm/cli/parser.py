@@ -19,7 +19,9 @@ import charlm
 from charlm import download
 from charlm.flags import HelpFormatter, add_dataclass_flags, add_model_flags
 from charlm.inference import SampleConfig
+from charlm.lab import EXPERIMENTS
 from charlm.model import CELLS, ModelConfig
+from charlm.tasks import TASK_KINDS
 from charlm.training import PRESETS, TrainConfig
 from charlm.training.presets import LONG_BUDGET_MINUTES
 
@@ -208,8 +210,50 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dg.add_argument("--json", action="store_true", help="print JSON")
 
-    c = command("corpus", "download well-known corpora")
+    a = command(
+        "accuracy",
+        "how often a model continues each prompt of an answer file with its answer, "
+        "and the probability it gives the answers, by field",
+    )
+    _common(a)
+    a.add_argument(
+        "answers",
+        metavar="FILE",
+        help="answer file: prompt<TAB>answer[<TAB>field=value]... per line, escaped "
+        "(`charlm corpus make` writes one)",
+    )
+    a.add_argument(
+        "--by",
+        nargs="+",
+        action="extend",
+        metavar="FIELD",
+        help="break the accuracy down by these fields (default: every field)",
+    )
+    a.add_argument("--json", action="store_true", help="print JSON")
+
+    lb = command(
+        "lab",
+        "the recurrent-nets lab: a classic set-up that will not learn, run broken and "
+        "fixed over several seeds, written up as markdown, CSV and PNG",
+    )
+    lb.add_argument("name", choices=list(EXPERIMENTS), help="the experiment")
+    lb.add_argument(
+        "--quick", action="store_true", help="the few-minute version (fewer seeds, steps, gaps)"
+    )
+    lb.add_argument(
+        "--repeats",
+        type=int,
+        metavar="N",
+        help="seeds per set-up (latching: repeats per cell, gap and split)",
+    )
+    lb.add_argument(
+        "--out", type=Path, metavar="DIR", default=Path("lab"), help="where to write the results"
+    )
+    lb.add_argument("--json", action="store_true", help="print the results as JSON")
+
+    c = command("corpus", "download well-known corpora, or make task corpora")
     csub = c.add_subparsers(dest="corpus_command", required=True, metavar="ACTION")
+    _add_corpus_make(csub)
     d = csub.add_parser(
         "download",
         help="fetch a corpus into the cache, checking its sha256",
@@ -224,6 +268,34 @@ def build_parser() -> argparse.ArgumentParser:
         "list", help="known corpora and whether they are cached", formatter_class=HelpFormatter
     )
     return parser
+
+
+def _add_corpus_make(csub: Any) -> None:
+    """`charlm corpus make KIND --out FILE [--seed S] [KIND's options]`."""
+    what = (
+        "write a task corpus (training text whose answers are known) and its held-out "
+        "answer file, FILE's stem + .heldout.tsv; the same seed writes the same files"
+    )
+    mk = csub.add_parser(
+        "make",
+        help=what,
+        description=f"{what}. Each KIND has its own options: charlm corpus make KIND --help",
+        formatter_class=HelpFormatter,
+    )
+    kinds = mk.add_subparsers(dest="task_kind", required=True, metavar="KIND")
+    for kind, config in TASK_KINDS.items():
+        about = " ".join((config.__doc__ or "").split())
+        k = kinds.add_parser(kind, help=about, description=about, formatter_class=HelpFormatter)
+        k.add_argument(
+            "--out",
+            type=Path,
+            metavar="FILE",
+            required=True,
+            default=argparse.SUPPRESS,
+            help="the training text; the held-out answers go beside it (x.txt: x.heldout.tsv)",
+        )
+        k.add_argument("--seed", type=int, default=0, metavar="N", help="random seed")
+        add_dataclass_flags(k.add_argument_group(f"{kind} options"), config)
 
 
 def service_settings() -> Any:

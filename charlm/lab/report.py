@@ -1,0 +1,113 @@
+"""What a lab experiment hands back, and how it is written out.
+
+A `LabReport` holds one experiment's results as table rows (one per set-up and task,
+aggregated over seeds), the per-run rows behind them, the notes that say what the
+figures show (with the diagnostics quoted where they explain a failure), and a function
+that draws its figure. `write_report` writes `<name>.md` (the table and the notes),
+`<name>.csv` (every run) and `<name>.png` into one directory. No training here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["LabReport", "spread", "write_report"]
+
+Figure = Callable[[Any], None]
+"""Draws the experiment's figure on a matplotlib Figure."""
+
+
+@dataclass
+class LabReport:
+    name: str
+    title: str
+    columns: list[str]
+    """The table's columns; each table row holds a value for each."""
+    table: list[dict[str, Any]]
+    runs: list[dict[str, Any]]
+    """One row per trained model (set-up, task, seed and its figures): the CSV."""
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    command: str = ""
+    """The command that produced it (set by `charlm.lab.run_experiment`)."""
+    draw: Figure | None = None
+
+    def markdown(self) -> str:
+        lines = [f"## {self.title}", "", f"`{self.command}` ({self.seconds:.0f} s)", ""]
+        lines.append("| " + " | ".join(self.columns) + " |")
+        lines.append("|" + "|".join("---" for _ in self.columns) + "|")
+        for row in self.table:
+            lines.append("| " + " | ".join(_cell(row.get(c, "")) for c in self.columns) + " |")
+        lines.append("")
+        lines.extend(f"- {note}" for note in self.notes)
+        return "\n".join(lines).rstrip() + "\n"
+
+    def csv(self) -> str:
+        keys: list[str] = []
+        for run in self.runs:
+            keys.extend(k for k in run if k not in keys)
+        out = io.StringIO()
+        writer = csv.DictWriter(out, keys, lineterminator="\n")
+        writer.writeheader()
+        for run in self.runs:
+            writer.writerow({k: _cell(v) for k, v in run.items()})
+        return out.getvalue()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "title": self.title,
+            "command": self.command,
+            "seconds": round(self.seconds, 1),
+            "columns": self.columns,
+            "table": self.table,
+            "runs": self.runs,
+            "notes": self.notes,
+        }
+
+
+def write_report(report: LabReport, out: Path) -> list[Path]:
+    """Write the report's markdown, CSV and PNG (if it draws one) into `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / f"{report.name}.md", out / f"{report.name}.csv"]
+    written[0].write_text(report.markdown(), encoding="utf-8")
+    written[1].write_text(report.csv(), encoding="utf-8")
+    (out / f"{report.name}.json").write_text(json.dumps(report.to_dict(), indent=1) + "\n")
+    if report.draw is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig = plt.figure(figsize=(9, 5), dpi=100)
+        try:
+            report.draw(fig)
+            fig.tight_layout()
+            fig.savefig(out / f"{report.name}.png")
+        finally:
+            plt.close(fig)
+        written.append(out / f"{report.name}.png")
+    return written
+
+
+def spread(values: Sequence[float], digits: int = 4) -> str:
+    """The median of `values`, with their range when there are several."""
+    if not values:
+        return "-"
+    mid = statistics.median(values)
+    if len(values) == 1 or min(values) == max(values):
+        return f"{mid:.{digits}f}"
+    return f"{mid:.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
