@@ -81,6 +81,7 @@ def test_counting_without_zero_grad_fails_and_with_it_counts() -> None:
     assert fixed["accuracy"] == 1.0 and fixed["min_answer_prob"] > 0.9
     assert fixed["continuation"].startswith("0.00,0.05,0.10,0.15,0.20,0.25,0.30,0.35,0.40")
     assert broken["accuracy"] < 0.9 and broken["loss"] > 3 * fixed["loss"]
+    assert "exploding_gradients" in broken["findings"]  # which names the missing zero_grad
 
 
 def test_latching_splits() -> None:

@@ -58,11 +58,16 @@ def one_run(setup: str, seed: int, steps: int) -> dict[str, Any]:
         "accuracy": result.accuracy,
         "mean_answer_prob": result.mean_answer_prob,
         "min_answer_prob": min(per_item),
-        "continuation": "0.00," + continued,
+        "continuation": ("0.00," + continued).replace("\n", "\\n"),
         "findings": " ".join(f.name for f in diagnosis.findings),
-        "_quote": [f.line() for f in diagnosis.findings],
+        "_quote": [f.line() for f in sorted(diagnosis.findings, key=_explains)],
         "_curve": [(r["step"], r["loss"]) for r in rows if r["kind"] == "train"],
     }
+
+
+def _explains(finding: Any) -> int:
+    """The finding that names a missing zero_grad first."""
+    return 0 if finding.name == "exploding_gradients" else 1
 
 
 def run(quick: bool, repeats: int | None) -> LabReport:

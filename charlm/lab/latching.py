@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import statistics
 from collections.abc import Iterator
 from typing import Any
 
@@ -149,21 +150,39 @@ def run(quick: bool, repeats: int | None) -> LabReport:
             row: dict[str, Any] = {"cell": cell, "split": split}
             for gap in gaps:
                 group = [r for r in runs if (r["cell"], r["split"], r["gap"]) == (cell, split, gap)]
-                val = sum(r["val_success"] for r in group) / len(group)
                 test = sum(r["test_success"] for r in group) / len(group)
-                row[f"N={gap}"] = f"{val:.2f} / {test:.2f}"
+                val = statistics.fmean(r["val_acc"] for r in group)
+                row[f"N={gap}"] = f"{test:.2f} (val {val:.2f})"
             table.append(row)
+    notes = [
+        f"Each cell: the share of {n} repeats that answer at least {SUCCESS:.0%} of the "
+        "balanced test set right, and (val) their mean accuracy on their split's own "
+        f"validation set. {steps} steps of {BATCH} lines per model."
+    ]
+    missed = [r for r in runs if not r["test_success"]]
+    for split in SPLITS:
+        accs = [r["val_acc"] for r in missed if r["split"] == split]
+        if accs:
+            notes.append(
+                f"The {len(accs)} models of the {split} split that did not latch score "
+                f"{statistics.fmean(accs):.3f} on their validation set on average."
+            )
+    for cell in CELL_ORDER:
+        start = []
+        for gap in gaps:
+            ratios = [r["key_grad_start"] for r in runs if (r["cell"], r["gap"]) == (cell, gap)]
+            start.append(f"N={gap}: {statistics.median(ratios):.2g}")
+        notes.append(
+            f"{cell}: the share of the loss's gradient that reaches the key before training "
+            "(|d loss/d input| at the first step over the last, median) " + ", ".join(start)
+        )
     report = LabReport(
         name="latching",
         title="Information latching: success rate against the gap",
         columns=["cell", "split", *(f"N={g}" for g in gaps)],
         table=table,
         runs=runs,
-        notes=[
-            f"Each cell: the share of {n} repeats that answer at least {SUCCESS:.0%} right, "
-            "as the split's own validation set reports it / on the balanced test set. "
-            f"{steps} steps of {BATCH} lines per model."
-        ],
+        notes=notes,
     )
     report.draw = lambda fig: _draw(fig, runs, gaps)
     return report
@@ -180,33 +199,35 @@ def _wilson(successes: int, n: int) -> tuple[float, float]:
 
 
 def _draw(fig: Any, runs: list[dict[str, Any]], gaps: list[int]) -> None:
-    panels = {
-        "val_success": "as the split's validation reports it",
-        "test_success": "on a balanced test set",
-    }
     colours = dict(zip(CELL_ORDER, ("tab:red", "tab:blue", "tab:green"), strict=True))
-    for i, (key, what) in enumerate(panels.items()):
-        ax = fig.add_subplot(1, 2, i + 1)
-        for cell in CELL_ORDER:
-            for split, style in zip(SPLITS, ("--", "-"), strict=True):
-                rates, lows, highs = [], [], []
-                for gap in gaps:
-                    group = [
-                        r for r in runs if (r["cell"], r["split"], r["gap"]) == (cell, split, gap)
-                    ]
-                    wins = sum(r[key] for r in group)
-                    rates.append(wins / len(group))
-                    low, high = _wilson(wins, len(group))
-                    lows.append(low)
-                    highs.append(high)
-                ax.plot(
-                    gaps, rates, style, marker="o", color=colours[cell], label=f"{cell}, {split}"
-                )
-                ax.fill_between(gaps, lows, highs, color=colours[cell], alpha=0.08)
+    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    for c, cell in enumerate(CELL_ORDER):
+        for s, (split, style) in enumerate(zip(SPLITS, ("--", "-"), strict=True)):
+            shift = 1.0 + 0.025 * (2 * c + s - 2.5)  # side by side, not on top
+            xs = [g * shift for g in gaps]
+            mean, sd, rates, below, above = [], [], [], [], []
+            for gap in gaps:
+                group = [r for r in runs if (r["cell"], r["split"], r["gap"]) == (cell, split, gap)]
+                accs = [r["val_acc"] for r in group]
+                mean.append(statistics.fmean(accs))
+                sd.append(statistics.pstdev(accs))
+                wins = sum(r["test_success"] for r in group)
+                low, high = _wilson(wins, len(group))
+                rates.append(wins / len(group))
+                below.append(rates[-1] - low)
+                above.append(high - rates[-1])
+            style_args = {"fmt": style, "marker": "o", "markersize": 4, "capsize": 2,
+                          "elinewidth": 0.8, "color": colours[cell]}  # fmt: skip
+            left.errorbar(xs, mean, yerr=sd, label=f"{cell}, {split} split", **style_args)
+            right.errorbar(xs, rates, yerr=[below, above], **style_args)
+    left.set_title("Mean validation accuracy, as each split reports it (±1 sd)", fontsize=9)
+    left.set_ylabel("accuracy on the split's validation set")
+    left.legend(fontsize=7)
+    right.set_title(f"Success: >= {SUCCESS:.0%} of a balanced test set (95% interval)", fontsize=9)
+    right.set_ylabel("share of repeats")
+    for ax in (left, right):
         ax.set_xscale("log")
-        ax.set_xlabel("gap N (noise symbols)")
-        ax.set_ylabel("success rate (95% interval shaded)")
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_title(f"Success {what}", fontsize=10)
-        if i == 0:
-            ax.legend(fontsize=7)
+        ax.set_xticks(gaps, [str(g) for g in gaps])
+        ax.minorticks_off()
+        ax.set_xlabel("gap N (noise symbols between key and label)")
+        ax.set_ylim(-0.03, 1.03)

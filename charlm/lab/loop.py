@@ -4,10 +4,10 @@ and its fix differ in exactly the settings named.
 
 charlm's own trainer always zeroes gradients, clips and uses AdamW; the lab needs the
 other choices too, which is why it has a loop of its own. It logs the rows charlm's
-diagnostics read (`kind`, `step`, `loss`, `grad_norm`, `lr`; `val_loss` on held-out
-windows), so a broken run is diagnosed like any other training loop's log. Models are
-anything whose `forward(ids)` returns `(logits, state)`: a `CharRNN`, or a broken
-variant from `charlm.lab.broken`.
+diagnostics read (`kind`, `step`, `loss`, `grad_norm` before clipping, `lr`, the share of
+steps `clipped` since the last row; `val_loss` on held-out windows), so a broken run is
+diagnosed like any other training loop's log. Models are anything whose `forward(ids)`
+returns `(logits, state)`: a `CharRNN`, or a broken variant from `charlm.lab.broken`.
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ def train(
     else:
         raise ValueError(f"optimizer {config.optimizer!r}")
     rows: list[dict[str, Any]] = []
+    clipped, logged = 0, 0  # steps clipped since the last logged row; its step
     model.train()
     for step in range(1, config.steps + 1):
         x, y = batches(rng)
@@ -86,12 +87,14 @@ def train(
             break
         loss.backward()  # type: ignore[no-untyped-call]
         norm = float(torch.nn.utils.clip_grad_norm_(params, config.clip or math.inf))
+        clipped += bool(config.clip) and norm > config.clip
         optimizer.step()
         if step % config.log_interval == 0 or step == config.steps:
             rows.append(
                 {"kind": "train", "step": step, "loss": loss.item(), "grad_norm": norm,
-                 "lr": config.lr}
+                 "lr": config.lr, "clipped": round(clipped / (step - logged), 4)}
             )  # fmt: skip
+            clipped, logged = 0, step
         if validation is not None and (step % config.eval_interval == 0 or step == config.steps):
             rows.append({"kind": "eval", "step": step, "val_loss": mean_loss(model, *validation)})
     model.eval()
