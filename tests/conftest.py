@@ -28,6 +28,14 @@ def alphabet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def gru_alphabet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The alphabet trained with the defaults and `--cell gru`."""
+    directory = tmp_path_factory.mktemp("gru-run") / "gru"
+    fit(CORPORA / "alphabet.txt", directory, model_overrides={"cell": "gru"}, plots=False)
+    return directory
+
+
+@pytest.fixture(scope="session")
 def alphabet(alphabet_dir: Path) -> Predictor:
     return Predictor.from_checkpoint(alphabet_dir)
 

@@ -57,9 +57,11 @@ def server(
     alphabet_dir: Path,
     notes_dir: Path,
     overfit_dir: Path,
+    gru_alphabet_dir: Path,
 ) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("browser") / "checkpoints"
     copy_checkpoint(alphabet_dir, root / "alphabet")
+    copy_checkpoint(gru_alphabet_dir, root / "gru")
     copy_checkpoint(notes_dir, root / "notes")
     copy_checkpoint(overfit_dir, root / "overfit")
     s = Server(root)
@@ -107,7 +109,7 @@ def page(browser: object) -> Iterator[Page]:
 def test_alphabet_is_shaded_near_certain(page: Page, server: Server, tmp_path: Path) -> None:
     page.open_inspector(server, "alphabet")
     names = page.page.eval_on_selector_all("#model option", "os => os.map(o => o.value)")
-    assert names == ["alphabet", "notes", "overfit"]
+    assert names == ["alphabet", "gru", "notes", "overfit"]
     assert "26 symbols" in page.page.inner_text("#model-info")
     assert "no detector fired" in page.page.inner_text("#model-diagnosis")
     page.type_text("abcdefg")
@@ -154,6 +156,20 @@ def test_continue_appends_the_cycle(page: Page, server: Server) -> None:
     assert page.page.input_value("#text") == "abc" + (LETTERS[3:] + LETTERS)[:30]
     # (a function, not an expression: the page's content security policy forbids eval)
     page.page.wait_for_function("() => document.querySelectorAll('.cl-scored').length === 32")
+
+
+def test_a_gru_model_is_inspected_like_an_lstm(page: Page, server: Server) -> None:
+    page.open_inspector(server, "gru")
+    page.page.wait_for_function(
+        "() => document.querySelector('#model-info').innerText.includes('GRU')"
+    )
+    page.type_text("uvwxyzab")
+    assert min(page.probs(".cl-scored")) >= 0.99
+    page.page.fill("#length", "5")
+    page.page.click("#continue")
+    page.page.wait_for_selector(".cl-generated")
+    generated = page.page.eval_on_selector_all(".cl-generated", "es => es.map(e => e.textContent)")
+    assert "".join(generated) == "cdefg"
 
 
 def test_sampling_mode_shades_the_sample(page: Page, server: Server) -> None:

@@ -166,6 +166,8 @@ def test_each_cell_learns_and_round_trips_through_its_checkpoint(tmp_path: Path,
     assert g.text == "abababab"
     with pytest.raises(ConfigError, match="LSTM cells"):
         Stepper(predictor.model)
+    with pytest.raises(ConfigError, match="int8 steps are the LSTM stepper's"):
+        Predictor(predictor.model, predictor.vocab, step_weights="int8")
     # Diagnostics name the cell's layers and measure no gates.
     rows = [r for r in read_metrics(directory / "metrics.jsonl") if r["kind"] == "train"]
     norms = next(r["grad_norms"] for r in rows if "grad_norms" in r)

@@ -14,7 +14,7 @@ from torch import nn
 from charlm.cli import main
 from charlm.lab import alphabet_head, counting, latching
 from charlm.lab.batched import BatchedCells, clip_per_model, key_gradient
-from charlm.lab.broken import double_softmax_floor, output_cap
+from charlm.lab.broken import double_softmax_floor, output_cap, softmax_head_floor
 
 MODULES = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
@@ -56,28 +56,39 @@ def test_clipping_is_per_model() -> None:
 
 
 def test_the_softmax_heads_bounds() -> None:
+    torch.manual_seed(0)
     for k in (2, 26, 56):
-        best = torch.zeros(1, k)
-        best[0, 0] = 1.0  # a softmax output can do no better than one-hot
-        assert abs(float(F.cross_entropy(best, torch.tensor([0]))) - double_softmax_floor(k)) < 1e-6
-        tanh_best = torch.full((k,), -1.0)
-        tanh_best[0] = 1.0
-        assert abs(float(torch.softmax(tanh_best, 0)[0]) - output_cap(k)) < 1e-6
-    assert 2.32 < double_softmax_floor(26) < 2.33
+        one_hot = torch.zeros(1, k)
+        one_hot[0, 0] = 1.0  # unbounded outputs: a softmax can reach one-hot, no further
+        assert (
+            abs(float(F.cross_entropy(one_hot, torch.tensor([0]))) - double_softmax_floor(k)) < 1e-6
+        )
+        best = torch.full((k,), -1.0)
+        best[0] = 1.0
+        assert abs(float(torch.softmax(best, 0)[0]) - output_cap(k)) < 1e-6
+        # No output of an LSTM (each value in [-1, 1]) gets below the floor.
+        outputs = torch.rand(20_000, k) * 2 - 1
+        losses = F.cross_entropy(
+            torch.softmax(outputs, -1), torch.zeros(20_000, dtype=torch.long), reduction="none"
+        )
+        assert float(losses.min()) >= softmax_head_floor(k) - 1e-6
+        top = torch.softmax(best, 0).unsqueeze(0)
+        assert abs(float(F.cross_entropy(top, torch.tensor([0]))) - softmax_head_floor(k)) < 1e-6
+    assert 2.32 < double_softmax_floor(26) < 2.33 and 3.06 < softmax_head_floor(26) < 3.07
 
 
 def test_alphabet_head_broken_plateaus_and_the_fix_is_certain() -> None:
     broken = alphabet_head.one_run(26, 26, "softmax on LSTM output, Adam, clipping", 0, 400)
     fixed = alphabet_head.one_run(26, 26, "linear projection, Adam, clipping (charlm)", 0, 400)
-    assert broken["loss"] > 2.0 and broken["loss"] >= double_softmax_floor(26)
+    assert broken["loss"] > 2.0 and broken["loss"] >= softmax_head_floor(26)
     assert broken["p_right"] <= output_cap(26)
     assert "plateau_on_determined_text" in broken["findings"]
     assert fixed["p_right"] > 0.999 and fixed["top1"] == 1.0 and fixed["findings"] == ""
 
 
 def test_counting_without_zero_grad_fails_and_with_it_counts() -> None:
-    broken = counting.one_run("gradients never zeroed", 0, 400)
-    fixed = counting.one_run("zero_grad every step (charlm)", 0, 400)
+    broken = counting.one_run("gradients never zeroed, clipping at 1", 0, 400)
+    fixed = counting.one_run("zero_grad every step, clipping at 1 (charlm)", 0, 400)
     assert fixed["accuracy"] == 1.0 and fixed["min_answer_prob"] > 0.9
     assert fixed["continuation"].startswith("0.00,0.05,0.10,0.15,0.20,0.25,0.30,0.35,0.40")
     assert broken["accuracy"] < 0.9 and broken["loss"] > 3 * fixed["loss"]

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from charlm import checkpoint
 from charlm._config import check_choice, check_int
-from charlm.errors import InputError
+from charlm.errors import ConfigError, InputError
 from charlm.evaluation import evaluate_streams
 from charlm.inference.decoding import Decoding
 from charlm.inference.results import (
@@ -91,6 +91,11 @@ class Predictor:
         self.device = next(model.parameters()).device
         self.card = card or _card("model", model, vocab, {})
         check_choice("step_weights", step_weights, STEP_WEIGHTS)
+        if step_weights != "fp32" and model.config.cell != "lstm":
+            raise ConfigError(
+                f"{step_weights} steps are the LSTM stepper's; this model is a "
+                f"{model.config.cell.upper()}, which steps in float32"
+            )
         if step_weights == "bf16":
             require_bf16_steps(self.device)
         if step_weights == "int8":

@@ -22,7 +22,13 @@ import torch
 from charlm.diagnostics.findings import RunFacts
 from charlm.diagnostics.references import ReferenceLevels
 from charlm.diagnostics.report import diagnose_rows
-from charlm.lab.broken import SoftmaxOnOutput, double_softmax_floor, output_cap, probabilities
+from charlm.lab.broken import (
+    SoftmaxOnOutput,
+    double_softmax_floor,
+    output_cap,
+    probabilities,
+    softmax_head_floor,
+)
 from charlm.lab.loop import LoopConfig, mean_loss, random_windows, train
 from charlm.lab.report import LabReport, spread
 from charlm.model import CharRNN, ModelConfig
@@ -75,7 +81,7 @@ def one_run(symbols: int, window: int, setup: str, seed: int, steps: int) -> dic
         "seed": seed,
         "steps": steps,
         "loss": mean_loss(model, val_x, val_y),
-        "floor": double_softmax_floor(symbols) if head == "softmax" else 0.0,
+        "floor": softmax_head_floor(symbols) if head == "softmax" else 0.0,
         "p_right": float(right.mean()),
         "p_min": float(right.min()),
         "top1": float((probs.argmax(-1) == val_y).float().mean()),
@@ -110,10 +116,13 @@ def run(quick: bool, repeats: int | None) -> LabReport:
                 }
             )
     notes.append(
-        "floor: the least loss a softmax head can reach, ln(1 + (K-1)/e), since "
-        "cross_entropy takes a second softmax; cap: the most its distribution can give "
-        "one symbol, e / (e + (K-1)/e), since LSTM outputs lie in (-1, 1). p(right) and "
-        "top-1 are read from the distribution each model outputs, on 64 held-out windows."
+        "cap: the most a softmax head's distribution can give one symbol, "
+        "e / (e + (K-1)/e), since LSTM outputs lie in (-1, 1); floor: the least loss it "
+        "can reach, those capped probabilities being softmaxed again by cross_entropy "
+        f"(were the outputs unbounded, the second softmax alone would floor at "
+        f"ln(1 + (K-1)/e): {double_softmax_floor(26):.4f} nats for 26 symbols). p(right) "
+        "and top-1 are read from the distribution each model outputs, on 64 held-out "
+        "windows."
     )
     for r in runs:
         if r["_quote"] and r["seed"] == 0 and r["task"].startswith("26 symbols"):

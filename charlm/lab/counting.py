@@ -2,11 +2,12 @@
 
 The text is the count 0.00, 0.05, ... 1.00 on one line, repeated (`charlm corpus make
 counting`); every value is followed by the next. Two set-ups train the same `CharRNN`
-(one LSTM layer of 64 units, a projection, Adam, clipping at 1) in the same loop, and
-differ only in `optimizer.zero_grad()`: without it each step's gradient is the sum of
-every gradient so far. Scored on the held-out questions "the line up to a value, what
-comes next?" with `answer_accuracy`: exact greedy answers, and the probability of each
-answer (the product over its digits).
+(one LSTM layer of 64 units, a projection, Adam) in the same loop, and differ only in
+`optimizer.zero_grad()` and clipping: without `zero_grad` each step's gradient is the sum
+of every gradient so far; clipping (at norm 1) then scales that sum down in place, so
+the bug is run both with and without it. Scored on the held-out questions "the line up
+to a value: what comes next?" with `answer_accuracy`: exact greedy answers, and the
+probability of each answer (the product over its digits).
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from charlm.vocab import Vocabulary
 __all__ = ["SETUPS", "run"]
 
 SETUPS = {
-    "gradients never zeroed": LoopConfig(lr=0.01, zero_grad=False),
-    "zero_grad every step (charlm)": LoopConfig(lr=0.01),
+    "gradients never zeroed, no clipping": LoopConfig(lr=0.01, zero_grad=False, clip=0),
+    "gradients never zeroed, clipping at 1": LoopConfig(lr=0.01, zero_grad=False),
+    "zero_grad every step, clipping at 1 (charlm)": LoopConfig(lr=0.01),
 }
 WINDOW, BATCH = 64, 32
 
@@ -48,8 +50,9 @@ def one_run(setup: str, seed: int, steps: int) -> dict[str, Any]:
     predictor = Predictor(model, vocab)
     result = answer_accuracy(predictor, task.heldout)
     per_item = [g.mean_answer_prob for g in result.groups if g.field == "index"]
-    continued = predictor.predict("\n0.00,", top_k=1, continuation_length=40).continuation
-    diagnosis = diagnose_rows(rows, RunFacts(ReferenceLevels.of_ids(ids), len(vocab), 1.0), setup)
+    continued = predictor.predict("\n0.00,", top_k=1, continuation_length=100).continuation
+    facts = RunFacts(ReferenceLevels.of_ids(ids), len(vocab), config.clip or None)
+    diagnosis = diagnose_rows(rows, facts, setup)
     return {
         "setup": setup,
         "seed": seed,
@@ -109,7 +112,7 @@ def run(quick: bool, repeats: int | None) -> LabReport:
 
 def _draw(fig: Any, curves: dict[tuple[str, int], list[tuple[int, float]]]) -> None:
     ax = fig.add_subplot(1, 1, 1)
-    colours = dict(zip(SETUPS, ("tab:red", "tab:blue"), strict=True))
+    colours = dict(zip(SETUPS, ("tab:red", "tab:orange", "tab:blue"), strict=True))
     for (setup, seed), points in curves.items():
         steps, losses = zip(*points, strict=True)
         ax.plot(steps, losses, color=colours[setup], alpha=0.7, label=setup if seed == 0 else None)

@@ -4,7 +4,8 @@ A `LabReport` holds one experiment's results as table rows (one per set-up and t
 aggregated over seeds), the per-run rows behind them, the notes that say what the
 figures show (with the diagnostics quoted where they explain a failure), and a function
 that draws its figure. `write_report` writes `<name>.md` (the table and the notes),
-`<name>.csv` (every run) and `<name>.png` into one directory. No training here.
+`<name>.csv` (every run), `<name>.json` (all of it) and `<name>.png` into one
+directory. No training here.
 """
 
 from __future__ import annotations
@@ -74,12 +75,13 @@ class LabReport:
 
 
 def write_report(report: LabReport, out: Path) -> list[Path]:
-    """Write the report's markdown, CSV and PNG (if it draws one) into `out`."""
+    """Write the report's markdown, CSV, JSON and PNG (if it draws one) into `out`; the
+    paths written."""
     out.mkdir(parents=True, exist_ok=True)
-    written = [out / f"{report.name}.md", out / f"{report.name}.csv"]
+    written = [out / f"{report.name}.{kind}" for kind in ("md", "csv", "json")]
     written[0].write_text(report.markdown(), encoding="utf-8")
     written[1].write_text(report.csv(), encoding="utf-8")
-    (out / f"{report.name}.json").write_text(json.dumps(report.to_dict(), indent=1) + "\n")
+    written[2].write_text(json.dumps(report.to_dict(), indent=1) + "\n", encoding="utf-8")
     if report.draw is not None:
         import matplotlib
 
