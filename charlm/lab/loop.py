@@ -90,10 +90,11 @@ def train(
         clipped += bool(config.clip) and norm > config.clip
         optimizer.step()
         if step % config.log_interval == 0 or step == config.steps:
-            rows.append(
-                {"kind": "train", "step": step, "loss": loss.item(), "grad_norm": norm,
-                 "lr": config.lr, "clipped": round(clipped / (step - logged), 4)}
-            )  # fmt: skip
+            row = {"kind": "train", "step": step, "loss": loss.item(), "grad_norm": norm,
+                   "lr": config.lr}  # fmt: skip
+            if config.clip:  # without a threshold there is no share clipped
+                row["clipped"] = round(clipped / (step - logged), 4)
+            rows.append(row)
             clipped, logged = 0, step
         if validation is not None and (step % config.eval_interval == 0 or step == config.steps):
             rows.append({"kind": "eval", "step": step, "val_loss": mean_loss(model, *validation)})
