@@ -31,6 +31,7 @@ __all__ = [
     "Split",
     "Streams",
     "read_corpus",
+    "read_file_bytes",
     "split_text",
 ]
 
@@ -40,19 +41,25 @@ MIN_VAL_CHARS = 256
 _BINARY_PROBE = 8192
 
 
-def read_corpus(path: str | Path) -> str:
-    """The text of a UTF-8 corpus file, without a leading byte-order mark."""
+def read_file_bytes(path: str | Path, what: str) -> bytes:
+    """The bytes of a text file without a leading UTF-8 byte-order mark; a missing,
+    unreadable or directory path is a `CorpusError` that starts with `what`."""
     p = Path(path)
     if not p.exists():
-        raise CorpusError(f"corpus {p}: no such file")
+        raise CorpusError(f"{what}: no such file")
     if p.is_dir():
-        raise CorpusError(f"corpus {p}: is a directory, expected a text file")
+        raise CorpusError(f"{what}: is a directory, expected a text file")
     try:
         raw = p.read_bytes()
     except OSError as e:
-        raise CorpusError(f"corpus {p}: cannot read it ({e.strerror or e})") from e
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
+        raise CorpusError(f"{what}: cannot read it ({e.strerror or e})") from e
+    return raw.removeprefix(b"\xef\xbb\xbf")
+
+
+def read_corpus(path: str | Path) -> str:
+    """The text of a UTF-8 corpus file, without a leading byte-order mark."""
+    p = Path(path)
+    raw = read_file_bytes(p, f"corpus {p}")
     if not raw:
         raise CorpusError(f"corpus {p}: file is empty")
     if b"\x00" in raw[:_BINARY_PROBE]:

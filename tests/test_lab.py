@@ -138,6 +138,7 @@ def test_lab_command_writes_its_report(tmp_path: Path, capsys: pytest.CaptureFix
         rows = list(csv.DictReader(f))
     assert [r["setup"] for r in rows] == list(counting.SETUPS)
     assert all(r["continuation"].startswith("0.00,") for r in rows)
+    assert not any(k.startswith("_") for k in rows[0])  # curves and quotes stay inside
     report = json.loads((out / "counting.json").read_text())
     assert {r["set-up"] for r in report["table"]} == set(counting.SETUPS)
     assert all(math.isfinite(r["loss"]) for r in report["runs"])

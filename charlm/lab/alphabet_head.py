@@ -127,8 +127,6 @@ def run(quick: bool, repeats: int | None) -> LabReport:
     for r in runs:
         if r["_quote"] and r["seed"] == 0 and r["task"].startswith("26 symbols"):
             notes.append(f"Diagnosis of '{r['setup']}' (26 symbols, seed 0): {r['_quote'][0]}")
-    for r in runs:
-        r.pop("_quote")
     report = LabReport(
         name="alphabet-head",
         title="Alphabet head: softmax on the LSTM output against a projection",

@@ -95,9 +95,7 @@ def run(quick: bool, repeats: int | None) -> LabReport:
         notes.append(f"'{setup}', seed 0, greedy from `0.00,`: `{first['continuation']}`")
         if first["_quote"]:
             notes.append(f"Diagnosis of '{setup}' (seed 0): {first['_quote'][0]}")
-    curves = {(r["setup"], r["seed"]): r.pop("_curve") for r in runs}
-    for r in runs:
-        r.pop("_quote")
+    curves = {(r["setup"], r["seed"]): r["_curve"] for r in runs}
     report = LabReport(
         name="counting",
         title="Counting: gradients that are never zeroed",

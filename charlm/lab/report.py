@@ -33,7 +33,8 @@ class LabReport:
     """The table's columns; each table row holds a value for each."""
     table: list[dict[str, Any]]
     runs: list[dict[str, Any]]
-    """One row per trained model (set-up, task, seed and its figures): the CSV."""
+    """One row per trained model (set-up, task, seed and its figures): the CSV. Keys that
+    start with "_" are the experiment's own (curves, quotes) and are not written."""
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     command: str = ""
@@ -51,13 +52,14 @@ class LabReport:
         return "\n".join(lines).rstrip() + "\n"
 
     def csv(self) -> str:
+        runs = self._public_runs()
         keys: list[str] = []
-        for run in self.runs:
+        for run in runs:
             keys.extend(k for k in run if k not in keys)
         out = io.StringIO()
         writer = csv.DictWriter(out, keys, lineterminator="\n")
         writer.writeheader()
-        for run in self.runs:
+        for run in runs:
             writer.writerow({k: _cell(v) for k, v in run.items()})
         return out.getvalue()
 
@@ -69,9 +71,12 @@ class LabReport:
             "seconds": round(self.seconds, 1),
             "columns": self.columns,
             "table": self.table,
-            "runs": self.runs,
+            "runs": self._public_runs(),
             "notes": self.notes,
         }
+
+    def _public_runs(self) -> list[dict[str, Any]]:
+        return [{k: v for k, v in run.items() if not k.startswith("_")} for run in self.runs]
 
 
 def write_report(report: LabReport, out: Path) -> list[Path]:

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from charlm.data import read_file_bytes
 from charlm.errors import CorpusError, InputError
 
 __all__ = ["AnswerItem", "read_answers", "write_answers"]
@@ -94,15 +95,7 @@ def read_answers(path: str | Path) -> list[AnswerItem]:
     """The items of an answer file, each knowing its line. Every problem is a
     `CorpusError` naming the file and the line."""
     p = Path(path)
-    if not p.exists():
-        raise CorpusError(f"answer file {p}: no such file")
-    if p.is_dir():
-        raise CorpusError(f"answer file {p}: is a directory, expected a text file")
-    try:
-        raw = p.read_bytes()
-    except OSError as e:
-        raise CorpusError(f"answer file {p}: cannot read it ({e.strerror or e})") from e
-    raw = raw.removeprefix(b"\xef\xbb\xbf")
+    raw = read_file_bytes(p, f"answer file {p}")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
