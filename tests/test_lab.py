@@ -143,6 +143,14 @@ def test_lab_command_writes_its_report(tmp_path: Path, capsys: pytest.CaptureFix
     assert {r["set-up"] for r in report["table"]} == set(counting.SETUPS)
     assert all(math.isfinite(r["loss"]) for r in report["runs"])
     assert (out / "counting.png").read_bytes()[:4] == b"\x89PNG"
+    json_out = tmp_path / "json"
+    assert (
+        main(["lab", "counting", "--quick", "--repeats", "1", "--out", str(json_out), "--json"])
+        == 0
+    )
+    printed = json.loads(capsys.readouterr().out)
+    written = json.loads((json_out / "counting.json").read_text())
+    assert printed["runs"] == written["runs"] and printed["table"] == written["table"]
     assert main(["lab", "counting", "--repeats", "0", "--out", str(out)]) == 2
     assert "--repeats must be at least 1" in capsys.readouterr().err
     with pytest.raises(SystemExit):
