@@ -27,6 +27,7 @@ from charlm.runtime import Runtime, free_cores
 from .batching import PredictBatcher
 from .body import BodyLimit
 from .compute import ComputeThread
+from .docs import install_docs
 from .errors import install_error_handlers
 from .generation import GenerationEngine
 from .guard import Guard, allowed_hosts_for
@@ -74,6 +75,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         summary="Next-character probabilities, greedy continuations, per-step confidence.",
         version=charlm.__version__,
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs, without a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.pending = Pending()
@@ -110,6 +113,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.mount("/assets", StaticFiles(directory=ASSETS_DIR), name="assets")
+    install_docs(app)
     return app
 
 

@@ -11,7 +11,11 @@
  *     unknown: [{char, position}],             // characters outside the vocabulary
  *     continuation: [{char, prob, top}],       // generated characters (optional)
  *     continuationKind: "greedy" | "sampled",
+ *     markers: false,                          // draw spaces and newlines as symbols
  *   })
+ *
+ * By default characters are drawn as themselves, so prose wraps between words; a
+ * checkbox above the text redraws it with spaces, tabs and newlines as ␣ → ↵.
  *
  * Colour is the log-odds of the probability, log10(p / (1 - p)), from -3 (p = 0.001,
  * dark red) through 0 (p = 0.5, yellow) to 3 (p = 0.999, dark blue), so 85% and 99.9%
@@ -34,17 +38,31 @@
     return [1, 3, 5].map(function (i) { return parseInt(c.slice(i, i + 2), 16); });
   }
 
-  function colour(p) {
+  function colourRgb(p) {
     var t = scalePos(p) * (STOPS.length - 1);
     var i = Math.min(Math.floor(t), STOPS.length - 2);
     var a = hex(STOPS[i]), b = hex(STOPS[i + 1]), f = t - i;
-    var rgb = a.map(function (v, k) { return Math.round(v + (b[k] - v) * f); });
-    return "rgb(" + rgb.join(",") + ")";
+    return a.map(function (v, k) { return Math.round(v + (b[k] - v) * f); });
+  }
+
+  function colour(p) {
+    return "rgb(" + colourRgb(p).join(",") + ")";
+  }
+
+  function luminance(rgb) {
+    /* WCAG 2 relative luminance of an sRGB colour [r, g, b], 0-255. */
+    var lin = rgb.map(function (v) {
+      var c = v / 255;
+      return c <= 0.04045 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4);
+    });
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2];
   }
 
   function inkFor(p) {
-    var t = scalePos(p);
-    return t < 0.3 || t > 0.72 ? "#fff" : "#111";
+    /* Black or white, whichever contrasts more with the shading: at least 4.5:1 (WCAG
+       AA) everywhere on this scale (4.58:1 at worst, near p = 0.99). */
+    var l = luminance(colourRgb(p));
+    return (l + 0.05) / 0.05 >= 1.05 / (l + 0.05) ? "#000" : "#fff";
   }
 
   function pct(p) {
@@ -58,7 +76,10 @@
     return p.toExponential(2);
   }
 
-  function shown(c) {
+  function shown(c, markers) {
+    /* How a character is drawn: itself, so that prose reads and wraps as prose, or with
+       `markers` spaces, tabs and newlines as visible symbols. */
+    if (!markers) return c === "\n" ? "" : c;
     if (c === "\n") return "↵";
     if (c === "\t") return "→";
     if (c === " ") return "␣";
@@ -200,16 +221,31 @@
     var list = items(data);
     var spans = [];
     var selected = -1;
+    var markers = !!data.markers;
 
     root.appendChild(legend());
+    var toggle = el("label", "cl-toggle");
+    var box = el("input");
+    box.type = "checkbox";
+    box.checked = markers;
+    box.className = "cl-markers-toggle";
+    box.addEventListener("change", function () {
+      renderScore(root, Object.assign({}, data, { markers: box.checked }));
+      var again = root.querySelector(".cl-markers-toggle");
+      if (again) again.focus();
+    });
+    toggle.appendChild(box);
+    toggle.appendChild(document.createTextNode(" show spaces and newlines"));
+    root.appendChild(toggle);
 
-    var textBox = el("div", "cl-text");
+    var textBox = el("div", "cl-text" + (markers ? " cl-marked" : ""));
     textBox.tabIndex = 0;
     textBox.setAttribute("role", "group");
     textBox.setAttribute("aria-label",
       "text shaded by probability; use the arrow keys to step through the characters");
     list.forEach(function (it, i) {
-      var span = el("span", "cl-ch cl-" + it.kind, shown(it.char));
+      var span = el("span", "cl-ch cl-" + it.kind, shown(it.char, markers));
+      if (it.char === "\n" && !markers) span.classList.add("cl-nl");
       span.dataset.index = String(i);
       if (it.prob !== undefined) {
         span.dataset.prob = String(it.prob);
@@ -291,5 +327,8 @@
     return { select: select, items: list };
   }
 
-  global.CharLM = { renderScore: renderScore, colour: colour, percent: pct };
+  global.CharLM = {
+    renderScore: renderScore, colour: colour, ink: inkFor, luminance: luminance,
+    colourRgb: colourRgb, percent: pct,
+  };
 })(window);

@@ -1,0 +1,116 @@
+"""The inspector as a reader sees it, at a desktop and a phone width: prose that reads and
+wraps as prose, ink that contrasts with every shade, and API docs that work offline.
+Real Chromium against a real server; no request may leave the server."""
+
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from .conftest import CORPORA
+from .serving import Server
+from .test_browser import Page, browser, server
+
+__all__ = ["browser", "server"]  # the fixtures, shared with test_browser.py
+
+pytestmark = pytest.mark.slow  # a browser and a real server process
+
+WIDTHS = [1280, 360]
+PROSE = (CORPORA / "notes.txt").read_text(encoding="utf-8")[:700]
+
+
+@pytest.fixture(params=WIDTHS, ids=lambda w: f"{w}px")
+def wide(request: pytest.FixtureRequest, browser: object, server: Server) -> Iterator[Page]:
+    p = Page(browser, width=request.param)
+    outside: list[str] = []
+
+    def route(r: object) -> None:
+        url = r.request.url  # type: ignore[attr-defined]
+        if url.startswith(server.url):
+            r.continue_()  # type: ignore[attr-defined]
+        else:
+            outside.append(url)
+            r.abort()  # type: ignore[attr-defined]
+
+    p.page.route("**/*", route)
+    yield p
+    p.page.close()
+    assert outside == [], outside
+    assert p.errors == []
+
+
+def _contrast(fg: str, bg: str) -> float:
+    def lum(css: str) -> float:
+        r, g, b = (int(v) for v in re.findall(r"\d+", css)[:3])
+
+        def lin(v: int) -> float:
+            c = v / 255
+            return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+        return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b)
+
+    a, b = sorted((lum(fg), lum(bg)), reverse=True)
+    return (a + 0.05) / (b + 0.05)
+
+
+def test_prose_reads_and_wraps_between_words(wide: Page, server: Server) -> None:
+    wide.open_inspector(server, "notes")
+    wide.type_text(PROSE)
+    drawn = wide.page.inner_text(".cl-text")
+    assert "␣" not in drawn and "↵" not in drawn
+    # Every word's characters sit on one line: lines break only between words.
+    tops = wide.page.eval_on_selector_all(
+        ".cl-ch", "es => es.map(e => [e.textContent, Math.round(e.getBoundingClientRect().top)])"
+    )
+    lines = {top for _, top in tops}
+    assert len(lines) > 3  # the text really wraps at this width
+    word: list[int] = []
+    for char, top in [*tops, (" ", 0)]:
+        if char.strip() and char not in "-—/":
+            word.append(top)
+            continue
+        assert len(set(word)) <= 1, "a word was broken across lines"
+        word = []
+    overflow = wide.page.evaluate("document.documentElement.scrollWidth - innerWidth")
+    assert overflow <= 0
+    # The markers come back on request, and go again.
+    wide.page.check(".cl-markers-toggle")
+    wide.page.wait_for_function("() => document.querySelector('.cl-text').innerText.includes('␣')")
+    assert wide.page.locator(".cl-ch").count() == len(PROSE)
+    wide.page.uncheck(".cl-markers-toggle")
+    wide.page.wait_for_function("() => !document.querySelector('.cl-text').innerText.includes('␣')")
+
+
+def test_every_shade_has_readable_ink(wide: Page, server: Server) -> None:
+    wide.open_inspector(server, "notes")
+    wide.type_text(PROSE[:300])
+    pairs = wide.page.eval_on_selector_all(
+        ".cl-scored",
+        "es => es.map(e => [getComputedStyle(e).color, getComputedStyle(e).backgroundColor])",
+    )
+    assert len(pairs) == 299
+    ratios = [_contrast(fg, bg) for fg, bg in pairs]
+    assert min(ratios) >= 4.5, min(ratios)
+    # And across the whole scale, not only the shades this text happens to use.
+    scale = wide.page.evaluate(
+        """() => Array.from({length: 2001}, (_, i) => {
+            const p = 1e-4 + (1 - 2e-4) * i / 2000;
+            return ['rgb(' + CharLM.colourRgb(p).join(',') + ')', CharLM.ink(p)];
+        })"""
+    )
+    inks = {"#000": "rgb(0,0,0)", "#fff": "rgb(255,255,255)"}
+    worst = min(_contrast(bg, inks[ink]) for bg, ink in scale)
+    assert worst >= 4.5, worst
+
+
+def test_api_docs_work_offline(wide: Page, server: Server) -> None:
+    wide.page.goto(server.url + "/docs")
+    wide.page.wait_for_selector(".opblock", timeout=20_000)
+    paths = wide.page.eval_on_selector_all(
+        ".opblock-summary-path", "es => es.map(e => e.textContent)"
+    )
+    assert "/predict" in " ".join(paths) and "/accuracy" in " ".join(paths)
+    wide.page.goto(server.url + "/redoc")
+    wide.page.wait_for_function(
+        "() => document.body.innerText.includes('/predict')", timeout=20_000
+    )
