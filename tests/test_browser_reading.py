@@ -114,3 +114,54 @@ def test_api_docs_work_offline(wide: Page, server: Server) -> None:
     wide.page.wait_for_function(
         "() => document.body.innerText.includes('/predict')", timeout=20_000
     )
+
+
+LONG = (PROSE * 8)[:5000]
+
+
+def test_keyboard_and_the_min_link_keep_the_selection_in_view(wide: Page, server: Server) -> None:
+    wide.open_inspector(server, "notes")
+    wide.type_text(LONG)
+    view = wide.page
+
+    def selected_in_view() -> bool:
+        return bool(
+            view.evaluate(
+                """() => { const r = document.querySelector('.cl-selected').getBoundingClientRect();
+                           return r.top >= -1 && r.bottom <= innerHeight + 1; }"""
+            )
+        )
+
+    box = view.locator(".cl-text").bounding_box()
+    assert box is not None
+    view.mouse.move(box["x"] + box["width"] / 2, box["y"] + 40)  # the pointer rests on the text
+    view.focus(".cl-text")
+    view.keyboard.press("End")
+    assert view.get_attribute(".cl-selected", "data-index") == str(len(LONG) - 1)
+    assert selected_in_view()
+    assert f"at position {len(LONG) - 1}" in view.inner_text(".cl-tip")
+    # Up and Down move a drawn line, not a character.
+    view.keyboard.press("Home")
+    start = view.evaluate(
+        "() => document.querySelector('.cl-selected').getBoundingClientRect().toJSON()"
+    )
+    view.keyboard.press("ArrowDown")
+    below = view.evaluate(
+        "() => document.querySelector('.cl-selected').getBoundingClientRect().toJSON()"
+    )
+    assert below["top"] > start["top"] + start["height"] / 2
+    assert abs(below["left"] - start["left"]) < 3 * start["width"] + 2
+    view.keyboard.press("ArrowUp")
+    assert view.get_attribute(".cl-selected", "data-index") == "0"
+    # The link to the least likely character selects it, scrolls to it, and the tooltip
+    # shows it, whatever lands under the resting pointer.
+    link = view.inner_text(".cl-min")
+    position = int(re.search(r"at position (\d+)", link).group(1))  # type: ignore[union-attr]
+    view.focus(".cl-min")
+    view.keyboard.press("Enter")
+    assert view.get_attribute(".cl-selected", "data-index") == str(position)
+    assert selected_in_view()
+    view.wait_for_timeout(100)  # any hover events the scroll causes
+    assert f"at position {position}:" in view.inner_text(".cl-tip")
+    tip = view.evaluate("() => document.querySelector('.cl-tip').getBoundingClientRect().toJSON()")
+    assert tip["top"] >= 0 and tip["bottom"] <= view.viewport_size["height"]  # type: ignore[index]

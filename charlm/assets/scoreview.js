@@ -242,7 +242,8 @@
     textBox.tabIndex = 0;
     textBox.setAttribute("role", "group");
     textBox.setAttribute("aria-label",
-      "text shaded by probability; use the arrow keys to step through the characters");
+      "text shaded by probability; left and right arrows step through the characters, " +
+      "up and down move a line, Home and End go to the ends");
     list.forEach(function (it, i) {
       var span = el("span", "cl-ch cl-" + it.kind, shown(it.char, markers));
       if (it.char === "\n" && !markers) span.classList.add("cl-nl");
@@ -253,7 +254,12 @@
         span.style.color = inkFor(it.prob);
       }
       if (it.char === "\n") span.appendChild(document.createTextNode("\n"));
-      span.addEventListener("mouseenter", function () { show(i, false); });
+      span.addEventListener("mouseenter", function (ev) {
+        // After the keyboard or a link scrolled the text, the character that lands under
+        // a pointer that has not moved is not the one being looked at.
+        if (held && ev.clientX === held.x && ev.clientY === held.y) return;
+        show(i, false);
+      });
       span.addEventListener("mouseleave", function () { if (selected !== i) hideTip(); });
       span.addEventListener("click", function () { select(i); });
       spans.push(span);
@@ -277,22 +283,59 @@
       var r = spans[i].getBoundingClientRect(), box = root.getBoundingClientRect();
       var left = Math.min(Math.max(0, r.left - box.left), Math.max(0, box.width - tip.offsetWidth));
       tip.style.left = left + "px";
-      tip.style.top = (r.bottom - box.top + 6) + "px";
+      // Below the character, or above it when the window has no room below.
+      var below = r.bottom + 6 + tip.offsetHeight <= window.innerHeight;
+      var above = r.top - 6 - tip.offsetHeight >= 0;
+      tip.style.top = (below || !above ? r.bottom - box.top + 6
+        : r.top - box.top - 6 - tip.offsetHeight) + "px";
       if (announce) live.textContent = lines.join(". ");
     }
     function hideTip() { tip.hidden = true; }
-    function select(i) {
+
+    // The pointer's last real position; `held` is set while a keyboard or link selection
+    // owns the tooltip, until the pointer moves.
+    var pointer = { x: -1, y: -1 }, held = null;
+    root.addEventListener("mousemove", function (ev) {
+      if (held && (ev.clientX !== held.x || ev.clientY !== held.y)) held = null;
+      pointer = { x: ev.clientX, y: ev.clientY };
+    });
+
+    function select(i, scroll) {
       if (selected >= 0) spans[selected].classList.remove("cl-selected");
       selected = Math.max(0, Math.min(spans.length - 1, i));
       if (!spans.length) return;
       spans[selected].classList.add("cl-selected");
+      if (scroll) {
+        held = { x: pointer.x, y: pointer.y };
+        spans[selected].scrollIntoView({ block: scroll, inline: "nearest" });
+      }
       show(selected, true);
     }
+
+    function lineMove(dir) {
+      /* The character on the next (dir 1) or previous (-1) drawn line nearest below or
+         above the selected one; the last or first character when there is no such line. */
+      var here = spans[selected].getBoundingClientRect();
+      var x = here.left + here.width / 2, half = Math.max(1, here.height / 2);
+      var lineTop = null, best = dir > 0 ? spans.length - 1 : 0, bestDist = Infinity;
+      for (var k = selected + dir; k >= 0 && k < spans.length; k += dir) {
+        var r = spans[k].getBoundingClientRect();
+        if (Math.abs(r.top - here.top) < half) continue;  // still on this line
+        if (lineTop === null) lineTop = r.top;
+        else if (Math.abs(r.top - lineTop) >= half) break;  // past the next line
+        var d = Math.abs(r.left + r.width / 2 - x);
+        if (d < bestDist) { bestDist = d; best = k; }
+      }
+      return best;
+    }
+
     textBox.addEventListener("keydown", function (ev) {
-      var moves = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1 };
-      if (ev.key in moves) select(selected < 0 ? 0 : selected + moves[ev.key]);
-      else if (ev.key === "Home") select(0);
-      else if (ev.key === "End") select(spans.length - 1);
+      var steps = { ArrowRight: 1, ArrowLeft: -1 }, lines = { ArrowDown: 1, ArrowUp: -1 };
+      var from = selected < 0 ? 0 : selected;
+      if (ev.key in steps) select(from + steps[ev.key], "nearest");
+      else if (ev.key in lines) select(selected < 0 ? 0 : lineMove(lines[ev.key]), "nearest");
+      else if (ev.key === "Home") select(0, "nearest");
+      else if (ev.key === "End") select(spans.length - 1, "nearest");
       else if (ev.key === "Escape") { hideTip(); return; }
       else return;
       ev.preventDefault();
@@ -312,7 +355,10 @@
         "min probability " + pct(worst.prob) + " at position " + worst.position +
         " (" + JSON.stringify(worst.char) + ")");
       link.type = "button";
-      link.addEventListener("click", function () { select(worst.position); textBox.focus(); });
+      link.addEventListener("click", function () {
+        textBox.focus({ preventScroll: true });
+        select(worst.position, "center");
+      });
       summary.appendChild(link);
     }
     if ((data.unknown || []).length) {
@@ -323,7 +369,10 @@
       summary.appendChild(u);
     }
     root.appendChild(summary);
-    root.appendChild(plot(list, function (pos) { select(pos); textBox.focus(); }));
+    root.appendChild(plot(list, function (pos) {
+      textBox.focus({ preventScroll: true });
+      select(pos, "center");
+    }));
     return { select: select, items: list };
   }
 
