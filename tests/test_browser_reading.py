@@ -165,3 +165,56 @@ def test_keyboard_and_the_min_link_keep_the_selection_in_view(wide: Page, server
     assert f"at position {position}:" in view.inner_text(".cl-tip")
     tip = view.evaluate("() => document.querySelector('.cl-tip').getBoundingClientRect().toJSON()")
     assert tip["top"] >= 0 and tip["bottom"] <= view.viewport_size["height"]  # type: ignore[index]
+
+
+def test_continue_checks_its_length_and_shows_it_is_busy(wide: Page, server: Server) -> None:
+    wide.open_inspector(server, "notes")
+    wide.type_text(PROSE[:80])
+    view = wide.page
+    asked = len([u for u in wide.requests if "/predict" in u])
+    view.fill("#length", "0")
+    view.click("#continue")
+    assert "“continue by” must be a whole number of characters, 1 or more" in view.inner_text(
+        "#error"
+    )
+    assert len([u for u in wide.requests if "/predict" in u]) == asked  # nothing was sent
+    view.fill("#length", "1500")
+    during = view.evaluate(
+        """() => { document.getElementById('continue').click();
+                   return [document.getElementById('continue').disabled,
+                           document.getElementById('view').getAttribute('aria-busy'),
+                           document.getElementById('status').textContent]; }"""
+    )
+    assert during == [True, "true", "continuing greedily by 1500 characters…"]
+    view.wait_for_function("() => !document.getElementById('continue').disabled", timeout=60_000)
+    assert view.locator(".cl-generated").count() == 1500
+    assert view.inner_text("#status") == "" and view.get_attribute("#view", "aria-busy") == "false"
+    # Over the server's cap: the error names the form's field, not the API's.
+    view.fill("#length", "2001")
+    view.click("#continue")
+    view.wait_for_function("() => document.getElementById('error').textContent !== ''")
+    error = view.inner_text("#error")
+    assert "“continue by” is 2001; the limit is 2000" in error
+    assert "continuation_length" not in error
+    # Chromium logs every answer of 400 or more; the refusal was the point here.
+    wide.errors[:] = [e for e in wide.errors if "status of 422" not in e]
+
+
+def test_failures_mark_the_shading_out_of_date(wide: Page, server: Server) -> None:
+    wide.open_inspector(server, "notes")
+    wide.type_text(PROSE[:60])
+    view = wide.page
+    assert view.locator("#view.cl-stale").count() == 0
+    # A text over the server's limit: refused, and the old shading marked as such.
+    view.fill("#text", (PROSE * 40)[:20_001])
+    view.wait_for_selector("#view.cl-stale")
+    assert "20001" in view.inner_text("#error").replace(",", "")
+    wide.type_text(PROSE[:60])  # back under the limit: fresh shading
+    view.wait_for_function("() => !document.getElementById('view').classList.contains('cl-stale')")
+    # The server stops answering.
+    view.route(server.url + "/score", lambda r: r.abort())
+    view.fill("#text", PROSE[:70])
+    view.wait_for_selector("#view.cl-stale")
+    assert "could not be reached" in view.inner_text("#error")
+    # Chromium logs the refused (413) and the failed requests; they were the point here.
+    wide.errors[:] = [e for e in wide.errors if "Failed to load resource" not in e]

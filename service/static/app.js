@@ -32,7 +32,35 @@
     });
   }
 
-  function showError(message) { $("error").textContent = message || ""; }
+  // The API's names for the form's fields, as the form labels them.
+  var FIELDS = {
+    continuation_length: "“continue by”", length: "“continue by”", temperature: "“temperature”",
+    text: "the text", prompt: "the text", model: "the model",
+  };
+
+  function inFormTerms(message) {
+    return String(message).replace(/\b(continuation_length|length|temperature|text|prompt|model)\b(?= (?:is|must|has|needs))/g,
+      function (name) { return FIELDS[name]; });
+  }
+
+  function showError(message) { $("error").textContent = message ? inFormTerms(message) : ""; }
+
+  function failed(e) {
+    /* A request that failed: say why, and mark the shading shown as out of date. */
+    var message = e instanceof TypeError
+      ? "The server could not be reached (has it stopped?); the shading below is out of date."
+      : String(e.message || e) + " The shading below is out of date.";
+    showError(message);
+    $("view").classList.add("cl-stale");
+  }
+
+  function busy(on, what) {
+    /* While a request runs: Continue is off, the view says it is busy, and a line says what
+       is being done. */
+    $("continue").disabled = on;
+    $("view").setAttribute("aria-busy", on ? "true" : "false");
+    $("status").textContent = on ? what : "";
+  }
 
   function model() { return $("model").value; }
 
@@ -154,6 +182,7 @@
       continuationKind: state.kind,
     });
     showError(result.message || "");
+    $("view").classList.remove("cl-stale");
     $("accept").disabled = !state.continuation;
   }
 
@@ -162,13 +191,19 @@
     if (!text || !model()) { $("view").textContent = ""; showError(""); return Promise.resolve(); }
     return score(text).then(function (result) {
       if (seq === state.seq) draw(result);
-    }).catch(function (e) { if (seq === state.seq) showError(String(e.message || e)); });
+    }).catch(function (e) { if (seq === state.seq) failed(e); });
   }
 
   function continueText() {
-    var text = $("text").value, n = parseInt($("length").value, 10) || 1;
+    var text = $("text").value, raw = $("length").value.trim(), n = Number(raw);
     if (!text) { showError("Type some text to continue first."); return Promise.resolve(); }
+    if (!raw || !Number.isInteger(n) || n < 1) {
+      showError("“continue by” must be a whole number of characters, 1 or more.");
+      return Promise.resolve();
+    }
     var seq = ++state.seq;
+    busy(true, ($("mode").value === "greedy" ? "continuing greedily by " : "sampling ") +
+      n + " characters…");
     var asked;
     if ($("mode").value === "greedy") {
       asked = api("/predict", { model: model(), text: text, continuation_length: n, alternatives: 5 })
@@ -198,7 +233,8 @@
       state.continuation = c.steps;
       state.kind = c.kind;
       return score(text).then(function (result) { if (seq === state.seq) draw(result); });
-    }).catch(function (e) { if (seq === state.seq) showError(String(e.message || e)); });
+    }).catch(function (e) { if (seq === state.seq) failed(e); })
+      .then(function () { busy(false); });
   }
 
   var timer = null;
