@@ -218,3 +218,46 @@ def test_failures_mark_the_shading_out_of_date(wide: Page, server: Server) -> No
     assert "could not be reached" in view.inner_text("#error")
     # Chromium logs the refused (413) and the failed requests; they were the point here.
     wide.errors[:] = [e for e in wide.errors if "Failed to load resource" not in e]
+
+
+def test_the_plot_has_an_axis_and_points_at_characters(wide: Page, server: Server) -> None:
+    view = wide.page
+    wide.open_inspector(server, "notes")
+    text = (PROSE * 3)[:1500]  # past the 400 characters that get dots of their own
+    wide.type_text(text)
+    summary = view.locator(".cl-summary").bounding_box()
+    box = view.locator(".cl-text").bounding_box()
+    assert summary is not None and box is not None and summary["y"] < box["y"]  # above the text
+    ticks = view.eval_on_selector_all(
+        ".cl-xtick", "es => es.map(e => [e.textContent, e.getBoundingClientRect().height])"
+    )
+    assert len(ticks) >= 3 and ticks[0][0] == "0"
+    assert min(h for _, h in ticks) >= 9  # readable at this width, not shrunk to 5 px
+    assert "position in the text" in view.inner_text(".cl-plot")
+    view.locator(".cl-plot svg").scroll_into_view_if_needed()
+    plot = view.locator(".cl-hit").bounding_box()
+    assert plot is not None
+    view.mouse.move(plot["x"] + plot["width"] * 0.7, plot["y"] + plot["height"] / 2)
+    pointed = view.get_attribute(".cl-pointed", "data-index")
+    assert pointed is not None and 900 < int(pointed) < 1200
+    assert f"at position {pointed}:" in view.inner_text(".cl-tip")
+    view.mouse.click(plot["x"] + plot["width"] * 0.7, plot["y"] + plot["height"] / 2)
+    assert view.get_attribute(".cl-selected", "data-index") == pointed
+    in_view = view.evaluate(
+        """() => { const r = document.querySelector('.cl-selected').getBoundingClientRect();
+                   return r.top >= -1 && r.bottom <= innerHeight + 1; }"""
+    )
+    assert in_view
+
+
+def test_a_phone_sees_the_text_on_its_first_screen(browser: object, server: Server) -> None:
+    p = Page(browser, width=360)
+    p.page.set_viewport_size({"width": 360, "height": 640})
+    p.open_inspector(server, "notes")
+    p.type_text(PROSE[:45])
+    shaded = p.page.locator(".cl-text").bounding_box()
+    assert shaded is not None
+    assert shaded["y"] + shaded["height"] < 640  # the shaded text, whole, on screen one
+    assert p.page.locator("#continue").is_visible()  # below it, not gone
+    p.page.close()
+    assert p.errors == []
