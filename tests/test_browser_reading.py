@@ -4,10 +4,11 @@ Real Chromium against a real server; no request may leave the server."""
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from .conftest import CORPORA
+from .conftest import CORPORA, copy_checkpoint
 from .serving import Server
 from .test_browser import Page, browser, server
 
@@ -260,4 +261,40 @@ def test_a_phone_sees_the_text_on_its_first_screen(browser: object, server: Serv
     assert shaded["y"] + shaded["height"] < 640  # the shaded text, whole, on screen one
     assert p.page.locator("#continue").is_visible()  # below it, not gone
     p.page.close()
+    assert p.errors == []
+
+
+def test_models_trained_while_the_page_is_open_appear(
+    browser: object, tmp_path_factory: pytest.TempPathFactory, alphabet_dir: Path
+) -> None:
+    from charlm.training import fit
+
+    root = tmp_path_factory.mktemp("live") / "checkpoints"
+    copy_checkpoint(alphabet_dir, root / "alphabet")
+    live = Server(root)
+    p = Page(browser)
+    try:
+        p.open_inspector(live, "alphabet")
+        p.page.fill("#text", "abc!abc!")
+        p.page.wait_for_function(
+            "() => document.getElementById('error').textContent.includes('vocabulary')"
+        )
+        corpus = tmp_path_factory.mktemp("corpus") / "bang.txt"
+        corpus.write_text("abc!" * 300)
+        small = {"max_steps": 60}
+        fit(corpus, root / "alphabet", overwrite=True, train_overrides=small, plots=False)
+        fit(corpus, root / "second", train_overrides=small, plots=False)
+        # Within a refresh: the new model is listed, the retrained one's vocabulary is used.
+        p.page.wait_for_selector("#model option[value=second]", state="attached", timeout=20_000)
+        p.page.wait_for_function(
+            "() => document.querySelectorAll('.cl-unknown').length === 0"
+            " && document.querySelectorAll('.cl-scored').length === 7",
+            timeout=20_000,
+        )
+        assert p.page.input_value("#model") == "alphabet"  # the choice stays
+        assert "vocabulary" not in p.page.inner_text("#error")
+        assert "4 symbols" in p.page.inner_text("#model-info")
+    finally:
+        p.page.close()
+        live.stop()
     assert p.errors == []

@@ -7,6 +7,7 @@
   var state = { models: {}, continuation: null, kind: "greedy", seq: 0 };
 
   var KEY = "charlm-api-key";
+  var REFRESH_MS = 5000;
 
   function api(path, body, asked) {
     /* A server started with an API key answers 401 until the page sends it: ask for it
@@ -107,22 +108,44 @@
   }
 
   function loadModels() {
+    /* The server's models, into the list: the one chosen stays chosen while it exists.
+       Resolves to true when the chosen model is new or has changed (retrained). */
     return api("/models").then(function (r) {
-      var select = $("model");
-      select.textContent = "";
-      (r.data.models || []).forEach(function (m) {
-        state.models[m.name] = m;
-        var opt = document.createElement("option");
-        opt.value = m.name;
-        opt.textContent = m.name;
-        select.appendChild(opt);
-      });
+      var select = $("model"), chosen = select.value;
+      var before = JSON.stringify(state.models[chosen] || null);
+      var fresh = {};
+      (r.data.models || []).forEach(function (m) { fresh[m.name] = m; });
+      var names = Object.keys(fresh);
+      var listed = Array.from(select.options).map(function (o) { return o.value; });
+      if (names.join("\n") !== listed.join("\n")) {
+        select.textContent = "";
+        names.forEach(function (name) {
+          var opt = document.createElement("option");
+          opt.value = name;
+          opt.textContent = name;
+          select.appendChild(opt);
+        });
+        if (fresh[chosen]) select.value = chosen;
+      }
+      state.models = fresh;
       if (!select.options.length) {
         showError("No models are loaded: train one into the server's checkpoints directory.");
       }
-      $("model-info").textContent = describeModel(state.models[model()]);
-      showDiagnosis(state.models[model()]);
+      var changed = JSON.stringify(state.models[model()] || null) !== before || model() !== chosen;
+      if (changed) {
+        $("model-info").textContent = describeModel(state.models[model()]);
+        showDiagnosis(state.models[model()]);
+      }
+      return changed;
     });
+  }
+
+  function refreshModels() {
+    /* Models trained or retrained while the page is open: pick them up, and score the
+       text again with a model that changed. */
+    return loadModels().then(function (changed) {
+      if (changed) { state.continuation = null; return analyze(); }
+    }).catch(function () { /* the next refresh, or a request, will say what is wrong */ });
   }
 
   function unknownIn(text) {
@@ -261,4 +284,11 @@
   });
 
   loadModels().then(analyze).catch(function (e) { showError(String(e.message || e)); });
+  // The server reloads a checkpoint when it changes on disk; so does the page, every few
+  // seconds while it is shown and whenever it comes back into view.
+  setInterval(function () { if (!document.hidden) refreshModels(); }, REFRESH_MS);
+  window.addEventListener("focus", refreshModels);
+  document.addEventListener("visibilitychange", function () {
+    if (!document.hidden) refreshModels();
+  });
 })();
