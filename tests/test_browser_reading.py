@@ -298,3 +298,42 @@ def test_models_trained_while_the_page_is_open_appear(
         p.page.close()
         live.stop()
     assert p.errors == []
+
+
+def test_characters_of_several_code_points_are_drawn_whole(
+    browser: object, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from charlm.training import fit
+
+    root = tmp_path_factory.mktemp("graphemes") / "checkpoints"
+    corpus = root.parent / "cafe.txt"
+    corpus.write_text("cafe\u0301 \U0001f44d\U0001f3fd " * 200)  # é decomposed; 👍🏽
+    fit(corpus, root / "cafe", train_overrides={"max_steps": 200}, plots=False)
+    live = Server(root)
+    p = Page(browser)
+    try:
+        p.open_inspector(live, "cafe")
+        text = "cafe\u0301 \U0001f44d\U0001f3fd cafe\u0301"
+        p.page.fill("#text", text)
+        p.page.wait_for_function("() => document.querySelectorAll('.cl-scored').length === 10")
+        drawn = p.page.eval_on_selector_all(".cl-ch", "es => es.map(e => e.textContent)")
+        assert drawn == ["c", "a", "f", "e\u0301", " ", "\U0001f44d\U0001f3fd", " ", "c", "a",
+                         "f", "e\u0301"]  # fmt: skip
+        # The emoji's shade is the probability of both its code points, as /score gives them.
+        import httpx2 as httpx
+
+        steps = httpx.post(live.url + "/score", json={"model": "cafe", "text": text}).json()[
+            "steps"
+        ]
+        by_position = {s["position"]: s["prob"] for s in steps}
+        emoji = p.page.locator(".cl-ch >> nth=5")
+        assert float(emoji.get_attribute("data-prob") or 0) == pytest.approx(
+            by_position[6] * by_position[7], rel=1e-6
+        )
+        emoji.hover()
+        tip = p.page.inner_text(".cl-tip")
+        assert "2 code points" in tip and "U+1F44D" in tip and "U+1F3FD" in tip
+    finally:
+        p.page.close()
+        live.stop()
+    assert p.errors == []

@@ -15,7 +15,10 @@
  *   })
  *
  * By default characters are drawn as themselves, so prose wraps between words; a
- * checkbox above the text redraws it with spaces, tabs and newlines as ␣ → ↵.
+ * checkbox above the text redraws it with spaces, tabs and newlines as ␣ → ↵. A
+ * user-perceived character of several code points (👍🏽, e + U+0301) is drawn as one unit
+ * (Intl.Segmenter's grapheme clusters), shaded by the product of its code points'
+ * probabilities; its tooltip lists each.
  *
  * Colour is the log-odds of the probability, log10(p / (1 - p)), from -3 (p = 0.001,
  * dark red) through 0 (p = 0.5, yellow) to 3 (p = 0.999, dark blue), so 85% and 99.9%
@@ -109,6 +112,18 @@
           "alternatives: " + alternatives(item.top),
         ];
       default:
+        if (item.parts) {
+          return [
+            c + " at position " + item.position + ": probability " + pct(item.prob) +
+              " for the whole character",
+            item.parts.length + " code points, each scored by the model: " +
+              item.parts.map(function (p) {
+                return "U+" + p.char.codePointAt(0).toString(16).toUpperCase().padStart(4, "0") +
+                  " " + pct(p.prob);
+              }).join(", "),
+            "alternatives to the first: " + alternatives(item.top),
+          ];
+        }
         return [
           c + " at position " + item.position + ": probability " + pct(item.prob) +
             ", rank " + item.rank + (item.rank === 1 ? " (top choice)" : ""),
@@ -141,13 +156,40 @@
       else if (!s) out.push({ kind: "context", char: c, position: i });
       else out.push(Object.assign({ kind: "scored" }, s));
     });
+    out = graphemes(text, out);
     (data.continuation || []).forEach(function (s, j) {
       out.push({
         kind: "generated", char: s.char, prob: s.prob, top: s.top || [],
-        position: out.length, how: data.continuationKind === "sampled" ? "sampled" : "chosen greedily",
+        position: Array.from(text).length + j, how: data.continuationKind === "sampled" ? "sampled" : "chosen greedily",
         index: j,
       });
     });
+    return out;
+  }
+
+  function graphemes(text, chars) {
+    /* `chars` (one item per code point of `text`) with each user-perceived character of
+       several code points (an emoji with a skin tone, a letter and a combining accent)
+       merged into one item, so that it is drawn as one glyph. The model reads code
+       points, so a merged item's probability is the product of its parts' (the
+       probability of the whole, given the text before it), and it keeps its parts. */
+    if (typeof Intl === "undefined" || !Intl.Segmenter) return chars;
+    var out = [], cp = 0;
+    Array.from(new Intl.Segmenter(undefined, { granularity: "grapheme" }).segment(text))
+      .forEach(function (seg) {
+        var n = Array.from(seg.segment).length, parts = chars.slice(cp, cp + n);
+        cp += n;
+        if (n === 1) { out.push(parts[0]); return; }
+        var kinds = parts.map(function (p) { return p.kind; });
+        var kind = ["unknown", "unscored", "context"].filter(function (k) {
+          return kinds.indexOf(k) >= 0;
+        })[0] || "scored";
+        var unit = Object.assign({}, parts[0], { kind: kind, char: seg.segment, parts: parts });
+        if (kind === "scored") {
+          unit.prob = parts.reduce(function (m, p) { return m * p.prob; }, 1);
+        }
+        out.push(unit);
+      });
     return out;
   }
 
@@ -179,7 +221,7 @@
     var W = Math.max(280, Math.round(width || 600)), H = 150, padL = 34, padB = 30;
     var bits = pts.map(function (it) { return -Math.log2(Math.max(it.prob, 1e-30)); });
     var top = Math.max(1, Math.ceil(Math.max.apply(null, bits)));
-    var n = list.length;
+    var n = list.length ? list[list.length - 1].position + 1 : 0;  // positions, in code points
     var svg = document.createElementNS(SVG, "svg");
     svg.setAttribute("viewBox", "0 0 " + W + " " + H);
     svg.setAttribute("width", W);
@@ -280,6 +322,10 @@
     var spans = [];
     var selected = -1;
     var markers = !!data.markers;
+    var unitAt = {};  // a position in the text (code points) -> the drawn unit holding it
+    list.forEach(function (it, i) {
+      (it.parts || [it]).forEach(function (p) { unitAt[p.position] = i; });
+    });
 
     root.appendChild(legend());
     var toggle = el("label", "cl-toggle");
@@ -415,7 +461,7 @@
       link.type = "button";
       link.addEventListener("click", function () {
         textBox.focus({ preventScroll: true });
-        select(worst.position, "center");
+        select(unitAt[worst.position], "center");
       });
       summary.appendChild(link);
     }
@@ -430,13 +476,13 @@
     var hovered = -1;
     root.appendChild(plot(list, function (pos) {
       textBox.focus({ preventScroll: true });
-      select(pos, "center");
+      select(unitAt[pos], "center");
     }, function (pos) {
       if (hovered >= 0) spans[hovered].classList.remove("cl-pointed");
-      hovered = pos;
-      if (pos < 0) { if (selected >= 0) show(selected, false); else hideTip(); return; }
-      spans[pos].classList.add("cl-pointed");
-      show(pos, false);
+      hovered = pos < 0 ? -1 : unitAt[pos];
+      if (hovered < 0) { if (selected >= 0) show(selected, false); else hideTip(); return; }
+      spans[hovered].classList.add("cl-pointed");
+      show(hovered, false);
     }, textBox.clientWidth));
     return { select: select, items: list };
   }
