@@ -337,3 +337,21 @@ def test_characters_of_several_code_points_are_drawn_whole(
         p.page.close()
         live.stop()
     assert p.errors == []
+
+
+def test_the_next_characters_distribution_is_listed(wide: Page, server: Server) -> None:
+    wide.open_inspector(server, "alphabet")
+    wide.type_text("abc")
+    view = wide.page
+    view.wait_for_function("() => document.querySelectorAll('#next-list li').length === 26")
+    rows = view.eval_on_selector_all(
+        "#next-list li",
+        "es => es.map(e => [e.querySelector('.cl-next-char').textContent,"
+        " parseFloat(e.querySelector('.cl-next-prob').textContent),"
+        " e.querySelector('.cl-next-bar').getBoundingClientRect().width])",
+    )
+    assert rows[0][0] == "d" and rows[0][1] >= 99.9
+    assert [r[1] for r in rows] == sorted((r[1] for r in rows), reverse=True)
+    assert rows[0][2] > 50 * max(rows[1][2], 0.01)  # the bars are to scale
+    wide.page.fill("#text", "")
+    view.wait_for_function("() => document.getElementById('next').hidden")

@@ -209,11 +209,55 @@
     $("accept").disabled = !state.continuation;
   }
 
+  function shownChar(c) {
+    return c === " " ? "␣ (space)" : c === "\n" ? "↵ (newline)" : c === "\t" ? "→ (tab)" : c;
+  }
+
+  function drawNext(next) {
+    /* The whole next-character distribution after the text, likeliest first, as bars. */
+    var list = $("next-list");
+    list.textContent = "";
+    $("next").hidden = !next;
+    (next || []).forEach(function (cp) {
+      var row = document.createElement("li");
+      var ch = document.createElement("span");
+      ch.className = "cl-next-char";
+      ch.textContent = shownChar(cp.char);
+      var bar = document.createElement("span");
+      bar.className = "cl-next-bar";
+      bar.style.width = Math.max(0.5, cp.prob * 100).toFixed(2) + "%";
+      bar.style.background = CharLM.colour(cp.prob);
+      var p = document.createElement("span");
+      p.className = "cl-next-prob";
+      p.textContent = CharLM.percent(cp.prob);
+      row.appendChild(ch);
+      var track = document.createElement("span");
+      track.className = "cl-next-track";
+      track.appendChild(bar);
+      row.appendChild(track);
+      row.appendChild(p);
+      list.appendChild(row);
+    });
+  }
+
+  function predictNext(text) {
+    /* The distribution after `text` (all of it), or null when it cannot be asked. */
+    if (unknownIn(text).length) return Promise.resolve(null);
+    return api("/predict", { model: model(), text: text, top_k: 0 }).then(function (r) {
+      return r.ok ? r.data.next : null;
+    });
+  }
+
   function analyze() {
     var seq = ++state.seq, text = $("text").value;
-    if (!text || !model()) { $("view").textContent = ""; showError(""); return Promise.resolve(); }
+    if (!text || !model()) {
+      $("view").textContent = ""; showError(""); drawNext(null); return Promise.resolve();
+    }
     return score(text).then(function (result) {
       if (seq === state.seq) draw(result);
+      return predictNext(text);
+    }).then(function (next) {
+      if (seq === state.seq) drawNext(next);
     }).catch(function (e) { if (seq === state.seq) failed(e); });
   }
 
