@@ -355,3 +355,48 @@ def test_the_next_characters_distribution_is_listed(wide: Page, server: Server) 
     assert rows[0][2] > 50 * max(rows[1][2], 0.01)  # the bars are to scale
     wide.page.fill("#text", "")
     view.wait_for_function("() => document.getElementById('next').hidden")
+
+
+RANK_COLOURS = ["rgb(76, 175, 80)", "rgb(255, 213, 79)", "rgb(239, 83, 80)", "rgb(142, 36, 170)"]
+
+
+def test_shading_by_rank_with_its_legend_and_histograms(wide: Page, server: Server) -> None:
+    wide.open_inspector(server, "notes")
+    wide.type_text(PROSE[:400])
+    view = wide.page
+    assert view.locator(".cl-hist-prob .cl-hist-row").count() == 8
+    view.select_option(".cl-colour-by", "rank")
+    view.wait_for_selector(".cl-rank-legend")
+    shaded = view.eval_on_selector_all(
+        ".cl-scored", "es => es.map(e => [+e.dataset.rank, getComputedStyle(e).backgroundColor])"
+    )
+    assert len(shaded) == 399
+    for rank, background in shaded:
+        bucket = 0 if rank <= 1 else 1 if rank <= 5 else 2 if rank <= 20 else 3
+        assert background == RANK_COLOURS[bucket], (rank, background)
+    legend = [
+        int(c)
+        for c in view.eval_on_selector_all(".cl-rank-item", "es => es.map(e => e.dataset.count)")
+    ]
+    ranks = [r for r, _ in shaded]
+    assert legend == [
+        sum(r <= 1 for r in ranks),
+        sum(1 < r <= 5 for r in ranks),
+        sum(5 < r <= 20 for r in ranks),
+        sum(r > 20 for r in ranks),
+    ]
+    hist = view.eval_on_selector_all(
+        ".cl-hist-rank .cl-hist-row", "es => es.map(e => +e.dataset.count)"
+    )
+    assert hist == legend
+    probs = view.eval_on_selector_all(
+        ".cl-hist-prob .cl-hist-row", "es => es.map(e => +e.dataset.count)"
+    )
+    assert sum(probs) == 399
+    ratios = view.eval_on_selector_all(
+        ".cl-scored",
+        "es => es.map(e => [getComputedStyle(e).color, getComputedStyle(e).backgroundColor])",
+    )
+    assert min(_contrast(fg, bg) for fg, bg in ratios) >= 4.5
+    view.select_option(".cl-colour-by", "probability")
+    view.wait_for_selector(".cl-legend-bar")

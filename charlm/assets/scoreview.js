@@ -12,6 +12,7 @@
  *     continuation: [{char, prob, top}],       // generated characters (optional)
  *     continuationKind: "greedy" | "sampled",
  *     markers: false,                          // draw spaces and newlines as symbols
+ *     colourBy: "probability" | "rank",        // shade by probability or by rank
  *   })
  *
  * By default characters are drawn as themselves, so prose wraps between words; a
@@ -139,6 +140,12 @@
     return top.map(function (a) { return JSON.stringify(a.char) + " " + pct(a.prob); }).join(", ");
   }
 
+  function rankIn(top, c) {
+    /* A character's rank from a likeliest-first list; undefined if it is not listed. */
+    for (var k = 0; k < top.length; k++) if (top[k].char === c) return k + 1;
+    return undefined;
+  }
+
   function items(data) {
     /* One entry per drawn character, in order. */
     var out = [], text = data.text || "";
@@ -160,6 +167,7 @@
     (data.continuation || []).forEach(function (s, j) {
       out.push({
         kind: "generated", char: s.char, prob: s.prob, top: s.top || [],
+        rank: s.rank || rankIn(s.top || [], s.char),
         position: Array.from(text).length + j, how: data.continuationKind === "sampled" ? "sampled" : "chosen greedily",
         index: j,
       });
@@ -191,6 +199,102 @@
         out.push(unit);
       });
     return out;
+  }
+
+  // Shading by rank, as GLTR does for words: was the character the model's first choice,
+  // in its top 5, its top 20, or further down?
+  var RANKS = [
+    { upTo: 1, label: "top choice", colour: "#4caf50" },
+    { upTo: 5, label: "top 5", colour: "#ffd54f" },
+    { upTo: 20, label: "top 20", colour: "#ef5350" },
+    { upTo: Infinity, label: "beyond 20", colour: "#8e24aa" },
+  ];
+  var PROB_BINS = [0, 0.001, 0.01, 0.1, 0.5, 0.9, 0.99, 0.999];
+
+  function rankBucket(rank) {
+    for (var k = 0; k < RANKS.length; k++) if (rank <= RANKS[k].upTo) return k;
+    return RANKS.length - 1;
+  }
+
+  function inkOn(rgb) {
+    var l = luminance(rgb);
+    return (l + 0.05) / 0.05 >= 1.05 / (l + 0.05) ? "#000" : "#fff";
+  }
+
+  function shade(it, byRank) {
+    /* [background, ink] of a shaded item. */
+    if (byRank && it.rank) {
+      var c = RANKS[rankBucket(it.rank)].colour;
+      return [c, inkOn(hex(c))];
+    }
+    return [colour(it.prob), inkFor(it.prob)];
+  }
+
+  function rankLegend(list) {
+    var box = el("div", "cl-legend cl-rank-legend");
+    box.appendChild(el("span", "cl-legend-label",
+      "rank of each character among the model's choices (counts in this text)"));
+    var row = el("div", "cl-rank-row");
+    var counts = histogram(list, "rank");
+    RANKS.forEach(function (r, k) {
+      var item = el("span", "cl-rank-item");
+      var sw = el("span", "cl-swatch");
+      sw.style.background = r.colour;
+      item.appendChild(sw);
+      item.appendChild(document.createTextNode(r.label + ": " + counts[k]));
+      item.dataset.count = String(counts[k]);
+      row.appendChild(item);
+    });
+    box.appendChild(row);
+    return box;
+  }
+
+  function histogram(list, by) {
+    /* Counts of the scored characters by rank bucket, or by probability bin. */
+    var bins = by === "rank" ? RANKS.length : PROB_BINS.length;
+    var counts = [];
+    for (var k = 0; k < bins; k++) counts.push(0);
+    list.forEach(function (it) {
+      if (it.kind !== "scored" && it.kind !== "generated") return;
+      if (by === "rank") { if (it.rank) counts[rankBucket(it.rank)] += 1; return; }
+      var b = 0;
+      while (b + 1 < PROB_BINS.length && it.prob >= PROB_BINS[b + 1]) b += 1;
+      counts[b] += 1;
+    });
+    return counts;
+  }
+
+  function histograms(list) {
+    /* Two small bar charts for the whole text: ranks and probabilities. */
+    var fig = el("figure", "cl-hists");
+    [["rank", "by rank", RANKS.map(function (r) { return r.label; })],
+     ["prob", "by probability", PROB_BINS.map(function (p, k) {
+       var hi = PROB_BINS[k + 1];
+       return hi === undefined ? "≥ " + pct(p) : pct(p) + "–" + pct(hi);
+     })]].forEach(function (spec) {
+      var counts = histogram(list, spec[0]);
+      var total = counts.reduce(function (a, b) { return a + b; }, 0) || 1;
+      var block = el("div", "cl-hist cl-hist-" + spec[0]);
+      block.appendChild(el("div", "cl-hist-title", "characters " + spec[1]));
+      counts.forEach(function (n, k) {
+        var row = el("div", "cl-hist-row");
+        row.appendChild(el("span", "cl-hist-label", spec[2][k]));
+        var track = el("span", "cl-hist-track");
+        var bar = el("span", "cl-hist-bar");
+        bar.style.width = (100 * n / total).toFixed(1) + "%";
+        bar.style.background = spec[0] === "rank" ? RANKS[k].colour
+          : colour(k + 1 < PROB_BINS.length ? Math.sqrt(Math.max(PROB_BINS[k], 1e-4) * PROB_BINS[k + 1])
+            : 0.9995);
+        track.appendChild(bar);
+        row.appendChild(track);
+        var count = el("span", "cl-hist-count", String(n));
+        row.dataset.count = String(n);
+        row.appendChild(count);
+        block.appendChild(row);
+      });
+      fig.appendChild(block);
+    });
+    return fig;
   }
 
   function legend() {
@@ -322,19 +426,37 @@
     var spans = [];
     var selected = -1;
     var markers = !!data.markers;
+    var byRank = data.colourBy === "rank";
     var unitAt = {};  // a position in the text (code points) -> the drawn unit holding it
     list.forEach(function (it, i) {
       (it.parts || [it]).forEach(function (p) { unitAt[p.position] = i; });
     });
 
-    root.appendChild(legend());
+    root.appendChild(byRank ? rankLegend(list) : legend());
+    var shadeBy = el("label", "cl-toggle");
+    var pick = el("select");
+    pick.className = "cl-colour-by";
+    [["probability", "probability"], ["rank", "rank (top 1, 5, 20, beyond)"]].forEach(function (o) {
+      var opt = el("option", "", o[1]);
+      opt.value = o[0];
+      pick.appendChild(opt);
+    });
+    pick.value = byRank ? "rank" : "probability";
+    pick.addEventListener("change", function () {
+      renderScore(root, Object.assign({}, data, { colourBy: pick.value }));
+      var again = root.querySelector(".cl-colour-by");
+      if (again) again.focus();
+    });
+    shadeBy.appendChild(document.createTextNode("shade by "));
+    shadeBy.appendChild(pick);
+    root.appendChild(shadeBy);
     var toggle = el("label", "cl-toggle");
     var box = el("input");
     box.type = "checkbox";
     box.checked = markers;
     box.className = "cl-markers-toggle";
     box.addEventListener("change", function () {
-      renderScore(root, Object.assign({}, data, { markers: box.checked }));
+      renderScore(root, Object.assign({}, data, { markers: box.checked, colourBy: pick.value }));
       var again = root.querySelector(".cl-markers-toggle");
       if (again) again.focus();
     });
@@ -354,8 +476,10 @@
       span.dataset.index = String(i);
       if (it.prob !== undefined) {
         span.dataset.prob = String(it.prob);
-        span.style.background = colour(it.prob);
-        span.style.color = inkFor(it.prob);
+        if (it.rank) span.dataset.rank = String(it.rank);
+        var paint = shade(it, byRank);
+        span.style.background = paint[0];
+        span.style.color = paint[1];
       }
       if (it.char === "\n") span.appendChild(document.createTextNode("\n"));
       span.addEventListener("mouseenter", function (ev) {
@@ -484,6 +608,7 @@
       spans[hovered].classList.add("cl-pointed");
       show(hovered, false);
     }, textBox.clientWidth));
+    root.appendChild(histograms(list));
     return { select: select, items: list };
   }
 
