@@ -109,11 +109,12 @@ def test_latching_splits() -> None:
 
 
 def test_an_lstm_latches_a_gap_of_20() -> None:
+    before = torch.get_num_threads()
     torch.set_num_threads(1)  # as the lab runs it
     try:
         rows = latching.latch_point("lstm", 20, 3, 1500)
     finally:
-        torch.set_num_threads(2)
+        torch.set_num_threads(before)
     shuffled = [r for r in rows if r["split"] == "shuffled"]
     assert max(r["test_acc"] for r in shuffled) == 1.0, shuffled
     assert all(0 <= r["key_grad_start"] < 1 for r in rows)  # the gap dampens the gradient
