@@ -39,7 +39,7 @@ __all__ = ["create_app", "create_app_from_env"]
 
 log = logging.getLogger(__name__)
 
-INFERENCE_PATHS = frozenset({"/predict", "/score", "/generate", "/accuracy"})
+INFERENCE_PATHS = frozenset({"/predict", "/score", "/generate", "/accuracy", "/report"})
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
 
 from charlm import Generation, Prediction, SampleConfig, ScoreResult
 from charlm.registry import LoadedModel, ModelRegistry
+from charlm.report import score_report
 from charlm.tasks import AccuracyResult, AnswerItem, answer_accuracy
 
 from . import schemas as S
@@ -155,6 +156,29 @@ async def score(req: S.ScoreRequest, reg: Registry, cfg: Settings, cpu: Compute)
     check_limits(cfg, text=req.text, alternatives=req.alternatives)
     model = await _model(reg, cpu, req.model)
     return await cpu.run(model.predictor.score, req.text, req.alternatives)
+
+
+@router.post(
+    "/report",
+    responses={
+        **_ERRORS,
+        200: {
+            "description": "The report, an HTML page to save",
+            "content": {"text/html": {"schema": {"type": "string"}}},
+        },
+    },
+)
+async def report(req: S.ScoreRequest, reg: Registry, cfg: Settings, cpu: Compute) -> HTMLResponse:
+    """The self-contained HTML report of /score for the text (`charlm score --html`), as a
+    file to save: it opens in any browser and fetches nothing."""
+    check_limits(cfg, text=req.text, alternatives=req.alternatives)
+    model = await _model(reg, cpu, req.model)
+    result = await cpu.run(model.predictor.score, req.text, req.alternatives)
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in result.model)
+    name = f"charlm-{safe}-report.html"
+    return HTMLResponse(
+        score_report(result), headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    )
 
 
 @router.post("/accuracy", response_model=AccuracyResult, responses=_ERRORS)

@@ -400,3 +400,26 @@ def test_shading_by_rank_with_its_legend_and_histograms(wide: Page, server: Serv
     assert min(_contrast(fg, bg) for fg, bg in ratios) >= 4.5
     view.select_option(".cl-colour-by", "probability")
     view.wait_for_selector(".cl-legend-bar")
+
+
+def test_the_view_downloads_as_a_report(wide: Page, server: Server, tmp_path: Path) -> None:
+    wide.open_inspector(server, "alphabet")
+    wide.type_text("abcdef")
+    view = wide.page
+    view.fill("#length", "4")
+    view.click("#continue")
+    view.wait_for_selector(".cl-generated")
+    with view.expect_download() as info:
+        view.click("#download")
+    saved = tmp_path / "report.html"
+    info.value.save_as(saved)
+    assert info.value.suggested_filename == "charlm-alphabet-report.html"
+    report = Page(wide.page.context.browser)
+    report.page.goto(saved.as_uri())
+    report.page.wait_for_selector(".cl-scored")
+    drawn = "".join(report.page.eval_on_selector_all(".cl-ch", "es => es.map(e => e.textContent)"))
+    assert drawn == "abcdefghij"  # the text and its continuation
+    assert min(report.probs(".cl-scored")) >= 0.999
+    assert all(u.startswith("file:") for u in report.requests), report.requests
+    report.page.close()
+    assert report.errors == []

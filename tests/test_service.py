@@ -1,6 +1,7 @@
 """The service through its ASGI app (fast): schemas, numbers, errors, reload."""
 
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,6 +112,18 @@ def test_http_and_cli_give_the_same_numbers(
         ]
     )
     assert capsys.readouterr().out == "The " + http["text"] + "\n"
+
+
+def test_report_is_the_score_as_a_self_contained_page(client: TestClient) -> None:
+    r = client.post("/report", json={"model": "alphabet", "text": "mnopq", "alternatives": 2})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert r.headers["content-disposition"] == 'attachment; filename="charlm-alphabet-report.html"'
+    score = client.post("/score", json={"model": "alphabet", "text": "mnopq", "alternatives": 2})
+    assert score.json()["steps"][0]["prob"] >= 0.999
+    assert '"text":"mnopq"' in r.text and "CharLM.renderScore" in r.text
+    assert not re.search(r'(src|href)="https?:', r.text)  # nothing fetched from elsewhere
+    r = client.post("/report", json={"model": "alphabet", "text": "a" * 100_000})
+    assert r.status_code == 413 and r.json()["error"]["type"] == "text_too_long"
 
 
 def test_score_reports_per_step_confidence(client: TestClient) -> None:

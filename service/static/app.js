@@ -319,7 +319,35 @@
   $("mode").addEventListener("change", function () {
     $("temperature").disabled = $("mode").value !== "sample";
   });
+  function downloadReport() {
+    /* The text as shown (with a continuation, if there is one) as the self-contained HTML
+       report of `charlm score --html`, saved as a file. */
+    var text = $("text").value + (state.continuation || []).map(function (s) { return s.char; }).join("");
+    if (Array.from(text).length < 2) { showError("Type at least two characters first."); return; }
+    var headers = { "Content-Type": "application/json" };
+    var key = window.sessionStorage.getItem(KEY);
+    if (key) headers.Authorization = "Bearer " + key;
+    busy(true, "writing the report…");
+    fetch("/report", {
+      method: "POST", headers: headers,
+      body: JSON.stringify({ model: model(), text: text, alternatives: 5 }),
+    }).then(function (r) {
+      if (!r.ok) return r.json().then(function (d) { throw new Error(d.error.message); });
+      return r.blob();
+    }).then(function (blob) {
+      var a = document.createElement("a");
+      a.href = URL.createObjectURL(blob);
+      a.download = "charlm-" + model() + "-report.html";
+      document.body.appendChild(a);
+      a.click();
+      a.remove();
+      setTimeout(function () { URL.revokeObjectURL(a.href); }, 10000);
+    }).catch(function (e) { showError(String(e.message || e)); })
+      .then(function () { busy(false); });
+  }
+
   $("continue").addEventListener("click", continueText);
+  $("download").addEventListener("click", downloadReport);
   $("accept").addEventListener("click", function () {
     if (!state.continuation) return;
     $("text").value += state.continuation.map(function (s) { return s.char; }).join("");
