@@ -423,3 +423,30 @@ def test_the_view_downloads_as_a_report(wide: Page, server: Server, tmp_path: Pa
     assert all(u.startswith("file:") for u in report.requests), report.requests
     report.page.close()
     assert report.errors == []
+
+
+def test_sampling_controls_reach_the_service(wide: Page, server: Server) -> None:
+    wide.open_inspector(server, "notes")
+    wide.type_text("The rain ")
+    view = wide.page
+    view.select_option("#mode", "sample")
+    view.fill("#length", "30")
+    view.fill("#top-k", "3")
+    view.fill("#top-p", "0.9")
+    view.fill("#seed", "7")
+    texts = []
+    for _ in range(2):
+        view.click("#continue")
+        view.wait_for_function("() => !document.getElementById('continue').disabled")
+        view.wait_for_selector(".cl-generated")
+        texts.append(
+            "".join(view.eval_on_selector_all(".cl-generated", "es => es.map(e => e.textContent)"))
+        )
+        ranks = view.eval_on_selector_all(".cl-generated", "es => es.map(e => +e.dataset.rank)")
+        assert all(1 <= r <= 3 for r in ranks), ranks  # top-k 3: never below third
+    assert texts[0] == texts[1] and len(texts[0]) == 30  # the same seed, the same sample
+    view.fill("#top-p", "2")
+    view.click("#continue")
+    view.wait_for_function("() => document.getElementById('error').textContent !== ''")
+    assert "“top-p”" in view.inner_text("#error") and "top_p" not in view.inner_text("#error")
+    wide.errors[:] = [e for e in wide.errors if "status of 422" not in e]

@@ -36,11 +36,12 @@
   // The API's names for the form's fields, as the form labels them.
   var FIELDS = {
     continuation_length: "“continue by”", length: "“continue by”", temperature: "“temperature”",
+    top_k: "“top-k”", top_p: "“top-p”", seed: "“seed”",
     text: "the text", prompt: "the text", model: "the model",
   };
 
   function inFormTerms(message) {
-    return String(message).replace(/\b(continuation_length|length|temperature|text|prompt|model)\b(?= (?:is|must|has|needs))/g,
+    return String(message).replace(/\b(continuation_length|length|temperature|top_k|top_p|seed|text|prompt|model)\b(?= (?:is|must|has|needs))/g,
       function (name) { return FIELDS[name]; });
   }
 
@@ -279,8 +280,21 @@
           return { steps: r.data.steps, kind: "greedy" };
         });
     } else {
-      var temperature = parseFloat($("temperature").value);
-      asked = api("/generate", { model: model(), prompt: text, length: n, temperature: temperature })
+      var settings = { model: model(), prompt: text, length: n };
+      var fields = [["temperature", "temperature", parseFloat], ["top-k", "top_k", Number],
+                    ["top-p", "top_p", parseFloat], ["seed", "seed", Number]];
+      for (var f = 0; f < fields.length; f++) {
+        var raw = $(fields[f][0]).value.trim();
+        if (raw === "") continue;  // the service's default
+        var value = fields[f][2](raw);
+        if (!isFinite(value)) {
+          busy(false);
+          showError("“" + fields[f][0] + "” must be a number.");
+          return Promise.resolve();
+        }
+        settings[fields[f][1]] = value;
+      }
+      asked = api("/generate", settings)
         .then(function (r) {
           if (!r.ok) throw new Error(r.data.error.message);
           // How sure was the model of each sampled character? Score the whole text.
@@ -317,7 +331,9 @@
     analyze();
   });
   $("mode").addEventListener("change", function () {
-    $("temperature").disabled = $("mode").value !== "sample";
+    ["temperature", "top-k", "top-p", "seed"].forEach(function (id) {
+      $(id).disabled = $("mode").value !== "sample";
+    });
   });
   function downloadReport() {
     /* The text as shown (with a continuation, if there is one) as the self-contained HTML
