@@ -1,8 +1,9 @@
 """A self-contained HTML report of per-step confidence, for `charlm score --html`.
 
-The report embeds the same score view (stylesheet and script) that the service's
-inspector page uses, and the score as the same JSON that `charlm score --json` prints
-and `POST /score` answers, so it opens in any browser with nothing fetched from anywhere.
+The report embeds the same score view (stylesheet, and the scripts of the view and its
+charts) that the service's inspector page uses, and the score as the same JSON that
+`charlm score --json` prints and `POST /score` answers, so it opens in any browser with
+nothing fetched from anywhere.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ def _script_safe(text: str) -> str:
 def score_report(result: ScoreResult) -> str:
     """The HTML page for `result`."""
     css = (ASSETS_DIR / "inspector.css").read_text(encoding="utf-8")
-    js = (ASSETS_DIR / "scoreview.js").read_text(encoding="utf-8")
+    scripts = ("scoreview.js", "scorecharts.js")  # the view first: the charts extend it
+    js = "\n".join((ASSETS_DIR / name).read_text(encoding="utf-8") for name in scripts)
     title = f"charlm: {result.model}, {len(result.steps)} characters scored"
     return f"""<!doctype html>
 <html lang="en">
