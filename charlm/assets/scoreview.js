@@ -61,11 +61,16 @@
     return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2];
   }
 
-  function inkFor(p) {
-    /* Black or white, whichever contrasts more with the shading: at least 4.5:1 (WCAG
-       AA) everywhere on this scale (4.58:1 at worst, near p = 0.99). */
-    var l = luminance(colourRgb(p));
+  function inkOn(rgb) {
+    /* Black or white, whichever contrasts more with the background `rgb`. */
+    var l = luminance(rgb);
     return (l + 0.05) / 0.05 >= 1.05 / (l + 0.05) ? "#000" : "#fff";
+  }
+
+  function inkFor(p) {
+    /* The ink on the shade of `p`: at least 4.5:1 (WCAG AA) everywhere on this scale
+       (4.58:1 at worst, near p = 0.99). */
+    return inkOn(colourRgb(p));
   }
 
   function pct(p) {
@@ -212,11 +217,6 @@
   function rankBucket(rank) {
     for (var k = 0; k < RANKS.length; k++) if (rank <= RANKS[k].upTo) return k;
     return RANKS.length - 1;
-  }
-
-  function inkOn(rgb) {
-    var l = luminance(rgb);
-    return (l + 0.05) / 0.05 >= 1.05 / (l + 0.05) ? "#000" : "#fff";
   }
 
   function shade(it, byRank) {

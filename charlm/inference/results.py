@@ -22,22 +22,25 @@ __all__ = [
     "Generation",
     "ModelCard",
     "Prediction",
+    "Result",
     "ScoreResult",
     "ScoreStep",
     "TrainingSummary",
 ]
 
 
-class _Result(BaseModel):
+class Result(BaseModel):
+    """The base of every result: frozen, and NaN or infinity written as JSON null."""
+
     model_config = ConfigDict(frozen=True, ser_json_inf_nan="null")
 
 
-class CharProb(_Result):
+class CharProb(Result):
     char: str
     prob: float = Field(description="Probability the model gives this character.")
 
 
-class ContinuationStep(_Result):
+class ContinuationStep(Result):
     """One greedily chosen character, its probability and the runners-up."""
 
     char: str
@@ -45,7 +48,7 @@ class ContinuationStep(_Result):
     top: list[CharProb] = Field(description="The likeliest characters at this step.")
 
 
-class Prediction(_Result):
+class Prediction(Result):
     """The next-character distribution after a text, and its greedy continuation."""
 
     model: str
@@ -54,7 +57,7 @@ class Prediction(_Result):
     steps: list[ContinuationStep] = Field(description="Each continued character's confidence.")
 
 
-class ScoreStep(_Result):
+class ScoreStep(Result):
     """How the model saw the character at `position`, given everything before it."""
 
     position: int
@@ -67,7 +70,7 @@ class ScoreStep(_Result):
     top: list[CharProb] = Field(description="The runners-up.")
 
 
-class ScoreResult(_Result):
+class ScoreResult(Result):
     """Per-step confidence over a text."""
 
     model: str
@@ -78,7 +81,7 @@ class ScoreResult(_Result):
     min_position: int
 
 
-class Generation(_Result):
+class Generation(Result):
     """Sampled text."""
 
     model: str
@@ -86,7 +89,7 @@ class Generation(_Result):
     text: str = Field(description="The generated characters, without the prompt.")
 
 
-class EvalResult(_Result):
+class EvalResult(Result):
     """The model's mean loss on a text read as one stream."""
 
     model: str
@@ -95,7 +98,7 @@ class EvalResult(_Result):
     chars: int = Field(description="Characters predicted (the first one is context only).")
 
 
-class FindingResult(_Result):
+class FindingResult(Result):
     """What a training detector saw (see `charlm.diagnostics.detectors`)."""
 
     name: str = Field(description="The detector, e.g. overfitting.")
@@ -105,7 +108,7 @@ class FindingResult(_Result):
     advice: str = Field(description="What to try, with the flag to change.")
 
 
-class RunDiagnosis(_Result):
+class RunDiagnosis(Result):
     """The diagnosis the trainer made while the model trained."""
 
     healthy: bool = Field(description="True when no detector fired.")
@@ -143,7 +146,7 @@ class RunDiagnosis(_Result):
         )
 
 
-class TrainingSummary(_Result):
+class TrainingSummary(Result):
     """How the model was trained, from its checkpoint (absent values are null)."""
 
     step: int | None = None
@@ -190,7 +193,7 @@ _SUMMARY_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-class ModelCard(_Result):
+class ModelCard(Result):
     """What a loaded model is: kept in memory instead of its checkpoint."""
 
     name: str

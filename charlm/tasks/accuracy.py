@@ -20,10 +20,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from charlm.errors import InputError, UnknownCharacterError
 from charlm.inference import Predictor, PredictQuery
+from charlm.inference.results import Result
 from charlm.tasks.answers import AnswerItem
 
 __all__ = ["MAX_MISTAKES", "AccuracyGroup", "AccuracyMistake", "AccuracyResult", "answer_accuracy"]
@@ -33,11 +34,7 @@ _BATCH = 64
 _PREFIX_QUERIES = 8  # longer answers are scored in one pass
 
 
-class _Result(BaseModel):
-    model_config = ConfigDict(frozen=True, ser_json_inf_nan="null")
-
-
-class AccuracyGroup(_Result):
+class AccuracyGroup(Result):
     """The items that carry one value of one field."""
 
     field: str = Field(description="The field, e.g. points.")
@@ -48,7 +45,7 @@ class AccuracyGroup(_Result):
     mean_answer_prob: float = Field(description="Mean probability given to their answers.")
 
 
-class AccuracyMistake(_Result):
+class AccuracyMistake(Result):
     """An item whose greedy continuation was not its answer."""
 
     item: int = Field(description="Its place among the items, from 1.")
@@ -58,7 +55,7 @@ class AccuracyMistake(_Result):
     answer_prob: float = Field(description="Probability the model gave the answer.")
 
 
-class AccuracyResult(_Result):
+class AccuracyResult(Result):
     """How often a model continues prompts with their answers, overall and by field."""
 
     model: str

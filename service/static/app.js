@@ -9,12 +9,16 @@
   var KEY = "charlm-api-key";
   var REFRESH_MS = 5000;
 
+  function authHeaders() {
+    /* The API key this tab was given, if any, as the request's header. */
+    var key = window.sessionStorage.getItem(KEY);
+    return key ? { Authorization: "Bearer " + key } : {};
+  }
+
   function api(path, body, asked) {
     /* A server started with an API key answers 401 until the page sends it: ask for it
      * once, keep it for this tab only (sessionStorage), and retry. */
-    var headers = {};
-    var key = window.sessionStorage.getItem(KEY);
-    if (key) headers.Authorization = "Bearer " + key;
+    var headers = authHeaders();
     var init = { headers: headers };
     if (body !== undefined) {
       init.method = "POST";
@@ -340,9 +344,7 @@
        report of `charlm score --html`, saved as a file. */
     var text = $("text").value + (state.continuation || []).map(function (s) { return s.char; }).join("");
     if (Array.from(text).length < 2) { showError("Type at least two characters first."); return; }
-    var headers = { "Content-Type": "application/json" };
-    var key = window.sessionStorage.getItem(KEY);
-    if (key) headers.Authorization = "Bearer " + key;
+    var headers = Object.assign({ "Content-Type": "application/json" }, authHeaders());
     busy(true, "writing the report…");
     fetch("/report", {
       method: "POST", headers: headers,
