@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import statistics
 
-from charlm.inference.results import EvalResult, ModelCard, Prediction, ScoreResult
+from charlm.inference.results import (
+    ActivationResult,
+    EvalResult,
+    ModelCard,
+    Prediction,
+    ScoreResult,
+)
 
 __all__ = [
+    "activations_text",
     "card_text",
     "eval_text",
     "num",
@@ -129,3 +136,21 @@ def wrap(cells: list[str], width: int = 78) -> list[str]:
     if line.strip():
         lines.append(line)
     return lines
+
+
+def activations_text(result: ActivationResult, layers: int) -> str:
+    """The units most correlated with each feature, then the units asked for."""
+    lines = [
+        f"layer {result.layer} (of 0 to {layers - 1}), {result.kind}, {result.size} units, "
+        f"{len(result.text):,} characters",
+        "the units that follow each feature of the text most closely (Pearson r):",
+    ]
+    width = max(len(f.description) for f in result.features)
+    for f in result.features:
+        found = "  ".join(f"{c.cell:>4} {c.r:+.2f}" for c in f.cells) or "(constant in this text)"
+        lines.append(f"  {f.description:<{width}}  {found}")
+    for s in result.series:
+        values = ", ".join(f"{v:+.2f}" for v in s.values[:12])
+        more = ", ..." if len(s.values) > 12 else ""
+        lines.append(f"unit {s.cell}: {values}{more}")
+    return "\n".join(lines)

@@ -39,7 +39,9 @@ __all__ = ["create_app", "create_app_from_env"]
 
 log = logging.getLogger(__name__)
 
-INFERENCE_PATHS = frozenset({"/predict", "/score", "/generate", "/accuracy", "/report"})
+INFERENCE_PATHS = frozenset(
+    {"/predict", "/score", "/generate", "/accuracy", "/report", "/activations"}
+)
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
+from pydantic import BaseModel
 
-from charlm import Generation, Prediction, SampleConfig, ScoreResult
+from charlm import Generation, Prediction, SampleConfig, ScoreResult, TooManyItemsError
+from charlm.inference import ActivationResult
 from charlm.registry import LoadedModel, ModelRegistry
 from charlm.report import score_report
 from charlm.tasks import AccuracyResult, AnswerItem, answer_accuracy
@@ -151,11 +153,21 @@ async def predict(req: S.PredictRequest, request: Request) -> Prediction:
     return await batcher.predict(model.predictor, query)
 
 
+def _json(result: BaseModel) -> Response:
+    """A library result as the answer, serialised once by pydantic: FastAPI would check
+    it against the response model again (which it is), at a cost that grows with the
+    answer (a third of a large /score's time)."""
+    return Response(result.model_dump_json(), media_type="application/json")
+
+
 @router.post("/score", response_model=ScoreResult, responses=_ERRORS)
-async def score(req: S.ScoreRequest, reg: Registry, cfg: Settings, cpu: Compute) -> ScoreResult:
+async def score(req: S.ScoreRequest, reg: Registry, cfg: Settings, cpu: Compute) -> Response:
     check_limits(cfg, text=req.text, alternatives=req.alternatives)
     model = await _model(reg, cpu, req.model)
-    return await cpu.run(model.predictor.score, req.text, req.alternatives)
+    result = await cpu.run(
+        model.predictor.score, req.text, req.alternatives, start=req.start, next_top=req.next_top
+    )
+    return _json(result)
 
 
 @router.post(
@@ -168,7 +180,7 @@ async def score(req: S.ScoreRequest, reg: Registry, cfg: Settings, cpu: Compute)
         },
     },
 )
-async def report(req: S.ScoreRequest, reg: Registry, cfg: Settings, cpu: Compute) -> HTMLResponse:
+async def report(req: S.ReportRequest, reg: Registry, cfg: Settings, cpu: Compute) -> HTMLResponse:
     """The self-contained HTML report of /score for the text (`charlm score --html`), as a
     file to save: it opens in any browser and fetches nothing."""
     check_limits(cfg, text=req.text, alternatives=req.alternatives)
@@ -179,6 +191,31 @@ async def report(req: S.ScoreRequest, reg: Registry, cfg: Settings, cpu: Compute
     return HTMLResponse(
         score_report(result), headers={"Content-Disposition": f'attachment; filename="{name}"'}
     )
+
+
+@router.post("/activations", response_model=ActivationResult, responses=_ERRORS)
+async def activations(
+    req: S.ActivationsRequest, reg: Registry, cfg: Settings, cpu: Compute
+) -> Response:
+    """Inside the model: units of one layer over the text (the cell state, the output or
+    a gate, after each character), and the units most correlated with simple features
+    of the text (inside quotes, position in the line, ...)."""
+    check_limits(cfg, text=req.text)
+    values = len(req.text) * len(req.cells)
+    if values > cfg.max_activation_values:
+        raise TooManyItemsError(
+            "activation values (characters x cells)", values, cfg.max_activation_values
+        )
+    model = await _model(reg, cpu, req.model)
+    result = await cpu.run(
+        model.predictor.activations,
+        req.text,
+        layer=req.layer,
+        kind=req.kind,
+        cells=req.cells,
+        top=req.top,
+    )
+    return _json(result)
 
 
 @router.post("/accuracy", response_model=AccuracyResult, responses=_ERRORS)

@@ -20,6 +20,7 @@ from charlm import ModelCard
 
 __all__ = [
     "AccuracyRequest",
+    "ActivationsRequest",
     "AnswerItemRequest",
     "BatchStats",
     "ErrorResponse",
@@ -30,6 +31,7 @@ __all__ = [
     "PredictRequest",
     "ReloadRequest",
     "ReloadResponse",
+    "ReportRequest",
     "ScoreRequest",
 ]
 
@@ -63,7 +65,7 @@ class PredictRequest(_Request):
     alternatives: int = _count(3, "Runner-up characters per continued step.")
 
 
-class ScoreRequest(_Request):
+class ReportRequest(_Request):
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"model": "alphabet", "text": "abcz", "alternatives": 2}]}
     )
@@ -71,6 +73,46 @@ class ScoreRequest(_Request):
     model: str | None = _MODEL
     text: str = Field(description="Text to score; at least two characters.", examples=["abcz"])
     alternatives: int = _count(3, "Runner-up characters per step.")
+
+
+class ScoreRequest(ReportRequest):
+    start: int = Field(
+        1,
+        description="List the steps from this position on (an editor re-scoring a text "
+        "changed from there on); the summary covers the whole text either way.",
+        json_schema_extra={"minimum": 1},
+    )
+    next_top: int | None = Field(
+        None,
+        description="Also list the likeliest characters to follow the text: how many "
+        "(0 lists all); omitted: none.",
+        json_schema_extra={"minimum": 0},
+    )
+
+
+class ActivationsRequest(_Request):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"model": "notes", "text": 'a "quote"', "kind": "cell", "cells": [3]}]
+        }
+    )
+
+    model: str | None = _MODEL
+    text: str = Field(description="Text to read; at least one character.", examples=['a "b"'])
+    layer: int = Field(
+        -1, description="The layer, from 0 at the input; negative counts from the last."
+    )
+    kind: str = Field(
+        "cell",
+        description="cell (tanh of the LSTM cell state), hidden (the layer's output), "
+        "input_gate, forget_gate or output_gate; a GRU or RNN has hidden only.",
+    )
+    cells: list[int] = Field(
+        default_factory=list,
+        description="The units whose activations to list, by index in the layer. Characters "
+        "times units is at most the server's max_activation_values (413 above).",
+    )
+    top: int = _count(5, "Units listed per feature of the text, most correlated first.")
 
 
 class GenerateRequest(_Request):

@@ -53,6 +53,12 @@ class ServiceSettings(BaseSettings):
     max_accuracy_items: int = Field(
         1_000, ge=1, description="most items per /accuracy request (413 above it)"
     )
+    max_activation_values: int = Field(
+        200_000,
+        ge=1,
+        description="most values per /activations answer: characters times units asked for "
+        "(413 above it)",
+    )
     max_pending: int = Field(
         64, ge=1, description="inference requests in progress before more get 503 at once"
     )

@@ -88,7 +88,8 @@ class Page:
     def type_text(self, text: str) -> None:
         self.page.fill("#text", text)
         self.page.wait_for_function(
-            "t => document.querySelectorAll('.cl-ch').length === Array.from(t).length", arg=text
+            "t => document.querySelectorAll('#view .cl-ch').length === Array.from(t).length",
+            arg=text,
         )
 
     def probs(self, selector: str) -> list[float]:

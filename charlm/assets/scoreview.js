@@ -13,7 +13,8 @@
  *     continuationKind: "greedy" | "sampled",
  *     markers: false,                          // draw spaces and newlines as symbols
  *     colourBy: "probability" | "rank",        // shade by probability or by rank
- *   })
+ *     choose: function (item, char, how),      // offer alternatives: "replace" the
+ *   })                                         //   item with char, or "continue" with it
  *
  * By default characters are drawn as themselves, so prose wraps between words; a
  * checkbox above the text redraws it with spaces, tabs and newlines as ␣ → ↵. A
@@ -27,6 +28,12 @@
  */
 (function (global) {
   "use strict";
+
+  // The pointer's last position on the page, from every view's point of view.
+  var pointer = { x: -1, y: -1 };
+  document.addEventListener("mousemove", function (ev) {
+    pointer = { x: ev.clientX, y: ev.clientY };
+  }, true);
 
   var STOPS = ["#a50026", "#d73027", "#f46d43", "#fee090", "#abd9e9", "#4575b4", "#313695"];
   var TICKS = [0.001, 0.01, 0.1, 0.5, 0.9, 0.99, 0.999];
@@ -92,6 +99,13 @@
     if (c === "\t") return "→";
     if (c === " ") return "␣";
     return c;
+  }
+
+  var ENTITIES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", "\"": "&quot;" };
+
+  function escape(text) {
+    /* `text` as markup shows it. */
+    return text.replace(/[&<>"]/g, function (c) { return ENTITIES[c]; });
   }
 
   function el(tag, cls, text) {
@@ -263,79 +277,59 @@
     return box;
   }
 
-  function renderScore(root, data) {
-    root.textContent = "";
-    root.classList.add("cl-view");
-    var list = items(data);
-    var spans = [];
-    var selected = -1;
-    var markers = !!data.markers;
-    var byRank = data.colourBy === "rank";
-    var unitAt = {};  // a position in the text (code points) -> the drawn unit holding it
-    list.forEach(function (it, i) {
-      (it.parts || [it]).forEach(function (p) { unitAt[p.position] = i; });
-    });
-
-    root.appendChild(byRank ? rankLegend(list) : legend());
-    var shadeBy = el("label", "cl-toggle");
-    var pick = el("select");
-    pick.className = "cl-colour-by";
-    [["probability", "probability"], ["rank", "rank (top 1, 5, 20, beyond)"]].forEach(function (o) {
-      var opt = el("option", "", o[1]);
-      opt.value = o[0];
-      pick.appendChild(opt);
-    });
-    pick.value = byRank ? "rank" : "probability";
-    pick.addEventListener("change", function () {
-      renderScore(root, Object.assign({}, data, { colourBy: pick.value }));
-      var again = root.querySelector(".cl-colour-by");
-      if (again) again.focus();
-    });
-    shadeBy.appendChild(document.createTextNode("shade by "));
-    shadeBy.appendChild(pick);
-    root.appendChild(shadeBy);
-    var toggle = el("label", "cl-toggle");
-    var box = el("input");
-    box.type = "checkbox";
-    box.checked = markers;
-    box.className = "cl-markers-toggle";
-    box.addEventListener("change", function () {
-      renderScore(root, Object.assign({}, data, { markers: box.checked, colourBy: pick.value }));
-      var again = root.querySelector(".cl-markers-toggle");
-      if (again) again.focus();
-    });
-    toggle.appendChild(box);
-    toggle.appendChild(document.createTextNode(" show spaces and newlines"));
-    root.appendChild(toggle);
-
+  function shadedText(root, list, opts) {
+    /* The text as one span per item, shaded by `opts.shade(item)` ([background, ink], or
+       null to leave it plain), with a tooltip of `opts.describe(item)` on hover, focus and
+       keyboard selection: left and right step, up and down move a line, Home and End go
+       to the ends. With `opts.choose(item, char, how)`, the selected item's tooltip also
+       offers its alternatives as buttons: replace it with one, or continue the text from
+       there with one (how: "replace" or "continue"). Appends the text, its tooltip and a
+       live region to `root`; returns {box, spans, select, show, hideTip}. `opts.attrs(item)`
+       gives data attributes for its span ({name: value}; undefined values are left out). */
+    var markers = !!opts.markers, spans = [], selected = -1;
     var textBox = el("div", "cl-text" + (markers ? " cl-marked" : ""));
     textBox.tabIndex = 0;
     textBox.setAttribute("role", "group");
-    textBox.setAttribute("aria-label",
-      "text shaded by probability; left and right arrows step through the characters, " +
-      "up and down move a line, Home and End go to the ends");
-    list.forEach(function (it, i) {
-      var span = el("span", "cl-ch cl-" + it.kind, shown(it.char, markers));
-      if (it.char === "\n" && !markers) span.classList.add("cl-nl");
-      span.dataset.index = String(i);
-      if (it.prob !== undefined) {
-        span.dataset.prob = String(it.prob);
-        if (it.rank) span.dataset.rank = String(it.rank);
-        var paint = shade(it, byRank);
-        span.style.background = paint[0];
-        span.style.color = paint[1];
-      }
-      if (it.char === "\n") span.appendChild(document.createTextNode("\n"));
-      span.addEventListener("mouseenter", function (ev) {
-        // After the keyboard or a link scrolled the text, the character that lands under
-        // a pointer that has not moved is not the one being looked at.
-        if (held && ev.clientX === held.x && ev.clientY === held.y) return;
-        show(i, false);
+    textBox.setAttribute("aria-label", opts.label + "; left and right arrows step through the " +
+      "characters, up and down move a line, Home and End go to the ends");
+    // Written as one string of markup (the parser builds 5,000 spans in a fifth of the
+    // time separate DOM calls take); then each span's shade is set through CSSOM (the
+    // page's content security policy refuses style attributes in markup).
+    textBox.innerHTML = list.map(function (it, i) {
+      var cls = "cl-ch cl-" + it.kind + (it.char === "\n" && !markers ? " cl-nl" : "");
+      var extra = "", attrs = opts.attrs ? opts.attrs(it) : {};
+      Object.keys(attrs).forEach(function (k) {
+        if (attrs[k] !== undefined) extra += " data-" + k + "=\"" + escape(String(attrs[k])) + "\"";
       });
-      span.addEventListener("mouseleave", function () { if (selected !== i) hideTip(); });
-      span.addEventListener("click", function () { select(i); });
-      spans.push(span);
-      textBox.appendChild(span);
+      return "<span class=\"" + cls + "\" data-index=\"" + i + "\"" + extra + ">" +
+        escape(shown(it.char, markers)) + (it.char === "\n" ? "\n" : "") + "</span>";
+    }).join("");
+    spans = Array.prototype.slice.call(textBox.children);
+    spans.forEach(function (span, i) {
+      var paint = opts.shade(list[i]);
+      if (paint) span.style.cssText = "background:" + paint[0] + ";color:" + paint[1];
+    });
+    // One listener each for the whole text, not three per character.
+    function spanOf(ev) {
+      var t = ev.target.closest ? ev.target.closest(".cl-ch") : null;
+      return t && t.parentNode === textBox ? Number(t.dataset.index) : -1;
+    }
+    textBox.addEventListener("mouseover", function (ev) {
+      var i = spanOf(ev);
+      // After the keyboard or a link scrolled the text, the character that lands under
+      // a pointer that has not moved is not the one being looked at.
+      if (i < 0 || (held && ev.clientX === held.x && ev.clientY === held.y)) return;
+      held = null;
+      show(i, false);
+    });
+    textBox.addEventListener("mouseout", function (ev) {
+      var i = spanOf(ev);
+      var to = ev.relatedTarget;
+      if (i >= 0 && selected !== i && !textBox.contains(to) && !tip.contains(to)) hideTip();
+    });
+    textBox.addEventListener("click", function (ev) {
+      var i = spanOf(ev);
+      if (i >= 0) select(i);
     });
     root.appendChild(textBox);
 
@@ -347,10 +341,35 @@
     live.setAttribute("aria-live", "polite");
     root.appendChild(live);
 
+    function choices(it) {
+      /* Buttons for the selected item's alternatives, when the page can act on them. */
+      var alts = (it.top || []).filter(function (a) { return a.char !== it.char; });
+      if (!opts.choose || it.parts || !alts.length ||
+          (it.kind !== "scored" && it.kind !== "generated")) return null;
+      var box = el("div", "cl-choices");
+      box.appendChild(el("div", "cl-choices-head", "instead of " + JSON.stringify(it.char) + ":"));
+      alts.forEach(function (a) {
+        var row = el("div", "cl-choice");
+        row.appendChild(el("span", "cl-choice-char", JSON.stringify(a.char) + " " + pct(a.prob)));
+        [["replace", "replace"], ["continue", "continue from here"]].forEach(function (b) {
+          var btn = el("button", "cl-choice-" + b[0], b[1]);
+          btn.type = "button";
+          btn.dataset.char = a.char;
+          btn.addEventListener("click", function () { opts.choose(it, a.char, b[0]); });
+          row.appendChild(btn);
+        });
+        box.appendChild(row);
+      });
+      return box;
+    }
+
     function show(i, announce) {
-      var lines = describe(list[i]);
+      var lines = opts.describe(list[i]);
       tip.textContent = "";
       lines.forEach(function (line, k) { tip.appendChild(el("div", k ? "" : "cl-tip-head", line)); });
+      var acts = i === selected ? choices(list[i]) : null;
+      tip.classList.toggle("cl-tip-pinned", !!acts);
+      if (acts) tip.appendChild(acts);
       tip.hidden = false;
       var r = spans[i].getBoundingClientRect(), box = root.getBoundingClientRect();
       var left = Math.min(Math.max(0, r.left - box.left), Math.max(0, box.width - tip.offsetWidth));
@@ -364,13 +383,9 @@
     }
     function hideTip() { tip.hidden = true; }
 
-    // The pointer's last real position; `held` is set while a keyboard or link selection
-    // owns the tooltip, until the pointer moves.
-    var pointer = { x: -1, y: -1 }, held = null;
-    root.addEventListener("mousemove", function (ev) {
-      if (held && (ev.clientX !== held.x || ev.clientY !== held.y)) held = null;
-      pointer = { x: ev.clientX, y: ev.clientY };
-    });
+    // Where the pointer was when a keyboard or link selection scrolled the text: until it
+    // moves from there, that selection owns the tooltip.
+    var held = null;
 
     function select(i, scroll) {
       if (selected >= 0) spans[selected].classList.remove("cl-selected");
@@ -378,7 +393,7 @@
       if (!spans.length) return;
       spans[selected].classList.add("cl-selected");
       if (scroll) {
-        held = { x: pointer.x, y: pointer.y };
+        held = { x: pointer.x, y: pointer.y };  // (the page's last pointer position)
         spans[selected].scrollIntoView({ block: scroll, inline: "nearest" });
       }
       show(selected, true);
@@ -413,7 +428,110 @@
       ev.preventDefault();
     });
     textBox.addEventListener("focus", function () { if (selected < 0 && spans.length) select(0); });
-    textBox.addEventListener("blur", hideTip);
+    textBox.addEventListener("blur", function (ev) {
+      if (!tip.contains(ev.relatedTarget)) hideTip();  // not when moving to its buttons
+    });
+    tip.addEventListener("focusout", function (ev) {
+      if (!tip.contains(ev.relatedTarget) && ev.relatedTarget !== textBox) hideTip();
+    });
+    return {
+      box: textBox, spans: spans, select: select, show: show, hideTip: hideTip,
+      selected: function () { return selected; },
+      // True while the pointer rests where it was when a selection scrolled the text.
+      holding: function () { return !!held && pointer.x === held.x && pointer.y === held.y; },
+    };
+  }
+
+  function viewToggles(root, data, redraw) {
+    /* "shade by" (when the view has choices) and "show spaces and newlines", above the
+       text; each redraws the view through `redraw(changes)`. */
+    if (data.shadeChoices) {
+      var shadeBy = el("label", "cl-toggle");
+      var pick = el("select");
+      pick.className = "cl-colour-by";
+      data.shadeChoices.forEach(function (o) {
+        var opt = el("option", "", o[1]);
+        opt.value = o[0];
+        pick.appendChild(opt);
+      });
+      pick.value = data.colourBy || data.shadeChoices[0][0];
+      pick.addEventListener("change", function () {
+        redraw({ colourBy: pick.value });
+        var again = root.querySelector(".cl-colour-by");
+        if (again) again.focus();
+      });
+      shadeBy.appendChild(document.createTextNode("shade by "));
+      shadeBy.appendChild(pick);
+      root.appendChild(shadeBy);
+    }
+    var toggle = el("label", "cl-toggle");
+    var box = el("input");
+    box.type = "checkbox";
+    box.checked = !!data.markers;
+    box.className = "cl-markers-toggle";
+    box.addEventListener("change", function () {
+      redraw({ markers: box.checked });
+      var again = root.querySelector(".cl-markers-toggle");
+      if (again) again.focus();
+    });
+    toggle.appendChild(box);
+    toggle.appendChild(document.createTextNode(" show spaces and newlines"));
+    root.appendChild(toggle);
+  }
+
+  var SHADE_CHOICES = [["probability", "probability"], ["rank", "rank (top 1, 5, 20, beyond)"]];
+
+  // A diverging scale for signed quantities (a unit's activation, a difference in
+  // surprise): blue below the middle, near-white at it, red above (ColorBrewer RdBu).
+  var COLD = [33, 102, 172], MIDDLE = [247, 247, 247], HOT = [178, 24, 43];
+
+  function diverging(t) {
+    /* [r, g, b] for t in [-1, 1]. */
+    var u = Math.max(-1, Math.min(1, t)), end = u < 0 ? COLD : HOT, f = Math.abs(u);
+    return MIDDLE.map(function (m, k) { return Math.round(m + (end[k] - m) * f); });
+  }
+
+  function divergingLegend(caption, ticks) {
+    /* A bar of the diverging scale with `ticks` [[t in -1..1, label], ...] under it. */
+    var box = el("div", "cl-legend");
+    box.appendChild(el("span", "cl-legend-label", caption));
+    var bar = el("div", "cl-legend-bar");
+    bar.style.background = "linear-gradient(to right, rgb(" + COLD.join(",") + "), rgb(" +
+      MIDDLE.join(",") + "), rgb(" + HOT.join(",") + "))";
+    bar.setAttribute("role", "img");
+    bar.setAttribute("aria-label", caption + ": " + ticks.map(function (t) { return t[1]; }).join(", "));
+    ticks.forEach(function (t) {
+      var tick = el("span", "cl-tick", t[1]);
+      tick.style.left = ((t[0] + 1) * 50) + "%";
+      bar.appendChild(tick);
+    });
+    box.appendChild(bar);
+    return box;
+  }
+
+  function renderScore(root, data) {
+    root.textContent = "";
+    root.classList.add("cl-view");
+    var list = items(data);
+    var byRank = data.colourBy === "rank";
+    var unitAt = {};  // a position in the text (code points) -> the drawn unit holding it
+    list.forEach(function (it, i) {
+      (it.parts || [it]).forEach(function (p) { unitAt[p.position] = i; });
+    });
+
+    root.appendChild(byRank ? rankLegend(list) : legend());
+    viewToggles(root, Object.assign({ shadeChoices: SHADE_CHOICES }, data), function (changes) {
+      renderScore(root, Object.assign({}, data, changes));
+    });
+    var view = shadedText(root, list, {
+      markers: data.markers,
+      label: "text shaded by " + (byRank ? "rank" : "probability"),
+      shade: function (it) { return it.prob === undefined ? null : shade(it, byRank); },
+      describe: describe,
+      choose: data.choose,
+      attrs: function (it) { return { prob: it.prob, rank: it.rank || undefined }; },
+    });
+    var textBox = view.box, spans = view.spans, select = view.select;
 
     var summary = el("div", "cl-summary");
     var scored = list.filter(function (it) { return it.kind === "scored"; });
@@ -446,18 +564,24 @@
       textBox.focus({ preventScroll: true });
       select(unitAt[pos], "center");
     }, function (pos) {
+      if (view.holding()) return;  // the plot moved under a resting pointer
       if (hovered >= 0) spans[hovered].classList.remove("cl-pointed");
       hovered = pos < 0 ? -1 : unitAt[pos];
-      if (hovered < 0) { if (selected >= 0) show(selected, false); else hideTip(); return; }
+      if (hovered < 0) {
+        if (view.selected() >= 0) view.show(view.selected(), false); else view.hideTip();
+        return;
+      }
       spans[hovered].classList.add("cl-pointed");
-      show(hovered, false);
+      view.show(hovered, false);
     }, textBox.clientWidth));
     root.appendChild(global.CharLM.histograms(list));
     return { select: select, items: list };
   }
 
   global.CharLM = Object.assign(global.CharLM || {}, {
-    renderScore: renderScore, colour: colour, ink: inkFor, luminance: luminance,
-    colourRgb: colourRgb, percent: pct, el: el, RANKS: RANKS, rankBucket: rankBucket,
+    renderScore: renderScore, colour: colour, ink: inkFor, inkOn: inkOn, hex: hex,
+    luminance: luminance, colourRgb: colourRgb, percent: pct, el: el, RANKS: RANKS,
+    rankBucket: rankBucket, items: items, shadedText: shadedText, viewToggles: viewToggles,
+    diverging: diverging, divergingLegend: divergingLegend,
   });
 })(window);

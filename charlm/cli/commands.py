@@ -139,6 +139,18 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cells(args: argparse.Namespace) -> int:
+    predictor = _predictor(args)
+    result = predictor.activations(
+        args.text, layer=args.layer, kind=args.kind, cells=args.cells, top=args.top
+    )
+    if args.json:
+        _print_json(result)
+    else:
+        print(render.activations_text(result, predictor.model.config.num_layers))
+    return 0
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     config = SampleConfig(**given(args, [f.name for f in fields(SampleConfig)]))
     weights = "bf16" if args.bf16 else "int8" if args.int8 else "fp32"
@@ -245,6 +257,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": cmd_train,
     "predict": cmd_predict,
     "score": cmd_score,
+    "cells": cmd_cells,
     "generate": cmd_generate,
     "eval": cmd_eval,
     "accuracy": cmd_accuracy,

@@ -19,6 +19,7 @@ import charlm
 from charlm import download
 from charlm.flags import HelpFormatter, add_dataclass_flags, add_model_flags
 from charlm.inference import SampleConfig
+from charlm.inference.activations import KINDS as ACTIVATION_KINDS
 from charlm.lab import EXPERIMENTS
 from charlm.model import CELLS, ModelConfig
 from charlm.tasks import TASK_KINDS
@@ -140,6 +141,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--html", type=Path, metavar="FILE", help="also write a self-contained HTML report here"
     )
+
+    ce = command(
+        "cells",
+        "inside the model: which units of a layer follow simple features of a text "
+        "(inside quotes, position in the line, ...), and their activations",
+    )
+    _common(ce)
+    ce.add_argument("text", type=_text_arg, help="text to read ('-' reads stdin)")
+    ce.add_argument(
+        "--layer", type=int, default=-1, metavar="N", help="layer, from 0 (default: the last)"
+    )
+    ce.add_argument(
+        "--kind",
+        default="cell",
+        choices=list(ACTIVATION_KINDS),
+        help="cell: tanh of the LSTM cell state; hidden: the layer's output; or a gate "
+        "(a GRU or RNN has hidden only)",
+    )
+    ce.add_argument(
+        "--unit", dest="cells", type=int, action="append", default=[], metavar="N",
+        help="also list this unit's activation after each character (repeatable)",
+    )  # fmt: skip
+    ce.add_argument("--top", type=int, default=5, metavar="N", help="units listed per feature")
+    ce.add_argument("--json", action="store_true", help="print JSON")
 
     g = command("generate", "sample text from a model")
     _common(g)

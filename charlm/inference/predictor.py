@@ -12,8 +12,8 @@ A `Predictor` holds the model (its weights, once) and a `ModelCard` (name, confi
 vocabulary, parameter count, training summary); it keeps nothing else of the
 checkpoint. Generation steps through a `Stepper` (prepacked weights), built on first use.
 
-Probabilities are softmax of the logits, computed in float32 from log-softmax; entropy
-is in bits. A position's rank is 1 when the model's top choice was the actual character.
+Probabilities are softmax of the logits, computed in float32 from log-softmax; scores
+are computed in `charlm.inference.scoring`.
 """
 
 from __future__ import annotations
@@ -25,14 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from charlm import checkpoint
 from charlm._config import check_choice, check_int
 from charlm.errors import ConfigError, InputError
 from charlm.evaluation import evaluate_streams
+from charlm.inference.activations import activations
 from charlm.inference.decoding import Decoding
+from charlm.inference.prefixes import PrefixStates
 from charlm.inference.results import (
+    ActivationResult,
     CharProb,
     ContinuationStep,
     EvalResult,
@@ -40,10 +42,10 @@ from charlm.inference.results import (
     ModelCard,
     Prediction,
     ScoreResult,
-    ScoreStep,
     TrainingSummary,
 )
 from charlm.inference.sampling import SampleConfig
+from charlm.inference.scoring import score_ids, top_chars
 from charlm.inference.stepper import STEP_WEIGHTS, Stepper
 from charlm.model import CharRNN, State
 from charlm.runtime import (
@@ -103,6 +105,7 @@ class Predictor:
         self.step_weights = step_weights
         self._stepper: Stepper | None = None
         self._stepper_lock = threading.Lock()
+        self._prefixes = PrefixStates()
 
     @classmethod
     def from_checkpoint(
@@ -192,13 +195,7 @@ class Predictor:
         return step, lambda: current
 
     def _top(self, probs: torch.Tensor, k: int) -> list[CharProb]:
-        k = min(k, probs.numel()) if k > 0 else probs.numel()
-        values, indices = torch.topk(probs, k)
-        chars = self.vocab.chars
-        return [
-            CharProb(char=chars[i], prob=v)
-            for v, i in zip(values.tolist(), indices.tolist(), strict=True)
-        ]
+        return top_chars(self.vocab.chars, probs, k)
 
     # -- questions ----------------------------------------------------------------
 
@@ -276,64 +273,49 @@ class Predictor:
             for b, q in enumerate(queries)
         ]
 
-    def score(self, text: str, alternatives: int = 3) -> ScoreResult:
-        """Per-step confidence: how the model saw each character of `text` after the first."""
+    def score(
+        self, text: str, alternatives: int = 3, *, start: int = 1, next_top: int | None = None
+    ) -> ScoreResult:
+        """Per-step confidence: how the model saw each character of `text` after the first.
+
+        Steps are listed from position `start` on (an editor that changed a text from
+        there on asks only for those: the steps before cannot have changed); the summary
+        (bits per character, the least likely character) always covers the whole text.
+        Reading resumes from the model's state part-way through a recent text that
+        shares a prefix with this one (`charlm.inference.prefixes`). With `next_top`,
+        the answer also lists the likeliest characters to follow the text, as many as
+        that (0: all), as `predict` would.
+        """
         check_int("alternatives", alternatives, 0)
+        check_int("start", start, 1)
+        if next_top is not None:
+            check_int("next_top", next_top, 0)
         ids = self._ids(text, "text", min_chars=2)
-        chars = self.vocab.chars
-        steps: list[ScoreStep] = []
-        total_nats = 0.0
-        state: State | None = None
-        x_all, y_all = ids[:-1], ids[1:]
-        with torch.inference_mode():
-            for start in range(0, x_all.numel(), _CHUNK):
-                x = x_all[start : start + _CHUNK].unsqueeze(0)
-                y = y_all[start : start + _CHUNK]  # (t,)
-                out, state = self.model(x, state)
-                logp = F.log_softmax(out[0].float(), -1)  # (t, V)
-                probs = logp.exp()
-                actual_logp = logp.gather(1, y.unsqueeze(1)).squeeze(1)  # (t,)
-                actual_p = probs.gather(1, y.unsqueeze(1))  # (t, 1)
-                ranks = (probs > actual_p).sum(1) + 1  # (t,)
-                top_p, top_i = probs.max(1)
-                entropy = -(probs * logp).nan_to_num().sum(1) / _LN2  # (t,)
-                k = min(max(alternatives, 1), probs.shape[1])
-                alt_v, alt_i = torch.topk(probs, k, dim=1)
-                total_nats -= float(actual_logp.sum())
-                rows = zip(
-                    y.tolist(),
-                    actual_p.squeeze(1).tolist(),
-                    ranks.tolist(),
-                    top_i.tolist(),
-                    top_p.tolist(),
-                    entropy.tolist(),
-                    alt_v.tolist(),
-                    alt_i.tolist(),
-                    strict=True,
-                )
-                for j, (c, p, r, ti, tp, h, av, ai) in enumerate(rows):
-                    top = [CharProb(char=chars[i], prob=v) for v, i in zip(av, ai, strict=True)]
-                    steps.append(
-                        ScoreStep(
-                            position=start + j + 1,
-                            char=chars[c],
-                            prob=p,
-                            rank=r,
-                            top_char=chars[ti],
-                            top_prob=tp,
-                            entropy_bits=max(0.0, h),
-                            top=top[:alternatives] if alternatives > 0 else [],
-                        )
-                    )
-        worst = min(steps, key=lambda s: s.prob)
-        return ScoreResult(
-            model=self.name,
+        return score_ids(
+            self.model,
+            self.vocab.chars,
+            ids,
+            name=self.name,
             text=text,
-            steps=steps,
-            bits_per_char=total_nats / len(steps) / _LN2,
-            min_prob=worst.prob,
-            min_position=worst.position,
+            prefixes=self._prefixes,
+            alternatives=alternatives,
+            start=start,
+            next_top=next_top,
         )
+
+    def activations(
+        self,
+        text: str,
+        *,
+        layer: int = -1,
+        kind: str = "cell",
+        cells: Sequence[int] = (),
+        top: int = 5,
+    ) -> ActivationResult:
+        """Inside the model: the activation of units `cells` of `layer` after each
+        character of `text`, and the units most correlated with simple features of the
+        text (`charlm.inference.activations`)."""
+        return activations(self, text, layer=layer, kind=kind, cells=cells, top=top)
 
     def evaluate(self, text: str, *, what: str = "text") -> EvalResult:
         """Mean loss over `text` read as one stream; the first character is context only."""

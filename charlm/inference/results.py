@@ -16,9 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from charlm.diagnostics import Finding, ReferenceLevels
 
 __all__ = [
+    "ActivationResult",
+    "CellCorrelation",
+    "CellSeries",
     "CharProb",
     "ContinuationStep",
     "EvalResult",
+    "FeatureCells",
     "Generation",
     "ModelCard",
     "Prediction",
@@ -79,6 +83,47 @@ class ScoreResult(Result):
     bits_per_char: float
     min_prob: float
     min_position: int
+    next: list[CharProb] = Field(
+        default_factory=list,
+        description="The likeliest characters to follow the text, when asked for.",
+    )
+
+
+class CellSeries(Result):
+    """One unit's activation after each character of the text."""
+
+    cell: int = Field(description="The unit's index in its layer.")
+    values: list[float] = Field(description="One value per character, after reading it.")
+
+
+class CellCorrelation(Result):
+    cell: int
+    r: float = Field(description="Pearson correlation of its activation with the feature.")
+
+
+class FeatureCells(Result):
+    """The units whose activation follows a feature of the text most closely."""
+
+    feature: str = Field(examples=["in_double_quotes"])
+    description: str
+    cells: list[CellCorrelation] = Field(
+        description="Strongest |r| first; empty when the feature is constant over the text."
+    )
+
+
+class ActivationResult(Result):
+    """Inside a recurrent layer: its units' activations over a text (see
+    `charlm.inference.activations`)."""
+
+    model: str
+    text: str
+    layer: int = Field(description="The layer, counted from 0 at the input.")
+    kind: str = Field(description="cell (tanh of the cell state), hidden, or a gate.")
+    size: int = Field(description="Units in the layer.")
+    low: float = Field(description="The lowest value this kind can take.")
+    high: float = Field(description="The highest.")
+    series: list[CellSeries] = Field(description="The units asked for.")
+    features: list[FeatureCells]
 
 
 class Generation(Result):

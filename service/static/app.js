@@ -4,7 +4,11 @@
   "use strict";
 
   var $ = function (id) { return document.getElementById(id); };
-  var state = { models: {}, continuation: null, kind: "greedy", seq: 0 };
+  // drawn: the model and text the view shows (without a continuation), so that asking
+  // again for the same draws nothing new.
+  var state = {
+    models: {}, continuation: null, kind: "greedy", seq: 0, cache: {}, stream: null, drawn: null,
+  };
 
   var KEY = "charlm-api-key";
   var REFRESH_MS = 5000;
@@ -132,6 +136,11 @@
         });
         if (fresh[chosen]) select.value = chosen;
       }
+      names.forEach(function (name) {  // a retrained model's old scores are no use
+        if (JSON.stringify(fresh[name]) !== JSON.stringify(state.models[name] || null)) {
+          delete state.cache[name];
+        }
+      });
       state.models = fresh;
       if (!select.options.length) {
         showError("No models are loaded: train one into the server's checkpoints directory.");
@@ -149,13 +158,13 @@
     /* Models trained or retrained while the page is open: pick them up, and score the
        text again with a model that changed. */
     return loadModels().then(function (changed) {
-      if (changed) { state.continuation = null; return analyze(); }
+      if (changed) { state.continuation = null; state.drawn = null; schedule(); }
     }).catch(function () { /* the next refresh, or a request, will say what is wrong */ });
   }
 
-  function unknownIn(text) {
+  function unknownIn(text, name) {
     /* Characters outside the model's vocabulary (listed by GET /models), with positions. */
-    var m = state.models[model()];
+    var m = state.models[name || model()];
     if (!m) return [];
     var known = new Set(m.vocab);
     var out = [];
@@ -163,38 +172,57 @@
     return out;
   }
 
-  function score(text) {
-    /* Score `text`; with unknown characters, score the part before the first one. */
-    var unknown = unknownIn(text);
+  function scoreWith(name, text, next) {
+    /* /score of `text` by model `name`, asking only for the steps from the first
+       character that differs from the text this model scored last: the steps before it
+       cannot have changed (each depends only on the characters up to it). Resolves like
+       api(); the answer's steps are the whole text's. With `next`, the answer also has
+       the whole distribution of the character after the text. */
+    var chars = Array.from(text), last = state.cache[name], start = 1;
+    if (last) {
+      var same = 0, n = Math.min(last.chars.length, chars.length);
+      while (same < n && last.chars[same] === chars[same]) same++;
+      start = Math.max(1, same);
+    }
+    var body = { model: name, text: text, alternatives: 5, start: start };
+    if (next) body.next_top = 0;
+    return api("/score", body).then(function (r) {
+      if (!r.ok) return r;
+      var kept = start > 1 ? last.steps.filter(function (s) { return s.position < start; }) : [];
+      var data = Object.assign({}, r.data, { steps: kept.concat(r.data.steps) });
+      state.cache[name] = { chars: chars, steps: data.steps };
+      return { ok: true, status: r.status, data: data };
+    });
+  }
+
+  function score(text, name) {
+    /* Score `text` with model `name` (default: the chosen one); with unknown characters,
+       score the part before the first one. */
+    name = name || model();
+    var result = { text: text, score: null, unknown: [] };
+    function prefix(unknown, message) {
+      /* The part before the first unknown character, scored when it can be. */
+      var first = unknown.reduce(function (m, u) { return Math.min(m, u.position); }, Infinity);
+      result.unknown = unknown;
+      result.message = message;
+      if (first < 2) return Promise.resolve(result);
+      return scoreWith(name, Array.from(text).slice(0, first).join(""))
+        .then(function (r) { if (r.ok) result.score = r.data; return result; });
+    }
+    var unknown = unknownIn(text, name);
     if (unknown.length) {
-      var first = unknown[0].position;
       var shown = unknown.slice(0, 5).map(function (u) {
         return JSON.stringify(u.char) + " at position " + u.position;
       }).join(", ");
-      var result = {
-        text: text, score: null, unknown: unknown,
-        message: "not in this model's vocabulary: " + shown +
-          (unknown.length > 5 ? " and " + (unknown.length - 5) + " more" : "") +
-          "; the text after the first one is not scored",
-      };
-      if (first < 2) return Promise.resolve(result);
-      return api("/score", { model: model(), text: Array.from(text).slice(0, first).join(""), alternatives: 5 })
-        .then(function (r) { if (r.ok) result.score = r.data; return result; });
+      return prefix(unknown, "not in this model's vocabulary: " + shown +
+        (unknown.length > 5 ? " and " + (unknown.length - 5) + " more" : "") +
+        "; the text after the first one is not scored");
     }
-    if (Array.from(text).length < 2) {
-      return Promise.resolve({ text: text, score: null, unknown: [] });  // nothing to predict yet
-    }
-    return api("/score", { model: model(), text: text, alternatives: 5 }).then(function (r) {
-      if (r.ok) return { text: text, score: r.data, unknown: [] };
+    if (Array.from(text).length < 2) return Promise.resolve(result);  // nothing to predict yet
+    return scoreWith(name, text, true).then(function (r) {
+      if (r.ok) { result.score = r.data; return result; }
       var err = r.data.error || {};
-      if (err.type === "unknown_character") {
-        var first = err.characters.reduce(function (m, c) { return Math.min(m, c.position); }, Infinity);
-        var result = { text: text, score: null, unknown: err.characters, message: err.message };
-        if (first < 2) return result;
-        return api("/score", { model: model(), text: Array.from(text).slice(0, first).join(""), alternatives: 5 })
-          .then(function (r2) { if (r2.ok) result.score = r2.data; return result; });
-      }
-      if (Array.from(text).length < 2) return { text: text, score: null, unknown: [] };
+      if (err.type === "unknown_character") return prefix(err.characters, err.message);
       throw new Error(err.message || ("the service answered " + r.status));
     });
   }
@@ -208,6 +236,7 @@
       unknown: result.unknown,
       continuation: state.continuation,
       continuationKind: state.kind,
+      choose: choose,
     });
     showError(result.message || "");
     $("view").classList.remove("cl-stale");
@@ -245,94 +274,172 @@
     });
   }
 
-  function predictNext(text) {
-    /* The distribution after `text` (all of it), or null when it cannot be asked. */
-    if (unknownIn(text).length) return Promise.resolve(null);
-    return api("/predict", { model: model(), text: text, top_k: 0 }).then(function (r) {
-      return r.ok ? r.data.next : null;
-    });
-  }
+  var listeners = [];
 
   function analyze() {
-    var seq = ++state.seq, text = $("text").value;
+    /* Score the text and ask for the next character; then tell the other panels. */
+    var text = $("text").value, key = model() + "\n" + text;
+    if (key === state.drawn) return Promise.resolve();  // what the view shows already
+    var seq = ++state.seq;
+    state.drawn = null;
     if (!text || !model()) {
-      $("view").textContent = ""; showError(""); drawNext(null); return Promise.resolve();
+      $("view").textContent = ""; showError(""); drawNext(null);
+      listeners.forEach(function (fn) { fn(text, null); });
+      return Promise.resolve();
     }
     return score(text).then(function (result) {
-      if (seq === state.seq) draw(result);
-      return predictNext(text);
-    }).then(function (next) {
-      if (seq === state.seq) drawNext(next);
+      if (seq !== state.seq) return;
+      draw(result);
+      state.drawn = key;
+      listeners.forEach(function (fn) { fn(text, result); });
+      if (result.unknown.length) return drawNext(null);
+      if (result.score) return drawNext(result.score.next);
+      // One character: nothing to score, but what follows it can be asked.
+      return api("/predict", { model: model(), text: text, top_k: 0 }).then(function (r) {
+        if (seq === state.seq) drawNext(r.ok ? r.data.next : null);
+      });
     }).catch(function (e) { if (seq === state.seq) failed(e); });
   }
 
+  var running = false, queued = false;
+  function schedule() {
+    /* Analyze now, or, while an analysis is running, once more when it ends: at most one
+       is in flight, and the last text typed is always the one shown. */
+    if (running) { queued = true; return; }
+    running = true;
+    analyze().then(function () {
+      running = false;
+      if (queued) { queued = false; schedule(); }
+    });
+  }
+
+  function readEvents(response, onChar) {
+    /* The Server-Sent Events of a streaming /generate: onChar(c) for each character;
+       resolves when the stream ends. */
+    var reader = response.body.getReader(), decoder = new TextDecoder(), buffer = "";
+    function pump() {
+      return reader.read().then(function (part) {
+        buffer += decoder.decode(part.value || new Uint8Array(), { stream: !part.done });
+        var events = buffer.split("\n\n");
+        buffer = events.pop();
+        events.forEach(function (ev) {
+          var lines = ev.split("\n");
+          if (lines.some(function (l) { return l.indexOf("event:") === 0; })) return;  // "done"
+          lines.forEach(function (l) {
+            if (l.indexOf("data: ") === 0) onChar(JSON.parse(l.slice(6)).char);
+          });
+        });
+        if (!part.done) return pump();
+      });
+    }
+    return pump();
+  }
+
+  function settingsFor(text, n) {
+    /* The /generate request for the form: greedy is temperature 0. Null (with the error
+       shown) when a field is not a number. */
+    var settings = { model: model(), prompt: text, length: n, stream: true };
+    if ($("mode").value === "greedy") { settings.temperature = 0; return settings; }
+    var fields = [["temperature", "temperature", parseFloat], ["top-k", "top_k", Number],
+                  ["top-p", "top_p", parseFloat], ["seed", "seed", Number]];
+    for (var f = 0; f < fields.length; f++) {
+      var raw = $(fields[f][0]).value.trim();
+      if (raw === "") continue;  // the service's default
+      var value = fields[f][2](raw);
+      if (!isFinite(value)) { showError("“" + fields[f][0] + "” must be a number."); return null; }
+      settings[fields[f][1]] = value;
+    }
+    return settings;
+  }
+
   function continueText() {
+    /* Stream a continuation from the service, showing it as it comes with a count and a
+       Stop button; then score it to shade each character made. */
     var text = $("text").value, raw = $("length").value.trim(), n = Number(raw);
     if (!text) { showError("Type some text to continue first."); return Promise.resolve(); }
     if (!raw || !Number.isInteger(n) || n < 1) {
       showError("“continue by” must be a whole number of characters, 1 or more.");
       return Promise.resolve();
     }
-    var seq = ++state.seq;
-    busy(true, ($("mode").value === "greedy" ? "continuing greedily by " : "sampling ") +
-      n + " characters…");
-    var asked;
-    if ($("mode").value === "greedy") {
-      asked = api("/predict", { model: model(), text: text, continuation_length: n, alternatives: 5 })
-        .then(function (r) {
-          if (!r.ok) throw new Error(r.data.error.message);
-          return { steps: r.data.steps, kind: "greedy" };
-        });
-    } else {
-      var settings = { model: model(), prompt: text, length: n };
-      var fields = [["temperature", "temperature", parseFloat], ["top-k", "top_k", Number],
-                    ["top-p", "top_p", parseFloat], ["seed", "seed", Number]];
-      for (var f = 0; f < fields.length; f++) {
-        var raw = $(fields[f][0]).value.trim();
-        if (raw === "") continue;  // the service's default
-        var value = fields[f][2](raw);
-        if (!isFinite(value)) {
-          busy(false);
-          showError("“" + fields[f][0] + "” must be a number.");
-          return Promise.resolve();
-        }
-        settings[fields[f][1]] = value;
-      }
-      asked = api("/generate", settings)
-        .then(function (r) {
-          if (!r.ok) throw new Error(r.data.error.message);
-          // How sure was the model of each sampled character? Score the whole text.
-          return api("/score", { model: model(), text: text + r.data.text, alternatives: 5 });
-        })
-        .then(function (r) {
-          if (!r.ok) throw new Error(r.data.error.message);
-          var start = Array.from(text).length;
-          return {
-            steps: r.data.steps.filter(function (s) { return s.position >= start; }),
-            kind: "sampled",
-          };
-        });
-    }
-    return asked.then(function (c) {
-      if (seq !== state.seq) return;
-      state.continuation = c.steps;
-      state.kind = c.kind;
-      return score(text).then(function (result) { if (seq === state.seq) draw(result); });
+    var settings = settingsFor(text, n);
+    if (!settings) return Promise.resolve();
+    var seq = ++state.seq, kind = $("mode").value === "greedy" ? "greedy" : "sampled";
+    var what = kind === "greedy" ? "continuing greedily: " : "sampling: ";
+    var made = [], stop = new AbortController(), stopped = false;
+    state.stream = stop;
+    busy(true, what + "0 of " + n + " characters");
+    $("stop").hidden = false;
+    $("stop").disabled = false;
+    $("streamed").hidden = false;
+    $("streamed").textContent = "";
+    showError("");
+    var headers = Object.assign({ "Content-Type": "application/json" }, authHeaders());
+    var asked = fetch("/generate", {
+      method: "POST", headers: headers, body: JSON.stringify(settings), signal: stop.signal,
+    }).then(function (r) {
+      if (!r.ok) return r.json().then(function (d) { throw new Error(d.error.message); });
+      return readEvents(r, function (c) {
+        made.push(c);
+        $("streamed").textContent += c;
+        $("status").textContent = what + made.length + " of " + n + " characters";
+      });
+    }).catch(function (e) {
+      if (e && e.name === "AbortError") { stopped = true; return; }  // keep what was made
+      throw e;
+    }).then(function () {
+      if (seq !== state.seq || !made.length) return null;
+      // How sure was the model of each character it made? Score the whole text.
+      return score(text + made.join("")).then(function (result) {
+        if (!result.score) throw new Error(result.message || "the continuation could not be scored");
+        var start = Array.from(text).length;
+        return result.score.steps.filter(function (s) { return s.position >= start; });
+      });
+    });
+    return asked.then(function (steps) {
+      if (seq !== state.seq || !steps) return;
+      state.continuation = steps;
+      state.kind = kind;
+      return score(text).then(function (result) {
+        if (seq !== state.seq) return;
+        draw(result);
+        if (stopped) showError("Stopped after " + steps.length + " of " + n + " characters.");
+      });
     }).catch(function (e) { if (seq === state.seq) failed(e); })
-      .then(function () { busy(false); });
+      .then(function () {
+        if (state.stream === stop) state.stream = null;
+        $("stop").hidden = true;
+        $("streamed").hidden = true;
+        busy(false);
+      });
   }
 
-  var timer = null;
+  function choose(item, char, how) {
+    /* An alternative picked in a tooltip: put `char` in place of the item and score
+       again ("replace"), or cut the text there and continue from `char` ("continue"). */
+    var text = Array.from($("text").value);
+    var cont = (state.continuation || []).map(function (s) { return s.char; });
+    var all = text.concat(cont), at = item.position;
+    if (how === "replace") {
+      all[at] = char;
+      $("text").value = all.join("");
+      state.continuation = null;
+      schedule();
+      return;
+    }
+    $("text").value = all.slice(0, at).join("") + char;
+    state.continuation = null;
+    continueText();
+  }
+
   $("text").addEventListener("input", function () {
     state.continuation = null;
-    clearTimeout(timer);
-    timer = setTimeout(analyze, 200);
+    schedule();
   });
   $("model").addEventListener("change", function () {
     $("model-info").textContent = describeModel(state.models[model()]);
     showDiagnosis(state.models[model()]);
     state.continuation = null;
-    analyze();
+    schedule();
   });
   $("mode").addEventListener("change", function () {
     ["temperature", "top-k", "top-p", "seed"].forEach(function (id) {
@@ -365,15 +472,26 @@
   }
 
   $("continue").addEventListener("click", continueText);
+  $("stop").addEventListener("click", function () {
+    if (state.stream) { $("stop").disabled = true; state.stream.abort(); }
+  });
   $("download").addEventListener("click", downloadReport);
   $("accept").addEventListener("click", function () {
     if (!state.continuation) return;
     $("text").value += state.continuation.map(function (s) { return s.char; }).join("");
     state.continuation = null;
-    analyze();
+    schedule();
   });
 
-  loadModels().then(analyze).catch(function (e) { showError(String(e.message || e)); });
+  // What the page's other panels (inside.js: the comparison, the cells) use.
+  window.CharLMInspector = {
+    api: api, model: model, models: function () { return state.models; }, score: score,
+    unknownIn: unknownIn,
+    showError: showError, inFormTerms: inFormTerms,
+    onAnalyzed: function (fn) { listeners.push(fn); },
+  };
+
+  loadModels().then(schedule).catch(function (e) { showError(String(e.message || e)); });
   // The server reloads a checkpoint when it changes on disk; so does the page, every few
   // seconds while it is shown and whenever it comes back into view.
   setInterval(function () { if (!document.hidden) refreshModels(); }, REFRESH_MS);
