@@ -32,6 +32,8 @@ from .errors import install_error_handlers
 from .generation import GenerationEngine
 from .guard import Guard, allowed_hosts_for
 from .limits import Admission, Pending
+from .openai_api import OpenAIErrors
+from .openai_api import router as openai_router
 from .routes import STATIC_DIR, router
 from .settings import ServiceSettings, settings_from
 
@@ -40,7 +42,7 @@ __all__ = ["create_app", "create_app_from_env"]
 log = logging.getLogger(__name__)
 
 INFERENCE_PATHS = frozenset(
-    {"/predict", "/score", "/generate", "/accuracy", "/report", "/activations"}
+    {"/predict", "/score", "/generate", "/accuracy", "/report", "/activations", "/v1/completions"}
 )
 
 
@@ -91,7 +93,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         in_flight=lambda: pending.on("/predict"),
     )
     app.state.generation = GenerationEngine(app.state.compute)
-    # Outermost last: Guard -> CORS -> BodyLimit -> Admission -> routes.
+    # Outermost last: OpenAIErrors -> Guard -> CORS -> BodyLimit -> Admission -> routes.
     app.add_middleware(
         Admission, pending=app.state.pending, limit=settings.max_pending, paths=INFERENCE_PATHS
     )
@@ -111,8 +113,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         api_key=settings.api_key,
         rate=settings.rate_limit,
     )
+    app.add_middleware(OpenAIErrors)  # outermost: every /v1 error, in OpenAI's shape
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(openai_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.mount("/assets", StaticFiles(directory=ASSETS_DIR), name="assets")
     install_docs(app)

@@ -61,4 +61,8 @@ def test_every_package_is_installed() -> None:
     found = {
         ".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "charlm").rglob("__init__.py")
     }
+    found |= {  # the service installs as charlm_service
+        ".".join(("charlm_service", *p.parent.relative_to(REPO / "service").parts))
+        for p in (REPO / "service").rglob("__init__.py")
+    }
     assert found <= listed, found - listed

@@ -9,6 +9,7 @@ scoring.py    per-step confidence over a text (Predictor.score)
 prefixes.py   the states part-way through recent texts, where re-scoring an edit resumes
 activations.py  inside a layer: its units' activations over a text (Predictor.activations)
 features.py   simple features of a text, to find the units that follow them
+logprobs.py   per-character logprobs in the completions APIs' shape, and stop texts
 """
 
 from charlm.inference.decoding import Decoding, Sequence

@@ -1,0 +1,255 @@
+"""/v1/completions, /v1/models and /v1/chat/completions.
+
+A completion is charlm's generation (the service's generation engine, so a seeded
+completion is `/generate`'s text for the same seed and settings), cut before the first
+stop text; its logprobs, and with `echo` the prompt's, are `/score`'s probabilities
+(`charlm.inference.logprobs`). Choice `i` of a prompt samples with `seed + i`. Streaming
+sends one chunk per piece the engine makes (a character held back while it could be the
+start of a stop text), then `data: [DONE]`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from charlm import InputError, LimitExceededError, SampleConfig
+from charlm.inference.logprobs import TokenLogprobs, cut_at_stop, text_logprobs
+from charlm.registry import LoadedModel
+
+from ..generation import GenerationEngine
+from ..limits import check_limits
+from ..routes import _ERRORS, _model
+from . import schemas as S
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
+
+_STOPS = 4
+
+
+@router.get("/models", response_model=S.ModelList, responses=_ERRORS)
+async def models(request: Request) -> S.ModelList:
+    """The models, in OpenAI's list shape."""
+    reg = request.app.state.registry
+    await request.app.state.compute.run(reg.refresh)
+    return S.ModelList(
+        data=[S.ModelObject(id=m.name, created=int(m.loaded_at)) for m in reg.models()]
+    )
+
+
+@router.post("/chat/completions", responses=_ERRORS)
+async def chat() -> None:
+    """Refused: a character model has no chat template."""
+    raise InputError(
+        "a character model has no chat template, so /v1/chat/completions is not "
+        "supported; send the text to continue to /v1/completions as `prompt`"
+    )
+
+
+def _check(req: S.CompletionRequest, model: LoadedModel) -> list[str]:
+    """The request's stop texts; refuses what charlm cannot do, naming the field."""
+    unsupported = [
+        ("frequency_penalty", req.frequency_penalty != 0),
+        ("presence_penalty", req.presence_penalty != 0),
+        ("logit_bias", bool(req.logit_bias)),
+        ("suffix", req.suffix is not None),
+        ("best_of", req.best_of is not None and req.best_of != req.n),
+    ]
+    for name, used in unsupported:
+        if used:
+            raise InputError(f"{name} is not supported by charlm's completions")
+    stops = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
+    if len(stops) > _STOPS:
+        raise LimitExceededError("stop texts", len(stops), _STOPS)
+    vocab = len(model.predictor.vocab)
+    if req.logprobs is not None and req.logprobs > vocab:
+        raise LimitExceededError("logprobs", req.logprobs, vocab)
+    return [s for s in stops if s]
+
+
+def _config(req: S.CompletionRequest, index: int) -> SampleConfig:
+    seed = None if req.seed is None else (req.seed + index) % 2**63
+    return SampleConfig(
+        length=req.max_tokens, temperature=req.temperature, top_p=req.top_p, seed=seed
+    )
+
+
+@router.post(
+    "/completions",
+    response_model=S.Completion,
+    responses={**_ERRORS, 200: {"content": {"text/event-stream": {}}}},
+)
+async def completions(req: S.CompletionRequest, request: Request) -> Any:
+    """OpenAI's legacy completions: characters are tokens."""
+    state = request.app.state
+    prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
+    if not prompts:
+        raise InputError("prompt is an empty list; give at least one text")
+    for p in prompts:
+        check_limits(state.settings, text=p, what="prompt", length=req.max_tokens)
+    model = await _model(state.registry, state.compute, req.model)
+    stops = _check(req, model)
+    for p in prompts:  # the characters, before any generation starts
+        if p:
+            model.predictor.query(p)
+    head: dict[str, Any] = {
+        "id": "cmpl-" + uuid.uuid4().hex,
+        "created": int(time.time()),
+        "model": model.name,
+    }
+    jobs = [(i * req.n + j, p, j) for i, p in enumerate(prompts) for j in range(req.n)]
+    if req.stream:
+        return StreamingResponse(
+            _stream(req, request, model, stops, jobs, head),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    choices = []
+    for index, prompt, j in jobs:
+        text, finish = await _complete(request, model, prompt, _config(req, j), stops)
+        logprobs = await _logprobs(request, model, req, prompt, text)
+        shown = prompt + text if req.echo else text
+        choices.append(
+            S.CompletionChoice(text=shown, index=index, logprobs=logprobs, finish_reason=finish)
+        )
+    made = sum(len(c.text) - (len(prompts[c.index // req.n]) if req.echo else 0) for c in choices)
+    used = sum(len(p) for p in prompts)
+    usage = S.Usage(prompt_tokens=used, completion_tokens=made, total_tokens=used + made)
+    return S.Completion(**head, choices=choices, usage=usage)
+
+
+async def _pieces(
+    request: Request, model: LoadedModel, prompt: str, config: SampleConfig
+) -> AsyncIterator[str]:
+    """The generation's characters as the engine makes them, in pieces."""
+    if config.length == 0:
+        return
+    engine: GenerationEngine = request.app.state.generation
+    stream = await engine.open(model.predictor, prompt, config)
+    try:
+        async for piece in stream.pieces():
+            if await request.is_disconnected():
+                return
+            yield "".join(piece)
+    finally:
+        stream.cancel()
+
+
+async def _complete(
+    request: Request, model: LoadedModel, prompt: str, config: SampleConfig, stops: list[str]
+) -> tuple[str, Literal["stop", "length"]]:
+    made = ""
+    async for piece in _pieces(request, model, prompt, config):
+        made += piece
+        cut, stopped = cut_at_stop(made, stops)
+        if stopped:
+            return cut, "stop"
+    return made, "length"
+
+
+async def _logprobs(
+    request: Request, model: LoadedModel, req: S.CompletionRequest, prompt: str, text: str
+) -> TokenLogprobs | None:
+    """The choice's logprobs: of the completion, after the prompt (and of the prompt
+    itself too, with `echo`)."""
+    if req.logprobs is None:
+        return None
+    start = 0 if req.echo else len(prompt)
+    result: TokenLogprobs = await request.app.state.compute.run(
+        text_logprobs, model.predictor, prompt + text, start=start, top=req.logprobs
+    )
+    if req.echo:
+        return result
+    offset = len(prompt)  # offsets count from the start of the answer's text
+    return result.model_copy(update={"text_offset": [o - offset for o in result.text_offset]})
+
+
+async def _stream(
+    req: S.CompletionRequest,
+    request: Request,
+    model: LoadedModel,
+    stops: list[str],
+    jobs: list[tuple[int, str, int]],
+    head: dict[str, Any],
+) -> AsyncIterator[str]:
+    """Server-Sent Events of completion chunks, one choice after another."""
+    hold = max((len(s) for s in stops), default=1) - 1  # could begin a stop text
+    made_total = 0
+
+    def chunk(index: int, text: str, logprobs: TokenLogprobs | None, finish: str | None) -> str:
+        body = {
+            **head,
+            "object": "text_completion",
+            "choices": [
+                {
+                    "text": text,
+                    "index": index,
+                    "logprobs": None if logprobs is None else logprobs.model_dump(),
+                    "finish_reason": finish,
+                }
+            ],
+        }
+        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+    for index, prompt, j in jobs:
+        sent = ""
+        if req.echo:
+            echoed = await _logprobs(
+                request, model, req.model_copy(update={"max_tokens": 0}), prompt, ""
+            )
+            yield chunk(index, prompt, echoed, None)
+        made, finish = "", "length"
+        async for piece in _pieces(request, model, prompt, _config(req, j)):
+            made += piece
+            cut, stopped = cut_at_stop(made, stops)
+            ready = cut if stopped else made[: max(len(sent), len(made) - hold)]
+            if len(ready) > len(sent):
+                logprobs = await _piece_logprobs(request, model, req, prompt, sent, ready)
+                yield chunk(index, ready[len(sent) :], logprobs, None)
+                sent = ready
+            if stopped:
+                finish = "stop"
+                break
+        if finish == "length" and len(made) > len(sent):
+            logprobs = await _piece_logprobs(request, model, req, prompt, sent, made)
+            yield chunk(index, made[len(sent) :], logprobs, None)
+            sent = made
+        made_total += len(sent)
+        yield chunk(index, "", None, finish)
+    if req.stream_options and req.stream_options.include_usage:
+        used = sum(len(p) for _, p, j in jobs if j == 0)
+        usage = {"prompt_tokens": used, "completion_tokens": made_total,
+                 "total_tokens": used + made_total}  # fmt: skip
+        last = {**head, "object": "text_completion", "choices": [], "usage": usage}
+        yield f"data: {json.dumps(last)}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+async def _piece_logprobs(
+    request: Request,
+    model: LoadedModel,
+    req: S.CompletionRequest,
+    prompt: str,
+    sent: str,
+    ready: str,
+) -> TokenLogprobs | None:
+    """The logprobs of the characters of `ready` after `sent`, offsets from the answer's start."""
+    if req.logprobs is None:
+        return None
+    result: TokenLogprobs = await request.app.state.compute.run(
+        text_logprobs,
+        model.predictor,
+        prompt + ready,
+        start=len(prompt) + len(sent),
+        top=req.logprobs,
+    )
+    shift = 0 if req.echo else len(prompt)
+    return result.model_copy(update={"text_offset": [o - shift for o in result.text_offset]})

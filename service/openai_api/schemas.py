@@ -1,0 +1,104 @@
+"""The OpenAI completions API's bodies, as charlm answers them. Tokens are characters."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from charlm.inference.logprobs import TokenLogprobs
+
+__all__ = [
+    "Completion",
+    "CompletionChoice",
+    "CompletionRequest",
+    "ModelList",
+    "ModelObject",
+    "StreamOptions",
+    "Usage",
+]
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    include_usage: bool = False
+
+
+class CompletionRequest(BaseModel):
+    """OpenAI's legacy completions request; fields charlm cannot honour are refused by
+    name rather than ignored (`frequency_penalty` other than 0, `logit_bias`, ...)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        allow_inf_nan=False,
+        json_schema_extra={
+            "examples": [{"model": "alphabet", "prompt": "abc", "max_tokens": 5, "logprobs": 2}]
+        },
+    )
+
+    model: str | None = Field(None, description="The model (checkpoint name).")
+    prompt: str | list[str] = Field(description="A text, or a list of texts: one choice each.")
+    max_tokens: int = Field(16, description="Characters to generate.", ge=0)
+    temperature: float = Field(1.0, description="0 is greedy.", ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    n: int = Field(1, ge=1, le=16, description="Completions per prompt.")
+    stop: str | list[str] | None = Field(
+        None, description="Up to 4 texts; the completion ends before the first one."
+    )
+    seed: int | None = Field(
+        None,
+        ge=0,
+        le=2**63 - 1,
+        description="Same seed, same text; choice i of a prompt uses seed + i.",
+    )
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    logprobs: int | None = Field(
+        None,
+        ge=0,
+        description="List the ln p of each character and of this many alternatives at each "
+        "step (at most the model's vocabulary): the raw distribution's, before temperature "
+        "and top-p, as charlm's /score gives them.",
+    )
+    echo: bool = Field(False, description="Put the prompt, with its logprobs, before the text.")
+    best_of: int | None = Field(None, ge=1, description="Only n (or unset) is supported.")
+    frequency_penalty: float = Field(0.0, description="Only 0 is supported.")
+    presence_penalty: float = Field(0.0, description="Only 0 is supported.")
+    logit_bias: dict[str, float] | None = Field(None, description="Not supported (empty only).")
+    suffix: str | None = Field(None, description="Not supported.")
+    user: str | None = Field(None, description="Accepted and not used.")
+
+
+class CompletionChoice(BaseModel):
+    text: str
+    index: int
+    logprobs: TokenLogprobs | None
+    finish_reason: Literal["stop", "length"] | None
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class Completion(BaseModel):
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage | None = None
+
+
+class ModelObject(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "charlm"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelObject]
