@@ -10,6 +10,7 @@ with `charlm score --html` is under `/assets`.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ from charlm.registry import ModelRegistry
 from charlm.report import ASSETS_DIR
 from charlm.runtime import Runtime, free_cores
 
+from .accesslog import AccessLog
 from .batching import PredictBatcher
 from .body import BodyLimit
 from .compute import ComputeThread
@@ -32,6 +34,7 @@ from .errors import install_error_handlers
 from .generation import GenerationEngine
 from .guard import Guard, allowed_hosts_for
 from .limits import Admission, Pending
+from .metrics import MODELS, RequestMetrics, note_memory, process_ended
 from .openai_api import OpenAIErrors
 from .openai_api import router as openai_router
 from .routes import STATIC_DIR, router
@@ -44,6 +47,13 @@ log = logging.getLogger(__name__)
 INFERENCE_PATHS = frozenset(
     {"/predict", "/score", "/generate", "/accuracy", "/report", "/activations", "/v1/completions"}
 )
+
+
+async def _note_memory() -> None:
+    """Keep this worker's resident memory current for /metrics (every 5 s)."""
+    while True:
+        note_memory()
+        await asyncio.sleep(5)
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
@@ -65,11 +75,15 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             threads,
         )
         app.state.registry = registry
+        MODELS.set(len(registry.names()))
+        memory = asyncio.get_running_loop().create_task(_note_memory())
         # Modules and models live as long as the process: take them out of the cyclic
         # collector's view, or its full passes over them stall every request in flight
         # (measured at 32 concurrent /predict calls: p99 82 ms with, 22 ms without).
         gc.freeze()
         yield
+        memory.cancel()
+        process_ended()
         await app.state.batcher.close()
         await app.state.generation.close()
         app.state.compute.close()
@@ -93,7 +107,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         in_flight=lambda: pending.on("/predict"),
     )
     app.state.generation = GenerationEngine(app.state.compute)
-    # Outermost last: OpenAIErrors -> Guard -> CORS -> BodyLimit -> Admission -> routes.
+    # Outermost last: AccessLog -> RequestMetrics -> OpenAIErrors -> Guard -> CORS -> BodyLimit ->
+    # Admission -> routes.
     app.add_middleware(
         Admission, pending=app.state.pending, limit=settings.max_pending, paths=INFERENCE_PATHS
     )
@@ -113,7 +128,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         api_key=settings.api_key,
         rate=settings.rate_limit,
     )
-    app.add_middleware(OpenAIErrors)  # outermost: every /v1 error, in OpenAI's shape
+    app.add_middleware(OpenAIErrors)  # every /v1 error, in OpenAI's shape
+    app.add_middleware(RequestMetrics)  # every request, counted and timed
+    if settings.access_log:  # outermost: what the client sent and got
+        app.add_middleware(AccessLog, include_text=settings.access_log_text)
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(openai_router)

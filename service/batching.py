@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from charlm import Prediction, Predictor, PredictQuery
 
 from .compute import ComputeThread
+from .metrics import BATCH
 
 __all__ = ["BatchStats", "PredictBatcher"]
 
@@ -101,6 +102,7 @@ class PredictBatcher:
             self.stats.batches += 1
             self.stats.requests += len(batch)
             self.stats.largest = max(self.stats.largest, len(batch))
+            BATCH.observe(len(batch))
             await self._answer(batch)
 
     async def _answer(self, batch: list[_Call]) -> None:

@@ -23,6 +23,7 @@ from charlm import Predictor, SampleConfig
 from charlm.inference import Decoding, Sequence
 
 from .compute import ComputeThread
+from .metrics import GENERATED
 
 __all__ = ["GenerationEngine", "GenerationStats", "Stream"]
 
@@ -176,6 +177,7 @@ class GenerationEngine:
                 batch = decoding.step()
                 self.stats.steps += bool(batch)
                 self.stats.characters += len(batch)
+                GENERATED.inc(len(batch))
                 self.stats.largest = max(self.stats.largest, len(batch))
                 for seq, char in batch:
                     made.setdefault(seq, []).append(char)

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from charlm import LimitExceededError, OverloadedError, TextTooLongError, TooManyItemsError
 
 from .errors import response_for
+from .metrics import PENDING
 from .settings import ServiceSettings
 
 __all__ = ["Admission", "Pending", "check_items", "check_limits"]
@@ -70,10 +71,12 @@ class Pending:
 
     def enter(self, path: str) -> None:
         self.count += 1
+        PENDING.inc()
         self._by_path[path] = self._by_path.get(path, 0) + 1
 
     def leave(self, path: str) -> None:
         self.count -= 1
+        PENDING.dec()
         self._by_path[path] -= 1
 
 

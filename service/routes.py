@@ -31,6 +31,7 @@ from .batching import PredictBatcher
 from .compute import ComputeThread
 from .generation import GenerationEngine, Stream
 from .limits import check_items, check_limits
+from .metrics import CONTENT_TYPE_LATEST, MODELS, exposition
 from .settings import ServiceSettings
 
 __all__ = ["STATIC_DIR", "router"]
@@ -104,6 +105,21 @@ async def health(request: Request, reg: Registry) -> S.HealthResponse:
             request.app.state.generation.stats, from_attributes=True
         ),
     )
+
+
+@router.get(
+    "/metrics",
+    responses={
+        **_GUARDED,
+        200: {"description": "Prometheus text format", "content": {"text/plain": {}}},
+    },
+)
+async def metrics(reg: Registry) -> Response:
+    """The server's metrics in Prometheus's text format (service/metrics.py): requests by
+    route and status, latencies, /predict batch sizes, characters generated, requests in
+    progress, models loaded, and each worker's memory."""
+    MODELS.set(len(reg.names()))
+    return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/models", response_model=S.ModelsResponse, responses=_ERRORS)

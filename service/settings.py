@@ -72,6 +72,14 @@ class ServiceSettings(BaseSettings):
     body_timeout_s: float = Field(
         10.0, gt=0, le=3600, description="seconds a request body may take to arrive (408 after)"
     )
+    access_log: bool = Field(
+        False,
+        description="write one JSON line per request to standard error: route, status, "
+        "duration, model and sizes (never the text, unless --access-log-text)",
+    )
+    access_log_text: bool = Field(
+        False, description="with --access-log, also write each request's text or prompt"
+    )
     api_key: str | None = Field(
         None,
         min_length=16,

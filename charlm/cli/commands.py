@@ -9,6 +9,7 @@ import importlib
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
@@ -222,6 +223,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"charlm: warning: {settings.checkpoints_dir} does not exist yet; no models to serve",
             file=sys.stderr,
         )
+    shared = None
+    if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # The workers' metrics meet here, so that /metrics counts all of them.
+        shared = tempfile.TemporaryDirectory(prefix="charlm-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared.name
     try:
         uvicorn.run(
             "charlm_service.app:create_app_from_env",
@@ -236,6 +242,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"cannot serve on {settings.host}:{settings.port}: {e.strerror or e}"
         ) from e
+    finally:
+        if shared is not None:
+            shared.cleanup()
     return 0
 
 
