@@ -34,13 +34,13 @@ from .limits import check_items, check_limits
 from .metrics import CONTENT_TYPE_LATEST, MODELS, exposition
 from .settings import ServiceSettings
 
-__all__ = ["STATIC_DIR", "router"]
+__all__ = ["ERRORS", "GUARDED", "STATIC_DIR", "model_for", "router"]
 
 router = APIRouter()
 
 STATIC_DIR = Path(__file__).parent / "static"
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": S.ErrorResponse, "description": what}
     for code, what in (
         (400, "Malformed JSON, or a Host header that does not name this server"),
@@ -54,7 +54,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (503, "No model, a model that does not load, or too many requests in progress"),
     )
 }
-_GUARDED: dict[int | str, dict[str, Any]] = {k: v for k, v in _ERRORS.items() if k in (400, 429)}
+GUARDED: dict[int | str, dict[str, Any]] = {k: v for k, v in ERRORS.items() if k in (400, 429)}
 
 
 # Dependencies are `async def` so they run on the event loop, not in the thread pool.
@@ -78,7 +78,7 @@ Settings = Annotated[ServiceSettings, Depends(settings)]
 Compute = Annotated[ComputeThread, Depends(compute)]
 
 
-async def _model(reg: ModelRegistry, cpu: ComputeThread, name: str | None) -> LoadedModel:
+async def model_for(reg: ModelRegistry, cpu: ComputeThread, name: str | None) -> LoadedModel:
     """The named model; (re)loading it from disk, when needed, runs on the compute thread."""
     model = reg.peek(name)
     if model is None:
@@ -92,7 +92,7 @@ def inspector() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
 
-@router.get("/health", response_model=S.HealthResponse, responses=_GUARDED)
+@router.get("/health", response_model=S.HealthResponse, responses=GUARDED)
 async def health(request: Request, reg: Registry) -> S.HealthResponse:
     batcher: PredictBatcher = request.app.state.batcher
     return S.HealthResponse(
@@ -110,7 +110,7 @@ async def health(request: Request, reg: Registry) -> S.HealthResponse:
 @router.get(
     "/metrics",
     responses={
-        **_GUARDED,
+        **GUARDED,
         200: {"description": "Prometheus text format", "content": {"text/plain": {}}},
     },
 )
@@ -122,7 +122,7 @@ async def metrics(reg: Registry) -> Response:
     return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/models", response_model=S.ModelsResponse, responses=_ERRORS)
+@router.get("/models", response_model=S.ModelsResponse, responses=ERRORS)
 async def list_models(reg: Registry, cpu: Compute) -> S.ModelsResponse:
     await cpu.run(reg.refresh)
     models = [
@@ -131,15 +131,15 @@ async def list_models(reg: Registry, cpu: Compute) -> S.ModelsResponse:
     return S.ModelsResponse(models=models, errors=reg.errors())
 
 
-@router.get("/models/{name}", response_model=S.ModelInfo, responses=_ERRORS)
+@router.get("/models/{name}", response_model=S.ModelInfo, responses=ERRORS)
 async def get_model(name: str, reg: Registry, cpu: Compute) -> S.ModelInfo:
     """One model's card: architecture, vocabulary, how it was trained, and the diagnosis
     of the run that made it."""
-    model = await _model(reg, cpu, name)
+    model = await model_for(reg, cpu, name)
     return S.ModelInfo(**model.predictor.card.model_dump(), loaded_at=model.loaded_at)
 
 
-@router.post("/models/reload", response_model=S.ReloadResponse, responses=_ERRORS)
+@router.post("/models/reload", response_model=S.ReloadResponse, responses=ERRORS)
 async def reload_models(body: S.ReloadRequest, reg: Registry, cpu: Compute) -> S.ReloadResponse:
     """Rescan the checkpoints directory. Takes a JSON body (`{}`), so that no cross-site
     form can trigger it."""
@@ -149,7 +149,7 @@ async def reload_models(body: S.ReloadRequest, reg: Registry, cpu: Compute) -> S
     )
 
 
-@router.post("/predict", response_model=Prediction, responses=_ERRORS)
+@router.post("/predict", response_model=Prediction, responses=ERRORS)
 async def predict(req: S.PredictRequest, request: Request) -> Prediction:
     """Concurrent calls on the same model are answered together, in one batch.
 
@@ -163,7 +163,7 @@ async def predict(req: S.PredictRequest, request: Request) -> Prediction:
         continuation=req.continuation_length,
         alternatives=req.alternatives,
     )
-    model = await _model(state.registry, state.compute, req.model)
+    model = await model_for(state.registry, state.compute, req.model)
     query = model.predictor.query(req.text, req.top_k, req.continuation_length, req.alternatives)
     batcher: PredictBatcher = state.batcher
     return await batcher.predict(model.predictor, query)
@@ -176,10 +176,10 @@ def _json(result: BaseModel) -> Response:
     return Response(result.model_dump_json(), media_type="application/json")
 
 
-@router.post("/score", response_model=ScoreResult, responses=_ERRORS)
+@router.post("/score", response_model=ScoreResult, responses=ERRORS)
 async def score(req: S.ScoreRequest, reg: Registry, cfg: Settings, cpu: Compute) -> Response:
     check_limits(cfg, text=req.text, alternatives=req.alternatives)
-    model = await _model(reg, cpu, req.model)
+    model = await model_for(reg, cpu, req.model)
     result = await cpu.run(
         model.predictor.score, req.text, req.alternatives, start=req.start, next_top=req.next_top
     )
@@ -189,7 +189,7 @@ async def score(req: S.ScoreRequest, reg: Registry, cfg: Settings, cpu: Compute)
 @router.post(
     "/report",
     responses={
-        **_ERRORS,
+        **ERRORS,
         200: {
             "description": "The report, an HTML page to save",
             "content": {"text/html": {"schema": {"type": "string"}}},
@@ -200,7 +200,7 @@ async def report(req: S.ReportRequest, reg: Registry, cfg: Settings, cpu: Comput
     """The self-contained HTML report of /score for the text (`charlm score --html`), as a
     file to save: it opens in any browser and fetches nothing."""
     check_limits(cfg, text=req.text, alternatives=req.alternatives)
-    model = await _model(reg, cpu, req.model)
+    model = await model_for(reg, cpu, req.model)
     result = await cpu.run(model.predictor.score, req.text, req.alternatives)
     safe = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in result.model)
     name = f"charlm-{safe}-report.html"
@@ -209,7 +209,7 @@ async def report(req: S.ReportRequest, reg: Registry, cfg: Settings, cpu: Comput
     )
 
 
-@router.post("/activations", response_model=ActivationResult, responses=_ERRORS)
+@router.post("/activations", response_model=ActivationResult, responses=ERRORS)
 async def activations(
     req: S.ActivationsRequest, reg: Registry, cfg: Settings, cpu: Compute
 ) -> Response:
@@ -222,7 +222,7 @@ async def activations(
         raise TooManyItemsError(
             "activation values (characters x cells)", values, cfg.max_activation_values
         )
-    model = await _model(reg, cpu, req.model)
+    model = await model_for(reg, cpu, req.model)
     result = await cpu.run(
         model.predictor.activations,
         req.text,
@@ -234,14 +234,14 @@ async def activations(
     return _json(result)
 
 
-@router.post("/accuracy", response_model=AccuracyResult, responses=_ERRORS)
+@router.post("/accuracy", response_model=AccuracyResult, responses=ERRORS)
 async def accuracy(
     req: S.AccuracyRequest, reg: Registry, cfg: Settings, cpu: Compute
 ) -> AccuracyResult:
     """How often the model's greedy continuation of each prompt is its answer, and the
     probability it gives the answers, overall and by field (`charlm accuracy`)."""
     check_items(cfg, [(item.prompt, item.answer) for item in req.items])
-    model = await _model(reg, cpu, req.model)
+    model = await model_for(reg, cpu, req.model)
     items = [AnswerItem(i.prompt, i.answer, dict(i.fields)) for i in req.items]
     return await cpu.run(answer_accuracy, model.predictor, items, by=req.by)
 
@@ -249,7 +249,7 @@ async def accuracy(
 @router.post(
     "/generate",
     response_model=Generation,
-    responses={**_ERRORS, 200: {"content": {"text/event-stream": {}}}},
+    responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}},
 )
 async def generate(
     req: S.GenerateRequest, request: Request, reg: Registry, cfg: Settings, cpu: Compute
@@ -257,7 +257,7 @@ async def generate(
     """Generations in progress advance together, one batched step per character
     (service/generation.py); other requests wait at most one step for the model."""
     check_limits(cfg, text=req.prompt, what="prompt", length=req.length)
-    model = await _model(reg, cpu, req.model)
+    model = await model_for(reg, cpu, req.model)
     config = SampleConfig(
         length=req.length,
         temperature=req.temperature,

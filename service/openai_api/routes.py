@@ -25,7 +25,7 @@ from charlm.registry import LoadedModel
 
 from ..generation import GenerationEngine
 from ..limits import check_limits
-from ..routes import _ERRORS, _model
+from ..routes import ERRORS, model_for
 from . import schemas as S
 
 __all__ = ["router"]
@@ -35,7 +35,7 @@ router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
 _STOPS = 4
 
 
-@router.get("/models", response_model=S.ModelList, responses=_ERRORS)
+@router.get("/models", response_model=S.ModelList, responses=ERRORS)
 async def models(request: Request) -> S.ModelList:
     """The models, in OpenAI's list shape."""
     reg = request.app.state.registry
@@ -45,7 +45,7 @@ async def models(request: Request) -> S.ModelList:
     )
 
 
-@router.post("/chat/completions", responses=_ERRORS)
+@router.post("/chat/completions", responses=ERRORS)
 async def chat() -> None:
     """Refused: a character model has no chat template."""
     raise InputError(
@@ -85,7 +85,7 @@ def _config(req: S.CompletionRequest, index: int) -> SampleConfig:
 @router.post(
     "/completions",
     response_model=S.Completion,
-    responses={**_ERRORS, 200: {"content": {"text/event-stream": {}}}},
+    responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}},
 )
 async def completions(req: S.CompletionRequest, request: Request) -> Any:
     """OpenAI's legacy completions: characters are tokens."""
@@ -95,7 +95,7 @@ async def completions(req: S.CompletionRequest, request: Request) -> Any:
         raise InputError("prompt is an empty list; give at least one text")
     for p in prompts:
         check_limits(state.settings, text=p, what="prompt", length=req.max_tokens)
-    model = await _model(state.registry, state.compute, req.model)
+    model = await model_for(state.registry, state.compute, req.model)
     stops = _check(req, model)
     for p in prompts:  # the characters, before any generation starts
         if p:
@@ -156,20 +156,27 @@ async def _complete(
 
 
 async def _logprobs(
-    request: Request, model: LoadedModel, req: S.CompletionRequest, prompt: str, text: str
+    request: Request,
+    model: LoadedModel,
+    req: S.CompletionRequest,
+    prompt: str,
+    text: str,
+    start: int | None = None,
 ) -> TokenLogprobs | None:
-    """The choice's logprobs: of the completion, after the prompt (and of the prompt
-    itself too, with `echo`)."""
+    """The logprobs of `prompt + text` from position `start` (by default the whole
+    choice: the completion, and the prompt too with `echo`), each character's offset
+    counted from the start of the choice's text, as the answer shows it."""
     if req.logprobs is None:
         return None
-    start = 0 if req.echo else len(prompt)
+    if start is None:
+        start = 0 if req.echo else len(prompt)
     result: TokenLogprobs = await request.app.state.compute.run(
         text_logprobs, model.predictor, prompt + text, start=start, top=req.logprobs
     )
     if req.echo:
         return result
-    offset = len(prompt)  # offsets count from the start of the answer's text
-    return result.model_copy(update={"text_offset": [o - offset for o in result.text_offset]})
+    shift = len(prompt)  # the choice's text starts after the prompt
+    return result.model_copy(update={"text_offset": [o - shift for o in result.text_offset]})
 
 
 async def _stream(
@@ -202,9 +209,7 @@ async def _stream(
     for index, prompt, j in jobs:
         sent = ""
         if req.echo:
-            echoed = await _logprobs(
-                request, model, req.model_copy(update={"max_tokens": 0}), prompt, ""
-            )
+            echoed = await _logprobs(request, model, req, prompt, "")
             yield chunk(index, prompt, echoed, None)
         made, finish = "", "length"
         async for piece in _pieces(request, model, prompt, _config(req, j)):
@@ -212,14 +217,16 @@ async def _stream(
             cut, stopped = cut_at_stop(made, stops)
             ready = cut if stopped else made[: max(len(sent), len(made) - hold)]
             if len(ready) > len(sent):
-                logprobs = await _piece_logprobs(request, model, req, prompt, sent, ready)
+                logprobs = await _logprobs(
+                    request, model, req, prompt, ready, len(prompt) + len(sent)
+                )
                 yield chunk(index, ready[len(sent) :], logprobs, None)
                 sent = ready
             if stopped:
                 finish = "stop"
                 break
         if finish == "length" and len(made) > len(sent):
-            logprobs = await _piece_logprobs(request, model, req, prompt, sent, made)
+            logprobs = await _logprobs(request, model, req, prompt, made, len(prompt) + len(sent))
             yield chunk(index, made[len(sent) :], logprobs, None)
             sent = made
         made_total += len(sent)
@@ -231,25 +238,3 @@ async def _stream(
         last = {**head, "object": "text_completion", "choices": [], "usage": usage}
         yield f"data: {json.dumps(last)}\n\n"
     yield "data: [DONE]\n\n"
-
-
-async def _piece_logprobs(
-    request: Request,
-    model: LoadedModel,
-    req: S.CompletionRequest,
-    prompt: str,
-    sent: str,
-    ready: str,
-) -> TokenLogprobs | None:
-    """The logprobs of the characters of `ready` after `sent`, offsets from the answer's start."""
-    if req.logprobs is None:
-        return None
-    result: TokenLogprobs = await request.app.state.compute.run(
-        text_logprobs,
-        model.predictor,
-        prompt + ready,
-        start=len(prompt) + len(sent),
-        top=req.logprobs,
-    )
-    shift = 0 if req.echo else len(prompt)
-    return result.model_copy(update={"text_offset": [o - shift for o in result.text_offset]})
