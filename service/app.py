@@ -35,7 +35,7 @@ from .generation import GenerationEngine
 from .guard import Guard, allowed_hosts_for
 from .limits import Admission, Pending
 from .metrics import MODELS, RequestMetrics, note_memory, process_ended
-from .openai_api import OpenAIErrors
+from .openai_api import OpenAIErrors, tokens_router
 from .openai_api import router as openai_router
 from .routes import STATIC_DIR, router
 from .settings import ServiceSettings, settings_from
@@ -135,6 +135,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(openai_router)
+    app.include_router(tokens_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.mount("/assets", StaticFiles(directory=ASSETS_DIR), name="assets")
     install_docs(app)

@@ -260,3 +260,31 @@ def test_the_api_key_is_a_bearer_token(tmp_path: Path, alphabet_dir: Path) -> No
 def test_the_schema_lists_the_v1_routes(server: Server) -> None:
     paths = httpx.get(server.url + "/openapi.json").json()["paths"]
     assert {"/v1/completions", "/v1/models", "/v1/chat/completions"} <= set(paths)
+
+
+def test_tokens_are_characters(server: Server, client: openai.OpenAI) -> None:
+    """vLLM's tokenizer endpoints, which lm-evaluation-harness's remote tokenizer reads;
+    and token ids as a prompt."""
+    info = httpx.get(server.url + "/tokenizer_info", params={"model": "alphabet"}).json()
+    assert info["vocab_size"] == 26 and "eos_token" in info and info["eos_token"] is None
+    ids = post(
+        server, "/tokenize", {"model": "alphabet", "prompt": "abz", "add_special_tokens": False}
+    )
+    assert ids == {"tokens": [0, 1, 25], "count": 3, "max_model_len": None}
+    back = post(server, "/detokenize", {"model": "alphabet", "tokens": [2, 3]})
+    assert back == {"prompt": "cd"}
+    bad = httpx.post(server.url + "/detokenize", json={"model": "alphabet", "tokens": [26]})
+    assert bad.status_code == 422 and "26 is not a token of this model (0 to 25)" in bad.text
+    unknown = httpx.post(server.url + "/tokenize", json={"model": "alphabet", "prompt": "a!"})
+    assert unknown.status_code == 422 and unknown.json()["error"]["type"] == "unknown_character"
+    several = httpx.post(server.url + "/tokenize", json={"prompt": "ab"})
+    assert several.status_code == 422 and several.json()["error"]["type"] == "ambiguous_model"
+    # Token ids in place of text: one prompt, or several.
+    one = client.completions.create(model="alphabet", prompt=[0, 1, 2], max_tokens=2, temperature=0)
+    assert one.choices[0].text == "de"
+    two = client.completions.create(
+        model="alphabet", prompt=[[0], [24, 25]], max_tokens=1, temperature=0
+    )
+    assert [c.text for c in two.choices] == ["b", "a"]
+    with pytest.raises(openai.UnprocessableEntityError):
+        client.completions.create(model="alphabet", prompt=[[0, 99]], max_tokens=1)

@@ -27,6 +27,7 @@ from ..generation import GenerationEngine
 from ..limits import check_limits
 from ..routes import ERRORS, model_for
 from . import schemas as S
+from .tokens import decode
 
 __all__ = ["router"]
 
@@ -75,6 +76,17 @@ def _check(req: S.CompletionRequest, model: LoadedModel) -> list[str]:
     return [s for s in stops if s]
 
 
+def _prompts(
+    prompt: str | list[str] | list[int] | list[list[int]], model: LoadedModel
+) -> list[str]:
+    """The prompts as texts: one text, several, or token ids (one list or several)."""
+    if isinstance(prompt, str):
+        return [prompt]
+    if all(isinstance(p, int) for p in prompt):
+        return [decode(model, prompt, "prompt")]  # type: ignore[arg-type]
+    return [p if isinstance(p, str) else decode(model, p, "prompt") for p in prompt]  # type: ignore[arg-type]
+
+
 def _config(req: S.CompletionRequest, index: int) -> SampleConfig:
     seed = None if req.seed is None else (req.seed + index) % 2**63
     return SampleConfig(
@@ -90,12 +102,12 @@ def _config(req: S.CompletionRequest, index: int) -> SampleConfig:
 async def completions(req: S.CompletionRequest, request: Request) -> Any:
     """OpenAI's legacy completions: characters are tokens."""
     state = request.app.state
-    prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
-    if not prompts:
+    if isinstance(req.prompt, list) and not req.prompt:
         raise InputError("prompt is an empty list; give at least one text")
+    model = await model_for(state.registry, state.compute, req.model)
+    prompts = _prompts(req.prompt, model)
     for p in prompts:
         check_limits(state.settings, text=p, what="prompt", length=req.max_tokens)
-    model = await model_for(state.registry, state.compute, req.model)
     stops = _check(req, model)
     for p in prompts:  # the characters, before any generation starts
         if p:

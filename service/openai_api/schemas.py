@@ -12,9 +12,14 @@ __all__ = [
     "Completion",
     "CompletionChoice",
     "CompletionRequest",
+    "DetokenizeRequest",
+    "DetokenizeResponse",
     "ModelList",
     "ModelObject",
     "StreamOptions",
+    "TokenizeRequest",
+    "TokenizeResponse",
+    "TokenizerInfo",
     "Usage",
 ]
 
@@ -38,7 +43,10 @@ class CompletionRequest(BaseModel):
     )
 
     model: str | None = Field(None, description="The model (checkpoint name).")
-    prompt: str | list[str] = Field(description="A text, or a list of texts: one choice each.")
+    prompt: str | list[str] | list[int] | list[list[int]] = Field(
+        description="A text, or a list of texts: one choice each. Token ids (the model's "
+        "vocabulary indices, as /tokenize gives them) are accepted in place of a text."
+    )
     max_tokens: int = Field(16, description="Characters to generate.", ge=0)
     temperature: float = Field(1.0, description="0 is greedy.", ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
@@ -68,6 +76,38 @@ class CompletionRequest(BaseModel):
     logit_bias: dict[str, float] | None = Field(None, description="Not supported (empty only).")
     suffix: str | None = Field(None, description="Not supported.")
     user: str | None = Field(None, description="Accepted and not used.")
+
+
+class TokenizeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    model: str | None = None
+    prompt: str
+    add_special_tokens: bool = Field(False, description="A character model has none.")
+
+
+class TokenizeResponse(BaseModel):
+    tokens: list[int]
+    count: int
+    max_model_len: int | None = None
+
+
+class DetokenizeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    model: str | None = None
+    tokens: list[int]
+
+
+class DetokenizeResponse(BaseModel):
+    prompt: str
+
+
+class TokenizerInfo(BaseModel):
+    tokenizer_class: str = "charlm character vocabulary"
+    model: str
+    vocab_size: int
+    eos_token: str | None = None
+    bos_token: str | None = None
+    pad_token: str | None = None
 
 
 class CompletionChoice(BaseModel):

@@ -1,0 +1,50 @@
+"""Tokens are characters: `/tokenize`, `/detokenize` and `/tokenizer_info`, in the shape
+vLLM's server gives them, so that clients which count tokens through the server (such
+as lm-evaluation-harness's `tokenizer_backend=remote`) can. A token id is the character's
+index in the model's vocabulary; the model has no special tokens.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from charlm import InputError
+from charlm.registry import LoadedModel
+
+from ..routes import ERRORS, model_for
+from . import schemas as S
+
+__all__ = ["decode", "router"]
+
+router = APIRouter(tags=["OpenAI-compatible"])
+
+
+def decode(model: LoadedModel, ids: list[int], what: str = "tokens") -> str:
+    """The text of token ids; ids outside the vocabulary are refused."""
+    chars = model.predictor.vocab.chars
+    for i in ids:
+        if not 0 <= i < len(chars):
+            raise InputError(f"{what}: {i} is not a token of this model (0 to {len(chars) - 1})")
+    return "".join(chars[i] for i in ids)
+
+
+async def _loaded(request: Request, name: str | None) -> LoadedModel:
+    return await model_for(request.app.state.registry, request.app.state.compute, name)
+
+
+@router.post("/tokenize", response_model=S.TokenizeResponse, responses=ERRORS)
+async def tokenize(req: S.TokenizeRequest, request: Request) -> S.TokenizeResponse:
+    model = await _loaded(request, req.model)
+    ids = model.predictor.vocab.encode(req.prompt, what="prompt").tolist() if req.prompt else []
+    return S.TokenizeResponse(tokens=ids, count=len(ids))
+
+
+@router.post("/detokenize", response_model=S.DetokenizeResponse, responses=ERRORS)
+async def detokenize(req: S.DetokenizeRequest, request: Request) -> S.DetokenizeResponse:
+    return S.DetokenizeResponse(prompt=decode(await _loaded(request, req.model), req.tokens))
+
+
+@router.get("/tokenizer_info", response_model=S.TokenizerInfo, responses=ERRORS)
+async def tokenizer_info(request: Request, model: str | None = None) -> S.TokenizerInfo:
+    loaded = await _loaded(request, model)
+    return S.TokenizerInfo(model=loaded.name, vocab_size=len(loaded.predictor.vocab))
