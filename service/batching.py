@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from charlm import Prediction, Predictor, PredictQuery
 
 from .compute import ComputeThread
-from .metrics import BATCH
+from .metrics import BATCH, BATCH_LARGEST
 
 __all__ = ["BatchStats", "PredictBatcher"]
 
@@ -103,6 +103,7 @@ class PredictBatcher:
             self.stats.requests += len(batch)
             self.stats.largest = max(self.stats.largest, len(batch))
             BATCH.observe(len(batch))
+            BATCH_LARGEST.set(self.stats.largest)
             await self._answer(batch)
 
     async def _answer(self, batch: list[_Call]) -> None:

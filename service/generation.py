@@ -23,7 +23,7 @@ from charlm import Predictor, SampleConfig
 from charlm.inference import Decoding, Sequence
 
 from .compute import ComputeThread
-from .metrics import GENERATED
+from .metrics import GEN_ACTIVE, GEN_LARGEST, GEN_STARTED, GEN_STEPS, GENERATED
 
 __all__ = ["GenerationEngine", "GenerationStats", "Stream"]
 
@@ -112,9 +112,11 @@ class GenerationEngine:
             self._live -= 1
         else:
             self.stats.generations += 1
+            GEN_STARTED.inc()
             if self._task is None or self._task.done():
                 self._task = asyncio.get_running_loop().create_task(self._run())
         self.stats.active = self._live
+        GEN_ACTIVE.set(self._live)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -133,11 +135,13 @@ class GenerationEngine:
                 for stream in await self.compute.run(self._forget):
                     stream._put(error, done=True)
                 self._live = self.stats.active = 0
+                GEN_ACTIVE.set(0)
                 break
             for stream, chars, finished in produced:
                 stream._put(chars, finished)
             self._live -= ended
             self.stats.active = self._live
+            GEN_ACTIVE.set(self._live)
 
     # -- on the compute thread -----------------------------------------------------
 
@@ -176,9 +180,11 @@ class GenerationEngine:
             for key, decoding in list(self._decodings.items()):
                 batch = decoding.step()
                 self.stats.steps += bool(batch)
+                GEN_STEPS.inc(bool(batch))
                 self.stats.characters += len(batch)
                 GENERATED.inc(len(batch))
                 self.stats.largest = max(self.stats.largest, len(batch))
+                GEN_LARGEST.set(self.stats.largest)
                 for seq, char in batch:
                     made.setdefault(seq, []).append(char)
                 if not len(decoding):

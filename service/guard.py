@@ -32,7 +32,7 @@ __all__ = ["LOCAL_HOSTS", "Guard", "allowed_hosts_for"]
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _WILDCARDS = frozenset({"0.0.0.0", "::", ""})
-_OPEN_PATHS = ("/health", "/", "/favicon.ico")
+_OPEN_PATHS = ("/health", "/ready", "/", "/favicon.ico")
 _OPEN_PREFIXES = ("/static/", "/assets/")
 _PAGE_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -114,7 +114,7 @@ class Guard:
                     "this server needs its API key: send the header Authorization: Bearer <key>",
                     {"WWW-Authenticate": "Bearer"},
                 )
-        if self.rate is not None and path != "/health":
+        if self.rate is not None and path not in ("/health", "/ready"):
             client = scope.get("client")
             wait = self._take(client[0] if client else "?")
             if wait > 0:

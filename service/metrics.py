@@ -67,6 +67,19 @@ BATCH = Histogram(
 GENERATED = Counter(
     "charlm_generated_characters_total", "Characters generated for /generate and /v1 calls."
 )
+BATCH_LARGEST = Gauge(
+    "charlm_predict_batch_largest", "Most /predict calls in one pass.", multiprocess_mode="max"
+)
+GEN_STARTED = Counter("charlm_generations_total", "Generations started (/generate and /v1).")
+GEN_STEPS = Counter("charlm_generation_steps_total", "Batched model steps taken for them.")
+GEN_ACTIVE = Gauge(
+    "charlm_generations_in_progress", "Generations in progress.", multiprocess_mode="livesum"
+)
+GEN_LARGEST = Gauge(
+    "charlm_generation_batch_largest",
+    "Most generations advanced by one step.",
+    multiprocess_mode="max",
+)
 PENDING = Gauge(
     "charlm_requests_in_progress",
     "Inference requests running or waiting.",
@@ -99,6 +112,22 @@ def exposition() -> bytes:
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
     return generate_latest(REGISTRY)
+
+
+def totals() -> dict[str, float] | None:
+    """With several worker processes, the whole server's figures that /health reports
+    (summed or the largest, as each metric says), by sample name; None in a single
+    process, whose own counts are the server's."""
+    if not os.environ.get(MULTIPROC_DIR):
+        return None
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    out: dict[str, float] = {}
+    for family in registry.collect():
+        for sample in family.samples:
+            if not sample.labels:
+                out[sample.name] = out.get(sample.name, 0.0) + sample.value
+    return out
 
 
 def process_ended() -> None:

@@ -20,7 +20,14 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
 from pydantic import BaseModel
 
-from charlm import Generation, Prediction, SampleConfig, ScoreResult, TooManyItemsError
+from charlm import (
+    Generation,
+    NoModelError,
+    Prediction,
+    SampleConfig,
+    ScoreResult,
+    TooManyItemsError,
+)
 from charlm.inference import ActivationResult
 from charlm.registry import LoadedModel, ModelRegistry
 from charlm.report import score_report
@@ -31,7 +38,7 @@ from .batching import PredictBatcher
 from .compute import ComputeThread
 from .generation import GenerationEngine, Stream
 from .limits import check_items, check_limits
-from .metrics import CONTENT_TYPE_LATEST, MODELS, exposition
+from .metrics import CONTENT_TYPE_LATEST, MODELS, exposition, totals
 from .settings import ServiceSettings
 
 __all__ = ["ERRORS", "GUARDED", "STATIC_DIR", "model_for", "router"]
@@ -94,17 +101,46 @@ def inspector() -> FileResponse:
 
 @router.get("/health", response_model=S.HealthResponse, responses=GUARDED)
 async def health(request: Request, reg: Registry) -> S.HealthResponse:
+    """Liveness, and what the server has done. With several worker processes the counts
+    are the whole server's (service/metrics.py), whichever worker answers."""
     batcher: PredictBatcher = request.app.state.batcher
+    batches = S.BatchStats.model_validate(batcher.stats, from_attributes=True)
+    generation = S.GenerationStats.model_validate(
+        request.app.state.generation.stats, from_attributes=True
+    )
+    pending = request.app.state.pending.count
+    t = totals()
+    if t is not None:
+        batches = S.BatchStats(
+            batches=int(t.get("charlm_predict_batch_size_count", 0)),
+            requests=int(t.get("charlm_predict_batch_size_sum", 0)),
+            largest=int(t.get("charlm_predict_batch_largest", 0)),
+        )
+        generation = S.GenerationStats(
+            active=int(t.get("charlm_generations_in_progress", 0)),
+            generations=int(t.get("charlm_generations_total", 0)),
+            steps=int(t.get("charlm_generation_steps_total", 0)),
+            characters=int(t.get("charlm_generated_characters_total", 0)),
+            largest=int(t.get("charlm_generation_batch_largest", 0)),
+        )
+        pending = int(t.get("charlm_requests_in_progress", 0))
     return S.HealthResponse(
         status="ok",
         models=reg.names(),
-        pending=request.app.state.pending.count,
+        pending=pending,
         threads=request.app.state.threads,
-        predict_batches=S.BatchStats.model_validate(batcher.stats, from_attributes=True),
-        generation=S.GenerationStats.model_validate(
-            request.app.state.generation.stats, from_attributes=True
-        ),
+        predict_batches=batches,
+        generation=generation,
     )
+
+
+@router.get("/ready", response_model=S.ReadyResponse, responses=GUARDED | {503: ERRORS[503]})
+async def ready(reg: Registry) -> S.ReadyResponse:
+    """For a load balancer: 200 once this process holds at least one model, 503 (no_model)
+    before; open without the API key, like /health."""
+    if not reg.names():
+        raise NoModelError("not ready: no model is loaded")
+    return S.ReadyResponse(status="ready", models=reg.names())
 
 
 @router.get(

@@ -29,6 +29,7 @@ __all__ = [
     "ModelInfo",
     "ModelsResponse",
     "PredictRequest",
+    "ReadyResponse",
     "ReloadRequest",
     "ReloadResponse",
     "ReportRequest",
@@ -212,6 +213,11 @@ class GenerationStats(BaseModel):
     steps: int = Field(description="Batched model steps taken for them.")
     characters: int = Field(description="Characters made in those steps.")
     largest: int = Field(description="Most generations advanced by one step.")
+
+
+class ReadyResponse(BaseModel):
+    status: str
+    models: list[str]
 
 
 class HealthResponse(BaseModel):

@@ -16,6 +16,6 @@ def test_every_route_answers_generated_requests_within_its_schema(served_dir: Pa
     finally:
         server.stop()
     routes = {route for route, _ in seen}
-    assert len(routes) == 17 and sum(seen.values()) >= 200
+    assert len(routes) == 18 and sum(seen.values()) >= 200
     assert all(status < 500 for _, status in seen)
     assert any(status == 200 for route, status in seen if route == "POST /predict")

@@ -96,6 +96,16 @@ def test_several_workers_are_summed(root: Path) -> None:
             seen |= pids
             assert value(samples, "charlm_models_loaded") == 2
         assert len(seen) == 2  # both workers' memory is listed
+        # /health counts the whole server too, whichever worker answers.
+        gen = httpx.post(s.url + "/generate", json={"model": "notes", "prompt": "A", "length": 30})
+        assert gen.status_code == 200
+        for _ in range(6):
+            h = httpx.get(s.url + "/health").json()
+            assert h["predict_batches"]["requests"] == 20
+            assert 1 <= h["predict_batches"]["batches"] <= 20
+            assert h["generation"]["generations"] == 1 and h["generation"]["characters"] == 30
+            assert h["generation"]["active"] == 0 and h["pending"] == 0
+            assert h["models"] == ["alphabet", "notes"]
     finally:
         s.stop()
 
@@ -122,3 +132,19 @@ def test_the_access_log_is_json_without_the_text(root: Path) -> None:
         assert ("secretabc" in s.log.read_text()) is shows
         if shows:
             assert ok["text"] == "secretabc"
+
+
+def test_ready_for_a_load_balancer(root: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for where, status in ((empty, 503), (root, 200)):
+        s = Server(where, "--api-key", "k" * 24)
+        try:
+            r = httpx.get(s.url + "/ready")  # no key: a probe need not hold one
+            assert r.status_code == status, r.text
+            if status == 200:
+                assert r.json() == {"status": "ready", "models": ["alphabet", "notes"]}
+            else:
+                assert r.json()["error"]["type"] == "no_model"
+        finally:
+            s.stop()
