@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -46,6 +47,7 @@ __all__ = [
     "exposition",
     "note_memory",
     "process_ended",
+    "server_counts",
 ]
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -114,20 +116,38 @@ def exposition() -> bytes:
     return generate_latest(REGISTRY)
 
 
-def totals() -> dict[str, float] | None:
-    """With several worker processes, the whole server's figures that /health reports
-    (summed or the largest, as each metric says), by sample name; None in a single
-    process, whose own counts are the server's."""
+def server_counts() -> dict[str, Any] | None:
+    """With several worker processes, the whole server's counts that /health reports
+    (each summed or the largest, as its metric says); None in a single process, whose
+    own counts are the server's."""
     if not os.environ.get(MULTIPROC_DIR):
         return None
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    out: dict[str, float] = {}
+    t: dict[str, float] = {}
     for family in registry.collect():
         for sample in family.samples:
             if not sample.labels:
-                out[sample.name] = out.get(sample.name, 0.0) + sample.value
-    return out
+                t[sample.name] = t.get(sample.name, 0.0) + sample.value
+
+    def n(name: str) -> int:
+        return int(t.get(name, 0))
+
+    return {
+        "pending": n("charlm_requests_in_progress"),
+        "predict_batches": {
+            "batches": n("charlm_predict_batch_size_count"),
+            "requests": n("charlm_predict_batch_size_sum"),
+            "largest": n("charlm_predict_batch_largest"),
+        },
+        "generation": {
+            "active": n("charlm_generations_in_progress"),
+            "generations": n("charlm_generations_total"),
+            "steps": n("charlm_generation_steps_total"),
+            "characters": n("charlm_generated_characters_total"),
+            "largest": n("charlm_generation_batch_largest"),
+        },
+    }
 
 
 def process_ended() -> None:

@@ -38,7 +38,7 @@ from .batching import PredictBatcher
 from .compute import ComputeThread
 from .generation import GenerationEngine, Stream
 from .limits import check_items, check_limits
-from .metrics import CONTENT_TYPE_LATEST, MODELS, exposition, totals
+from .metrics import CONTENT_TYPE_LATEST, MODELS, exposition, server_counts
 from .settings import ServiceSettings
 
 __all__ = ["ERRORS", "GUARDED", "STATIC_DIR", "model_for", "router"]
@@ -104,33 +104,15 @@ async def health(request: Request, reg: Registry) -> S.HealthResponse:
     """Liveness, and what the server has done. With several worker processes the counts
     are the whole server's (service/metrics.py), whichever worker answers."""
     batcher: PredictBatcher = request.app.state.batcher
-    batches = S.BatchStats.model_validate(batcher.stats, from_attributes=True)
-    generation = S.GenerationStats.model_validate(
-        request.app.state.generation.stats, from_attributes=True
-    )
-    pending = request.app.state.pending.count
-    t = totals()
-    if t is not None:
-        batches = S.BatchStats(
-            batches=int(t.get("charlm_predict_batch_size_count", 0)),
-            requests=int(t.get("charlm_predict_batch_size_sum", 0)),
-            largest=int(t.get("charlm_predict_batch_largest", 0)),
-        )
-        generation = S.GenerationStats(
-            active=int(t.get("charlm_generations_in_progress", 0)),
-            generations=int(t.get("charlm_generations_total", 0)),
-            steps=int(t.get("charlm_generation_steps_total", 0)),
-            characters=int(t.get("charlm_generated_characters_total", 0)),
-            largest=int(t.get("charlm_generation_batch_largest", 0)),
-        )
-        pending = int(t.get("charlm_requests_in_progress", 0))
+    counts = server_counts() or {
+        "pending": request.app.state.pending.count,
+        "predict_batches": S.BatchStats.model_validate(batcher.stats, from_attributes=True),
+        "generation": S.GenerationStats.model_validate(
+            request.app.state.generation.stats, from_attributes=True
+        ),
+    }
     return S.HealthResponse(
-        status="ok",
-        models=reg.names(),
-        pending=pending,
-        threads=request.app.state.threads,
-        predict_batches=batches,
-        generation=generation,
+        status="ok", models=reg.names(), threads=request.app.state.threads, **counts
     )
 
 
