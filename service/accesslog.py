@@ -20,6 +20,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .metrics import route_name
+
 __all__ = ["AccessLog", "access_logger"]
 
 _TEXT_FIELDS = ("text", "prompt")
@@ -72,11 +74,10 @@ class AccessLog:
         try:
             await self.app(scope, reading, writing)
         finally:
-            route = getattr(scope.get("route"), "path", None)
             line: dict[str, Any] = {
                 "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
                 "method": scope.get("method"),
-                "route": route or "other",
+                "route": route_name(scope),
                 "path": scope.get("path"),
                 "status": status,
                 "duration_ms": round((time.perf_counter() - start) * 1000, 3),

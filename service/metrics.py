@@ -47,6 +47,7 @@ __all__ = [
     "exposition",
     "note_memory",
     "process_ended",
+    "route_name",
     "server_counts",
 ]
 
@@ -156,6 +157,11 @@ def process_ended() -> None:
         multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
 
+def route_name(scope: Scope) -> str:
+    """The route a request matched, as declared (`/models/{name}`), or `other`."""
+    return getattr(scope.get("route"), "path", None) or "other"
+
+
 class RequestMetrics:
     """ASGI middleware: counts every HTTP request by route and status, and times it until
     its answer's last byte (a stream's too)."""
@@ -179,7 +185,6 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, timed)
         finally:
-            route = scope.get("route")
-            name = getattr(route, "path", None) or "other"
+            name = route_name(scope)
             REQUESTS.labels(name, str(status)).inc()
             LATENCY.labels(name).observe(time.perf_counter() - start)

@@ -66,7 +66,11 @@ def score_ids(
                 worst = (float(actual_p[w]), read + w + 1)
             skip = max(0, start - (read + 1))  # positions before `start`: not listed
             if skip < y.numel():
-                steps.extend(_steps(chars, logp[skip:], y[skip:], read + skip + 1, alternatives))
+                steps.extend(
+                    _steps(
+                        chars, logp[skip:], y[skip:], actual_p[skip:], read + skip + 1, alternatives
+                    )
+                )
             read = end
             if read % EVERY == 0:
                 marks.append(Mark(read, (state[0].clone(), state[1].clone()), total_nats, worst))
@@ -87,20 +91,24 @@ def score_ids(
 
 
 def _steps(
-    chars: tuple[str, ...], logp: torch.Tensor, y: torch.Tensor, first: int, alternatives: int
+    chars: tuple[str, ...],
+    logp: torch.Tensor,
+    y: torch.Tensor,
+    actual_p: torch.Tensor,
+    first: int,
+    alternatives: int,
 ) -> list[ScoreStep]:
-    """The steps of consecutive positions from `first`: log-probabilities (t, V) and
-    the characters that came (t,)."""
+    """The steps of consecutive positions from `first`: log-probabilities (t, V), the
+    characters that came (t,) and their probabilities (t,)."""
     probs = logp.exp()
-    actual_p = probs.gather(1, y.unsqueeze(1))  # (t, 1)
-    ranks = (probs > actual_p).sum(1) + 1
+    ranks = (probs > actual_p.unsqueeze(1)).sum(1) + 1
     top_p, top_i = probs.max(1)
     entropy = -(probs * logp).nan_to_num().sum(1) / _LN2
     k = min(max(alternatives, 1), probs.shape[1])
     alt_v, alt_i = torch.topk(probs, k, dim=1)
     rows = zip(
         y.tolist(),
-        actual_p.squeeze(1).tolist(),
+        actual_p.tolist(),
         ranks.tolist(),
         top_i.tolist(),
         top_p.tolist(),

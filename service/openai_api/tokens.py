@@ -21,11 +21,11 @@ router = APIRouter(tags=["OpenAI-compatible"])
 
 def decode(model: LoadedModel, ids: list[int], what: str = "tokens") -> str:
     """The text of token ids; ids outside the vocabulary are refused."""
-    chars = model.predictor.vocab.chars
+    vocab = model.predictor.vocab
     for i in ids:
-        if not 0 <= i < len(chars):
-            raise InputError(f"{what}: {i} is not a token of this model (0 to {len(chars) - 1})")
-    return "".join(chars[i] for i in ids)
+        if not 0 <= i < len(vocab):
+            raise InputError(f"{what}: {i} is not a token of this model (0 to {len(vocab) - 1})")
+    return vocab.decode(ids)
 
 
 async def _loaded(request: Request, name: str | None) -> LoadedModel:

@@ -116,6 +116,23 @@
     });
   }
 
+  function fill(select, options, keep) {
+    /* Options [[value, label], ...] into `select` (rebuilt only when they changed),
+       keeping `keep` chosen while it is listed. */
+    var values = options.map(function (o) { return String(o[0]); });
+    var listed = Array.from(select.options).map(function (o) { return o.value; });
+    if (values.join("\n") !== listed.join("\n")) {
+      select.textContent = "";
+      options.forEach(function (o) {
+        var opt = document.createElement("option");
+        opt.value = String(o[0]);
+        opt.textContent = o[1];
+        select.appendChild(opt);
+      });
+    }
+    if (keep !== undefined && values.indexOf(String(keep)) >= 0) select.value = String(keep);
+  }
+
   function loadModels() {
     /* The server's models, into the list: the one chosen stays chosen while it exists.
        Resolves to true when the chosen model is new or has changed (retrained). */
@@ -125,17 +142,7 @@
       var fresh = {};
       (r.data.models || []).forEach(function (m) { fresh[m.name] = m; });
       var names = Object.keys(fresh);
-      var listed = Array.from(select.options).map(function (o) { return o.value; });
-      if (names.join("\n") !== listed.join("\n")) {
-        select.textContent = "";
-        names.forEach(function (name) {
-          var opt = document.createElement("option");
-          opt.value = name;
-          opt.textContent = name;
-          select.appendChild(opt);
-        });
-        if (fresh[chosen]) select.value = chosen;
-      }
+      fill(select, names.map(function (name) { return [name, name]; }), chosen);
       names.forEach(function (name) {  // a retrained model's old scores are no use
         if (JSON.stringify(fresh[name]) !== JSON.stringify(state.models[name] || null)) {
           delete state.cache[name];
@@ -486,7 +493,7 @@
   // What the page's other panels (inside.js: the comparison, the cells) use.
   window.CharLMInspector = {
     api: api, model: model, models: function () { return state.models; }, score: score,
-    unknownIn: unknownIn,
+    unknownIn: unknownIn, fill: fill,
     showError: showError, inFormTerms: inFormTerms,
     onAnalyzed: function (fn) { listeners.push(fn); },
   };

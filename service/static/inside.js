@@ -13,22 +13,6 @@
   ];
   var last = { text: "", result: null }, asked = { compare: 0, cells: 0 };
 
-  function fill(select, options, keep) {
-    /* Options [[value, label], ...] into `select`, keeping `keep` chosen if listed. */
-    var values = options.map(function (o) { return String(o[0]); });
-    var listed = Array.from(select.options).map(function (o) { return o.value; });
-    if (values.join("\n") !== listed.join("\n")) {
-      select.textContent = "";
-      options.forEach(function (o) {
-        var opt = document.createElement("option");
-        opt.value = String(o[0]);
-        opt.textContent = o[1];
-        select.appendChild(opt);
-      });
-    }
-    if (keep !== undefined && values.indexOf(String(keep)) >= 0) select.value = String(keep);
-  }
-
   // -- two models --------------------------------------------------------------------
 
   function compare() {
@@ -57,10 +41,10 @@
     var a = m.architecture, layers = [];
     for (var l = 0; l < a.num_layers; l++) layers.push([l, String(l) + (l === a.num_layers - 1 ? " (last)" : "")]);
     var layer = $("cell-layer").value;
-    fill($("cell-layer"), layers, layer === "" ? a.num_layers - 1 : layer);
+    I.fill($("cell-layer"), layers, layer === "" ? a.num_layers - 1 : layer);
     if (Number($("cell-layer").value) >= a.num_layers) $("cell-layer").value = String(a.num_layers - 1);
     var lstm = (a.cell || "lstm") === "lstm";
-    fill($("cell-kind"), KINDS.filter(function (k) { return lstm || k[0] === "hidden"; }), $("cell-kind").value);
+    I.fill($("cell-kind"), KINDS.filter(function (k) { return lstm || k[0] === "hidden"; }), $("cell-kind").value);
     $("cell-unit").max = String(a.hidden_size - 1);
     return a;
   }
@@ -117,7 +101,7 @@
   I.onAnalyzed(function (text, result) {
     last = { text: text, result: result };
     var names = Object.keys(I.models()).map(function (name) { return [name, name]; });
-    fill($("compare"), [["", "none"]].concat(names), $("compare").value);
+    I.fill($("compare"), [["", "none"]].concat(names), $("compare").value);
     compare();
     inside();
   });
