@@ -17,21 +17,30 @@ evaluated on its training text, and the split says so.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
-from charlm.errors import CorpusError
+from charlm.errors import ConfigError, CorpusError
+
+if TYPE_CHECKING:
+    from charlm.vocab import Vocabulary
 
 __all__ = [
     "GROUP_CHARS",
     "MAX_GROUPS",
     "MIN_VAL_CHARS",
+    "IdSplit",
+    "RangeSplit",
     "Split",
     "Streams",
     "read_corpus",
     "read_file_bytes",
+    "split_ranges",
     "split_text",
 ]
 
@@ -96,59 +105,146 @@ class Split:
         return sum(len(b) for b in self.val_blocks)
 
 
-def split_text(text: str, val_fraction: float, mode: str = "interleaved") -> Split:
-    """Cut `text` into training text and validation blocks (see the module docstring)."""
-    n = len(text)
+def split_ranges(n: int, val_fraction: float, mode: str = "interleaved") -> RangeSplit:
+    """Where to cut a corpus of `n` characters (see the module docstring): the training
+    and validation ranges, as (start, end) pairs in order."""
     if n < 2:
         raise CorpusError(f"corpus has {n} character(s); at least 2 are needed to learn from")
     n_val = int(n * val_fraction)
     if val_fraction <= 0 or n_val < MIN_VAL_CHARS or n - n_val < 2:
-        return Split(train=text, val_blocks=(text,), held_out=False)
+        return RangeSplit(train=((0, n),), val=((0, n),), held_out=False)
     if mode == "tail":
-        return Split(train=text[: n - n_val], val_blocks=(text[n - n_val :],), held_out=True)
+        return RangeSplit(train=((0, n - n_val),), val=((n - n_val, n),), held_out=True)
     if mode != "interleaved":
         raise CorpusError(f"unknown split mode {mode!r}; expected 'interleaved' or 'tail'")
     groups = max(1, min(MAX_GROUPS, n // GROUP_CHARS, n_val // MIN_VAL_CHARS))
     size = n // groups
     val_len = max(1, int(size * val_fraction))
-    train_parts: list[str] = []
-    val_blocks: list[str] = []
+    train: list[tuple[int, int]] = []
+    val: list[tuple[int, int]] = []
     for g in range(groups):
         start = g * size
         end = n if g == groups - 1 else start + size
         cut = start + size - val_len
-        train_parts.append(text[start:cut])
-        val_blocks.append(text[cut : start + size])
+        train.append((start, cut))
+        val.append((cut, start + size))
         if end > start + size:  # the remainder of an uneven division trains
-            train_parts.append(text[start + size : end])
-    return Split(train="".join(train_parts), val_blocks=tuple(val_blocks), held_out=True)
+            train.append((start + size, end))
+    return RangeSplit(train=tuple(train), val=tuple(val), held_out=True)
+
+
+@dataclass(frozen=True)
+class RangeSplit:
+    """A split as positions: training and validation (start, end) ranges."""
+
+    train: tuple[tuple[int, int], ...]
+    val: tuple[tuple[int, int], ...]
+    held_out: bool
+
+
+def split_text(text: str, val_fraction: float, mode: str = "interleaved") -> Split:
+    """Cut `text` into training text and validation blocks (see the module docstring)."""
+    r = split_ranges(len(text), val_fraction, mode)
+    return Split(
+        train="".join(text[a:b] for a, b in r.train),
+        val_blocks=tuple(text[a:b] for a, b in r.val),
+        held_out=r.held_out,
+    )
+
+
+@dataclass(frozen=True)
+class IdSplit:
+    """A split of a corpus given as character ids: the training pieces (views of the
+    corpus's ids, in order, read as one text) and the validation blocks."""
+
+    train: tuple[np.ndarray, ...]
+    val_blocks: tuple[np.ndarray, ...]
+    held_out: bool
+
+    @property
+    def train_chars(self) -> int:
+        return sum(len(p) for p in self.train)
+
+    def train_prefix(self, n: int) -> np.ndarray:
+        """The first `n` training ids (fewer if there are fewer), in memory."""
+        parts, left = [], n
+        for piece in self.train:
+            if left <= 0:
+                break
+            parts.append(np.asarray(piece[:left]))
+            left -= len(parts[-1])
+        return np.concatenate(parts)
+
+    @classmethod
+    def of_ids(cls, ids: np.ndarray, val_fraction: float, mode: str = "interleaved") -> IdSplit:
+        """Cut `ids` as `split_text` cuts a text; the pieces are views, not copies, so a
+        memory-mapped corpus stays on disk."""
+        r = split_ranges(len(ids), val_fraction, mode)
+        return cls(
+            train=tuple(ids[a:b] for a, b in r.train),
+            val_blocks=tuple(ids[a:b] for a, b in r.val),
+            held_out=r.held_out,
+        )
+
+    @classmethod
+    def of_split(cls, split: Split, vocab: Vocabulary) -> IdSplit:
+        """A text split, encoded."""
+        return cls(
+            train=(vocab.encode_compact(split.train, what="training text").numpy(),),
+            val_blocks=tuple(
+                vocab.encode_compact(b, what="validation text").numpy() for b in split.val_blocks
+            ),
+            held_out=split.held_out,
+        )
 
 
 class Streams:
     """The training ids laid out as `batch_size` parallel contiguous streams.
 
-    Stream b is the b-th of `batch_size` equal slices of the ids. An epoch walks all
-    streams together in windows of `seq_len`, starting at a random offset below
-    `seq_len` so that window boundaries move between epochs; the model's state is
-    carried from one window to the next and reset at each epoch start. The ids may be
-    kept in a compact integer type (`Vocabulary.encode_compact`); windows come out as
-    int64.
+    Stream b is the b-th of `batch_size` equal slices of the ids (the training pieces
+    read as one text). An epoch walks all streams together in windows of `seq_len`,
+    starting at a random offset below `seq_len` so that window boundaries move between
+    epochs; the model's state is carried from one window to the next and reset at each
+    epoch start. Windows are read from the pieces as they are needed, so pieces that are
+    memory-mapped stay on disk; they come out as int64.
+
+    With `world` > 1 (data-parallel training) this process serves only its share of the
+    streams: rank r reads streams r * B / world to (r + 1) * B / world - 1, so the ranks
+    together read exactly what one process with batch B reads.
     """
 
-    def __init__(self, ids: torch.Tensor, batch_size: int, seq_len: int) -> None:
-        n = ids.numel() - 1  # number of (input, target) pairs
+    def __init__(
+        self,
+        ids: torch.Tensor | np.ndarray | Sequence[np.ndarray],
+        batch_size: int,
+        seq_len: int,
+        *,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
+        if isinstance(ids, torch.Tensor):
+            ids = ids.numpy()
+        pieces = [ids] if isinstance(ids, np.ndarray) else [p for p in ids if len(p)]
+        self._pieces = pieces
+        self._ends = np.cumsum([len(p) for p in pieces], dtype=np.int64)
+        n = int(self._ends[-1]) - 1 if pieces else -1  # number of (input, target) pairs
         if n < 1:
             raise CorpusError("training text needs at least 2 characters")
         self.seq_len = max(1, min(seq_len, n))
         self.batch_size = max(1, min(batch_size, n // self.seq_len))
-        length = n // self.batch_size
-        used = length * self.batch_size
-        self.x = ids[:used].view(self.batch_size, length)  # (B, S)
-        self.y = ids[1 : used + 1].view(self.batch_size, length)  # (B, S)
+        if self.batch_size % world:
+            raise ConfigError(
+                f"batch size {self.batch_size} does not divide among {world} processes; "
+                f"use a multiple of {world}"
+            )
+        self._length = n // self.batch_size
+        share = self.batch_size // world
+        self.rows = range(rank * share, (rank + 1) * share)
+        self._contiguous = len(pieces) == 1
 
     @property
     def stream_len(self) -> int:
-        return int(self.x.shape[1])
+        return self._length
 
     def draw_offset(self, generator: torch.Generator) -> int:
         """A random start for an epoch's first window, below `seq_len`."""
@@ -160,6 +256,23 @@ class Streams:
         return range(offset, self.stream_len - self.seq_len + 1, self.seq_len)
 
     def window(self, start: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inputs and targets at `start`, each of shape (B, T), as int64."""
-        end = start + self.seq_len
-        return self.x[:, start:end].long(), self.y[:, start:end].long()
+        """Inputs and targets at `start` of this process's streams, (B, T) each, int64."""
+        t = self.seq_len
+        rows = np.stack([self._read(b * self._length + start, t + 1) for b in self.rows])
+        ids = torch.from_numpy(rows.astype(np.int64))  # (B, T + 1)
+        return ids[:, :-1], ids[:, 1:]
+
+    def _read(self, pos: int, n: int) -> np.ndarray:
+        """`n` ids from position `pos` of the pieces read as one text."""
+        if self._contiguous:
+            return self._pieces[0][pos : pos + n]
+        i = int(np.searchsorted(self._ends, pos, side="right"))
+        parts = []
+        while n > 0:
+            begin = pos - (int(self._ends[i - 1]) if i else 0)
+            part = self._pieces[i][begin : begin + n]
+            parts.append(part)
+            n -= len(part)
+            pos += len(part)
+            i += 1
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from charlm.model import CharRNN, State
-from charlm.vocab import Vocabulary
 
 __all__ = ["evaluate_streams", "validation_blocks"]
 
@@ -55,20 +55,22 @@ def evaluate_streams(
 
 
 def validation_blocks(
-    blocks: Sequence[str], vocab: Vocabulary, max_chars: int, device: torch.device
+    blocks: Sequence[np.ndarray], max_chars: int, device: torch.device
 ) -> torch.Tensor:
-    """Held-out blocks as a (G, N) id tensor of equal-length streams, at most `max_chars`.
+    """Held-out blocks of ids as a (G, N) id tensor of equal-length streams, at most
+    `max_chars` in all (only that much of each block is read: the blocks may be views of
+    a memory-mapped corpus).
 
     One long block (a tail split) read as one stream would run at batch 1: it is cut
     into up to 32 parallel streams of at least 4,096 characters instead.
     """
     parts = list(blocks)
     if len(parts) == 1 and len(parts[0]) >= 2 * _STREAM_CHARS:
-        text = parts[0]
-        n = min(_MAX_STREAMS, len(text) // _STREAM_CHARS)
-        size = len(text) // n
-        parts = [text[i * size : (i + 1) * size] for i in range(n)]
+        block = parts[0]
+        n = min(_MAX_STREAMS, len(block) // _STREAM_CHARS)
+        size = len(block) // n
+        parts = [block[i * size : (i + 1) * size] for i in range(n)]
     per_block = max(2, max_chars // len(parts))
     length = min(per_block, *(len(b) for b in parts))
-    ids = [vocab.encode(b[:length], what="validation text") for b in parts]
-    return torch.stack(ids).to(device)  # (G, N)
+    ids = np.stack([np.asarray(b[:length], dtype=np.int64) for b in parts])
+    return torch.from_numpy(ids).to(device)  # (G, N)

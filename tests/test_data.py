@@ -72,10 +72,11 @@ def test_split_needs_two_characters() -> None:
 def test_streams_are_contiguous_and_targets_shifted() -> None:
     ids = torch.arange(1001)
     st = Streams(ids, batch_size=4, seq_len=10)
-    assert st.x.shape == (4, 250)
-    assert torch.equal(st.y, st.x + 1)
+    assert st.stream_len == 250
     starts = st.window_starts(3)
-    x0, _ = st.window(starts[0])
+    x0, y0 = st.window(starts[0])
+    assert x0.dtype == torch.int64 and x0.shape == (4, 10)
+    assert torch.equal(y0, x0 + 1)
     x1, _ = st.window(starts[1])
     assert torch.equal(x1[:, 0], x0[:, -1] + 1)  # each stream continues where it stopped
     assert torch.equal(x0[:, 0], torch.tensor([3, 253, 503, 753]))

@@ -12,17 +12,17 @@ threads, precision) once, then hands over to `Trainer`.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from charlm import checkpoint
-from charlm.data import read_corpus, split_text
+from charlm.data import IdSplit
 from charlm.errors import CheckpointExistsError, CheckpointNotFoundError, ConfigError
 from charlm.model import ModelConfig
 from charlm.plots import PlotCallback
+from charlm.prepared import load_corpus
 from charlm.runtime import Runtime, pick_device
 from charlm.training.budget import dropout_for_budget, fit_to_budget, time_step
 from charlm.training.callbacks import CallbackList, TrainCallback, TrainResult
@@ -78,12 +78,7 @@ def fit(
     train_overrides = dict(train_overrides or {})
     if resume and overwrite:
         raise ConfigError("--resume continues a checkpoint and --overwrite replaces it: pick one")
-    text = read_corpus(corpus)
-    corpus_info = {
-        "corpus": str(corpus),
-        "corpus_chars": len(text),
-        "corpus_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
-    }
+    data = load_corpus(corpus)
     directory = Path(directory)
     if resume and not checkpoint.exists(directory):
         raise CheckpointNotFoundError(f"--resume: no checkpoint at {directory} to resume")
@@ -93,7 +88,7 @@ def fit(
             if not ckpt.resumable:
                 raise ConfigError(f"{directory}: checkpoint has no resume state")
             vocab = ckpt.vocab
-            vocab.check(text, what=f"corpus {corpus}")
+            data = data.in_vocabulary(vocab, what=f"corpus {corpus}")
             model_config = ckpt.model_config
             train_config = TrainConfig.from_dict(ckpt.train_config)
             _check_same(model_overrides, model_config.to_dict(), frozenset(), "model")
@@ -112,8 +107,8 @@ def fit(
                     f"{directory} already holds a checkpoint; pass --resume to continue it, "
                     "--overwrite to replace it, or --name to train into another directory"
                 )
-            vocab = Vocabulary.from_text(text)
-            preset_ = chosen or preset_for(len(text))
+            vocab = data.vocab
+            preset_ = chosen or preset_for(data.chars)
             model_config, train_config = _configs(preset_, vocab, model_overrides, train_overrides)
             if chosen is None and not model_overrides and train_config.max_minutes is not None:
                 threads = Runtime.choose(device, threads=threads).threads
@@ -130,7 +125,7 @@ def fit(
                     model_config, train_config = _configs(
                         preset_, vocab, model_overrides, train_overrides
                     )
-                train_chars = int(len(text) * (1 - train_config.val_fraction))
+                train_chars = int(data.chars * (1 - train_config.val_fraction))
                 model_config, said = dropout_for_budget(
                     model_config, budget, train_config, train_chars
                 )
@@ -146,7 +141,7 @@ def fit(
             cell=model_config.cell,
             precision=train_config.precision,
         )
-        split = split_text(text, train_config.val_fraction, train_config.split)
+        split = IdSplit.of_ids(data.ids, train_config.val_fraction, train_config.split)
         trainer = Trainer(
             model_config,
             train_config,
@@ -156,7 +151,7 @@ def fit(
             resume_from=ckpt,
             callback=CallbackList(callback, PlotCallback() if plots else None),
             runtime=runtime,
-            corpus_info={**corpus_info, "preset": preset_name},
+            corpus_info={**data.info(), "preset": preset_name},
         )
         return trainer.run()
 

@@ -28,13 +28,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from charlm import checkpoint
 from charlm.checkpoint import Progress, ResumeState
-from charlm.data import Split, Streams
+from charlm.data import IdSplit, Split, Streams
 from charlm.diagnostics import Finding, History
 from charlm.diagnostics.monitor import Monitor
+from charlm.diagnostics.references import MAX_CHARS as REFERENCE_CHARS
 from charlm.diagnostics.signals import gate_signals
 from charlm.errors import ConfigError, TrainingError
 from charlm.evaluation import evaluate_streams, validation_blocks
@@ -75,7 +77,7 @@ class Trainer:
         model_config: ModelConfig,
         config: TrainConfig,
         vocab: Vocabulary,
-        split: Split,
+        split: Split | IdSplit,
         directory: str | Path,
         *,
         resume_from: checkpoint.Checkpoint | None = None,
@@ -96,7 +98,6 @@ class Trainer:
         self.model_config = model_config
         self.config = config
         self.vocab = vocab
-        self.split = split
         self.directory = Path(directory)
         self.callback = callback or TrainCallback()
         self.corpus_info = dict(corpus_info or {})
@@ -111,14 +112,17 @@ class Trainer:
             # one pass over each tensor rather than a dozen small operations
             fused=self.device.type in ("cpu", "cuda"),
         )
-        train_ids = vocab.encode_compact(split.train, what="training text")
-        self.streams = Streams(train_ids, config.batch_size, config.seq_len)
+        ids = split if isinstance(split, IdSplit) else IdSplit.of_split(split, vocab)
+        self.split = ids
+        self.streams = Streams(ids.train, config.batch_size, config.seq_len)
         self.monitor = Monitor(
-            train_ids, len(vocab), config.clip, config.log_interval, config.signals == "on"
+            torch.from_numpy(ids.train_prefix(REFERENCE_CHARS).astype(np.int64)),
+            len(vocab),
+            config.clip,
+            config.log_interval,
+            config.signals == "on",
         )
-        self.val_blocks = validation_blocks(
-            split.val_blocks, vocab, config.eval_max_chars, self.device
-        )
+        self.val_blocks = validation_blocks(ids.val_blocks, config.eval_max_chars, self.device)
         self.progress = Progress()
         self.state: State | None = None
         self.stop_reason = ""
@@ -130,7 +134,7 @@ class Trainer:
         if self.streams.batch_size != config.batch_size or self.streams.seq_len != config.seq_len:
             log.warning(
                 "training text is short (%d chars): using batch size %d and window %d",
-                len(split.train),
+                ids.train_chars,
                 self.streams.batch_size,
                 self.streams.seq_len,
             )
@@ -388,7 +392,7 @@ class Trainer:
             **{k: meta[k] for k in _SUMMARY_PROGRESS},
             "stop_reason": self.stop_reason or None,
             "val_held_out": self.split.held_out,
-            "train_chars": len(self.split.train),
+            "train_chars": self.split.train_chars,
             "val_chars": int(self.val_blocks.numel()),
             "parameters": self.model.num_parameters(),
             "bf16": self.bf16,

@@ -1,0 +1,245 @@
+"""Prepared corpora: a corpus's character ids written once to disk and memory-mapped.
+
+`prepare(source, directory)` reads a UTF-8 corpus in chunks, twice (once for its
+vocabulary, length and sha256, once to write the ids), and writes into `directory`:
+
+- `ids.npy`: one id per character, uint8 for up to 256 distinct characters, uint16 up
+  to 65,536, else uint32, in NumPy's own format so that it maps without a copy;
+- `corpus.json`: the vocabulary, the character count, the source's sha256 and name.
+
+`open_prepared(directory)` maps the ids read-only and checks them against the JSON, so
+training reads windows straight from the page cache and its memory does not grow with
+the corpus. `load_corpus(path)` is what training calls: a prepared directory is opened,
+a text file larger than `PREPARE_ABOVE_BYTES` is prepared on the fly into the cache
+(`download.cache_dir()/prepared/`, reused while the text is unchanged), and a smaller
+one is read and encoded in memory. Either way the result is a `Corpus` of ids; this
+module knows nothing of models or training.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from charlm import download
+from charlm.data import read_corpus, read_file_bytes
+from charlm.errors import CorpusError, UnknownCharacterError
+from charlm.vocab import Vocabulary
+
+__all__ = [
+    "IDS_FILE",
+    "META_FILE",
+    "PREPARE_ABOVE_BYTES",
+    "Corpus",
+    "is_prepared",
+    "load_corpus",
+    "open_prepared",
+    "prepare",
+]
+
+log = logging.getLogger(__name__)
+
+IDS_FILE = "ids.npy"
+META_FILE = "corpus.json"
+FORMAT = "charlm-prepared-corpus"
+VERSION = 1
+PREPARE_ABOVE_BYTES = 64 * 1024 * 1024
+"""A text corpus larger than this is prepared (on disk, mapped) rather than read whole."""
+_CHUNK_BYTES = 16 * 1024 * 1024
+_BOM = b"\xef\xbb\xbf"
+_CODE_POINTS = 0x110000
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A corpus as character ids: `ids` (1-D, memory-mapped for a prepared corpus),
+    its vocabulary, and where it came from (`sha256` of the UTF-8 text)."""
+
+    ids: np.ndarray
+    vocab: Vocabulary
+    sha256: str
+    source: str
+    prepared: Path | None = None
+
+    @property
+    def chars(self) -> int:
+        return len(self.ids)
+
+    def info(self) -> dict[str, Any]:
+        """What a checkpoint's summary records of its corpus."""
+        out: dict[str, Any] = {
+            "corpus": self.source,
+            "corpus_chars": self.chars,
+            "corpus_sha256": self.sha256,
+        }
+        if self.prepared is not None:
+            out["corpus_prepared"] = str(self.prepared)
+        return out
+
+    def in_vocabulary(self, vocab: Vocabulary, *, what: str) -> Corpus:
+        """This corpus with the ids of `vocab` (a resumed run's), which must hold every
+        character of it; itself when the vocabularies are the same."""
+        if vocab == self.vocab:
+            return self
+        unknown = [(i, c) for i, c in enumerate(self.vocab.chars) if c not in vocab]
+        if unknown:
+            at = [(c, int(p)) for i, c in unknown for p in np.flatnonzero(self.ids == i)[:3]]
+            raise UnknownCharacterError(sorted(at, key=lambda u: u[1]), what=what)
+        table = np.array([vocab.id_of(c) for c in self.vocab.chars], dtype=id_dtype(len(vocab)))
+        return Corpus(table[self.ids], vocab, self.sha256, self.source, self.prepared)
+
+
+def id_dtype(vocab_size: int) -> type[np.unsignedinteger[Any]]:
+    """The smallest unsigned type that holds every id."""
+    return np.uint8 if vocab_size <= 256 else np.uint16 if vocab_size <= 65536 else np.uint32
+
+
+def is_prepared(path: str | Path) -> bool:
+    return (Path(path) / META_FILE).is_file()
+
+
+def prepare(source: str | Path, directory: str | Path) -> Corpus:
+    """Write `source`'s ids and vocabulary into `directory` (replacing what a previous
+    preparation left there) and open the result."""
+    source, directory = Path(source), Path(directory)
+    what = f"corpus {source}"
+    read_file_bytes(source, what)  # the same errors as reading it whole, for a bad path...
+    seen = np.zeros(_CODE_POINTS, dtype=bool)
+    chars, sha = 0, hashlib.sha256()
+    for chunk, raw in _decoded(source, what):
+        sha.update(raw)
+        chars += len(chunk)
+        seen[chunk] = True
+    if chars == 0:
+        raise CorpusError(f"{what}: file is empty")
+    if seen[0]:
+        raise CorpusError(f"{what}: contains NUL characters, expected text")
+    codes = np.flatnonzero(seen)
+    vocab = Vocabulary(chr(c) for c in codes.tolist())
+    table = np.zeros(_CODE_POINTS, dtype=id_dtype(len(vocab)))
+    table[codes] = np.arange(len(codes))
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".prepare-", dir=directory))
+    try:
+        ids = np.lib.format.open_memmap(
+            tmp / IDS_FILE, mode="w+", dtype=id_dtype(len(vocab)), shape=(chars,)
+        )
+        at = 0
+        for chunk, _ in _decoded(source, what):
+            ids[at : at + len(chunk)] = table[chunk]
+            at += len(chunk)
+        ids.flush()
+        del ids
+        meta = {
+            "format": FORMAT,
+            "version": VERSION,
+            "source": str(source),
+            "source_bytes": source.stat().st_size,
+            "chars": chars,
+            "sha256": sha.hexdigest(),
+            "vocab": vocab.to_list(),
+        }
+        (tmp / META_FILE).write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+        for name in (IDS_FILE, META_FILE):  # the JSON last: it marks a finished preparation
+            os.replace(tmp / name, directory / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return open_prepared(directory)
+
+
+def _decoded(source: Path, what: str) -> Iterator[tuple[np.ndarray, bytes]]:
+    """The code points of `source`'s text, a chunk at a time, with the chunk's bytes
+    (a leading byte-order mark left out)."""
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    with source.open("rb") as f:
+        offset = len(_BOM) if f.read(len(_BOM)) == _BOM else 0
+        f.seek(offset)
+        while True:
+            raw = f.read(_CHUNK_BYTES)
+            pending = len(decoder.getstate()[0])  # bytes of a character cut by the last chunk
+            try:
+                text = decoder.decode(raw, final=not raw)
+            except UnicodeDecodeError as e:
+                raise CorpusError(
+                    f"{what}: not valid UTF-8 (at byte offset {offset - pending + e.start}); "
+                    "convert it to UTF-8 first, e.g. with iconv"
+                ) from e
+            if not raw:
+                return
+            offset += len(raw)
+            yield np.frombuffer(text.encode("utf-32-le", "surrogatepass"), "<u4"), raw
+
+
+def open_prepared(directory: str | Path) -> Corpus:
+    """Map a prepared corpus read-only, checking that its files agree."""
+    directory = Path(directory)
+    what = f"prepared corpus {directory}"
+    try:
+        meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CorpusError(f"{what}: cannot read {META_FILE} ({e})") from e
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CorpusError(f"{what}: {META_FILE} is not a prepared corpus's description")
+    if meta.get("version") != VERSION:
+        raise CorpusError(
+            f"{what}: format version {meta.get('version')!r}, this charlm reads {VERSION}; "
+            "prepare the corpus again"
+        )
+    try:
+        vocab = Vocabulary.from_list(meta["vocab"])
+        chars, sha = int(meta["chars"]), str(meta["sha256"])
+        ids = np.load(directory / IDS_FILE, mmap_mode="r", allow_pickle=False)
+    except (KeyError, TypeError, ValueError, OSError) as e:
+        raise CorpusError(f"{what}: damaged ({e}); prepare the corpus again") from e
+    except Exception as e:  # a vocabulary error, with its own message
+        raise CorpusError(f"{what}: {e}") from e
+    if ids.ndim != 1 or ids.dtype != id_dtype(len(vocab)) or len(ids) != chars:
+        raise CorpusError(
+            f"{what}: {IDS_FILE} holds {ids.shape} {ids.dtype}, expected {chars} ids of "
+            f"{np.dtype(id_dtype(len(vocab)))}; prepare the corpus again"
+        )
+    for start in range(0, chars, _CHUNK_BYTES):  # an id beyond the vocabulary would crash
+        if int(ids[start : start + _CHUNK_BYTES].max()) >= len(vocab):
+            raise CorpusError(f"{what}: ids beyond the vocabulary; prepare the corpus again")
+    return Corpus(ids, vocab, sha, str(meta.get("source", directory)), prepared=directory)
+
+
+def load_corpus(path: str | Path) -> Corpus:
+    """The corpus at `path` as ids: a prepared directory mapped, a large text file
+    prepared on the fly (into the cache), a small one encoded in memory."""
+    path = Path(path)
+    if path.is_dir() and is_prepared(path):
+        return open_prepared(path)
+    if path.is_file() and path.stat().st_size > PREPARE_ABOVE_BYTES:
+        return _prepared_in_cache(path)
+    text = read_corpus(path)
+    vocab = Vocabulary.from_text(text)
+    sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    ids = vocab.encode_compact(text, what=f"corpus {path}").numpy()
+    return Corpus(ids, vocab, sha, str(path))
+
+
+def _prepared_in_cache(path: Path) -> Corpus:
+    """A large text's preparation in the cache, keyed by its path, size and mtime;
+    prepared again when any of them changes."""
+    st = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
+    directory = download.cache_dir() / "prepared" / key[:16]
+    if is_prepared(directory):
+        try:
+            return open_prepared(directory)
+        except CorpusError as e:
+            log.warning("%s; preparing it again", e)
+    log.warning("corpus %s is large: preparing its ids once, in %s", path, directory)
+    return prepare(path, directory)
