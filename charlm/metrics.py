@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from charlm.errors import CheckpointError
 
-__all__ = ["METRICS_FILE", "MetricsLog", "read_metrics"]
+__all__ = ["METRICS_FILE", "MetricsLog", "NullLog", "read_metrics"]
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -61,6 +61,14 @@ class MetricsLog:
             self._file.close()
         except OSError as e:  # the last flush failed: the rows before it are on disk
             raise CheckpointError(f"{self.path}: could not write it ({e.strerror or e})") from e
+
+
+class NullLog:
+    """A `MetricsLog` that writes nothing: the log of a data-parallel rank other than 0."""
+
+    def write(self, **row: Any) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def _ends_with_newline(path: Path) -> bool:

@@ -65,7 +65,7 @@ class Runtime:
     @classmethod
     def choose(
         cls,
-        device: str = "auto",
+        device: str | torch.device = "auto",
         *,
         threads: int | None = None,
         hidden_size: int | None = None,

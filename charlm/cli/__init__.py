@@ -28,6 +28,7 @@ __all__ = ["build_parser", "main"]
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for `train --nproc`
     handler = _BarSafeHandler()
     handler.setFormatter(logging.Formatter("charlm: %(message)s"))
     logging.basicConfig(level=logging.WARNING, handlers=[handler])

@@ -12,14 +12,23 @@ threads, precision) once, then hands over to `Trainer`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch.distributed as dist
+
 from charlm import checkpoint
 from charlm.data import IdSplit
-from charlm.errors import CheckpointExistsError, CheckpointNotFoundError, ConfigError
+from charlm.errors import (
+    CheckpointExistsError,
+    CheckpointNotFoundError,
+    ConfigError,
+    TrainingError,
+)
 from charlm.model import ModelConfig
 from charlm.plots import PlotCallback
 from charlm.prepared import load_corpus
@@ -27,6 +36,7 @@ from charlm.runtime import Runtime, pick_device
 from charlm.training.budget import dropout_for_budget, fit_to_budget, time_step
 from charlm.training.callbacks import CallbackList, TrainCallback, TrainResult
 from charlm.training.config import TrainConfig
+from charlm.training.distributed import DEFAULT_TIMEOUT_S, Cluster
 from charlm.training.presets import Preset, preset_for, preset_named
 from charlm.training.trainer import Trainer
 from charlm.vocab import Vocabulary
@@ -66,13 +76,79 @@ def fit(
     threads: int | None = None,
     callback: TrainCallback | None = None,
     plots: bool = True,
+    dist_timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> TrainResult:
     """Train on `corpus`, writing checkpoints into `directory`.
 
     Defaults come from `preset` (a name in `presets.PRESETS`), or else from the size of
     the corpus. `threads` None lets `runtime.choose_threads` decide. With `plots`,
     `learning_curves.png` in `directory` follows the run.
+
+    Started by torchrun as one of several processes, it trains data-parallel (see
+    `distributed`): `batch_size` is the global batch, shared out among the ranks; only
+    rank 0 takes the lock, writes and calls `callback`; a time budget keeps the
+    corpus-size preset (the ranks would time steps differently); threads default to the
+    cores divided among the machine's ranks; and a rank that stops answering ends the
+    run with a `TrainingError` after `dist_timeout_s` at most.
     """
+    cluster = Cluster.from_env(pick_device(device), dist_timeout_s)  # one, without torchrun
+    if cluster.world > 1:
+        if threads is None:
+            threads = max(1, len(os.sched_getaffinity(0)) // cluster.local_world)
+        if not cluster.main:
+            callback, plots = None, False
+    try:
+        return _fit(
+            corpus,
+            directory,
+            model_overrides=model_overrides,
+            train_overrides=train_overrides,
+            preset=preset,
+            resume=resume,
+            overwrite=overwrite,
+            device=device,
+            threads=threads,
+            callback=callback,
+            plots=plots,
+            cluster=cluster,
+        )
+    except (dist.DistError, RuntimeError) as e:
+        if not _lost_peer(e, cluster):
+            raise
+        raise TrainingError(
+            f"rank {cluster.rank} of {cluster.world}: another rank stopped answering "
+            f"({str(e).splitlines()[0][:200]}); the last checkpoint written is intact"
+        ) from e
+    finally:
+        cluster.close()
+
+
+def _lost_peer(e: Exception, cluster: Cluster) -> bool:
+    """Whether `e` is a collective that failed because another rank left or hung (gloo
+    raises a plain RuntimeError from inside DDP's backward)."""
+    if cluster.world == 1:
+        return False
+    text = str(e)
+    return isinstance(e, dist.DistError) or any(
+        word in text for word in ("gloo", "NCCL", "Connection closed", "Timed out")
+    )
+
+
+def _fit(
+    corpus: str | Path,
+    directory: str | Path,
+    *,
+    model_overrides: Mapping[str, Any] | None,
+    train_overrides: Mapping[str, Any] | None,
+    preset: str | None,
+    resume: bool,
+    overwrite: bool,
+    device: str,
+    threads: int | None,
+    callback: TrainCallback | None,
+    plots: bool,
+    cluster: Cluster,
+) -> TrainResult:
     chosen = preset_named(preset) if preset is not None else None
     model_overrides = dict(model_overrides or {})
     train_overrides = dict(train_overrides or {})
@@ -82,7 +158,7 @@ def fit(
     directory = Path(directory)
     if resume and not checkpoint.exists(directory):
         raise CheckpointNotFoundError(f"--resume: no checkpoint at {directory} to resume")
-    with checkpoint.RunLock(directory):
+    with checkpoint.RunLock(directory) if cluster.main else contextlib.nullcontext():
         if resume:
             ckpt = checkpoint.load(directory)
             if not ckpt.resumable:
@@ -110,7 +186,12 @@ def fit(
             vocab = data.vocab
             preset_ = chosen or preset_for(data.chars)
             model_config, train_config = _configs(preset_, vocab, model_overrides, train_overrides)
-            if chosen is None and not model_overrides and train_config.max_minutes is not None:
+            if (
+                chosen is None
+                and not model_overrides
+                and train_config.max_minutes is not None
+                and cluster.world == 1
+            ):
                 threads = Runtime.choose(device, threads=threads).threads
                 budget = fit_to_budget(
                     preset_,
@@ -135,7 +216,7 @@ def fit(
             ckpt = None
 
         runtime = Runtime.choose(
-            device,
+            cluster.device(pick_device(device)),
             threads=threads,
             hidden_size=model_config.hidden_size,
             cell=model_config.cell,
@@ -151,7 +232,8 @@ def fit(
             resume_from=ckpt,
             callback=CallbackList(callback, PlotCallback() if plots else None),
             runtime=runtime,
-            corpus_info={**data.info(), "preset": preset_name},
+            corpus_info={**data.info(), "preset": preset_name, "processes": cluster.world},
+            cluster=cluster,
         )
         return trainer.run()
 

@@ -40,7 +40,8 @@ def restore_run(trainer: Trainer, ckpt: checkpoint.Checkpoint) -> None:
                 f"{tuple(c.shape)}, expected {tuple(expected[0].shape)} and "
                 f"{tuple(expected[1].shape)}"
             )
-        trainer.state = (h, c)
+        rows = slice(trainer.streams.rows.start, trainer.streams.rows.stop)
+        trainer.state = (h[:, rows], c[:, rows])  # this rank's streams (all, for one process)
     trainer.progress = saved.progress
     if trainer.progress.window >= len(trainer.streams.window_starts(trainer.progress.offset)):
         raise ConfigError(

@@ -47,11 +47,14 @@ def train_step(
     bf16: bool = False,
     probe: bool = False,
     clear_gradients: bool = True,
+    net: torch.nn.Module | None = None,
 ) -> StepOutcome:
     """One step on inputs `x` and targets `y`, both (B, T), from `state`.
 
     `clear_gradients=False` leaves the previous steps' gradients to add up, the classic
-    missing `zero_grad`; it exists only so that tests can show what that does.
+    missing `zero_grad`; it exists only so that tests can show what that does. `net` is
+    what the forward pass runs through when it is not `model` itself: the model wrapped
+    in DistributedDataParallel, whose backward averages the gradients over the ranks.
     """
     for group in optimizer.param_groups:
         group["lr"] = lr
@@ -59,7 +62,7 @@ def train_step(
     if clear_gradients:
         optimizer.zero_grad(set_to_none=True)
     with torch.autocast(x.device.type, torch.bfloat16, enabled=bf16):
-        logits, new_state = model(x, state)  # (B, T, V)
+        logits, new_state = (net or model)(x, state)  # (B, T, V)
     logits = logits.float()
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
     loss_value = loss.item()

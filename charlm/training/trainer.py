@@ -21,6 +21,7 @@ through `checkpoint.save` and `MetricsLog`, and reports progress through callbac
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -40,11 +41,12 @@ from charlm.diagnostics.references import MAX_CHARS as REFERENCE_CHARS
 from charlm.diagnostics.signals import gate_signals
 from charlm.errors import ConfigError, TrainingError
 from charlm.evaluation import evaluate_streams, validation_blocks
-from charlm.metrics import METRICS_FILE, MetricsLog
+from charlm.metrics import METRICS_FILE, MetricsLog, NullLog
 from charlm.model import CharRNN, ModelConfig, State
 from charlm.runtime import Runtime, train_in_bf16
 from charlm.training.callbacks import EvalInfo, StepInfo, TrainCallback, TrainResult
 from charlm.training.config import TrainConfig, lr_at
+from charlm.training.distributed import Cluster
 from charlm.training.restore import restore_run
 from charlm.training.step import StepOutcome, train_step
 from charlm.vocab import Vocabulary
@@ -84,6 +86,7 @@ class Trainer:
         callback: TrainCallback | None = None,
         runtime: Runtime | None = None,
         corpus_info: Mapping[str, Any] | None = None,
+        cluster: Cluster | None = None,
     ) -> None:
         if model_config.vocab_size != len(vocab):
             raise ConfigError(
@@ -101,10 +104,12 @@ class Trainer:
         self.directory = Path(directory)
         self.callback = callback or TrainCallback()
         self.corpus_info = dict(corpus_info or {})
+        self.cluster = cluster or Cluster.single()
 
         torch.manual_seed(config.seed)
         self.data_rng = torch.Generator().manual_seed(config.seed + 1)
         self.model = self.build_model(model_config).to(self.device)
+        self.net = self.cluster.wrap(self.model)  # what steps run through (DDP: several ranks)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(),
             lr=config.lr,
@@ -114,7 +119,13 @@ class Trainer:
         )
         ids = split if isinstance(split, IdSplit) else IdSplit.of_split(split, vocab)
         self.split = ids
-        self.streams = Streams(ids.train, config.batch_size, config.seq_len)
+        self.streams = Streams(
+            ids.train,
+            config.batch_size,
+            config.seq_len,
+            rank=self.cluster.rank,
+            world=self.cluster.world,
+        )
         self.monitor = Monitor(
             torch.from_numpy(ids.train_prefix(REFERENCE_CHARS).astype(np.int64)),
             len(vocab),
@@ -131,6 +142,8 @@ class Trainer:
         if resume_from is not None:
             restore_run(self, resume_from)
             self._saved_step = self.progress.step
+        if self.cluster.world > 1:  # each rank its own dropout masks, fresh or resumed
+            torch.manual_seed(config.seed + 7919 * self.cluster.rank + self.progress.step)
         if self.streams.batch_size != config.batch_size or self.streams.seq_len != config.seq_len:
             log.warning(
                 "training text is short (%d chars): using batch size %d and window %d",
@@ -168,7 +181,11 @@ class Trainer:
         p = self.progress
         if p.step > 0:
             self.monitor.replay(self.directory / METRICS_FILE, p.step)
-        self._metrics = MetricsLog(self.directory, resumed_at=p.step if p.step > 0 else None)
+        self._metrics: MetricsLog | NullLog = (
+            MetricsLog(self.directory, resumed_at=p.step if p.step > 0 else None)
+            if self.cluster.main
+            else NullLog()
+        )
         if p.step == 0:
             self._metrics.write(kind="reference", step=0, **self.monitor.references.to_dict())
         self.callback.on_start(self)
@@ -189,8 +206,10 @@ class Trainer:
             self.stop_reason = "interrupted"
             if updating:
                 log.warning("interrupted during an optimiser update; %s", self._kept())
+            elif self.cluster.world > 1:  # the other ranks are not there to gather from
+                log.warning("interrupted; %s", self._kept())
             elif p.step > self._saved_step:
-                self._save(improved=False)
+                self._save(improved=False, carried=self.state)
         finally:
             self._metrics.close()
         seconds, chars = self._timed
@@ -217,9 +236,9 @@ class Trainer:
         spent = time.perf_counter() - self._t_run - self._paused_s
         return spent / (self.config.max_minutes * 60)
 
-    def _step(self) -> tuple[StepOutcome, float, float, int, dict[str, Any] | None]:
+    def _step(self) -> tuple[StepOutcome, float, float, int, dict[str, Any] | None, float]:
         """Take the next window and train on it: (outcome, lr, seconds, characters, the
-        gate signals of a logging step)."""
+        gate signals of a logging step, the share of the time budget used)."""
         p = self.progress
         t0 = time.perf_counter()
         if p.window == 0:
@@ -231,7 +250,7 @@ class Trainer:
         x, y = self.window(starts[p.window])
         x, y = x.to(self.device), y.to(self.device)
         lr = lr_at(p.step, self.config, self._budget_used())
-        probe = self.monitor.probes(p.step + 1)
+        probe = self.monitor.probes(p.step + 1) and self.cluster.main
         gates = gate_signals(self.model, x, self.state) if probe else None
         outcome = train_step(
             self.model,
@@ -244,7 +263,10 @@ class Trainer:
             bf16=self.bf16,
             probe=probe,
             clear_gradients=self.clear_gradients,
+            net=self.net,
         )
+        loss, used = self.cluster.step_agreement(outcome.loss, self._budget_used())
+        outcome = dataclasses.replace(outcome, loss=loss)
         if not math.isfinite(outcome.loss):
             self._diagnose(
                 {"kind": "nonfinite", "step": p.step + 1, "loss": outcome.loss, "lr": lr}
@@ -263,13 +285,14 @@ class Trainer:
         if p.window >= len(starts):
             p.window = 0
             p.epoch += 1
-        return outcome, lr, time.perf_counter() - t0, x.numel(), gates
+        chars = x.numel() * self.cluster.world
+        return outcome, lr, time.perf_counter() - t0, chars, gates, used
 
     def _after_step(
-        self, stepped: tuple[StepOutcome, float, float, int, dict[str, Any] | None]
+        self, stepped: tuple[StepOutcome, float, float, int, dict[str, Any] | None, float]
     ) -> None:
         """Count the step, log it, and evaluate, save and stop when it is time."""
-        outcome, lr, seconds, chars, gates = stepped
+        outcome, lr, seconds, chars, gates, used = stepped
         cfg, p = self.config, self.progress
         self._timed[0] += seconds
         self._timed[1] += chars
@@ -278,7 +301,6 @@ class Trainer:
         p.train_loss = outcome.loss
         self._losses.append(outcome.loss)
         self.monitor.count(outcome.grad_norm)
-        used = self._budget_used()
         info = StepInfo(
             step=p.step,
             max_steps=cfg.max_steps,
@@ -289,7 +311,7 @@ class Trainer:
             elapsed_s=p.elapsed_s,
             time_fraction=min(1.0, used),
         )
-        if p.step % cfg.log_interval == 0:
+        if p.step % cfg.log_interval == 0 and self.cluster.main:
             row: dict[str, Any] = {
                 "kind": "train",
                 "step": p.step,
@@ -322,11 +344,20 @@ class Trainer:
         Without this the model would see a zero state only at epoch starts and would be
         unsure right after a short prompt, which is read from zero state.
         """
-        keep = torch.rand(state[0].shape[1], generator=self.data_rng) >= self.config.reset_prob
+        # drawn for every stream of every rank, so that all ranks draw alike
+        draw = torch.rand(self.streams.batch_size, generator=self.data_rng)
+        keep = draw[self.streams.rows.start : self.streams.rows.stop] >= self.config.reset_prob
         mask = keep.to(state[0].dtype).to(self.device).view(1, -1, 1)  # (1, B, 1)
         return state[0] * mask, state[1] * mask
 
     def _evaluate_and_save(self) -> None:
+        carried = self.cluster.gather_state(self.state)  # every rank takes part
+        if self.cluster.main:
+            self._evaluate_and_save_main(carried)
+        self.stop_reason = self.cluster.agree(self.stop_reason)
+        self._saved_step = self.progress.step
+
+    def _evaluate_and_save_main(self, carried: State | None) -> None:
         cfg, p = self.config, self.progress
         t0 = time.perf_counter()
         val_loss, _ = evaluate_streams(self.model, self.val_blocks)
@@ -360,7 +391,7 @@ class Trainer:
                 self.stop_reason = "target loss"
             elif cfg.patience and p.evals_since_best >= cfg.patience:
                 self.stop_reason = "no improvement"
-        self._save(improved=improved)
+        self._save(improved=improved, carried=carried)
         t0 = time.perf_counter()
         self.callback.on_eval(
             EvalInfo(
@@ -400,13 +431,14 @@ class Trainer:
             **self.corpus_info,
         }
 
-    def _save(self, *, improved: bool) -> None:
+    def _save(self, *, improved: bool, carried: State | None) -> None:
+        """Write the checkpoint (rank 0 only); `carried` is every stream's state."""
         weights = self.model.state_dict() if improved or not self._has_best else None
         resume = ResumeState(
             progress=self.progress,
             model=self.model.state_dict(),
             optimizer=self.optimizer.state_dict()["state"],
-            carried=self.state,
+            carried=carried,
             rng=torch.get_rng_state(),
             data_rng=self.data_rng.get_state(),
         )
