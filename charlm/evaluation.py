@@ -19,6 +19,10 @@ from charlm.model import CharRNN, State
 __all__ = ["evaluate_streams", "validation_blocks"]
 
 EVAL_CHUNK = 1024
+EVAL_GATE_FLOATS = 1 << 23
+"""Most gate pre-activations an evaluation chunk computes at once (32 MiB of float32):
+without the bound, 100 validation streams of 1,024 steps through a 2 x 256 LSTM held
+330 MiB at once."""
 _STREAM_CHARS = 4096
 _MAX_STREAMS = 32
 
@@ -37,6 +41,9 @@ def evaluate_streams(
     count = 0
     state: State | None = None
     x_all, y_all = blocks[:, :-1], blocks[:, 1:]  # (G, N-1)
+    # the LSTM projects a whole chunk's inputs at once, (G, t, 4H) floats: bound them
+    width = 4 * model.config.hidden_size * max(1, model.config.num_layers)
+    chunk = max(16, min(chunk, EVAL_GATE_FLOATS // (blocks.shape[0] * width)))
     try:
         with torch.inference_mode():
             for start in range(0, x_all.shape[1], chunk):

@@ -6,8 +6,9 @@ machine can do.
 
 - Device: 'auto' is CUDA when available, else the CPU.
 - bf16 training (`precision`): 'fp32', 'bf16' (autocast; weights and optimiser stay
-  float32), or 'auto': bf16 where the device computes it natively and the model has at
-  least `BF16_MIN_HIDDEN` units (below that it gains nothing measurable on a CPU).
+  float32), or 'auto': on a CPU, bf16 where it computes it natively and the model has at
+  least `BF16_MIN_HIDDEN` units (below that it gains nothing measurable); on a CUDA GPU,
+  bf16 wherever the GPU supports it.
 - bf16 generation steps: only on a CPU with native bf16 and oneDNN's matrix-vector kernel.
 - int8 generation steps: only on a CPU, with torch's FBGEMM quantised kernels.
 - CPU threads: see `choose_threads`, whose rule comes from `bench/threads.py`.
@@ -112,8 +113,9 @@ def train_in_bf16(
 ) -> bool:
     """Whether a run with `precision` trains under bf16 autocast on `device`.
 
-    "auto" chooses bf16 only for LSTMs of `BF16_MIN_HIDDEN` units or more, where it was
-    measured to pay; under autocast PyTorch keeps a GRU in float32 anyway.
+    On the CPU "auto" chooses bf16 only for LSTMs of `BF16_MIN_HIDDEN` units or more,
+    where it was measured to pay (under CPU autocast PyTorch keeps a GRU in float32
+    anyway); on a CUDA GPU that supports bf16 it always chooses it.
     """
     check_choice("precision", precision, PRECISIONS)
     if precision == "fp32":
@@ -122,6 +124,8 @@ def train_in_bf16(
         if not bf16_supported(device):
             raise ConfigError(f"precision bf16 asked for, but {device} has no native bf16")
         return True
+    if device.type == "cuda":  # a GPU with bf16 has the tensor cores that autocast feeds
+        return bf16_supported(device)
     return bf16_supported(device) and cell == "lstm" and hidden_size >= BF16_MIN_HIDDEN
 
 

@@ -61,9 +61,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        registry = ModelRegistry(settings.checkpoints_dir)
+        registry = ModelRegistry(settings.checkpoints_dir, device=settings.device)
         threads = settings.threads or max(1, free_cores() // settings.workers)
-        runtime = await app.state.compute.run(Runtime.choose, "cpu", threads=threads)
+        runtime = await app.state.compute.run(Runtime.choose, settings.device, threads=threads)
         app.state.threads = runtime.threads
         report = await app.state.compute.run(registry.refresh)
         for name, problem in report.errors.items():

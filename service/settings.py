@@ -17,6 +17,8 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from charlm import ConfigError
+from charlm.errors import CharLMError
+from charlm.runtime import pick_device
 
 __all__ = ["ENV_PREFIX", "ServiceSettings", "settings_from", "to_environ"]
 
@@ -38,6 +40,11 @@ class ServiceSettings(BaseSettings):
         le=1024,
         description="CPU threads per worker for model computations (default: the free "
         "cores divided among the workers, at least one each)",
+    )
+    device: str = Field(
+        "cpu",
+        description="where models compute: cpu, cuda or cuda:N (auto: CUDA when present); "
+        "the CPU by default, where charlm's fused per-character stepper runs",
     )
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = Field(
         "info", description="uvicorn log level"
@@ -103,6 +110,15 @@ class ServiceSettings(BaseSettings):
         description="requests per second each client address may make on average, in "
         "bursts of up to twice that (default: no limit)",
     )
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        try:
+            pick_device(value)
+        except CharLMError as e:
+            raise ValueError(str(e)) from None
+        return value
 
     @field_validator("allowed_hosts", "cors_origins", mode="before")
     @classmethod

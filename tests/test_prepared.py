@@ -144,7 +144,7 @@ def test_resume_refuses_a_corpus_with_new_characters(tmp_path: Path) -> None:
     fit(CORPORA / "alphabet.txt", tmp_path / "a", train_overrides={"max_steps": 10},
         plots=False)  # fmt: skip
     other = _write(tmp_path, "abc!" * 100)
-    with pytest.raises(UnknownCharacterError, match="'!' at positions 3, 7, 11$"):
+    with pytest.raises(UnknownCharacterError, match=r"'!' at positions 3, 7, 11$"):
         fit(other, tmp_path / "a", resume=True, plots=False)
 
 

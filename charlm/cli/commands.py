@@ -7,20 +7,24 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import logging
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel
 
 from charlm import checkpoint, download, render
 from charlm.cli.parser import SERVICE_SETTINGS, service_settings
+from charlm.cli.sweep import cmd_sweep
 from charlm.cli.tasks import cmd_accuracy, cmd_corpus_make, cmd_lab
-from charlm.data import read_corpus, split_text
+from charlm.data import IdSplit, read_corpus
 from charlm.diagnostics.report import diagnose_checkpoint, diagnose_log
 from charlm.errors import ConfigError, InputError
 from charlm.flags import given
@@ -28,10 +32,14 @@ from charlm.inference import Predictor, SampleConfig
 from charlm.metrics import METRICS_FILE
 from charlm.model import ModelConfig
 from charlm.plots import plot_metrics
+from charlm.prepared import IDS_FILE, load_corpus, prepare
 from charlm.progress import ProgressBar
 from charlm.report import score_report
 from charlm.runtime import Runtime
 from charlm.training import TrainConfig, fit
+from charlm.training.distributed import launched
+from charlm.training.launch import launch, without_nproc
+from charlm.training.settings_file import Settings, read_settings
 
 __all__ = ["COMMANDS"]
 
@@ -47,6 +55,14 @@ def _resolve_corpus(arg: str) -> Path:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.nproc is not None and args.nproc < 1:
+        raise InputError(f"--nproc must be at least 1, got {args.nproc}")
+    if (args.nproc or 1) > 1 and not launched():
+        return launch(args.nproc, without_nproc(args.argv))
+    rank = int(os.environ.get("RANK", "0"))
+    if rank != 0:  # rank 0 speaks for the run
+        args.quiet = True
+        logging.getLogger().setLevel(logging.ERROR)
     corpus = _resolve_corpus(args.corpus)
     name = args.name or corpus.stem
     if not name or Path(name).name != name or name in (".", ".."):
@@ -54,21 +70,26 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"--name {name!r} must be a plain name; use --checkpoints-dir for the location"
         )
     directory = args.checkpoints_dir / name
+    # --config's settings first, the flags given over them
+    file = read_settings(args.config) if args.config is not None else Settings({}, {})
     bar = None if args.quiet else ProgressBar()
     result = fit(
         corpus,
         directory,
-        model_overrides=given(args, [f.name for f in fields(ModelConfig)]),
-        train_overrides=given(args, [f.name for f in fields(TrainConfig)]),
-        preset=args.preset,
+        model_overrides={**file.model, **given(args, [f.name for f in fields(ModelConfig)])},
+        train_overrides={**file.train, **given(args, [f.name for f in fields(TrainConfig)])},
+        preset=args.preset or file.preset,
         resume=args.resume,
         overwrite=args.overwrite,
         device=args.device,
         threads=args.threads,
         callback=bar,
+        dist_timeout_s=args.dist_timeout,
     )
     if bar is not None:
         bar.close()
+    if rank != 0:
+        return 130 if result.stop_reason == "interrupted" else 0
     where = "validation" if result.val_held_out else "training (too small to hold out)"
     print(
         f"trained {result.steps} steps in {result.elapsed_s:.1f} s "
@@ -95,7 +116,9 @@ def _print_confidence(directory: Path, corpus: Path) -> None:
     """Per-step confidence of the best weights on (up to 2,000 chars of) validation text."""
     cfg = checkpoint.load(directory).train_config
     predictor = Predictor.from_checkpoint(directory)
-    sample = split_text(read_corpus(corpus), cfg["val_fraction"], cfg["split"]).val_blocks[0]
+    data = load_corpus(corpus)
+    block = IdSplit.of_ids(data.ids, cfg["val_fraction"], cfg["split"]).val_blocks[0]
+    sample = data.vocab.decode(np.asarray(block[:2000]).tolist())
     if len(sample) < 2:
         return
     result = predictor.score(sample[:2000], alternatives=0)
@@ -106,8 +129,8 @@ def _print_confidence(directory: Path, corpus: Path) -> None:
 
 def _predictor(args: argparse.Namespace, **kwargs: Any) -> Predictor:
     where = checkpoint.resolve(args.checkpoint, args.checkpoints_dir)
-    Runtime.choose("cpu", threads=args.threads)
-    return Predictor.from_checkpoint(where, **kwargs)
+    Runtime.choose(args.device, threads=args.threads)
+    return Predictor.from_checkpoint(where, args.device, **kwargs)
 
 
 def _print_json(result: BaseModel) -> None:
@@ -251,6 +274,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_corpus(args: argparse.Namespace) -> int:
     if args.corpus_command == "make":
         return cmd_corpus_make(args)
+    if args.corpus_command == "prepare":
+        return _prepare(args)
     if args.corpus_command == "list":
         for name, source in sorted(download.KNOWN_CORPORA.items()):
             path = download.cached_path(name)
@@ -259,6 +284,20 @@ def cmd_corpus(args: argparse.Namespace) -> int:
         return 0
     path = download.download(args.name, directory=args.cache_dir, url=args.url)
     print(path)
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    source = _resolve_corpus(args.corpus)
+    out = args.out or source.with_suffix(".prepared")
+    t0 = time.perf_counter()
+    corpus = prepare(source, out)
+    size = (out / IDS_FILE).stat().st_size
+    print(
+        f"prepared {corpus.chars:,} characters ({len(corpus.vocab)} symbols, "
+        f"{corpus.ids.dtype}) in {time.perf_counter() - t0:.1f} s: {out} "
+        f"({size / 2**20:,.1f} MiB); train with: charlm train {out}"
+    )
     return 0
 
 
@@ -276,4 +315,5 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": cmd_serve,
     "plot": cmd_plot,
     "diagnose": cmd_diagnose,
+    "sweep": cmd_sweep,
 }

@@ -17,6 +17,7 @@ from typing import Any
 
 import charlm
 from charlm import download
+from charlm.cli.sweep import SWEEP_HELP, add_sweep_arguments
 from charlm.flags import HelpFormatter, add_dataclass_flags, add_model_flags
 from charlm.inference import SampleConfig
 from charlm.inference.activations import KINDS as ACTIVATION_KINDS
@@ -24,6 +25,7 @@ from charlm.lab import EXPERIMENTS
 from charlm.model import CELLS, ModelConfig
 from charlm.tasks import TASK_KINDS
 from charlm.training import PRESETS, TrainConfig
+from charlm.training.distributed import DEFAULT_TIMEOUT_S
 from charlm.training.presets import LONG_BUDGET_MINUTES
 
 __all__ = ["SERVICE_SETTINGS", "build_parser", "service_settings"]
@@ -61,6 +63,12 @@ def _text_arg(value: str) -> str:
 def _common(p: argparse.ArgumentParser, *, checkpoint_arg: bool = True) -> None:
     if checkpoint_arg:
         p.add_argument("checkpoint", help="checkpoint directory, or a name under --checkpoints-dir")
+        p.add_argument(
+            "--device",
+            default="cpu",
+            help="cpu, cuda, cuda:N or auto (CUDA when present); a checkpoint trained on "
+            "any device loads on any",
+        )
     p.add_argument(
         "--checkpoints-dir",
         type=Path,
@@ -84,7 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=help, formatter_class=HelpFormatter)
 
     t = command("train", "train a model on a text corpus")
-    t.add_argument("corpus", help="UTF-8 text file (or the name of a downloaded corpus)")
+    t.add_argument(
+        "corpus",
+        help="UTF-8 text file, a directory written by `charlm corpus prepare`, or the name of "
+        "a downloaded corpus (a text file over 64 MiB is prepared on the fly, into the cache)",
+    )
     _common(t, checkpoint_arg=False)
     t.add_argument("--name", help="checkpoint name (default: the corpus file's stem)")
     t.add_argument("--resume", action="store_true", help="continue the checkpoint's run")
@@ -92,10 +104,33 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
     t.add_argument("--quiet", action="store_true", help="no progress output")
     t.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="train data-parallel in N processes on this machine, through torchrun "
+        "(--batch-size is the global batch, shared out among them; for several machines "
+        "run torchrun yourself: see the README)",
+    )
+    t.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        metavar="SECONDS",
+        help="with several processes: how long to wait for one that stops answering "
+        "before the run ends with an error",
+    )
+    t.add_argument(
         "--preset",
         choices=list(PRESETS),
         help="model and training defaults by name (default: by corpus size: "
         "tiny < 20k chars <= small < 300k chars <= large)",
+    )
+    t.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="TOML file of model and training settings (keys: the flags' names with "
+        "underscores, and preset), such as a sweep's best.toml; flags given override it",
     )
     add_dataclass_flags(
         t.add_argument_group("model"),
@@ -276,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lb.add_argument("--json", action="store_true", help="print the results as JSON")
 
+    add_sweep_arguments(command("sweep", SWEEP_HELP))
+
     c = command("corpus", "download well-known corpora, or make task corpora")
     csub = c.add_subparsers(dest="corpus_command", required=True, metavar="ACTION")
     _add_corpus_make(csub)
@@ -291,6 +328,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     csub.add_parser(
         "list", help="known corpora and whether they are cached", formatter_class=HelpFormatter
+    )
+    pr = csub.add_parser(
+        "prepare",
+        help="write a corpus's character ids once (memory-mapped by `charlm train DIR`, so "
+        "training memory does not grow with the corpus)",
+        formatter_class=HelpFormatter,
+    )
+    pr.add_argument("corpus", help="UTF-8 text file (or the name of a downloaded corpus)")
+    pr.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="where to write ids.npy and corpus.json (default: the corpus path with the "
+        "suffix .prepared)",
     )
     return parser
 

@@ -48,8 +48,8 @@ def cmd_corpus_make(args: argparse.Namespace) -> int:
 def cmd_accuracy(args: argparse.Namespace) -> int:
     items = read_answers(args.answers)  # a malformed file fails before the model loads
     where = checkpoint.resolve(args.checkpoint, args.checkpoints_dir)
-    Runtime.choose("cpu", threads=args.threads)
-    predictor = Predictor.from_checkpoint(where)
+    Runtime.choose(args.device, threads=args.threads)
+    predictor = Predictor.from_checkpoint(where, args.device)
     try:
         result = answer_accuracy(predictor, items, by=args.by)
     except InputError as e:

@@ -7,6 +7,7 @@ step.py       one optimisation step
 trainer.py    Trainer: windows, evaluation, saving, stopping, callbacks around the steps
 callbacks.py  StepInfo, EvalInfo, TrainResult and the TrainCallback hooks
 fit.py        fit(): corpus file + overrides -> a checked, locked, started (or resumed) run
+settings_file.py  a flat TOML file of settings (`charlm train --config`), read and written
 """
 
 from charlm.training.budget import (

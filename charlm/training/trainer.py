@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from charlm import checkpoint
-from charlm.checkpoint import Progress, ResumeState
+from charlm.checkpoint import Progress
 from charlm.data import IdSplit, Split, Streams
 from charlm.diagnostics import Finding, History
 from charlm.diagnostics.monitor import Monitor
@@ -48,23 +48,13 @@ from charlm.training.callbacks import EvalInfo, StepInfo, TrainCallback, TrainRe
 from charlm.training.config import TrainConfig, lr_at
 from charlm.training.distributed import Cluster
 from charlm.training.restore import restore_run
+from charlm.training.saving import save_run
 from charlm.training.step import StepOutcome, train_step
 from charlm.vocab import Vocabulary
 
 __all__ = ["Trainer"]
 
 log = logging.getLogger(__name__)
-
-_SUMMARY_PROGRESS = (
-    "step",
-    "epoch",
-    "elapsed_s",
-    "chars_seen",
-    "train_loss",
-    "val_loss",
-    "best_val_loss",
-    "best_step",
-)
 
 
 class Trainer:
@@ -137,7 +127,7 @@ class Trainer:
         self.progress = Progress()
         self.state: State | None = None
         self.stop_reason = ""
-        self._has_best = resume_from is not None  # best weights of this run are on disk
+        self.has_best = resume_from is not None  # best weights of this run are on disk
         self._saved_step = 0
         if resume_from is not None:
             restore_run(self, resume_from)
@@ -334,7 +324,7 @@ class Trainer:
             self._evaluate_and_save()
 
     def _kept(self) -> str:
-        if self._saved_step == 0 and not self._has_best:
+        if self._saved_step == 0 and not self.has_best:
             return "no checkpoint was written"
         return f"the checkpoint from step {self._saved_step} is intact"
 
@@ -415,41 +405,8 @@ class Trainer:
         log.warning("%s", finding.line())
         self._metrics.write(kind="diagnosis", **finding.to_dict())
 
-    # -- checkpoints ----------------------------------------------------------
-
-    def _summary(self) -> dict[str, Any]:
-        meta = self.progress.to_meta()
-        return {
-            **{k: meta[k] for k in _SUMMARY_PROGRESS},
-            "stop_reason": self.stop_reason or None,
-            "val_held_out": self.split.held_out,
-            "train_chars": self.split.train_chars,
-            "val_chars": int(self.val_blocks.numel()),
-            "parameters": self.model.num_parameters(),
-            "bf16": self.bf16,
-            **self.monitor.summary(),
-            **self.corpus_info,
-        }
-
     def _save(self, *, improved: bool, carried: State | None) -> None:
         """Write the checkpoint (rank 0 only); `carried` is every stream's state."""
-        weights = self.model.state_dict() if improved or not self._has_best else None
-        resume = ResumeState(
-            progress=self.progress,
-            model=self.model.state_dict(),
-            optimizer=self.optimizer.state_dict()["state"],
-            carried=carried,
-            rng=torch.get_rng_state(),
-            data_rng=self.data_rng.get_state(),
-        )
-        checkpoint.save(
-            self.directory,
-            model_config=self.model_config,
-            train_config=self.config.to_dict(),
-            vocab=self.vocab,
-            summary=self._summary(),
-            weights=weights,
-            resume=resume,
-        )
-        self._has_best = True
+        save_run(self, improved=improved, carried=carried)
+        self.has_best = True
         self._saved_step = self.progress.step
