@@ -323,6 +323,21 @@ def test_history_fires_each_detector_once() -> None:
     assert len(h.train) == 39 and h.evals == []
 
 
+@pytest.mark.parametrize(("patience", "fires"), [(None, True), (0, True), (4, True), (3, False)])
+def test_overfitting_is_not_reported_when_patience_ends_the_run(
+    patience: int | None, fires: bool
+) -> None:
+    """Three rises in a row after the best step: patience 3 stops the run there, keeping
+    the best weights, so advice to stop at the best step would be noise."""
+    h = History(RunFacts(vocab_size=10, patience=patience))
+    fired = []
+    for i, val in enumerate([2.3, 2.1, 2.15, 2.16, 2.18]):
+        step = 100 * (i + 1)
+        fired += h.add({"kind": "train", "step": step, "loss": 2.0 - 0.1 * i, "lr": 1e-3})
+        fired += h.add({"kind": "eval", "step": step, "val_loss": val})
+    assert ("overfitting" in [f.name for f in fired]) is fires
+
+
 # -- charlm diagnose ------------------------------------------------------------------
 
 

@@ -318,7 +318,8 @@ def split_mismatch(h: History) -> Finding | None:
 
 def overfitting(h: History) -> Finding | None:
     """The validation loss rose at each of the last 3 evaluations (each above the one
-    before) while the training loss fell over the same span."""
+    before) while the training loss fell over the same span; unless the run's patience
+    ends it at this evaluation, which is already the remedy (the best weights are kept)."""
     if len(h.evals) < 4:
         return None
     vals = [float(r["val_loss"]) for r in h.evals[-4:]]
@@ -328,6 +329,9 @@ def overfitting(h: History) -> Finding | None:
     if not trains[-1] < trains[0]:
         return None
     best = min(h.evals, key=lambda r: float(r["val_loss"]))
+    since_best = len(h.evals) - 1 - h.evals.index(best)
+    if h.facts.patience and since_best >= h.facts.patience:
+        return None
     return Finding(
         "overfitting",
         int(h.evals[-1]["step"]),

@@ -51,6 +51,8 @@ class RunFacts:
     references: ReferenceLevels | None = None
     vocab_size: int | None = None
     clip: float | None = None
+    patience: int | None = None
+    """Evaluations without improvement after which the run stops (None or 0: never)."""
 
 
 def finite(value: object) -> bool:

@@ -24,10 +24,16 @@ __all__ = ["Monitor"]
 
 class Monitor:
     def __init__(
-        self, train_ids: torch.Tensor, vocab_size: int, clip: float, log_interval: int, probe: bool
+        self,
+        train_ids: torch.Tensor,
+        vocab_size: int,
+        clip: float,
+        log_interval: int,
+        probe: bool,
+        patience: int | None = None,
     ) -> None:
         self.references = ReferenceLevels.of_ids(train_ids)
-        self.history = History(RunFacts(self.references, vocab_size, clip))
+        self.history = History(RunFacts(self.references, vocab_size, clip, patience))
         self.clip = clip
         self.log_interval = log_interval
         self.probe = probe

@@ -140,10 +140,12 @@ def diagnose_checkpoint(directory: str | Path, corpus_text: str | None = None) -
     references = ReferenceLevels.from_dict(ckpt.summary.get("references"))
     if references is None and corpus_text:
         references = ReferenceLevels.of_text(corpus_text)
+    patience = ckpt.train_config.get("patience") if isinstance(ckpt.train_config, dict) else None
     facts = RunFacts(
         references=references,
         vocab_size=ckpt.model_config.vocab_size,
         clip=float(clip) if isinstance(clip, int | float) else None,
+        patience=patience if isinstance(patience, int) else None,
     )
     return diagnose_rows(rows, facts, str(directory))
 

@@ -122,6 +122,7 @@ class Trainer:
             config.clip,
             config.log_interval,
             config.signals == "on",
+            config.patience,
         )
         self.val_blocks = validation_blocks(ids.val_blocks, config.eval_max_chars, self.device)
         self.progress = Progress()
