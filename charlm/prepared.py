@@ -22,6 +22,7 @@ import codecs
 import hashlib
 import json
 import logging
+import mmap
 import os
 import shutil
 import tempfile
@@ -56,7 +57,7 @@ FORMAT = "charlm-prepared-corpus"
 VERSION = 1
 PREPARE_ABOVE_BYTES = 64 * 1024 * 1024
 """A text corpus larger than this is prepared (on disk, mapped) rather than read whole."""
-_CHUNK_BYTES = 16 * 1024 * 1024
+_CHUNK_BYTES = 4 * 1024 * 1024
 _BOM = b"\xef\xbb\xbf"
 _CODE_POINTS = 0x110000
 
@@ -139,6 +140,7 @@ def prepare(source: str | Path, directory: str | Path) -> Corpus:
         for chunk, _ in _decoded(source, what):
             ids[at : at + len(chunk)] = table[chunk]
             at += len(chunk)
+            _release(ids)
         ids.flush()
         del ids
         meta = {
@@ -212,7 +214,18 @@ def open_prepared(directory: str | Path) -> Corpus:
     for start in range(0, chars, _CHUNK_BYTES):  # an id beyond the vocabulary would crash
         if int(ids[start : start + _CHUNK_BYTES].max()) >= len(vocab):
             raise CorpusError(f"{what}: ids beyond the vocabulary; prepare the corpus again")
+        _release(ids)
     return Corpus(ids, vocab, sha, str(meta.get("source", directory)), prepared=directory)
+
+
+def _release(ids: np.ndarray) -> None:
+    """Let the mapped pages of `ids` that this process has touched go from its memory
+    (they stay in the page cache; written ones are written back first)."""
+    mapped = getattr(ids, "_mmap", None)
+    if isinstance(mapped, mmap.mmap):
+        if ids.flags.writeable:
+            mapped.flush()
+        mapped.madvise(mmap.MADV_DONTNEED)
 
 
 def load_corpus(path: str | Path) -> Corpus:
