@@ -150,6 +150,27 @@ def test_a_rank_that_dies_stops_the_run_with_a_clear_error(tmp_path: Path) -> No
     assert ckpt.summary["step"] >= 20 and ckpt.summary["step"] % 20 == 0
 
 
+def test_ctrl_c_stops_every_rank_and_keeps_the_checkpoint(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "charlm", "train", str(CORPORA / "notes.txt"),
+            "--checkpoints-dir", str(tmp_path), *SETTINGS, "--max-steps", "1000000",
+            "--nproc", "2"]  # fmt: skip
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not checkpoint.exists(tmp_path / "notes"):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "stopped: interrupted" in out and "Traceback" not in err
+    assert checkpoint.load(tmp_path / "notes").summary["step"] % 20 == 0
+
+
 def test_bad_process_counts_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", str(CORPORA / "notes.txt"), "--nproc", "0"]) == 2
     assert "--nproc must be at least 1" in capsys.readouterr().err

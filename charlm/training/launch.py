@@ -13,6 +13,7 @@ import os
 from collections.abc import Sequence
 
 from torch.distributed import run as torchrun
+from torch.distributed.elastic.multiprocessing.api import SignalException
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
 from charlm.errors import TrainingError
@@ -53,6 +54,8 @@ def launch(nproc: int, train_argv: Sequence[str]) -> int:
     )
     try:
         torchrun.run(args)  # type: ignore[no-untyped-call]
+    except SignalException as e:  # Ctrl-C reached the workers too; rank 0 has said what it kept
+        return 128 + int(e.sigval)
     except ChildFailedError as e:
         codes = {f.exitcode for f in e.failures.values()}
         if codes <= set(_OWN_CODES):
