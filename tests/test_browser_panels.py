@@ -44,7 +44,7 @@ def test_typing_rescores_only_from_the_first_change(wide: Page, server: Server) 
     full = httpx.post(server.url + "/score", json={"model": "notes", "text": changed}).json()
     want = [s["prob"] for s in full["steps"]]
     assert wide.probs(".cl-scored") == pytest.approx(want, rel=1e-6)
-    assert f"{full['bits_per_char']:.4g} bits/char" in wide.page.inner_text(".cl-summary")
+    assert f"{full['bits_per_char']:#.4g} bits/char" in wide.page.inner_text(".cl-summary")
 
 
 def test_a_continuation_streams_and_stops(wide: Page, server: Server) -> None:
@@ -166,8 +166,8 @@ def test_two_models_side_by_side(wide: Page, server: Server) -> None:
     ]
     assert got == pytest.approx(want, abs=1e-5)
     summary = wide.page.inner_text("#comparison .cl-summary")
-    assert f"notes: {a['bits_per_char']:.4g} bits/char" in summary
-    assert f"overfit: {b['bits_per_char']:.4g} bits/char" in summary
+    assert f"notes: {a['bits_per_char']:#.4g} bits/char" in summary
+    assert f"overfit: {b['bits_per_char']:#.4g} bits/char" in summary
     surer = sum(d < 0 for d in want)
     assert f"overfit surer on {surer} of {len(want)} characters" in summary
     wide.page.hover("#diff .cl-ch[data-index='5']")

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -128,16 +129,26 @@ def _ranks(parent: int) -> dict[int, int]:
     return out
 
 
-def test_a_rank_that_dies_stops_the_run_with_a_clear_error(tmp_path: Path) -> None:
+def _running(ck: Path, **popen: Any) -> subprocess.Popen[str]:
+    """A 2-process run that trains until stopped, once its first checkpoint is written."""
     argv = [sys.executable, "-m", "charlm", "train", str(CORPORA / "notes.txt"),
-            "--checkpoints-dir", str(tmp_path), *SETTINGS, "--max-steps", "1000000",
+            "--checkpoints-dir", str(ck), *SETTINGS, "--max-steps", "1000000",
             "--nproc", "2"]  # fmt: skip
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen
+    )
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists(ck / "notes"):  # training is under way
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"the run did not get going: {proc.communicate()}")
+        time.sleep(0.2)
+    return proc
+
+
+def test_a_rank_that_dies_stops_the_run_with_a_clear_error(tmp_path: Path) -> None:
+    proc = _running(tmp_path)
     try:
-        deadline = time.monotonic() + 120
-        while not checkpoint.exists(tmp_path / "notes"):  # training is under way
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.2)
         ranks = _ranks(proc.pid)
         assert sorted(ranks) == [0, 1]
         os.kill(ranks[1], signal.SIGKILL)
@@ -151,17 +162,8 @@ def test_a_rank_that_dies_stops_the_run_with_a_clear_error(tmp_path: Path) -> No
 
 
 def test_ctrl_c_stops_every_rank_and_keeps_the_checkpoint(tmp_path: Path) -> None:
-    argv = [sys.executable, "-m", "charlm", "train", str(CORPORA / "notes.txt"),
-            "--checkpoints-dir", str(tmp_path), *SETTINGS, "--max-steps", "1000000",
-            "--nproc", "2"]  # fmt: skip
-    proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
+    proc = _running(tmp_path, start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        while not checkpoint.exists(tmp_path / "notes"):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.2)
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
         out, err = proc.communicate(timeout=60)
     finally:
