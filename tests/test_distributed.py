@@ -111,6 +111,15 @@ def test_one_process_resumes_a_two_rank_checkpoint(one_process: Path, tmp_path: 
     _close(_losses(one_process), _losses(tmp_path / "notes"), "eval")
 
 
+def test_ranks_agree_on_the_end_of_a_time_budget(tmp_path: Path) -> None:
+    """Each rank has its own clock: rank 0's reading ends them all on one step (a rank
+    that stopped alone would leave the other waiting in a collective)."""
+    done = _train(tmp_path, "--max-minutes", "0.05", "--patience", "0", nproc=2)
+    assert done.returncode == 0, done.stderr
+    summary = checkpoint.load(tmp_path / "notes").summary
+    assert summary["stop_reason"] == "time budget" and summary["step"] > 0
+
+
 def _ranks(parent: int) -> dict[int, int]:
     """RANK -> pid of the training processes below `parent`."""
     out: dict[int, int] = {}

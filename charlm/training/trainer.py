@@ -184,6 +184,7 @@ class Trainer:
         self._paused_s = 0.0
         self._elapsed_before = p.elapsed_s
         self._timed = [0.0, 0]  # seconds in steps, characters in them
+        self._used = 0.0  # share of the time budget used, as of the last step
         self._losses: list[float] = []
         self.stop_reason = "max steps" if p.step >= self.config.max_steps else ""
         updating = False
@@ -240,7 +241,9 @@ class Trainer:
         starts = self.streams.window_starts(p.offset)
         x, y = self.window(starts[p.window])
         x, y = x.to(self.device), y.to(self.device)
-        lr = lr_at(p.step, self.config, self._budget_used())
+        # the budget's share as all ranks agreed on it after the last step: ranks whose
+        # clocks differ must still set one learning rate
+        lr = lr_at(p.step, self.config, self._used)
         probe = self.monitor.probes(p.step + 1) and self.cluster.main
         gates = gate_signals(self.model, x, self.state) if probe else None
         outcome = train_step(
@@ -257,6 +260,7 @@ class Trainer:
             net=self.net,
         )
         loss, used = self.cluster.step_agreement(outcome.loss, self._budget_used())
+        self._used = used
         outcome = dataclasses.replace(outcome, loss=loss)
         if not math.isfinite(outcome.loss):
             self._diagnose(
