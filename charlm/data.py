@@ -38,6 +38,7 @@ __all__ = [
     "RangeSplit",
     "Split",
     "Streams",
+    "check_file",
     "read_corpus",
     "read_file_bytes",
     "split_ranges",
@@ -50,14 +51,21 @@ MIN_VAL_CHARS = 256
 _BINARY_PROBE = 8192
 
 
-def read_file_bytes(path: str | Path, what: str) -> bytes:
-    """The bytes of a text file without a leading UTF-8 byte-order mark; a missing,
-    unreadable or directory path is a `CorpusError` that starts with `what`."""
+def check_file(path: str | Path, what: str) -> Path:
+    """`path`, if it names a file; a missing or directory path is a `CorpusError` that
+    starts with `what`."""
     p = Path(path)
     if not p.exists():
         raise CorpusError(f"{what}: no such file")
     if p.is_dir():
         raise CorpusError(f"{what}: is a directory, expected a text file")
+    return p
+
+
+def read_file_bytes(path: str | Path, what: str) -> bytes:
+    """The bytes of a text file without a leading UTF-8 byte-order mark; a missing,
+    unreadable or directory path is a `CorpusError` that starts with `what`."""
+    p = check_file(path, what)
     try:
         raw = p.read_bytes()
     except OSError as e:

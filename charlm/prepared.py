@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from charlm import download
-from charlm.data import read_corpus, read_file_bytes
+from charlm.data import check_file, read_corpus
 from charlm.errors import CorpusError, UnknownCharacterError
 from charlm.vocab import Vocabulary
 
@@ -115,7 +115,7 @@ def prepare(source: str | Path, directory: str | Path) -> Corpus:
     preparation left there) and open the result."""
     source, directory = Path(source), Path(directory)
     what = f"corpus {source}"
-    read_file_bytes(source, what)  # the same errors as reading it whole, for a bad path...
+    check_file(source, what)
     seen = np.zeros(_CODE_POINTS, dtype=bool)
     chars, sha = 0, hashlib.sha256()
     for chunk, raw in _decoded(source, what):
@@ -164,7 +164,11 @@ def _decoded(source: Path, what: str) -> Iterator[tuple[np.ndarray, bytes]]:
     """The code points of `source`'s text, a chunk at a time, with the chunk's bytes
     (a leading byte-order mark left out)."""
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
-    with source.open("rb") as f:
+    try:
+        f = source.open("rb")
+    except OSError as e:
+        raise CorpusError(f"{what}: cannot read it ({e.strerror or e})") from e
+    with f:
         offset = len(_BOM) if f.read(len(_BOM)) == _BOM else 0
         f.seek(offset)
         while True:
