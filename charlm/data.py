@@ -248,7 +248,6 @@ class Streams:
         self._length = n // self.batch_size
         share = self.batch_size // world
         self.rows = range(rank * share, (rank + 1) * share)
-        self._contiguous = len(pieces) == 1
 
     @property
     def stream_len(self) -> int:
@@ -272,7 +271,7 @@ class Streams:
 
     def _read(self, pos: int, n: int) -> np.ndarray:
         """`n` ids from position `pos` of the pieces read as one text."""
-        if self._contiguous:
+        if len(self._pieces) == 1:
             return self._pieces[0][pos : pos + n]
         i = int(np.searchsorted(self._ends, pos, side="right"))
         parts = []

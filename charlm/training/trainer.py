@@ -228,9 +228,9 @@ class Trainer:
         spent = time.perf_counter() - self._t_run - self._paused_s
         return spent / (self.config.max_minutes * 60)
 
-    def _step(self) -> tuple[StepOutcome, float, float, int, dict[str, Any] | None, float]:
+    def _step(self) -> tuple[StepOutcome, float, float, int, dict[str, Any] | None]:
         """Take the next window and train on it: (outcome, lr, seconds, characters, the
-        gate signals of a logging step, the share of the time budget used)."""
+        gate signals of a logging step); the budget's share agreed on goes to `_used`."""
         p = self.progress
         t0 = time.perf_counter()
         if p.window == 0:
@@ -259,8 +259,7 @@ class Trainer:
             clear_gradients=self.clear_gradients,
             net=self.net,
         )
-        loss, used = self.cluster.step_agreement(outcome.loss, self._budget_used())
-        self._used = used
+        loss, self._used = self.cluster.step_agreement(outcome.loss, self._budget_used())
         outcome = dataclasses.replace(outcome, loss=loss)
         if not math.isfinite(outcome.loss):
             self._diagnose(
@@ -281,13 +280,14 @@ class Trainer:
             p.window = 0
             p.epoch += 1
         chars = x.numel() * self.cluster.world
-        return outcome, lr, time.perf_counter() - t0, chars, gates, used
+        return outcome, lr, time.perf_counter() - t0, chars, gates
 
     def _after_step(
-        self, stepped: tuple[StepOutcome, float, float, int, dict[str, Any] | None, float]
+        self, stepped: tuple[StepOutcome, float, float, int, dict[str, Any] | None]
     ) -> None:
         """Count the step, log it, and evaluate, save and stop when it is time."""
-        outcome, lr, seconds, chars, gates, used = stepped
+        outcome, lr, seconds, chars, gates = stepped
+        used = self._used
         cfg, p = self.config, self.progress
         self._timed[0] += seconds
         self._timed[1] += chars
