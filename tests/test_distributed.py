@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -189,6 +190,64 @@ def test_bad_process_counts_are_refused(tmp_path: Path, capsys: pytest.CaptureFi
     assert done.returncode == 2
     assert "batch size 7 does not divide among 2 processes" in done.stderr
     assert not checkpoint.exists(tmp_path / "notes")
+
+
+# Two ranks of a Cluster, as torchrun starts them: wrap a model (DDP, with its reference
+# cycles), step, agree, gather; drop the model; close. Each prints how many threads it had
+# before joining and after closing.
+_RANK = """
+import os, sys, torch
+from charlm.model import CharRNN, ModelConfig
+from charlm.training.distributed import Cluster
+
+def threads():
+    return len(os.listdir("/proc/self/task"))
+
+before = threads()
+cluster = Cluster.from_env(torch.device("cpu"))
+model = CharRNN(ModelConfig(vocab_size=5, hidden_size=8, num_layers=1, dropout=0.0))
+net = cluster.wrap(model)
+net.cycle = [net]  # as a trainer holding it would
+logits, state = net(torch.zeros(2, 3, dtype=torch.long))
+logits.sum().backward()
+cluster.step_agreement(1.0, 0.5)
+cluster.gather_state(state)
+cluster.agree("max steps")
+del net, model, logits, state
+cluster.close()
+print(before, threads())
+"""
+
+
+def test_closing_a_cluster_ends_the_process_group_and_its_threads(tmp_path: Path) -> None:
+    """The cause of a random SIGABRT at exit ("terminate called without an active
+    exception"): gloo's threads outliving `close()` drop finished work while the
+    interpreter shuts down. After `close()` each rank is back to its threads before."""
+    script = tmp_path / "rank.py"
+    script.write_text(_RANK)
+    env = {**os.environ, "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "OMP_NUM_THREADS": "1",
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}  # fmt: skip
+    ranks = [
+        subprocess.Popen(
+            [sys.executable, str(script)],
+            env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in (0, 1)
+    ]
+    for proc in ranks:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        before, after = map(int, out.split())
+        assert after == before, f"{after - before} threads left after close()"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def test_without_nproc() -> None:

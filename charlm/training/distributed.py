@@ -17,11 +17,23 @@ models beyond wrapping one in DistributedDataParallel):
 A collective that a dead or stuck rank never joins fails after `timeout_s` seconds;
 under torchrun a rank that dies is noticed by the launcher sooner, which ends the
 others.
+
+`close()` must really end the process group before the interpreter shuts down. gloo's
+worker threads drop each finished collective's tensors after the caller has moved on;
+one that does so while the interpreter is finalising needs the GIL it can no longer
+take, and the process aborts ("terminate called without an active exception", SIGABRT;
+about one run in three on a busy 2-core machine). Two things kept the group alive past
+`destroy_process_group`: `torch.distributed.nn`, which DDP imports on first use, binds
+the group of the moment as the default argument of ten functions, so it is imported
+here before the group exists; and the DDP wrapper's reference cycles, collected in
+`close()` before the group is destroyed.
 """
 
 from __future__ import annotations
 
 import datetime
+import gc
+import importlib
 import os
 from dataclasses import dataclass
 
@@ -67,6 +79,8 @@ class Cluster:
             raise ConfigError(f"torchrun's environment is incomplete or malformed ({e})") from e
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", env["WORLD_SIZE"]))
         if not dist.is_initialized():
+            # before the group exists: imported later, it would hold the group for good
+            importlib.import_module("torch.distributed.nn")
             backend = "nccl" if device.type == "cuda" else "gloo"
             if device.type == "cuda":
                 torch.cuda.set_device(env["LOCAL_RANK"])
@@ -125,7 +139,10 @@ class Cluster:
         return str(box[0])
 
     def close(self) -> None:
+        """End the process group, and with it gloo's threads: call it once nothing
+        holds the wrapped model (its reference cycles are collected here)."""
         if self.world > 1 and dist.is_initialized():
+            gc.collect()
             dist.destroy_process_group()
 
     def _nccl(self) -> bool:

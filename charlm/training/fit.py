@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
+import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -120,7 +122,19 @@ def fit(
             f"({str(e).splitlines()[0][:200]}); the last checkpoint written is intact"
         ) from e
     finally:
+        _release_frames(sys.exception())  # a traceback would keep the model, and the group
         cluster.close()
+
+
+def _release_frames(error: BaseException | None) -> None:
+    """Clear the local variables of the finished frames in `error`'s tracebacks (and its
+    causes'), so that the model they hold can be collected before the process group is
+    destroyed; the messages and line numbers stay."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        traceback.clear_frames(error.__traceback__)
+        error = error.__cause__ or error.__context__
 
 
 def _lost_peer(e: Exception, cluster: Cluster) -> bool:
