@@ -2,6 +2,7 @@
 
     python bench/serve.py [--seconds 5] [--concurrency 1 8 32 128]
     python bench/serve.py --head-of-line [--before REV]
+    python bench/serve.py --largest [--before REV]
 
 Trains a 2-layer 256-unit model on corpora/notes.txt into a temporary directory
 (speed does not depend on how well a model is trained, only on its size), starts a
@@ -20,6 +21,13 @@ latency of sequential /predict calls on an idle server, then while one client's
 non-streaming 10,000-character /generate runs; and the time of 1 and of 4 concurrent
 2,000-character generations. With `--before REV`, the same is measured on a server
 running that revision's code (checked out into a temporary worktree), in the same run.
+
+`--largest` measures what the largest request of each kind that the default caps allow
+does to others: sequential /predict calls while it runs (against their idle latency),
+its own time, and the server's resident memory before, at its highest while it ran and
+1 s after; then, for the largest /v1/completions, a client that gives up after 1 s: the
+/predict calls of the next 2 s. With `--before REV`, the same requests against that
+revision's server, in the same run.
 """
 
 from __future__ import annotations
@@ -60,6 +68,10 @@ def request_bytes(path: str, body: object) -> bytes:
         f"Content-Length: {len(data)}\r\n\r\n"
     )
     return head.encode() + data
+
+
+PREDICT = request_bytes("/predict", {"model": "m", "text": "the rain came", "top_k": 5})
+"""The /predict call timed beside long requests."""
 
 
 async def one_connection(
@@ -186,6 +198,20 @@ def health(port: int) -> dict[str, object]:
     return result
 
 
+async def read_body(reader: asyncio.StreamReader, head: bytes) -> bytes:
+    """The body after the headers `head`: Content-Length bytes, or chunked."""
+    lines = [line.lower() for line in head.split(b"\r\n")]
+    if b"transfer-encoding: chunked" in lines:
+        parts = []
+        while size := int((await reader.readuntil(b"\r\n")).strip(), 16):
+            parts.append(await reader.readexactly(size))
+            await reader.readexactly(2)
+        await reader.readexactly(2)
+        return b"".join(parts)
+    length = next((int(line[15:]) for line in lines if line.startswith(b"content-length:")), 0)
+    return await reader.readexactly(length)
+
+
 async def timed_call(port: int, request: bytes) -> tuple[float, bytes]:
     """Seconds from sending `request` on a new connection to its whole answer; the body."""
     t0 = time.perf_counter()
@@ -193,11 +219,7 @@ async def timed_call(port: int, request: bytes) -> tuple[float, bytes]:
     try:
         writer.write(request)
         head = await reader.readuntil(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line[:15].lower() == b"content-length:":
-                length = int(line[15:])
-        body = await reader.readexactly(length)
+        body = await read_body(reader, head)
         assert head.startswith(b"HTTP/1.1 200"), head
     finally:
         writer.close()
@@ -236,6 +258,158 @@ async def head_of_line(port: int) -> dict[str, float]:
         "one_s": one,
         "four_s": four,
     }
+
+
+def largest_requests() -> dict[str, tuple[str, dict[str, object]]]:
+    """The largest request of each kind within the default caps (service/settings.py:
+    20,000-character texts, 10 alternatives, 100,000 characters scored, 200,000
+    activation values), by label: (path, body)."""
+    notes = (REPO / "corpora" / "notes.txt").read_text()
+    long = (notes * (20_000 // len(notes) + 1))[:20_000]
+    prompts = [long[i:] + long[:i] for i in range(0, 5000, 1000)]  # five different texts
+    items = [{"prompt": long[i : i + 950], "answer": long[i + 950 : i + 990]} for i in range(100)]
+    echo = {"model": "m", "max_tokens": 0, "echo": True, "logprobs": 10}
+    return {
+        "/score, 20,000 characters, 10 alternatives": (
+            "/score",
+            {"model": "m", "text": long, "alternatives": 10},
+        ),
+        "/report, 20,000 characters": ("/report", {"model": "m", "text": long}),
+        "/activations, 20,000 characters x 10 units": (
+            "/activations",
+            {"model": "m", "text": long, "cells": list(range(10))},
+        ),
+        "/accuracy, 100 items of 950 + 40 characters": (
+            "/accuracy",
+            {"model": "m", "items": items},
+        ),
+        "/v1/completions echo, 5 prompts of 20,000, logprobs 10": (
+            "/v1/completions",
+            {**echo, "prompt": prompts},
+        ),
+        "/v1/completions echo, 1 prompt of 20,000, n 5, logprobs 10": (
+            "/v1/completions",
+            {**echo, "prompt": long, "n": 5},
+        ),
+        "/predict, 20,000 characters, continuation 2,000": (
+            "/predict",
+            {"model": "m", "text": long, "top_k": 5, "continuation_length": 2000},
+        ),
+        "/generate, 20,000-character prompt, 10,000 characters": (
+            "/generate",
+            {"model": "m", "prompt": long, "length": 10_000},
+        ),
+    }
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def behind(port: int, pid: int, path: str, body: dict[str, object]) -> dict[str, float]:
+    """/predict latencies (ms) while the request runs; its seconds; RSS (MiB) before, at
+    its highest while it ran, and 1 s after."""
+    before = rss_mib(pid)
+    peak = before
+    big = asyncio.create_task(timed_call(port, request_bytes(path, body)))
+    await asyncio.sleep(0.2)  # under way
+    during = []
+    while not big.done():
+        during.append((await timed_call(port, PREDICT))[0] * 1000)
+        peak = max(peak, rss_mib(pid))
+    seconds, _ = await big
+    await asyncio.sleep(1.0)
+    return {
+        "p50": statistics.median(during) if during else float("nan"),
+        "max": max(during, default=float("nan")),
+        "n": float(len(during)),
+        "seconds": seconds,
+        "rss_before": before,
+        "rss_peak": peak,
+        "rss_after": rss_mib(pid),
+    }
+
+
+async def given_up(port: int, path: str, body: dict[str, object]) -> dict[str, float]:
+    """The request sent and its connection closed after 1 s; then /predict latencies
+    (ms) over the next 2 s."""
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request_bytes(path, body))
+    await asyncio.sleep(1.0)
+    writer.close()
+    after = []
+    until = time.perf_counter() + 2.0
+    while time.perf_counter() < until:
+        after.append((await timed_call(port, PREDICT))[0] * 1000)
+    return {"p50": statistics.median(after), "max": max(after), "n": float(len(after))}
+
+
+async def idle_ms(port: int) -> float:
+    """Median /predict latency (ms) of 50 calls on the idle server, after 5 to warm up."""
+    for _ in range(5):
+        await timed_call(port, PREDICT)
+    return statistics.median([(await timed_call(port, PREDICT))[0] * 1000 for _ in range(50)])
+
+
+def run_largest(args: argparse.Namespace) -> None:
+    requests = largest_requests()
+    gone_kind = "/v1/completions echo, 5 prompts of 20,000, logprobs 10"
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpts = train_model(Path(tmp))
+        rows, gone_rows = [], []
+        with code_trees(args.before, Path(tmp)) as codes:
+            for label, code in codes.items():
+                port = free_port()
+                cmd = [sys.executable, "-m", "charlm", "serve", "--checkpoints-dir", str(ckpts)]
+                server = subprocess.Popen(
+                    [*cmd, "--port", str(port), "--log-level", "warning"],
+                    env={**os.environ, "PYTHONPATH": str(code)},
+                )
+                try:
+                    wait_ready(port, server)
+                    idle = asyncio.run(idle_ms(port))
+                    for kind, (path, body) in requests.items():
+                        r = asyncio.run(behind(port, server.pid, path, body))
+                        rows.append(
+                            f"| {label} | {kind} | {idle:.2f} | {r['p50']:.2f} "
+                            f"({r['p50'] / idle:.1f}x) | {r['max']:.1f} | {int(r['n'])} "
+                            f"| {r['seconds']:.2f} | {r['rss_before']:,.0f} → "
+                            f"{r['rss_peak']:,.0f} → {r['rss_after']:,.0f} |"
+                        )
+                        print(rows[-1], flush=True)
+                    g = asyncio.run(given_up(port, *requests[gone_kind]))
+                    gone_rows.append(
+                        f"| {label} | {gone_kind} | {idle:.2f} | {g['p50']:.2f} "
+                        f"({g['p50'] / idle:.1f}x) | {g['max']:.1f} | {int(g['n'])} |"
+                    )
+                    print(gone_rows[-1], flush=True)
+                finally:
+                    server.terminate()
+                    server.wait()
+    table = (
+        "| server | request | /predict idle p50 ms | p50 ms while it runs | max ms "
+        "| /predict calls answered meanwhile | the request, s | server RSS MiB: before → "
+        "highest → 1 s after |\n|---|---|---|---|---|---|---|---|\n"
+        + "\n".join(rows)
+        + "\n\nA client that gives up after 1 s:\n\n| server | request | /predict idle p50 "
+        "ms | p50 ms in the 2 s after | max ms | calls |\n|---|---|---|---|---|---|\n"
+        + "\n".join(gone_rows)
+    )
+    notes = (
+        "Model: 2 x 256 LSTM (embedding 64) on notes.txt, one server process. /predict: "
+        "'the rain came', top_k 5, one call at a time on a new connection each, 50 on the "
+        "idle server, then as many as fit while the request (on its own connection) runs. "
+        "Texts are notes.txt repeated to 20,000 characters."
+    )
+    report(
+        "The largest request of each kind, and a /predict behind it",
+        table,
+        notes,
+        write=not args.no_write,
+    )
 
 
 def run_head_of_line(args: argparse.Namespace) -> None:
@@ -301,10 +475,16 @@ def main() -> None:
     )
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--head-of-line", action="store_true", help="see above")
-    parser.add_argument("--before", help="with --head-of-line: a revision to compare with")
+    parser.add_argument("--largest", action="store_true", help="see above")
+    parser.add_argument(
+        "--before", help="with --head-of-line or --largest: a revision to compare with"
+    )
     args = parser.parse_args()
     if args.head_of_line:
         run_head_of_line(args)
+        return
+    if args.largest:
+        run_largest(args)
         return
 
     with tempfile.TemporaryDirectory() as tmp:

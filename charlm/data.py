@@ -1,9 +1,10 @@
 """Corpus files in, training and validation tensors out.
 
 Owns three things: reading a corpus file as UTF-8 text (with errors that name the file
-and the problem), cutting it into a training and a validation split, and laying the
-training split out as parallel contiguous streams for truncated backpropagation through
-time. It knows the vocabulary but nothing about models.
+and the problem; a regular file of at most `MAX_TEXT_BYTES`, see `charlm.files`),
+cutting it into a training and a validation split, and laying the training split out as
+parallel contiguous streams for truncated backpropagation through time. It knows the
+vocabulary but nothing about models.
 
 The validation split. The corpus is cut into `G` equal groups (as many as fit with at
 least `GROUP_CHARS` characters each, at most `MAX_GROUPS`), and the last `val_fraction`
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from charlm.errors import ConfigError, CorpusError
+from charlm.files import FileKind, read_regular
 
 if TYPE_CHECKING:
     from charlm.vocab import Vocabulary
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "GROUP_CHARS",
     "MAX_GROUPS",
+    "MAX_TEXT_BYTES",
     "MIN_VAL_CHARS",
     "IdSplit",
     "RangeSplit",
@@ -48,7 +51,11 @@ __all__ = [
 GROUP_CHARS = 10_000
 MAX_GROUPS = 100
 MIN_VAL_CHARS = 256
+MAX_TEXT_BYTES = 2**30
+"""The largest corpus read whole into memory (to evaluate on, or for `diagnose
+--corpus`); `charlm train` and `charlm corpus prepare` stream a larger one instead."""
 _BINARY_PROBE = 8192
+_CORPORA = FileKind("corpora read whole", MAX_TEXT_BYTES, CorpusError)
 
 
 def check_file(path: str | Path, what: str) -> Path:
@@ -62,15 +69,11 @@ def check_file(path: str | Path, what: str) -> Path:
     return p
 
 
-def read_file_bytes(path: str | Path, what: str) -> bytes:
+def read_file_bytes(path: str | Path, what: str, kind: FileKind = _CORPORA) -> bytes:
     """The bytes of a text file without a leading UTF-8 byte-order mark; a missing,
-    unreadable or directory path is a `CorpusError` that starts with `what`."""
-    p = check_file(path, what)
-    try:
-        raw = p.read_bytes()
-    except OSError as e:
-        raise CorpusError(f"{what}: cannot read it ({e.strerror or e})") from e
-    return raw.removeprefix(b"\xef\xbb\xbf")
+    unreadable or directory path, or one that is not a regular file or is over
+    `kind.max_bytes`, is a `kind.error` that starts with `what`."""
+    return read_regular(check_file(path, what), what, kind).removeprefix(b"\xef\xbb\xbf")
 
 
 def read_corpus(path: str | Path) -> str:

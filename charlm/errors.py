@@ -14,7 +14,7 @@ codes in a single table.
     │   ├── TextTooLongError           text over a configured length limit
     │   ├── LimitExceededError         a requested amount over a configured cap
     │   │   └── TooManyItemsError      more items in one request than the cap
-    │   ├── ModelNameError             a model name that is not a plain name
+    │   ├── ModelNameError             a name that breaks the model-name rule
     │   └── AmbiguousModelError        no model named while several are loaded
     ├── CheckpointError                a checkpoint that cannot be read or written
     │   ├── CheckpointNotFoundError    no checkpoint where one was expected
@@ -105,22 +105,32 @@ class UnknownCharacterError(InputError):
 
 
 class TextTooLongError(InputError):
-    """Text longer than a configured limit."""
+    """Text longer than a configured limit; `flag`, where one is given, is the setting
+    that raises the limit."""
 
-    def __init__(self, length: int, limit: int, *, what: str = "text") -> None:
+    def __init__(
+        self, length: int, limit: int, *, what: str = "text", flag: str | None = None
+    ) -> None:
         self.length = length
         self.limit = limit
-        super().__init__(f"{what} is {length} characters long; the limit is {limit}")
+        self.flag = flag
+        super().__init__(f"{what} is {length} characters long; the limit is {limit}{_raise(flag)}")
 
 
 class LimitExceededError(InputError):
-    """A requested amount (characters to generate, alternatives, ...) over its cap."""
+    """A requested amount (characters to generate, alternatives, ...) over its cap;
+    `flag`, where one is given, is the setting that raises the cap."""
 
-    def __init__(self, name: str, value: int, limit: int) -> None:
+    def __init__(self, name: str, value: int, limit: int, *, flag: str | None = None) -> None:
         self.name = name
         self.value = value
         self.limit = limit
-        super().__init__(f"{name} is {value}; the limit is {limit}")
+        self.flag = flag
+        super().__init__(f"{name} is {value}; the limit is {limit}{_raise(flag)}")
+
+
+def _raise(flag: str | None) -> str:
+    return f" (set by {flag})" if flag else ""
 
 
 class TooManyItemsError(LimitExceededError):
@@ -129,7 +139,7 @@ class TooManyItemsError(LimitExceededError):
 
 
 class ModelNameError(InputError):
-    """A model name that is not a plain directory name (e.g. '../x')."""
+    """A name that breaks the model-name rule of `charlm.names` ('../x', 'my notes')."""
 
 
 class AmbiguousModelError(InputError):

@@ -18,7 +18,7 @@ from typing import Any
 
 from charlm._config import help_of
 
-__all__ = ["HelpFormatter", "add_dataclass_flags", "add_model_flags", "given"]
+__all__ = ["HelpFormatter", "add_dataclass_flags", "add_model_flags", "flag_for", "given"]
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -49,7 +49,7 @@ _TYPES: dict[str, Callable[[str], Any]] = {
 }
 
 
-def _flag(name: str) -> str:
+def flag_for(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
@@ -76,7 +76,7 @@ def add_dataclass_flags(
         if shown is None:
             shown = "none" if f.default is None or f.default is MISSING else str(f.default)
         group.add_argument(
-            _flag(f.name),
+            flag_for(f.name),
             dest=f.name,
             type=kind,
             metavar=None if f.name in (choices or {}) else _METAVARS.get(kind),  # type: ignore[call-overload]
@@ -103,7 +103,7 @@ def add_model_flags(
         )
         if annotation == "bool":
             group.add_argument(
-                _flag(name),
+                flag_for(name),
                 dest=name,
                 action=argparse.BooleanOptionalAction,
                 default=None,
@@ -116,7 +116,7 @@ def add_model_flags(
             text = str(info.description or "")
             literal = typing.get_args(info.annotation) if annotation == "Literal" else ()
             group.add_argument(
-                _flag(name),
+                flag_for(name),
                 dest=name,
                 type=str if literal else kind,
                 choices=list(literal) or None,

@@ -13,16 +13,19 @@ can therefore lose at most the row being written, never the rows before it.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
 from typing import IO, Any
 
 from charlm.errors import CheckpointError
+from charlm.files import FileKind, open_regular
 
 __all__ = ["METRICS_FILE", "MetricsLog", "NullLog", "read_metrics"]
 
 METRICS_FILE = "metrics.jsonl"
+_METRICS_LOGS = FileKind("metrics logs", None, CheckpointError)
 
 
 def _clean(value: Any) -> Any:
@@ -79,9 +82,11 @@ def _ends_with_newline(path: Path) -> bool:
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     """The rows of a metrics log as the run's history: a torn last line (from a crash)
-    is skipped, and rows that a resume superseded are dropped."""
+    is skipped, and rows that a resume superseded are dropped. A path that is not a
+    regular file (`charlm.files`) is a CheckpointError."""
     rows: list[dict[str, Any]] = []
-    with open(path, encoding="utf-8", errors="replace") as f:
+    raw = open_regular(path, str(path), _METRICS_LOGS)  # a regular file: a FIFO never blocks
+    with io.TextIOWrapper(raw, encoding="utf-8", errors="replace") as f:
         for line in f:
             try:
                 row = json.loads(line)

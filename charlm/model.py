@@ -27,6 +27,7 @@ from torch import nn
 from torch.func import functional_call
 
 from charlm._config import check_choice, check_int, check_number, from_dict, setting
+from charlm.slices import Sliced, finish, steps_per_piece
 
 __all__ = [
     "CELLS",
@@ -210,6 +211,15 @@ class CharRNN(nn.Module):
         over the rows still reading, carrying state: no padding is ever read, and every
         call is a plain fused pass (the fastest kernel on the CPU).
         """
+        return finish(self.read_batch_pieces(sequences, steps=None))
+
+    def read_batch_pieces(
+        self, sequences: list[torch.Tensor], steps: int | None = 0
+    ) -> Sliced[tuple[torch.Tensor, State]]:
+        """`read_batch` in pieces (`charlm.slices`) of at most `steps` time
+        steps (0: as many as make about `PIECE` characters of the rows still reading;
+        None: one pass per distinct length, and no yield). Call it under inference mode
+        or not, as `read_batch`: each piece keeps the mode it was called in."""
         B = len(sequences)
         order = sorted(range(B), key=lambda b: -sequences[b].numel())
         lengths = [sequences[b].numel() for b in order]
@@ -219,10 +229,15 @@ class CharRNN(nn.Module):
         start = 0
         for end in sorted(set(lengths)):
             n = sum(1 for t in lengths if t >= end)  # the first n rows are still reading
-            _, (h_n, c_n) = self._run(
-                x[:n, start:end], (h[:, :n].contiguous(), c[:, :n].contiguous())
-            )
-            h[:, :n], c[:, :n] = h_n, c_n
+            span = end - start if steps is None else steps or steps_per_piece(n)
+            for t0 in range(start, end, span):
+                t1 = min(end, t0 + span)
+                _, (h_n, c_n) = self._run(
+                    x[:n, t0:t1], (h[:, :n].contiguous(), c[:, :n].contiguous())
+                )
+                h[:, :n], c[:, :n] = h_n, c_n
+                if steps is not None:
+                    yield
             start = end
         back = torch.empty(B, dtype=torch.int64, device=ids.device)
         back[torch.tensor(order, device=ids.device)] = torch.arange(B, device=ids.device)

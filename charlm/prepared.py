@@ -7,10 +7,19 @@ vocabulary, length and sha256, once to write the ids), and writes into `director
   to 65,536, else uint32, in NumPy's own format so that it maps without a copy;
 - `corpus.json`: the vocabulary, the character count, the source's sha256 and name.
 
+The ids are written with ordinary writes, so that a full disk is an error naming the
+file (a write through a memory map onto a full disk would kill the process with
+SIGBUS), and into a hidden temporary directory that is removed whatever happens; the
+JSON is moved into place last, marking a finished preparation.
+
 `open_prepared(directory)` maps the ids read-only and checks them against the JSON, so
 training reads windows straight from the page cache and its memory does not grow with
-the corpus. `load_corpus(path)` is what training calls: a prepared directory is opened,
-a text file larger than `PREPARE_ABOVE_BYTES` is prepared on the fly into the cache
+the corpus. Both files must be regular files (`charlm.files`): the JSON at most
+`MAX_META_BYTES`, nested at most `MAX_META_DEPTH` deep; the ids exactly the size the
+JSON's character count gives.
+
+`load_corpus(path)` is what training calls: a prepared directory is opened, a text file
+larger than `PREPARE_ABOVE_BYTES` is prepared on the fly into the cache
 (`download.cache_dir()/prepared/`, reused while the text is unchanged), and a smaller
 one is read and encoded in memory. Either way the result is a `Corpus` of ids; this
 module knows nothing of models or training.
@@ -19,6 +28,7 @@ module knows nothing of models or training.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import hashlib
 import json
 import logging
@@ -29,17 +39,19 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
-from charlm import download
+from charlm import download, files
 from charlm.data import check_file, read_corpus
 from charlm.errors import CorpusError, UnknownCharacterError
 from charlm.vocab import Vocabulary
 
 __all__ = [
     "IDS_FILE",
+    "MAX_META_BYTES",
+    "MAX_META_DEPTH",
     "META_FILE",
     "PREPARE_ABOVE_BYTES",
     "Corpus",
@@ -57,6 +69,13 @@ FORMAT = "charlm-prepared-corpus"
 VERSION = 1
 PREPARE_ABOVE_BYTES = 64 * 1024 * 1024
 """A text corpus larger than this is prepared (on disk, mapped) rather than read whole."""
+MAX_META_BYTES = 64 * 2**20
+"""The largest corpus.json read: a vocabulary of every Unicode code point is about 12 MB."""
+MAX_META_DEPTH = 4
+"""Deepest nesting of corpus.json read (charlm writes 2: the object, its vocabulary)."""
+_META = files.FileKind("prepared corpus descriptions", MAX_META_BYTES, CorpusError)
+_MAPPED = files.FileKind("prepared ids", None, CorpusError)
+_STREAMED = files.FileKind("corpora", None, CorpusError)
 _CHUNK_BYTES = 4 * 1024 * 1024
 _BOM = b"\xef\xbb\xbf"
 _CODE_POINTS = 0x110000
@@ -107,7 +126,8 @@ def id_dtype(vocab_size: int) -> type[np.unsignedinteger[Any]]:
 
 
 def is_prepared(path: str | Path) -> bool:
-    return (Path(path) / META_FILE).is_file()
+    """Whether `path` holds a corpus.json (of any type: `open_prepared` checks it)."""
+    return (Path(path) / META_FILE).exists()
 
 
 def prepare(source: str | Path, directory: str | Path) -> Corpus:
@@ -122,6 +142,7 @@ def prepare(source: str | Path, directory: str | Path) -> Corpus:
         sha.update(raw)
         chars += len(chunk)
         seen[chunk] = True
+    source_bytes = source.stat().st_size  # the file was just read: it is there
     if chars == 0:
         raise CorpusError(f"{what}: file is empty")
     if seen[0]:
@@ -130,49 +151,76 @@ def prepare(source: str | Path, directory: str | Path) -> Corpus:
     vocab = Vocabulary(chr(c) for c in codes.tolist())
     table = np.zeros(_CODE_POINTS, dtype=id_dtype(len(vocab)))
     table[codes] = np.arange(len(codes))
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".prepare-", dir=directory))
+    dtype = id_dtype(len(vocab))
+    made = not directory.exists()
     try:
-        ids = np.lib.format.open_memmap(
-            tmp / IDS_FILE, mode="w+", dtype=id_dtype(len(vocab)), shape=(chars,)
-        )
-        at = 0
-        for chunk, _ in _decoded(source, what):
-            ids[at : at + len(chunk)] = table[chunk]
-            at += len(chunk)
-            _release(ids)
-        ids.flush()
-        del ids
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".prepare-", dir=directory))
+    except OSError as e:
+        raise CorpusError(f"{directory}: cannot write there ({_reason(e)})") from e
+    done = False
+    try:
+        with _writing(tmp / IDS_FILE, directory / IDS_FILE) as f:
+            header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                      "fortran_order": False, "shape": (chars,)}  # fmt: skip
+            np.lib.format.write_array_header_1_0(f, header)
+            for chunk, _ in _decoded(source, what):
+                f.write(table[chunk].data)
         meta = {
             "format": FORMAT,
             "version": VERSION,
             "source": str(source),
-            "source_bytes": source.stat().st_size,
+            "source_bytes": source_bytes,
             "chars": chars,
             "sha256": sha.hexdigest(),
             "vocab": vocab.to_list(),
         }
-        (tmp / META_FILE).write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+        with _writing(tmp / META_FILE, directory / META_FILE) as f:
+            f.write(json.dumps(meta, ensure_ascii=False).encode("utf-8"))
         for name in (IDS_FILE, META_FILE):  # the JSON last: it marks a finished preparation
-            os.replace(tmp / name, directory / name)
+            try:
+                os.replace(tmp / name, directory / name)
+            except OSError as e:
+                raise CorpusError(f"{directory / name}: cannot write it ({_reason(e)})") from e
+        done = True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if made and not done:
+            with contextlib.suppress(OSError):
+                directory.rmdir()  # only if it is empty
     return open_prepared(directory)
+
+
+@contextlib.contextmanager
+def _writing(path: Path, final: Path) -> Iterator[BinaryIO]:
+    """`path` open for writing, written through to the disk when the block ends; a write
+    that fails (a full disk: ENOSPC, or EFBIG past a file size limit) is a CorpusError
+    naming `final`, the file it was to become."""
+    try:
+        with open(path, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise CorpusError(f"{final}: cannot write it ({_reason(e)})") from e
+
+
+def _reason(e: OSError) -> str:
+    return e.strerror or str(e)
 
 
 def _decoded(source: Path, what: str) -> Iterator[tuple[np.ndarray, bytes]]:
     """The code points of `source`'s text, a chunk at a time, with the chunk's bytes
     (a leading byte-order mark left out)."""
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
-    try:
-        f = source.open("rb")
-    except OSError as e:
-        raise CorpusError(f"{what}: cannot read it ({e.strerror or e})") from e
-    with f:
+    with files.open_regular(source, what, _STREAMED) as f:
         offset = len(_BOM) if f.read(len(_BOM)) == _BOM else 0
         f.seek(offset)
         while True:
-            raw = f.read(_CHUNK_BYTES)
+            try:
+                raw = f.read(_CHUNK_BYTES)
+            except OSError as e:
+                raise CorpusError(f"{what}: cannot read it ({_reason(e)})") from e
             pending = len(decoder.getstate()[0])  # bytes of a character cut by the last chunk
             try:
                 text = decoder.decode(raw, final=not raw)
@@ -191,9 +239,11 @@ def open_prepared(directory: str | Path) -> Corpus:
     """Map a prepared corpus read-only, checking that its files agree."""
     directory = Path(directory)
     what = f"prepared corpus {directory}"
+    where = f"{what}: {META_FILE}"
+    raw = files.read_regular(directory / META_FILE, where, _META)
     try:
-        meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        meta = files.loads_json(raw.decode("utf-8"), where, _META, MAX_META_DEPTH)
+    except ValueError as e:  # not UTF-8, not JSON
         raise CorpusError(f"{what}: cannot read {META_FILE} ({e})") from e
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CorpusError(f"{what}: {META_FILE} is not a prepared corpus's description")
@@ -205,21 +255,46 @@ def open_prepared(directory: str | Path) -> Corpus:
     try:
         vocab = Vocabulary.from_list(meta["vocab"])
         chars, sha = int(meta["chars"]), str(meta["sha256"])
-        ids = np.load(directory / IDS_FILE, mmap_mode="r", allow_pickle=False)
-    except (KeyError, TypeError, ValueError, OSError) as e:
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise CorpusError(f"{what}: damaged ({e}); prepare the corpus again") from e
     except Exception as e:  # a vocabulary error, with its own message
         raise CorpusError(f"{what}: {e}") from e
-    if ids.ndim != 1 or ids.dtype != id_dtype(len(vocab)) or len(ids) != chars:
-        raise CorpusError(
-            f"{what}: {IDS_FILE} holds {ids.shape} {ids.dtype}, expected {chars} ids of "
-            f"{np.dtype(id_dtype(len(vocab)))}; prepare the corpus again"
-        )
+    ids = _map_ids(directory / IDS_FILE, what, chars, np.dtype(id_dtype(len(vocab))))
     for start in range(0, chars, _CHUNK_BYTES):  # an id beyond the vocabulary would crash
         if int(ids[start : start + _CHUNK_BYTES].max()) >= len(vocab):
             raise CorpusError(f"{what}: ids beyond the vocabulary; prepare the corpus again")
         _release(ids)
     return Corpus(ids, vocab, sha, str(meta.get("source", directory)), prepared=directory)
+
+
+def _map_ids(path: Path, what: str, chars: int, dtype: np.dtype[Any]) -> np.ndarray:
+    """The `chars` ids of `dtype` in the .npy file `path`, mapped read-only from the
+    descriptor that was checked to be a regular file, and only if the file is exactly
+    their size (ids missing from a shorter one would fault when read)."""
+    again = "prepare the corpus again"
+    with files.open_regular(path, f"{what}: {IDS_FILE}", _MAPPED) as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            if version not in ((1, 0), (2, 0)):
+                raise ValueError(f"version {version} of the .npy format")
+            header = getattr(np.lib.format, f"read_array_header_{version[0]}_0")
+            shape, fortran, found = header(f)
+            offset, size = f.tell(), os.fstat(f.fileno()).st_size
+        except (ValueError, OSError) as e:
+            raise CorpusError(f"{what}: {IDS_FILE} is damaged ({e}); {again}") from e
+        if shape != (chars,) or fortran or found != dtype or chars < 1:
+            raise CorpusError(
+                f"{what}: {IDS_FILE} holds {shape} {found}, expected {chars} ids of {dtype}; "
+                f"{again}"
+            )
+        if size != offset + chars * dtype.itemsize:
+            raise CorpusError(
+                f"{what}: {IDS_FILE} is {size:,} bytes, not a header and {chars:,} ids; {again}"
+            )
+        try:
+            return np.memmap(f, dtype=dtype, mode="r", offset=offset, shape=shape)
+        except (ValueError, OSError) as e:
+            raise CorpusError(f"{what}: {IDS_FILE} cannot be mapped ({e}); {again}") from e
 
 
 def _release(ids: np.ndarray) -> None:

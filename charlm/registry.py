@@ -8,10 +8,15 @@ or retrained model is served without a restart.
 A checkpoint that fails to load is that model's error alone: it is listed under
 `errors()` (named by the model's name, never by a path on the server), and every other
 model, the listing and start-up go on. The failure is remembered until the directory's
-files change, so a broken model is not read again on every request. Names must be plain
-directory names: anything that could leave the directory ('../x', '/etc', 'a/b') is
-refused before the disk is touched, and every file a checkpoint names must resolve
-inside the checkpoints directory (a symlink out of it is refused).
+files change, so a broken model is not read again on every request.
+
+Model names follow the one rule of `charlm.names`: a name that breaks it (anything that
+could leave the directory, '../x', '/etc', 'a/b', included) is refused before the disk
+is touched, and a checkpoint directory whose name breaks it ('my notes', '.hidden',
+'café') is not served but listed under `errors()` too, keyed by its name as `names.shown`
+escapes it, with the name to rename it to. Every file a checkpoint names must resolve
+inside the checkpoints directory (a symlink out of it is refused). A directory holding
+no checkpoint is not a model and is ignored.
 
 Safe to use from many threads; a reload swaps in a new `Predictor` while calls already
 running finish on the old one.
@@ -20,7 +25,6 @@ running finish on the old one.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,17 +36,15 @@ from charlm.errors import (
     CharLMError,
     CheckpointError,
     IncompatibleCheckpointError,
-    ModelNameError,
     NoModelError,
     UnknownModelError,
 )
 from charlm.inference import Predictor
+from charlm.names import NAME_PATTERN, RULE, check_name, is_servable, servable_name, shown
 
 __all__ = ["NAME_PATTERN", "LoadedModel", "ModelRegistry", "RefreshReport", "check_name"]
 
 log = logging.getLogger(__name__)
-
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 Stamp = tuple[int, ...]
 
@@ -74,6 +76,7 @@ class ModelRegistry:
         self.device = device
         self._models: dict[str, LoadedModel] = {}
         self._failures: dict[str, _Failure] = {}
+        self._misnamed: dict[str, str] = {}  # as of the last refresh, by shown name
         self._lock = threading.RLock()
 
     # -- queries ----------------------------------------------------------------
@@ -85,7 +88,10 @@ class ModelRegistry:
         return [m for m in (self._models.get(n) for n in self.names()) if m is not None]
 
     def errors(self) -> dict[str, str]:
-        return {name: str(f.error) for name, f in sorted(self._failures.items())}
+        """Why each checkpoint that is not served is not: by model name for one that
+        failed to load, by escaped directory name (`names.shown`) for a misnamed one."""
+        failed = {name: str(f.error) for name, f in self._failures.items()}
+        return dict(sorted({**failed, **self._misnamed}.items()))
 
     def get(self, name: str | None) -> LoadedModel:
         """The model called `name`, or the only one when `name` is None."""
@@ -119,7 +125,12 @@ class ModelRegistry:
         if name is None:
             names = self.names()
             if not names:
-                raise NoModelError("no model is loaded; train one into the checkpoints directory")
+                unserved = len(self._failures) + len(self._misnamed)
+                why = f" ({unserved} checkpoint(s) not served; GET /models lists why)"
+                raise NoModelError(
+                    "no model is loaded; train one into the checkpoints directory"
+                    + (why if unserved else "")
+                )
             if len(names) > 1:
                 raise AmbiguousModelError(
                     f"several models are loaded ({', '.join(names)}); name one with 'model'"
@@ -140,9 +151,20 @@ class ModelRegistry:
             except OSError as e:
                 log.warning("cannot list the checkpoints directory: %s", e)
                 entries = []
+            misnamed: dict[str, str] = {}
+            taken = {sub.name for sub in entries}
             for sub in entries:
-                if NAME_PATTERN.fullmatch(sub.name) and checkpoint.exists(sub):
+                if not checkpoint.exists(sub):
+                    continue  # not a model
+                if is_servable(sub.name):
                     on_disk.add(sub.name)
+                else:
+                    key = shown(sub.name)
+                    while key in misnamed:  # two long names alike up to the cut
+                        key += "+"
+                    misnamed[key] = _misnamed_reason(sub.name, taken)
+            self._misnamed = misnamed
+            report.errors.update(misnamed)
             for name in sorted(on_disk | set(self._models) | set(self._failures)):
                 before = self._models.get(name)
                 try:
@@ -219,13 +241,15 @@ def _load_error(name: str, e: Exception) -> CheckpointError:
     return IncompatibleCheckpointError(f"{name}: cannot be loaded ({type(e).__name__})")
 
 
-def check_name(name: object) -> None:
-    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or ".." in name:
-        shown = ascii(name)[:60] if isinstance(name, str) else type(name).__name__
-        raise ModelNameError(
-            f"invalid model name {shown}: use the name of a checkpoint directory "
-            "(letters, digits, '.', '_', '-')"
-        )
+def _misnamed_reason(name: str, taken: set[str]) -> str:
+    """Why the checkpoint directory `name` is not served, and what to do about it."""
+    better = servable_name(name)
+    todo = (
+        f"rename it to one that is ({better} is taken)"
+        if better in taken
+        else f"rename it to {better} to serve it"
+    )
+    return f"the directory's name is not a model name ({RULE}); {todo}"
 
 
 def _manifest_stamp(path: Path) -> Stamp | None:

@@ -22,6 +22,7 @@ __all__ = [
     "eval_text",
     "num",
     "predict_text",
+    "quoted",
     "score_summary",
     "score_table",
     "show_char",
@@ -52,12 +53,12 @@ def _bar(p: float) -> str:
 
 
 def predict_text(text: str, result: Prediction) -> str:
-    lines = [f"after {_quote(text)}, the next character is:"]
+    lines = [f"after {quoted(text)}, the next character is:"]
     for d in result.next:
         lines.append(f"  {show_char(d.char):>4}  {d.prob:9.6f}  {_bar(d.prob)}")
     if result.steps:
         lines.append(
-            f"greedy continuation ({len(result.steps)} chars): {_quote(result.continuation)}"
+            f"greedy continuation ({len(result.steps)} chars): {quoted(result.continuation)}"
         )
         cells = [f"{show_char(s.char)} {s.prob:.4f}" for s in result.steps]
         lines.extend(wrap(cells))
@@ -117,7 +118,9 @@ def eval_text(path: str, result: EvalResult) -> str:
     )
 
 
-def _quote(text: str, limit: int = 60) -> str:
+def quoted(text: str, limit: int = 60) -> str:
+    """`text` in double quotes on one line: invisible characters escaped (`show_char`),
+    spaces kept, only its last `limit` characters when longer."""
     shown = "".join(show_char(c) if c != " " else " " for c in text)
     if len(shown) > limit:
         shown = "…" + shown[-limit:]

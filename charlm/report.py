@@ -13,23 +13,31 @@ from pathlib import Path
 
 from charlm.inference.results import ScoreResult
 
-__all__ = ["ASSETS_DIR", "score_report"]
+__all__ = ["ASSETS_DIR", "score_page", "score_report", "script_safe"]
 
 ASSETS_DIR = Path(__file__).parent / "assets"
 
 
-def _script_safe(text: str) -> str:
-    """JSON text that cannot end the <script> element it sits in."""
+def script_safe(text: str) -> str:
+    """JSON text that cannot end the <script> element it sits in (each character is
+    replaced on its own, so the JSON may be made safe piece by piece)."""
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def score_report(result: ScoreResult) -> str:
     """The HTML page for `result`."""
+    before, after = score_page(result.model, len(result.steps))
+    return before + script_safe(result.model_dump_json()) + after
+
+
+def score_page(model: str, scored: int) -> tuple[str, str]:
+    """The HTML page for a score of `model` over `scored` characters: the text before
+    the score's JSON and the text after it (the JSON goes between, `script_safe`)."""
     css = (ASSETS_DIR / "inspector.css").read_text(encoding="utf-8")
     scripts = ("scoreview.js", "scorecharts.js")  # the view first: the charts extend it
     js = "\n".join((ASSETS_DIR / name).read_text(encoding="utf-8") for name in scripts)
-    title = f"charlm: {result.model}, {len(result.steps)} characters scored"
-    return f"""<!doctype html>
+    title = f"charlm: {model}, {scored} characters scored"
+    page = f"""<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -50,7 +58,7 @@ everything before it. Hover or focus a character for its rank, entropy and alter
 <script>
 {js}
 </script>
-<script id="score-data" type="application/json">{_script_safe(result.model_dump_json())}</script>
+<script id="score-data" type="application/json">{_DATA}</script>
 <script>
 CharLM.renderScore(document.getElementById("view"),
   JSON.parse(document.getElementById("score-data").textContent));
@@ -58,3 +66,8 @@ CharLM.renderScore(document.getElementById("view"),
 </body>
 </html>
 """
+    before, after = page.split(_DATA)
+    return before, after
+
+
+_DATA = "\0score-data\0"  # where the JSON goes; no asset holds it

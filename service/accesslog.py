@@ -94,7 +94,7 @@ class AccessLog:
         """The model named in a JSON body, and with `include_text` its text."""
         try:
             data = json.loads(raw) if raw else None
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deeply to read
             return {"model": None}
         if not isinstance(data, dict):
             return {"model": None}

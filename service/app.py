@@ -27,7 +27,7 @@ from charlm.runtime import Runtime, free_cores
 
 from .accesslog import AccessLog
 from .batching import PredictBatcher
-from .body import BodyLimit
+from .body import BodyFraming, BodyLimit
 from .compute import ComputeThread
 from .docs import install_docs
 from .errors import install_error_handlers
@@ -107,8 +107,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         in_flight=lambda: pending.on("/predict"),
     )
     app.state.generation = GenerationEngine(app.state.compute)
-    # Outermost last: AccessLog -> RequestMetrics -> OpenAIErrors -> Guard -> CORS -> BodyLimit ->
-    # Admission -> routes.
+    # Outermost last: AccessLog -> RequestMetrics -> OpenAIErrors -> BodyFraming -> Guard ->
+    # CORS -> BodyLimit -> Admission -> routes.
     app.add_middleware(
         Admission, pending=app.state.pending, limit=settings.max_pending, paths=INFERENCE_PATHS
     )
@@ -128,6 +128,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         api_key=settings.api_key,
         rate=settings.rate_limit,
     )
+    app.add_middleware(BodyFraming)  # before anything answers: a body's end is unambiguous
     app.add_middleware(OpenAIErrors)  # every /v1 error, in OpenAI's shape
     app.add_middleware(RequestMetrics)  # every request, counted and timed
     if settings.access_log:  # outermost: what the client sent and got

@@ -3,8 +3,11 @@
 A call puts its query on a queue and waits. One task on the event loop takes
 everything queued, waits up to `wait_s` for more while other /predict requests are
 still on their way in (none when the server is idle, so a lone call never waits), then
-answers the whole batch with `Predictor.predict_batch` on the compute thread, one
-call per model. Calls that arrive meanwhile form the next batch.
+answers the whole batch with `Predictor.predict_pieces` on the compute thread, one
+call per model, in pieces that take turns with other work. Calls that arrive meanwhile
+form the next batch. A call with a long text or a long continuation is answered on its
+own, beside the batches (its pieces taking turns with theirs), so that it holds up
+neither the next batch nor the other answers of its own.
 """
 
 from __future__ import annotations
@@ -19,7 +22,12 @@ from charlm import Prediction, Predictor, PredictQuery
 from .compute import ComputeThread
 from .metrics import BATCH, BATCH_LARGEST
 
-__all__ = ["BatchStats", "PredictBatcher"]
+__all__ = ["LONG_CONTINUATION", "LONG_TEXT", "BatchStats", "PredictBatcher", "is_long"]
+
+LONG_TEXT = 1024
+"""Characters of text above which a call is answered on its own, beside the batches."""
+LONG_CONTINUATION = 256
+"""Characters of continuation above which a call is answered on its own."""
 
 
 @dataclass
@@ -55,6 +63,7 @@ class PredictBatcher:
         self._queue: list[_Call] = []
         self._arrived: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._alone: set[asyncio.Task[None]] = set()
 
     async def predict(self, predictor: Predictor, query: PredictQuery) -> Prediction:
         loop = asyncio.get_running_loop()
@@ -68,10 +77,11 @@ class PredictBatcher:
         return await call.future
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in [self._task, *self._alone]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for call in self._queue:
             call.future.cancel()
         self._queue.clear()
@@ -97,6 +107,11 @@ class PredictBatcher:
             if self._queue:
                 self._arrived.set()  # the rest form the next batch at once
             batch = [call for call in batch if not call.future.done()]  # callers gone
+            for call in [c for c in batch if is_long(c.query)]:  # answered beside the batches
+                batch.remove(call)
+                task = loop.create_task(self._answer([call]))
+                self._alone.add(task)
+                task.add_done_callback(self._alone.discard)
             if not batch:
                 continue
             self.stats.batches += 1
@@ -114,7 +129,7 @@ class PredictBatcher:
             predictor = calls[0].predictor
             queries = [call.query for call in calls]
             try:
-                answers = await self.compute.run(predictor.predict_batch, queries)
+                answers = await self.compute.run_sliced(predictor.predict_pieces(queries))
             except Exception as error:
                 if len(calls) == 1:
                     _settle(calls[0], error=error)
@@ -127,11 +142,17 @@ class PredictBatcher:
     async def _answer_alone(self, calls: list[_Call]) -> None:
         for call in calls:
             try:
-                answer = await self.compute.run(call.predictor.predict_batch, [call.query])
+                answer = await self.compute.run_sliced(call.predictor.predict_pieces([call.query]))
             except Exception as error:
                 _settle(call, error=error)
             else:
                 _settle(call, answer[0])
+
+
+def is_long(query: PredictQuery) -> bool:
+    """A query that would hold up a batch's answers: a long text to read, or a long
+    continuation to step (the batch's calls are answered together, at its end)."""
+    return len(query.text) > LONG_TEXT or query.continuation_length > LONG_CONTINUATION
 
 
 def _settle(call: _Call, answer: Prediction | None = None, error: Exception | None = None) -> None:

@@ -6,6 +6,12 @@ is cut off with 413, and a body not complete `timeout_s` after the request arriv
 408. In each case the connection is closed. Only a complete body goes on, replayed from
 memory, to admission control and the routes: a slow or oversized client never holds an
 in-progress slot, a thread, or the event loop's time.
+
+`BodyFraming`, ahead of every middleware that may answer (service/app.py), refuses with
+400 a request that gives both `Content-Length` and `Transfer-Encoding`, and closes the
+connection (RFC 9112 section 6.1). uvicorn's HTTP/1.1 parser (h11) reads such a body as
+chunked and keeps the connection open, so bytes that a proxy trusting Content-Length
+took for this request's body would be read here as a second request.
 """
 
 from __future__ import annotations
@@ -16,7 +22,24 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import error_response
 
-__all__ = ["BodyLimit"]
+__all__ = ["BodyFraming", "BodyLimit"]
+
+
+class BodyFraming:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _length_and_chunked(scope):
+            await error_response(
+                400,
+                "ambiguous_body_length",
+                "the request gives both Content-Length and Transfer-Encoding, so where its "
+                "body ends is ambiguous; send one of them",
+                {"Connection": "close"},
+            )(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 class BodyLimit:
@@ -94,3 +117,8 @@ def _content_length(scope: Scope) -> int | None:
             text = value.decode("latin-1").strip()
             return int(text) if text.isdigit() and len(text) <= 18 else -1
     return None
+
+
+def _length_and_chunked(scope: Scope) -> bool:
+    names = {name for name, _ in scope.get("headers", [])}
+    return b"content-length" in names and b"transfer-encoding" in names

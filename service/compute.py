@@ -8,9 +8,16 @@ a small machine and GNU OpenMP stops spinning between parallel regions, so every
 kernel pays for waking its team: measured on 2 cores, a batch of 32 /predict queries
 took 4x as long on a second thread as on the first. One thread keeps one team.
 
-Jobs run one at a time in the order they were submitted. `waiting` tells a long job
-(the generation engine's steps) that others are queued, so that it can hand the thread
-over after its current step.
+Jobs run in the order they were submitted. A plain job (`run`) runs whole. A sliced
+job (`run_sliced`: a computation in pieces, `charlm.slices`) runs piece after piece
+for a turn of at least `SLICE_S`, and on while nothing else is queued; then it goes to
+the back of the queue, so a /predict waits at most about one piece (a few milliseconds)
+behind the longest request, and long requests take turns. Each piece runs under
+inference mode; once a long job ends, the memory it freed is given back to the system.
+A job whose caller has stopped waiting (its client has gone) is not started, and a
+sliced one is closed after the piece in progress. `waiting` tells a long plain job (the
+generation engine's steps) that others are queued, so that it can hand the thread over
+after its current step.
 """
 
 from __future__ import annotations
@@ -20,15 +27,33 @@ import contextlib
 import functools
 import queue
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
+
+from charlm.runtime import release_freed_memory
+from charlm.slices import run_piece
 
 __all__ = ["ComputeThread"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-_Job = tuple[Callable[[], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+
+_LONG = 64
+"""Pieces after which a finished job's freed memory is given back to the system."""
+SLICE_S = 0.002
+"""How long a sliced job keeps the thread, piece after piece, before others that are
+waiting take their turn: a short job (a /predict's few pieces) ends within it."""
+
+
+@dataclass(eq=False)
+class _Job:
+    work: Callable[[], Any] | Generator[None, None, Any]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+    pieces: int = 0
 
 
 class ComputeThread:
@@ -39,7 +64,7 @@ class ComputeThread:
 
     @property
     def waiting(self) -> int:
-        """Jobs submitted and not yet started."""
+        """Jobs submitted and not yet started, or waiting for their next piece."""
         return self._jobs.qsize()
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -47,14 +72,28 @@ class ComputeThread:
 
         A job whose caller has stopped waiting before it starts is skipped.
         """
+        return await self._submit(functools.partial(fn, *args, **kwargs))
+
+    async def run_sliced(self, job: Generator[None, None, T]) -> T:
+        """A computation in pieces (`charlm.slices`) on the compute thread, taking turns
+        with other work; its result. Cancelling the call (a client that has gone) closes
+        it after the piece in progress."""
+        return await self._submit(job)
+
+    async def _submit(self, work: Callable[[], T] | Generator[None, None, T]) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._start()
-        self._jobs.put((functools.partial(fn, *args, **kwargs), future, loop))
-        return await future
+        self._jobs.put(_Job(work, future, loop))
+        try:
+            return await future
+        except asyncio.CancelledError:
+            future.cancel()  # seen by the compute thread at the next piece
+            raise
 
     def close(self) -> None:
-        """Finish the job in progress, cancel the queued ones, and end the thread."""
+        """Finish the piece or job in progress, cancel the queued ones, and end the
+        thread."""
         with self._lock:
             thread, self._thread = self._thread, None
         if thread is None:
@@ -72,22 +111,47 @@ class ComputeThread:
 
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
-            fn, future, loop = job
-            if future.cancelled():
-                continue
-            try:
-                result = fn()
-            except BaseException as error:  # handed to the caller, whatever it is
-                _settle_soon(loop, future, error=error)
-            else:
-                _settle_soon(loop, future, result=result)
+            if isinstance(job.work, Generator):
+                self._pieces(job, job.work)
+            elif not job.future.cancelled():
+                try:
+                    result = job.work()
+                except BaseException as error:  # handed to the caller, whatever it is
+                    _settle_soon(job.loop, job.future, error=error)
+                else:
+                    _settle_soon(job.loop, job.future, result=result)
         while True:  # closing: what is still queued will not run
             try:
                 rest = self._jobs.get_nowait()
             except queue.Empty:
                 return
             if rest is not None:
-                _settle_soon(rest[2], rest[1], cancel=True)
+                if isinstance(rest.work, Generator):
+                    rest.work.close()
+                _settle_soon(rest.loop, rest.future, cancel=True)
+
+    def _pieces(self, job: _Job, work: Generator[None, None, Any]) -> None:
+        """Run `work`'s pieces until it ends, its caller has gone, or another job waits
+        (then it goes to the back of the queue)."""
+        turn_ends = time.perf_counter() + SLICE_S
+        while True:
+            if job.future.cancelled():
+                work.close()
+                break
+            try:
+                done, result = run_piece(work)
+            except BaseException as error:  # handed to the caller, whatever it is
+                _settle_soon(job.loop, job.future, error=error)
+                break
+            if done:
+                _settle_soon(job.loop, job.future, result=result)
+                break
+            job.pieces += 1
+            if self._jobs.qsize() and time.perf_counter() >= turn_ends:
+                self._jobs.put(job)
+                return
+        if job.pieces >= _LONG:  # a long request's temporaries: back to the system
+            release_freed_memory()
 
 
 def _settle_soon(

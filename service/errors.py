@@ -21,6 +21,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from charlm import errors as E
 
+from .sliced import ClientGone
+
 __all__ = ["STATUS", "error_response", "install_error_handlers", "response_for", "status_for"]
 
 log = logging.getLogger(__name__)
@@ -85,6 +87,8 @@ def response_for(exc: E.CharLMError) -> JSONResponse:
         extra["characters"] = [{"char": c, "position": p} for c, p in exc.unknown[:_MAX_LISTED]]
     if isinstance(exc, E.TextTooLongError | E.LimitExceededError):
         extra["limit"] = exc.limit
+        if exc.flag:
+            extra["flag"] = exc.flag
     headers = {"Retry-After": "1"} if isinstance(exc, E.OverloadedError) else None
     status, kind = status_for(exc)
     return error_response(status, kind, str(exc), headers, **extra)
@@ -127,8 +131,18 @@ def _is_json(request: Request) -> bool:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, RecursionError):  # FastAPI's 400 for any unreadable body
+        return error_response(
+            400, "json_too_deep", "request body is JSON nested too deeply to read; flatten it"
+        )
     kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return error_response(exc.status_code, kind, str(exc.detail), headers=exc.headers)
+
+
+async def _client_gone(request: Request, exc: Exception) -> JSONResponse:
+    """Nobody reads it: the status (nginx's 499, "client closed request") is for the
+    access log and the metrics."""
+    return error_response(499, "client_gone", "the client disconnected; the work stopped")
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -140,4 +154,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(E.CharLMError, _charlm_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(ClientGone, _client_gone)
     app.add_exception_handler(Exception, _unexpected)

@@ -1,14 +1,15 @@
 """Continuous batching of /generate: every generation in progress advances together.
 
-A /generate call joins the engine (its prompt is checked and read on the compute
-thread) and gets a `Stream` of characters. One task on the event loop keeps the
-generations going: it hands the compute thread one job that steps every active
-generation of every model (one batched model step per model per character, through
-`charlm.inference.Decoding`), for up to `slice_s`, or just one step when other work is
-queued for the compute thread (a /predict batch, a /score, a load). So other requests
-wait at most one step for the thread, however long the generations are, and several
-generations cost little more than one. Generations join and leave between any two
-steps; a stream whose client has gone is dropped before the next.
+A /generate call joins the engine (its prompt is checked, then read on the compute
+thread in pieces that take turns with other work) and gets a `Stream` of characters.
+One task on the event loop keeps the generations going: it hands the compute thread
+one job that steps every active generation of every model (one batched model step per
+model per character, through `charlm.inference.Decoding`), for up to `slice_s`, or
+just one step when other work is queued for the compute thread (a /predict batch, a
+piece of a /score, a load). So other requests wait at most one step for the thread,
+however long the generations are, and several generations cost little more than one.
+Generations join and leave between any two steps; a stream whose client has gone is
+dropped before the next.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 
 from charlm import Predictor, SampleConfig
 from charlm.inference import Decoding, Sequence
+from charlm.inference.decoding import Start, start_pieces
+from charlm.slices import Sliced
 
 from .compute import ComputeThread
 from .metrics import GEN_ACTIVE, GEN_LARGEST, GEN_STARTED, GEN_STEPS, GENERATED
@@ -89,9 +92,10 @@ class GenerationEngine:
         A caller that goes away while its prompt is being read leaves no generation
         behind: its sequence is dropped before the next step.
         """
+        start = start_pieces(predictor, prompt, config)  # the prompt is checked here
         stream = Stream()
         self._live += 1  # counted before its sequence can end, so the count never falls short
-        job = asyncio.ensure_future(self.compute.run(self._join, predictor, prompt, config, stream))
+        job = asyncio.ensure_future(self.compute.run_sliced(self._join(predictor, start, stream)))
         try:
             joined = await asyncio.shield(job)
         except asyncio.CancelledError:
@@ -145,12 +149,12 @@ class GenerationEngine:
 
     # -- on the compute thread -----------------------------------------------------
 
-    def _join(
-        self, predictor: Predictor, prompt: str, config: SampleConfig, stream: Stream
-    ) -> bool:
-        """Add the generation; False when it has nothing to make."""
+    def _join(self, predictor: Predictor, start: Sliced[Start], stream: Stream) -> Sliced[bool]:
+        """Read the prompt in pieces, then add the generation (in one piece, so that no
+        step runs between); False when it has nothing to make."""
+        begun = yield from start
         decoding = self._decodings.get(id(predictor)) or Decoding(predictor)
-        sequence = decoding.join(prompt, config)
+        sequence = decoding.add(begun)
         if sequence.done:
             return False
         self._decodings[id(predictor)] = decoding

@@ -1,7 +1,9 @@
 """What one request may ask for, and how many may be in progress at once.
 
-`check_limits` compares a request's sizes with the server's caps, and `check_items` those
-of an /accuracy request (how many items, and each one's prompt and answer). `Admission`
+`check_limits` compares a request's sizes with the server's caps, `check_items` those of
+an /accuracy request (how many items, and each one's prompt and answer), `check_choices`
+a /v1/completions request's prompts and choices, and `check_scored` the characters a
+request has the model score; each refusal names the flag that raises its cap. `Admission`
 is ASGI middleware that counts inference requests from arrival until their last byte is
 sent (streams included) and answers 503 at once when `max_pending` are already in
 progress, so overload never builds an unbounded queue.
@@ -14,12 +16,13 @@ from collections.abc import Sequence
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from charlm import LimitExceededError, OverloadedError, TextTooLongError, TooManyItemsError
+from charlm.flags import flag_for
 
 from .errors import response_for
 from .metrics import PENDING
 from .settings import ServiceSettings
 
-__all__ = ["Admission", "Pending", "check_items", "check_limits"]
+__all__ = ["Admission", "Pending", "check_choices", "check_items", "check_limits", "check_scored"]
 
 
 def check_limits(
@@ -32,29 +35,59 @@ def check_limits(
     alternatives: int = 0,
 ) -> None:
     if len(text) > settings.max_text_chars:
-        raise TextTooLongError(len(text), settings.max_text_chars, what=what)
+        raise TextTooLongError(
+            len(text), settings.max_text_chars, what=what, flag=flag_for("max_text_chars")
+        )
     caps = (
-        ("continuation_length", continuation, settings.max_continuation),
-        ("length", length, settings.max_generate_length),
-        ("alternatives", alternatives, settings.max_alternatives),
+        ("continuation_length", continuation, "max_continuation"),
+        ("length", length, "max_generate_length"),
+        ("alternatives", alternatives, "max_alternatives"),
     )
     for name, value, cap in caps:
-        if value > cap:
-            raise LimitExceededError(name, value, cap)
+        _cap(settings, name, value, cap, LimitExceededError)
 
 
 def check_items(settings: ServiceSettings, items: Sequence[tuple[str, str]]) -> None:
     """(prompt, answer) pairs: at most `max_accuracy_items` of them (413 above), each
-    prompt and answer within `max_text_chars` together, and each answer (the greedy
-    continuation read for it) within `max_continuation`."""
-    if len(items) > settings.max_accuracy_items:
-        raise TooManyItemsError("items", len(items), settings.max_accuracy_items)
+    prompt and answer within `max_text_chars` together, each answer (the greedy
+    continuation read for it) within `max_continuation`, and all of them within
+    `max_scored_chars`."""
+    _cap(settings, "items", len(items), "max_accuracy_items")
     for n, (prompt, answer) in enumerate(items, 1):
         check_limits(settings, text=prompt + answer, what=f"item {n}'s prompt and answer")
-        if len(answer) > settings.max_continuation:
-            raise LimitExceededError(
-                f"item {n}'s answer length", len(answer), settings.max_continuation
-            )
+        _cap(
+            settings,
+            f"item {n}'s answer length",
+            len(answer),
+            "max_continuation",
+            LimitExceededError,
+        )
+    check_scored(settings, sum(len(p) + len(a) for p, a in items))
+
+
+def check_choices(settings: ServiceSettings, prompts: int, n: int) -> None:
+    """A /v1/completions request's prompts, and its choices (prompts times n)."""
+    _cap(settings, "prompts", prompts, "max_prompts")
+    _cap(settings, "choices (prompts times n)", prompts * n, "max_choices")
+
+
+def check_scored(settings: ServiceSettings, chars: int) -> None:
+    """The characters one request has the model score or read (413 over the cap)."""
+    _cap(settings, "characters to score", chars, "max_scored_chars")
+
+
+def _cap(
+    settings: ServiceSettings,
+    name: str,
+    value: int,
+    cap: str,
+    error: type[LimitExceededError] = TooManyItemsError,
+) -> None:
+    """Refuse `value` over the setting `cap`, naming the flag that raises it: a request
+    too large (413, TooManyItemsError) or one asking for too much (422)."""
+    limit = getattr(settings, cap)
+    if value > limit:
+        raise error(name, value, limit, flag=flag_for(cap))
 
 
 class Pending:

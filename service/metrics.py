@@ -13,8 +13,10 @@ With `charlm serve --workers N` (N > 1) the parent gives the workers one directo
 its values there, and whichever worker answers a scrape reads them all, so a scrape sees
 the whole server. Counters and histograms add up over the workers; requests in progress
 sum over the live ones; models loaded is the largest any worker holds; memory is listed
-per worker. A `route` is the route's path as declared (`/models/{name}`), or `other`, so
-that a client cannot grow the number of series.
+per worker. A worker leaves the live sums and the memory list when it stops, or, killed,
+when the parent collects its exit status (service/supervisor.py). A `route` is the
+route's path as declared (`/models/{name}`), or `other`, so that a client cannot grow the
+number of series.
 """
 
 from __future__ import annotations

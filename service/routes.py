@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
-from pydantic import BaseModel
+from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from charlm import (
     Generation,
@@ -28,18 +27,21 @@ from charlm import (
     ScoreResult,
     TooManyItemsError,
 )
+from charlm.flags import flag_for
 from charlm.inference import ActivationResult
 from charlm.registry import LoadedModel, ModelRegistry
-from charlm.report import score_report
-from charlm.tasks import AccuracyResult, AnswerItem, answer_accuracy
+from charlm.report import score_page, script_safe
+from charlm.slices import Sliced
+from charlm.tasks import AccuracyResult, AnswerItem, accuracy_pieces
 
 from . import schemas as S
-from .batching import PredictBatcher
+from .batching import PredictBatcher, is_long
 from .compute import ComputeThread
 from .generation import GenerationEngine, Stream
-from .limits import check_items, check_limits
+from .limits import check_items, check_limits, check_scored
 from .metrics import CONTENT_TYPE_LATEST, MODELS, exposition, server_counts
 from .settings import ServiceSettings
+from .sliced import Fragments, answer, respond, result_json, score_json, until_gone
 
 __all__ = ["ERRORS", "GUARDED", "STATIC_DIR", "model_for", "router"]
 
@@ -184,24 +186,24 @@ async def predict(req: S.PredictRequest, request: Request) -> Prediction:
     model = await model_for(state.registry, state.compute, req.model)
     query = model.predictor.query(req.text, req.top_k, req.continuation_length, req.alternatives)
     batcher: PredictBatcher = state.batcher
-    return await batcher.predict(model.predictor, query)
-
-
-def _json(result: BaseModel) -> Response:
-    """A library result as the answer, serialised once by pydantic: FastAPI would check
-    it against the response model again (which it is), at a cost that grows with the
-    answer (a third of a large /score's time)."""
-    return Response(result.model_dump_json(), media_type="application/json")
+    if not is_long(query):  # answered in milliseconds; watching its client costs more
+        return await batcher.predict(model.predictor, query)
+    return await until_gone(request, batcher.predict(model.predictor, query))
 
 
 @router.post("/score", response_model=ScoreResult, responses=ERRORS)
-async def score(req: S.ScoreRequest, reg: Registry, cfg: Settings, cpu: Compute) -> Response:
+async def score(
+    req: S.ScoreRequest, request: Request, reg: Registry, cfg: Settings
+) -> StreamingResponse:
+    """Per-step confidence over the text; the answer is written as the text is read
+    (service/sliced.py), so FastAPI does not check it against the response model again."""
     check_limits(cfg, text=req.text, alternatives=req.alternatives)
-    model = await model_for(reg, cpu, req.model)
-    result = await cpu.run(
-        model.predictor.score, req.text, req.alternatives, start=req.start, next_top=req.next_top
+    check_scored(cfg, len(req.text))
+    model = await model_for(reg, request.app.state.compute, req.model)
+    pieces = model.predictor.score_pieces(
+        req.text, req.alternatives, start=req.start, next_top=req.next_top
     )
-    return _json(result)
+    return respond(await answer(request, score_json(pieces)))
 
 
 @router.post(
@@ -214,23 +216,28 @@ async def score(req: S.ScoreRequest, reg: Registry, cfg: Settings, cpu: Compute)
         },
     },
 )
-async def report(req: S.ReportRequest, reg: Registry, cfg: Settings, cpu: Compute) -> HTMLResponse:
+async def report(
+    req: S.ReportRequest, request: Request, reg: Registry, cfg: Settings
+) -> StreamingResponse:
     """The self-contained HTML report of /score for the text (`charlm score --html`), as a
     file to save: it opens in any browser and fetches nothing."""
     check_limits(cfg, text=req.text, alternatives=req.alternatives)
-    model = await model_for(reg, cpu, req.model)
-    result = await cpu.run(model.predictor.score, req.text, req.alternatives)
-    safe = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in result.model)
+    check_scored(cfg, len(req.text))
+    model = await model_for(reg, request.app.state.compute, req.model)
+    pieces = model.predictor.score_pieces(req.text, req.alternatives)
+    data = await answer(request, score_json(pieces))
+    before, after = score_page(model.name, len(req.text) - 1)
+    page = [before.encode(), *(script_safe(f.decode()).encode() for f in data), after.encode()]
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in model.name)
     name = f"charlm-{safe}-report.html"
-    return HTMLResponse(
-        score_report(result), headers={"Content-Disposition": f'attachment; filename="{name}"'}
-    )
+    disposition = {"Content-Disposition": f'attachment; filename="{name}"'}
+    return respond(page, media_type="text/html; charset=utf-8", headers=disposition)
 
 
 @router.post("/activations", response_model=ActivationResult, responses=ERRORS)
 async def activations(
-    req: S.ActivationsRequest, reg: Registry, cfg: Settings, cpu: Compute
-) -> Response:
+    req: S.ActivationsRequest, request: Request, reg: Registry, cfg: Settings
+) -> StreamingResponse:
     """Inside the model: units of one layer over the text (the cell state, the output or
     a gate, after each character), and the units most correlated with simple features
     of the text (inside quotes, position in the line, ...)."""
@@ -238,30 +245,33 @@ async def activations(
     values = len(req.text) * len(req.cells)
     if values > cfg.max_activation_values:
         raise TooManyItemsError(
-            "activation values (characters x cells)", values, cfg.max_activation_values
+            "activation values (characters x cells)",
+            values,
+            cfg.max_activation_values,
+            flag=flag_for("max_activation_values"),
         )
-    model = await model_for(reg, cpu, req.model)
-    result = await cpu.run(
-        model.predictor.activations,
-        req.text,
-        layer=req.layer,
-        kind=req.kind,
-        cells=req.cells,
-        top=req.top,
+    check_scored(cfg, len(req.text))
+    model = await model_for(reg, request.app.state.compute, req.model)
+    pieces = model.predictor.activation_pieces(
+        req.text, layer=req.layer, kind=req.kind, cells=req.cells, top=req.top
     )
-    return _json(result)
+    return respond(await answer(request, _then_json(pieces, "series")))
+
+
+def _then_json(job: Sliced[ActivationResult], field: str) -> Sliced[Fragments]:
+    return (yield from result_json((yield from job), field))
 
 
 @router.post("/accuracy", response_model=AccuracyResult, responses=ERRORS)
 async def accuracy(
-    req: S.AccuracyRequest, reg: Registry, cfg: Settings, cpu: Compute
+    req: S.AccuracyRequest, request: Request, reg: Registry, cfg: Settings
 ) -> AccuracyResult:
     """How often the model's greedy continuation of each prompt is its answer, and the
     probability it gives the answers, overall and by field (`charlm accuracy`)."""
     check_items(cfg, [(item.prompt, item.answer) for item in req.items])
-    model = await model_for(reg, cpu, req.model)
+    model = await model_for(reg, request.app.state.compute, req.model)
     items = [AnswerItem(i.prompt, i.answer, dict(i.fields)) for i in req.items]
-    return await cpu.run(answer_accuracy, model.predictor, items, by=req.by)
+    return await answer(request, accuracy_pieces(model.predictor, items, by=req.by))
 
 
 @router.post(

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from charlm import ModelCard
+from charlm.names import RULE
 
 __all__ = [
     "AccuracyRequest",
@@ -38,7 +39,8 @@ __all__ = [
 
 _MODEL = Field(
     None,
-    description="Model name (its checkpoint directory); may be omitted when one model is loaded.",
+    description=f"Model name (its checkpoint directory: {RULE}); may be omitted when one model "
+    "is loaded.",
     examples=["alphabet"],
 )
 
@@ -191,7 +193,11 @@ class ModelInfo(ModelCard):
 
 class ModelsResponse(BaseModel):
     models: list[ModelInfo]
-    errors: dict[str, str] = Field(description="Checkpoints that could not be loaded, and why.")
+    errors: dict[str, str] = Field(
+        description="Checkpoint directories that are not served, and why: by model name for "
+        "one that does not load, by its name escaped and quoted for one whose name is not a "
+        "model name (with the name to rename it to)."
+    )
 
 
 class ReloadResponse(BaseModel):

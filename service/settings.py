@@ -60,6 +60,21 @@ class ServiceSettings(BaseSettings):
     max_accuracy_items: int = Field(
         1_000, ge=1, description="most items per /accuracy request (413 above it)"
     )
+    max_prompts: int = Field(
+        64, ge=1, description="most prompts per /v1/completions request (413 above it)"
+    )
+    max_choices: int = Field(
+        128,
+        ge=1,
+        description="most choices per /v1/completions request: prompts times n (413 above it)",
+    )
+    max_scored_chars: int = Field(
+        100_000,
+        ge=1,
+        description="most characters one request has the model score or read: a /score or "
+        "/report text, every /v1 choice's characters with logprobs, every /accuracy item's "
+        "prompt and answer (413 above it)",
+    )
     max_activation_values: int = Field(
         200_000,
         ge=1,

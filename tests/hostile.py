@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from charlm import names
 
 Edit = Callable[[Path], None]
 
@@ -319,8 +320,8 @@ def _weights_link(d: Path) -> None:
 
 
 def plain_name(name: str) -> str:
-    """`name` as a model name the service accepts."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).replace("..", "-").strip("-.")[:100]
+    """`name` as a model name the service accepts (the library's rule, charlm.names)."""
+    return names.servable_name(name)
 
 
 def make_all(good: Path, root: Path) -> dict[str, str]:

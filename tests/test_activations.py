@@ -114,11 +114,11 @@ def test_the_last_layer_gives_the_forward_pass_logits(cell: str) -> None:
 def test_reading_in_chunks_carries_the_state(monkeypatch: pytest.MonkeyPatch) -> None:
     p = predictor()
     whole = {k: matrix(p, TEXT, 0, k) for k in ("cell", "hidden", "forget_gate")}
-    monkeypatch.setattr(act, "_CHUNK", 7)
+    monkeypatch.setattr(act, "PIECE", 7)
     for kind, want in whole.items():
         np.testing.assert_allclose(matrix(p, TEXT, 0, kind), want, atol=1e-12)
     r = p.activations(TEXT, layer=0, kind="cell", top=7)
-    monkeypatch.setattr(act, "_CHUNK", 10_000)
+    monkeypatch.setattr(act, "PIECE", 10_000)
     for a, b in zip(
         r.features, p.activations(TEXT, layer=0, kind="cell", top=7).features, strict=True
     ):

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 import pytest
 
 from charlm import InputError, Prediction, Predictor, PredictQuery
+from charlm.slices import Sliced
 from charlm_service.batching import BatchStats, PredictBatcher
 from charlm_service.compute import ComputeThread
 
@@ -50,12 +51,14 @@ def test_max_batch_splits_the_queue(notes: Predictor) -> None:
 
 
 class FailsOnBoom(Predictor):
-    """The notes model, except that a batch holding the text 'boom' fails as a whole."""
+    """The notes model, except that a batch holding the text 'boom' fails as a whole,
+    after its pieces have run."""
 
-    def predict_batch(self, queries: Sequence[PredictQuery]) -> list[Prediction]:
+    def predict_pieces(self, queries: Sequence[PredictQuery]) -> Sliced[list[Prediction]]:
+        answers = yield from super().predict_pieces(queries)
         if any(q.text == "boom" for q in queries):
             raise RuntimeError("boom")
-        return super().predict_batch(queries)
+        return answers
 
 
 def test_a_failing_query_fails_alone(notes: Predictor) -> None:

@@ -207,7 +207,8 @@ def test_continue_checks_its_length_and_shows_it_is_busy(wide: Page, server: Ser
     view.wait_for_function("() => document.getElementById('error').textContent !== ''")
     error = view.inner_text("#error")
     assert "“continue by” is 10001; the limit is 10000" in error
-    assert "length" not in error.replace("“continue by”", "")
+    assert "(set by --max-generate-length)" in error  # the server's flag, for its operator
+    assert "length" not in error.replace("“continue by”", "").replace("--max-generate-length", "")
     # Chromium logs every answer of 400 or more; the refusal was the point here.
     wide.errors[:] = [e for e in wide.errors if "status of 422" not in e]
 

@@ -143,7 +143,7 @@ def test_eval_json(alphabet_dir: Path, capsys: pytest.CaptureFixture[str]) -> No
             "hidden_size must be an integer from 1 to 65536, got 0",
         ),
         (["train", str(CORPORA / "alphabet.txt"), "--resume"], "no checkpoint"),
-        (["train", str(CORPORA / "alphabet.txt"), "--name", "../x"], "plain name"),
+        (["train", str(CORPORA / "alphabet.txt"), "--name", "../x"], "not a model name"),
         (["corpus", "download", "nonesuch"], "unknown corpus"),
     ],
 )

@@ -21,7 +21,8 @@ from charlm import checkpoint
 from charlm.cli import main as cli
 from charlm.data import split_text
 from charlm.diagnostics import History, ReferenceLevels, RunFacts
-from charlm.diagnostics.report import diagnose_checkpoint, diagnose_log
+from charlm.diagnostics.logs import open_log, read_log
+from charlm.diagnostics.report import diagnose_checkpoint, diagnose_log, diagnose_rows
 from charlm.diagnostics.signals import gate_signals, gradient_norms, snapshot, update_ratios
 from charlm.errors import TrainingError
 from charlm.inference import Predictor
@@ -461,3 +462,71 @@ def test_a_log_with_odd_signals_is_reported(tmp_path: Path) -> None:
     text = diagnose_log(log).render()
     assert "gradient norm before clipping 0.5, ? of steps clipped" in text
     assert "lstm.l0 ?" in text and "input ? (? saturated); mean |c| ?" in text
+
+
+def _jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_a_long_log_is_read_thinned(tmp_path: Path) -> None:
+    """1,020 lines read as at most 100 training rows: each 11 consecutive ones merged
+    (mean loss, last step, largest gradient norm, last lr); the evaluations, one in 50
+    steps, each in a stretch of its own, come through as they are, after their stretch."""
+    train = [
+        {"step": s, "loss": 3 - s / 1000 + s % 7 / 100, "grad_norm": s * 37 % 11 / 10, "lr": 1 / s}
+        for s in range(1, 1001)
+    ]
+    evals = [{"kind": "eval", "step": s, "val_loss": 2.5 - s / 2000} for s in range(50, 1001, 50)]
+    lines = sorted(train + evals, key=lambda r: (r["step"], "kind" in r))
+    log = _jsonl(tmp_path / "long.jsonl", lines)
+    expected: list[dict[str, Any]] = []
+    for i in range(0, 1000, 11):
+        part = train[i : i + 11]
+        mean = math.fsum(r["loss"] for r in part) / len(part)
+        expected.append({
+            "kind": "train", "step": part[-1]["step"], "loss": mean,
+            "grad_norm": max(r["grad_norm"] for r in part), "lr": part[-1]["lr"],
+        })  # fmt: skip
+        expected += [e for e in evals if part[0]["step"] <= e["step"] <= part[-1]["step"]]
+    with open_log(log, max_train_rows=100) as opened:
+        assert (opened.lines, opened.every) == (1020, 11)
+        rows = list(opened.rows())
+    assert sum(r["kind"] == "train" for r in rows) == 91 <= 100
+    assert [r["kind"] for r in rows] == [r["kind"] for r in expected]
+    for got, want in zip(rows, expected, strict=True):
+        assert got.pop("kind") == want.pop("kind")
+        assert got == pytest.approx(want, rel=1e-12)
+    assert len(read_log(log)) == 1020  # read_log merges nothing
+
+
+def test_thinning_keeps_the_first_loss_that_is_not_finite(tmp_path: Path) -> None:
+    rows = [{"step": s, "loss": "NaN" if 5 <= s <= 8 else 3.0} for s in range(1, 21)]
+    log = tmp_path / "nan.csv"
+    log.write_text("step,loss\n" + "".join(f"{r['step']},{r['loss']}\n" for r in rows))
+    with open_log(log, max_train_rows=2) as opened:
+        thinned = list(opened.rows())
+    assert opened.every == 11
+    assert [(r["kind"], r["step"]) for r in thinned] == [
+        ("train", 15), ("nonfinite", 5), ("train", 20)
+    ]  # fmt: skip
+    diagnosis = diagnose_rows(thinned, RunFacts(), "x")
+    assert [(f.name, f.step) for f in diagnosis.findings] == [("learning_rate_too_high", 5)]
+
+
+def test_diagnose_says_a_long_log_was_thinned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "long.csv"
+    rows = [
+        f"{s},{3 - s / 100_000:.5f},{f'{3.1 - s / 100_000:.5f}' if s % 1000 == 0 else ''}\n"
+        for s in range(1, 60_001)
+    ]
+    log.write_text("step,loss,val_loss\n" + "".join(rows), encoding="utf-8")
+    assert cli(["diagnose", "--log", str(log)]) == 0
+    text = capsys.readouterr().out
+    assert f"Diagnosis of {log} (60,000 steps)\n  read at every 2nd logged step: each 2 " in text
+    assert cli(["diagnose", "--log", str(log), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["read_every"] == 2 and report["steps"] == 60_000
+    assert report["best_val_loss"] == 2.5 and report["best_step"] == 60_000

@@ -5,8 +5,11 @@ asked."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx2 as httpx
@@ -148,3 +151,56 @@ def test_ready_for_a_load_balancer(root: Path, tmp_path: Path) -> None:
                 assert r.json()["error"]["type"] == "no_model"
         finally:
             s.stop()
+
+
+def worker_pids(url: str) -> set[int]:
+    """The worker processes a scrape lists (each has a memory series)."""
+    samples = scrape(url)
+    return {
+        int(dict(k)["pid"]) for (n, k) in samples if n == "charlm_process_resident_memory_bytes"
+    }
+
+
+def test_a_killed_worker_leaves_the_live_counts(root: Path) -> None:
+    """SIGKILL one of two workers while requests are in flight: each request in flight,
+    and one sent right after, is answered or fails at once (never waits), and soon the
+    idle server counts nothing in progress and lists no series of the dead worker."""
+    s = Server(root, "--workers", "2")
+    try:
+        workers: set[int] = set()
+        deadline = time.monotonic() + 30
+        while len(workers) < 2 and time.monotonic() < deadline:
+            workers |= worker_pids(s.url)  # each scrape is answered by either worker
+        assert len(workers) == 2 and s.proc.pid not in workers, workers
+        victim = min(workers)
+        slow = {"model": "notes", "text": "The " * 100, "continuation_length": 1000}
+
+        def call(body: dict[str, object], timeout: float = 30) -> str:
+            try:
+                return str(httpx.post(s.url + "/predict", json=body, timeout=timeout).status_code)
+            except httpx.TimeoutException:
+                return "timed out"
+            except httpx.TransportError:
+                return "failed at once"  # the connection was reset: the worker is gone
+
+        with ThreadPoolExecutor(8) as pool:
+            in_flight = [pool.submit(call, slow) for _ in range(8)]  # spread over both
+            time.sleep(0.5)
+            os.kill(victim, signal.SIGKILL)
+            after = call({"model": "alphabet", "text": "abc"}, timeout=10)
+            outcomes = [f.result() for f in in_flight]
+        assert after in ("200", "failed at once")  # never left waiting
+        assert set(outcomes) <= {"200", "failed at once"}, outcomes
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            pending = httpx.get(s.url + "/health").json()["pending"]
+            listed = worker_pids(s.url)
+            if pending == 0 and victim not in listed:
+                break
+            time.sleep(0.2)
+        assert pending == 0, "the dead worker's requests are still counted in progress"
+        assert victim not in listed, "the dead worker's memory is still listed"
+        samples = scrape(s.url)
+        assert value(samples, "charlm_requests_in_progress") == 0
+    finally:
+        s.stop()

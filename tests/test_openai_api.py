@@ -288,3 +288,21 @@ def test_tokens_are_characters(server: Server, client: openai.OpenAI) -> None:
     assert [c.text for c in two.choices] == ["b", "a"]
     with pytest.raises(openai.UnprocessableEntityError):
         client.completions.create(model="alphabet", prompt=[[0, 99]], max_tokens=1)
+
+
+def test_tokens_obey_the_text_limit(server: Server) -> None:
+    """/tokenize and /detokenize hold a text to --max-text-chars (20,000 by default), as
+    /v1/completions does a prompt given as token ids: 413, naming the cap and the flag."""
+    cap = 20_000
+    for path, body in (
+        ("/tokenize", {"model": "alphabet", "prompt": "a" * (cap + 1)}),
+        ("/detokenize", {"model": "alphabet", "tokens": [0] * (cap + 1)}),
+        ("/v1/completions", {"model": "alphabet", "prompt": [0] * (cap + 1), "max_tokens": 1}),
+    ):
+        r = httpx.post(server.url + path, json=body, timeout=30)
+        assert r.status_code == 413, (path, r.text[:200])
+        error = r.json()["error"]
+        assert str(cap) in error["message"] and "--max-text-chars" in error["message"], path
+    assert post(server, "/tokenize", {"model": "alphabet", "prompt": "a" * cap})["count"] == cap
+    back = post(server, "/detokenize", {"model": "alphabet", "tokens": [0] * cap})
+    assert back == {"prompt": "a" * cap}

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import resource
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -179,3 +185,61 @@ def test_a_large_text_is_prepared_on_the_fly_into_the_cache(
     src.write_text("changed text " * 100, encoding="utf-8")
     again = load_corpus(src)
     assert again.prepared != first.prepared and again.chars == 1300
+
+
+# -- a full disk --------------------------------------------------------------------
+# A file size limit (RLIMIT_FSIZE) stands in for a full disk: a write past it fails with
+# EFBIG as a write onto a full disk fails with ENOSPC, it needs no privileges or mounts,
+# and it holds in a child process only. SIGXFSZ is ignored there, so that the write
+# returns the error instead of the signal ending the process.
+
+FILE_SIZE_LIMIT = 500_000
+
+
+def _with_file_size_limit(argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_LIMIT, FILE_SIZE_LIMIT))
+
+    return subprocess.run(
+        [sys.executable, *argv],
+        preexec_fn=limit,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env},
+    )
+
+
+def _two_megabytes(tmp_path: Path) -> Path:
+    src = tmp_path / "big.txt"
+    src.write_text("the quick brown fox jumps\n" * 80_000, encoding="utf-8")
+    return src
+
+
+def test_prepare_onto_a_full_disk_says_so_and_leaves_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "out" / "big.prepared"
+    argv = ["-m", "charlm", "corpus", "prepare", str(_two_megabytes(tmp_path)), "--out", str(out)]
+    done = _with_file_size_limit(argv)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == f"charlm: error: {out / IDS_FILE}: cannot write it (File too large)\n"
+    assert not out.exists() and not list(tmp_path.rglob(".prepare-*"))
+
+
+def test_training_prepares_onto_a_full_disk_says_so_and_leaves_nothing(tmp_path: Path) -> None:
+    code = (
+        "import sys, charlm.prepared as p; p.PREPARE_ABOVE_BYTES = 100_000; "
+        "from charlm.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    cache, ck = tmp_path / "cache", tmp_path / "ck"
+    argv = ["-c", code, "train", str(_two_megabytes(tmp_path)), "--checkpoints-dir", str(ck)]
+    done = _with_file_size_limit(argv, CHARLM_CACHE=str(cache))
+    assert done.returncode == 2, done.stderr
+    *_, last = done.stderr.splitlines()
+    where = re.escape(str(cache / "prepared"))
+    assert re.fullmatch(
+        rf"charlm: error: {where}/\w+/ids.npy: cannot write it \(File too large\)", last
+    )
+    assert "Traceback" not in done.stderr
+    assert not list(cache.rglob(".prepare-*")) and not list(cache.rglob(IDS_FILE))
+    assert not ck.exists()

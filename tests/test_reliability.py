@@ -2,6 +2,7 @@
 nothing else is affected, and no answer leaks a path of the server's."""
 
 import json
+import re
 import shutil
 import socket
 import time
@@ -253,3 +254,80 @@ def test_slow_bodies_hold_no_slots_and_time_out(served_dir: Path) -> None:
         for s in socks:
             s.close()
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def logged(served_dir: Path) -> Iterator[Server]:
+    """A real server writing its access log."""
+    server = Server(served_dir, "--access-log")
+    yield server
+    server.stop()
+
+
+def exchange(port: int, data: bytes) -> tuple[list[bytes], bytes, bool]:
+    """Send `data` on one connection; the answers' status lines, all that came back, and
+    whether the server closed the connection (within 10 s) after them."""
+    received = b""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(data)
+        s.settimeout(10)
+        try:
+            while chunk := s.recv(65536):
+                received += chunk
+            closed = True
+        except TimeoutError:
+            closed = False
+    statuses = re.findall(rb"HTTP/1\.1 \d{3} [A-Za-z ]+", received)  # bodies end without CRLF
+    return statuses, received, closed
+
+
+@pytest.mark.slow
+def test_a_body_length_given_twice_is_refused_and_the_connection_closed(logged: Server) -> None:
+    """Content-Length and Transfer-Encoding together: 400 and the connection closed, so a
+    request smuggled after the body (as a proxy trusting Content-Length would pass it
+    on) is never answered; whatever else would refuse the request (here its Host)."""
+    body = b'{"model": "alphabet", "text": "abc"}'
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    smuggled = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    for host in (b"127.0.0.1", b"elsewhere.example"):
+        head = (
+            b"POST /predict HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n" % (host, len(chunked))
+        )
+        statuses, received, closed = exchange(logged.port, head + chunked + smuggled)
+        assert statuses == [b"HTTP/1.1 400 Bad Request"] and closed, (host, statuses, closed)
+        assert b'"ambiguous_body_length"' in received and b"Content-Length and Transfer" in received
+    # Each alone is as before: a chunked body, then the next request on the same connection.
+    head = (
+        b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    closing = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    statuses, _, closed = exchange(logged.port, head + chunked + closing)
+    assert statuses == [b"HTTP/1.1 200 OK"] * 2 and closed
+
+
+@pytest.mark.slow
+def test_a_deeply_nested_body_is_a_clean_400_and_logged(logged: Server) -> None:
+    """JSON nested 5,000 deep: 400 naming the problem, no traceback in the server's log,
+    and the request's line in the access log."""
+    deep = b"[" * 5000 + b"]" * 5000
+    for path, body in (
+        ("/predict", b'{"model": "alphabet", "text": ' + deep + b"}"),
+        ("/v1/completions", deep),
+    ):
+        r = httpx.post(
+            logged.url + path, content=body, headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 400, r.text
+        assert "nested too deeply" in r.json()["error"]["message"]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        log = logged.log.read_text()
+        lines = [json.loads(x) for x in log.splitlines() if x.startswith("{")]
+        answered = {(x["path"], x["status"]) for x in lines}
+        if {("/predict", 400), ("/v1/completions", 400)} <= answered:
+            break
+        time.sleep(0.1)
+    assert {("/predict", 400), ("/v1/completions", 400)} <= answered, log[-2000:]
+    assert "Traceback" not in log and "unexpected error" not in log, log[-2000:]

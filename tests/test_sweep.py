@@ -25,6 +25,7 @@ from charlm.sweep import (
     PRUNED,
     Objective,
     Param,
+    check_storage,
     default_storage,
     open_storage,
     open_study,
@@ -180,6 +181,46 @@ def test_bad_input_exits_2_with_one_line(
     assert err.startswith("charlm: error: ") and err.count("\n") == 1, err
     assert expected.replace("{tmp}", str(tmp_path)) in err
     assert "secret" not in err
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite://",
+        "sqlite:///",
+        "sqlite:///:memory:",
+        "sqlite+pysqlite:///:memory:?cache=shared",
+        "sqlite:///file::memory:?uri=true",
+        "sqlite:///file:study?mode=memory&uri=true",
+    ],
+)
+def test_a_storage_in_memory_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], url: str
+) -> None:
+    """A study in memory would vanish at exit (and Optuna's heartbeat thread, on a
+    connection of its own, would not even find its tables): refused before anything
+    is read, written or run."""
+    out = tmp_path / "out"
+    argv = ["sweep", str(NOTES), "--trials", "1", "--minutes-per-trial", MINUTES]
+    rc = main([*argv, "--out", str(out), "--storage", url])
+    printed = capsys.readouterr()
+    assert rc == 2, printed
+    assert printed.err == (
+        f"charlm: error: --storage {url} is a database in memory, which ends with this "
+        "process and the study with it; give a file (e.g. sqlite:///sweep.db), or leave "
+        "--storage out for sweep.db in the sweep's directory\n"
+    )
+    assert printed.out == "" and not out.exists()
+
+
+def test_storage_files_and_servers_are_not_taken_for_memory(tmp_path: Path) -> None:
+    for url in (
+        f"sqlite:///{tmp_path}/sweep.db",
+        "sqlite:///file:sweep.db?uri=true",
+        "sqlite:///memory.db",
+        "postgresql://me:secret@127.0.0.1:1/db",
+    ):
+        check_storage(url)  # no error
 
 
 def test_a_missing_corpus_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

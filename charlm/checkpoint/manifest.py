@@ -1,8 +1,9 @@
 """checkpoint.json: read with every size and structure checked, written atomically.
 
 A manifest comes from disk, and a checkpoints folder may hold files from anywhere, so
-reading one checks everything before anything is built from it: the file's size, JSON
-that parses without recursion or huge numbers, nesting depth, strings that are valid
+reading one checks everything before anything is built from it: that it is a regular
+file and its size, its nesting depth before it is parsed (both with `charlm.files`),
+JSON without huge numbers, strings that are valid
 Unicode (no lone surrogates), integers within 64 bits, finite numbers, the format
 version, the model config's bounds (`ModelConfig`), the vocabulary, and the names of the
 tensor files. The result is a typed `Manifest`; nothing downstream sees raw JSON.
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from charlm import files
 from charlm.checkpoint.tensors import atomic_write_bytes
 from charlm.errors import CharLMError, IncompatibleCheckpointError
 from charlm.model import ModelConfig
@@ -29,6 +31,7 @@ MAX_MANIFEST_BYTES = 64 * 2**20
 """A vocabulary of every Unicode code point fits in about 12 MB."""
 MAX_DEPTH = 16
 """Deepest nesting of JSON objects and arrays a manifest may have (charlm writes 3)."""
+_MANIFESTS = files.FileKind("manifests", MAX_MANIFEST_BYTES, IncompatibleCheckpointError)
 _REQUIRED = ("format_version", "model_config", "train_config", "vocab", "summary", "weights")
 
 
@@ -112,24 +115,19 @@ def _parse(path: Path) -> dict[str, Any]:
     def bad(reason: str) -> IncompatibleCheckpointError:
         return IncompatibleCheckpointError(f"{path.name}: {reason}")
 
+    raw = files.read_regular(path, path.name, _MANIFESTS)
     try:
-        size = path.stat().st_size
-        if size > MAX_MANIFEST_BYTES:
-            raise bad(f"is {size:,} bytes; a manifest is at most {MAX_MANIFEST_BYTES:,}")
-        raw = path.read_bytes()
-    except OSError as e:
-        raise bad(f"cannot be read ({e.strerror or e})") from e
-    try:
-        data = json.loads(
+        data = files.loads_json(
             raw.decode("utf-8"),
+            path.name,
+            _MANIFESTS,
+            MAX_DEPTH,
             parse_constant=_refuse_constant,
             parse_int=_bounded_int,
             parse_float=_finite_float,
         )
     except UnicodeDecodeError as e:
         raise bad(f"is not UTF-8 (byte {e.start})") from e
-    except RecursionError as e:
-        raise bad("is nested too deeply to be a manifest") from e
     except ValueError as e:  # JSONDecodeError and the number checks below
         raise bad(f"is not a readable JSON manifest ({_short_text(str(e))})") from e
     if not isinstance(data, dict):
@@ -158,21 +156,18 @@ def _finite_float(text: str) -> float:
 
 
 def _structure_problem(data: object) -> str | None:
-    """What is wrong with `data`'s nesting or strings, or None (iterative: no recursion)."""
-    stack: list[tuple[object, int]] = [(data, 1)]
+    """What is wrong with `data`'s strings, or None (iterative: no recursion; its depth
+    was checked before it was parsed)."""
+    stack: list[object] = [data]
     while stack:
-        value, depth = stack.pop()
+        value = stack.pop()
         if isinstance(value, dict):
-            if depth > MAX_DEPTH:
-                return f"is nested deeper than {MAX_DEPTH} levels"
             for k, v in value.items():
                 if not _valid_text(k):
                     return "holds a key that is not valid Unicode (a lone surrogate)"
-                stack.append((v, depth + 1))
+                stack.append(v)
         elif isinstance(value, list):
-            if depth > MAX_DEPTH:
-                return f"is nested deeper than {MAX_DEPTH} levels"
-            stack.extend((v, depth + 1) for v in value)
+            stack.extend(value)
         elif isinstance(value, str) and not _valid_text(value):
             return "holds a string that is not valid Unicode (a lone surrogate)"
     return None

@@ -2,9 +2,10 @@
 
 Weights are stored with safetensors, whose header (names, dtypes, shapes, byte ranges)
 is JSON in front of the data. `read_header` reads and checks that header alone, with
-its size bounded, so that a checkpoint's tensors can be compared with its config before
-a single weight is allocated; `read_tensors` then loads them. `write_tensors` writes to
-a hidden temporary file, fsyncs it and renames it into place under a fresh name.
+its size bounded (and the file a regular file, checked by `charlm.files`), so that a
+checkpoint's tensors can be compared with its config before a single weight is
+allocated; `read_tensors` then loads them. `write_tensors` writes to a hidden temporary
+file, fsyncs it and renames it into place under a fresh name.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from charlm import files
 from charlm.errors import CheckpointError, IncompatibleCheckpointError
 
 __all__ = [
@@ -44,6 +46,8 @@ keeps every sum the model computes finite in float32 (65,536 x 1e9 x 1e9 is abou
 far below 3.4e38), so no input can drive a loaded model to NaN; trained weights stay
 many orders of magnitude below it."""
 
+_TENSOR_FILES = files.FileKind("tensor files", None, IncompatibleCheckpointError)
+
 TensorInfo = tuple[str, tuple[int, ...]]
 """(dtype name as safetensors writes it, shape)."""
 
@@ -54,9 +58,11 @@ def read_header(path: Path) -> dict[str, TensorInfo]:
     Reads only the header; refuses headers over 16 MiB, malformed entries, and byte
     ranges that do not match the shapes or the file's size.
     """
+    if not path.exists():
+        raise IncompatibleCheckpointError(f"{path.name}: tensor file is missing")
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
+        with files.open_regular(path, path.name, _TENSOR_FILES) as f:
+            size = os.fstat(f.fileno()).st_size
             head = f.read(8)
             if len(head) < 8:
                 raise _bad(path, "is too short to be a safetensors file")
@@ -64,8 +70,6 @@ def read_header(path: Path) -> dict[str, TensorInfo]:
             if n > MAX_HEADER_BYTES or n > size - 8:
                 raise _bad(path, f"declares a header of {n} bytes; the file is {size} bytes")
             raw = f.read(n)
-    except FileNotFoundError as e:
-        raise IncompatibleCheckpointError(f"{path.name}: tensor file is missing") from e
     except OSError as e:
         raise _bad(path, f"cannot be read ({e.strerror or e})") from e
     try:

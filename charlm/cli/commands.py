@@ -9,6 +9,7 @@ import importlib
 import json
 import logging
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -20,13 +21,13 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from charlm import checkpoint, download, render
+from charlm import checkpoint, download, names, render
 from charlm.cli.parser import SERVICE_SETTINGS, service_settings
 from charlm.cli.sweep import cmd_sweep
 from charlm.cli.tasks import cmd_accuracy, cmd_corpus_make, cmd_lab
 from charlm.data import IdSplit, read_corpus
 from charlm.diagnostics.report import diagnose_checkpoint, diagnose_log
-from charlm.errors import ConfigError, InputError
+from charlm.errors import ConfigError, InputError, ModelNameError
 from charlm.flags import given
 from charlm.inference import Predictor, SampleConfig
 from charlm.metrics import METRICS_FILE
@@ -54,9 +55,35 @@ def _resolve_corpus(arg: str) -> Path:
     return path
 
 
+def given_name(flag: str, name: str, *, what: str = "a model name", where: str = "") -> str:
+    """`name`, given with `flag`, if it follows the model-name rule (`charlm.names`);
+    refused in one line that states the rule and, where there is one, the name to use
+    (`where`: the flag that sets the location instead)."""
+    if names.is_servable(name):
+        return name
+    better = names.servable_name(name)
+    hint = f"; try {flag} {better}" if better != names.FALLBACK else ""
+    if where:
+        hint += f", or give {where}" if hint else f"; give {where}"
+    raise ModelNameError(f"{flag} {names.shown(name)}: not {what} ({names.RULE}){hint}")
+
+
+def default_name(corpus: Path, *, say: bool, label: str = "model name") -> str:
+    """The model name taken from the corpus file's stem, made to follow the rule; with
+    `say`, one line tells when it is not the stem itself."""
+    name = names.servable_name(corpus.stem)
+    if say and name != corpus.stem:
+        print(f"{label}: {name} (from {render.quoted(corpus.name)}; {names.RULE})")
+    return name
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     if args.nproc is not None and args.nproc < 1:
         raise InputError(f"--nproc must be at least 1, got {args.nproc}")
+    if args.name is not None:
+        path = "/" in args.name or os.sep in args.name
+        where = "--checkpoints-dir for the location" if path else ""
+        given_name("--name", args.name, where=where)  # before anything starts or is written
     if (args.nproc or 1) > 1 and not launched():
         return launch(args.nproc, without_nproc(args.argv))
     rank = int(os.environ.get("RANK", "0"))
@@ -64,11 +91,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.quiet = True
         logging.getLogger().setLevel(logging.ERROR)
     corpus = _resolve_corpus(args.corpus)
-    name = args.name or corpus.stem
-    if not name or Path(name).name != name or name in (".", ".."):
-        raise InputError(
-            f"--name {name!r} must be a plain name; use --checkpoints-dir for the location"
-        )
+    name = args.name if args.name is not None else default_name(corpus, say=rank == 0)
     directory = args.checkpoints_dir / name
     # --config's settings first, the flags given over them
     file = read_settings(args.config) if args.config is not None else Settings({}, {})
@@ -103,9 +126,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"at step {result.best_step}; checkpoint: {directory}"
     )
     if result.stop_reason == "interrupted":
-        again = f"charlm train {args.corpus} --name {name}"
+        again = f"charlm train {shlex.quote(args.corpus)} --name {name}"
         if args.checkpoints_dir != Path("checkpoints"):
-            again += f" --checkpoints-dir {args.checkpoints_dir}"
+            again += f" --checkpoints-dir {shlex.quote(str(args.checkpoints_dir))}"
         print(f"continue with: {again} --resume")
         return 130
     _print_confidence(directory, corpus)
@@ -234,10 +257,8 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Run uvicorn on the service's app factory; the settings travel to every worker
-    process as CHARLM_* environment variables."""
-    import uvicorn
-
+    """Run uvicorn on the service's app factory (charlm_service.supervisor); the settings
+    travel to every worker process as CHARLM_* environment variables."""
     module = importlib.import_module(SERVICE_SETTINGS)
     settings = module.settings_from(given(args, service_settings().model_fields))
     os.environ.update(module.to_environ(settings))
@@ -252,15 +273,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         shared = tempfile.TemporaryDirectory(prefix="charlm-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared.name
     try:
-        uvicorn.run(
-            "charlm_service.app:create_app_from_env",
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            workers=settings.workers,
-            log_level=settings.log_level,
-            timeout_graceful_shutdown=30,
-        )
+        importlib.import_module("charlm_service.supervisor").serve(settings)
     except OSError as e:  # the port is taken, the address is not ours, ...
         raise ConfigError(
             f"cannot serve on {settings.host}:{settings.port}: {e.strerror or e}"
@@ -296,7 +309,7 @@ def _prepare(args: argparse.Namespace) -> int:
     print(
         f"prepared {corpus.chars:,} characters ({len(corpus.vocab)} symbols, "
         f"{corpus.ids.dtype}) in {time.perf_counter() - t0:.1f} s: {out} "
-        f"({size / 2**20:,.1f} MiB); train with: charlm train {out}"
+        f"({size / 2**20:,.1f} MiB); train with: charlm train {shlex.quote(str(out))}"
     )
     return 0
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import charlm
-from charlm import download
+from charlm import download, names
 from charlm.cli.sweep import SWEEP_HELP, add_sweep_arguments
 from charlm.flags import HelpFormatter, add_dataclass_flags, add_model_flags
 from charlm.inference import SampleConfig
@@ -98,7 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
         "a downloaded corpus (a text file over 64 MiB is prepared on the fly, into the cache)",
     )
     _common(t, checkpoint_arg=False)
-    t.add_argument("--name", help="checkpoint name (default: the corpus file's stem)")
+    t.add_argument(
+        "--name",
+        help="model name: its checkpoint's directory under --checkpoints-dir and the name "
+        f"it is served by; {names.RULE} (default: the corpus file's stem, made one)",
+    )
     t.add_argument("--resume", action="store_true", help="continue the checkpoint's run")
     t.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint")
     t.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,7 +64,12 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
         help="database holding the study, shared by every process that joins it, e.g. "
         "postgresql://user:password@host/db (default: sqlite:///OUT/sweep.db)",
     )
-    p.add_argument("--study", metavar="NAME", help="study name (default: the corpus file's stem)")
+    p.add_argument(
+        "--study",
+        metavar="NAME",
+        help="study name (default: the corpus file's stem as a model name, like `charlm "
+        "train`'s default; without --out it names a directory, so it follows that rule)",
+    )
     p.add_argument(
         "--out",
         type=Path,
@@ -82,18 +88,28 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from charlm.cli.commands import _resolve_corpus  # commands imports this module
+    # commands imports this module
+    from charlm.cli.commands import _resolve_corpus, default_name, given_name
 
     if args.trials < 1:
         raise ConfigError(f"--trials must be at least 1, got {args.trials}")
     minutes = args.minutes_per_trial
     if not (math.isfinite(minutes) and minutes > 0):
         raise ConfigError(f"--minutes-per-trial must be a number above 0, got {minutes:g}")
+    if args.storage is not None:  # refused before anything is read or written
+        from charlm.sweep import check_storage
+
+        check_storage(args.storage)
     corpus = _resolve_corpus(args.corpus)
-    load_corpus(corpus)  # a bad corpus fails here, not in every trial
-    name = args.study if args.study is not None else corpus.stem
-    if not name.strip():
+    if args.study is not None and not args.study.strip():
         raise ConfigError("--study must not be empty")
+    if args.study is not None and args.out is None:  # it names the sweep's directory
+        what = "a directory name for checkpoints/sweeps/STUDY"
+        given_name("--study", args.study, what=what, where="--out")
+    load_corpus(corpus)  # a bad corpus fails here, not in every trial
+    name = args.study
+    if name is None:
+        name = default_name(corpus, say=True, label="study name")
 
     import optuna
 
@@ -129,7 +145,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(summary_line(study))
     print("wrote " + ", ".join(str(p) for p in report.paths()))
     if report.best is not None:
-        print(f"train with them: charlm train {args.corpus} --config {report.best}")
+        again = f"charlm train {shlex.quote(args.corpus)} --config {shlex.quote(str(report.best))}"
+        print(f"train with them: {again}")
     return 130 if interrupted else 0
 
 

@@ -178,7 +178,7 @@ def exploding_gradients(h: History) -> Finding | None:
     first 3 and, when the log has the share, over half of the recent steps clipped."""
     if not h.train:
         return None
-    norms = [float(r["grad_norm"]) for r in h.train if finite(r.get("grad_norm"))]
+    norms = h.grad_norms
     last = h.train[-1]
     step = int(last["step"])
     clip = h.facts.clip

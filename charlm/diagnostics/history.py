@@ -24,6 +24,9 @@ class History:
     train_at_eval: list[float] = field(default_factory=list)
     """The training loss when each evaluation ran (mean of the last 3 logged values)."""
     lowest_loss: float = math.inf
+    grad_norms: list[float] = field(default_factory=list)
+    """The finite gradient norms of the training rows, in order (kept as they come, so
+    that a detector reading them all costs no more per row on a long log)."""
     nonfinite: Row | None = None
     """The row of a loss that became NaN or infinite (the run stops there)."""
     findings: list[Finding] = field(default_factory=list)
@@ -38,6 +41,8 @@ class History:
         if kind == "train" and finite(row.get("loss")):
             self.train.append(row)
             self.lowest_loss = min(self.lowest_loss, float(row["loss"]))
+            if finite(row.get("grad_norm")):
+                self.grad_norms.append(float(row["grad_norm"]))
         elif kind == "nonfinite":
             self.nonfinite = row
         elif kind == "eval" and finite(row.get("val_loss")):

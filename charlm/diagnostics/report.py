@@ -3,7 +3,8 @@ and when, the gradient and gate picture at its last logged step, and the advice.
 
 `diagnose_checkpoint(directory)` reads a charlm run (its summary and metrics.jsonl);
 `diagnose_log(path, corpus_text)` reads a plain log of any training loop (see `logs`),
-with the reference levels when the corpus is given. Both replay the rows through the
+with the reference levels when the corpus is given; a log too long to hold is read
+thinned, and the diagnosis says so. Both replay the rows through the
 same detectors the trainer runs. `Diagnosis.to_dict()` is the JSON form (`--json`, the
 service); `Diagnosis.render()` the text a person reads.
 """
@@ -11,6 +12,7 @@ service); `Diagnosis.render()` the text a person reads.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from typing import Any
 from charlm import checkpoint
 from charlm.diagnostics.findings import Finding, RunFacts, finite
 from charlm.diagnostics.history import History
-from charlm.diagnostics.logs import read_log
+from charlm.diagnostics.logs import MAX_TRAIN_ROWS, open_log
 from charlm.diagnostics.references import ReferenceLevels
 from charlm.metrics import METRICS_FILE, read_metrics
 
@@ -40,6 +42,9 @@ class Diagnosis:
     findings: list[Finding] = field(default_factory=list)
     signals: dict[str, Any] = field(default_factory=dict)
     """The last logged training row's signals (gradient norms, update ratios, gates)."""
+    read_every: int = 1
+    """How many logged training rows each row read stands for (more than 1: a long log,
+    thinned; see `logs`)."""
 
     @property
     def healthy(self) -> bool:
@@ -57,10 +62,19 @@ class Diagnosis:
             "best_step": self.best_step,
             "findings": [f.to_dict() for f in self.findings],
             "signals": self.signals,
+            "read_every": self.read_every,
         }
 
     def render(self) -> str:
-        lines = [f"Diagnosis of {self.source} ({self.steps:,} steps)", "", "What was learned"]
+        lines = [f"Diagnosis of {self.source} ({self.steps:,} steps)"]
+        if self.read_every > 1:
+            k = self.read_every
+            lines.append(
+                f"  read at every {_ordinal(k)} logged step: each {k:,} training rows were "
+                "merged into one (their mean loss, largest gradient norm, last step and "
+                f"learning rate) to hold at most {MAX_TRAIN_ROWS:,}"
+            )
+        lines += ["", "What was learned"]
         ref = self.references
         if self.train_loss is not None:
             lines.append(f"  training loss     {_nb(self.train_loss)} (mean of the last 3 logged)")
@@ -106,8 +120,11 @@ class Diagnosis:
         return "\n".join(lines)
 
 
-def diagnose_rows(rows: list[dict[str, Any]], facts: RunFacts, source: str) -> Diagnosis:
-    """Replay `rows` (metrics rows) through the detectors."""
+def diagnose_rows(
+    rows: Iterable[dict[str, Any]], facts: RunFacts, source: str, *, read_every: int = 1
+) -> Diagnosis:
+    """Replay `rows` (metrics rows; `read_every`: how many logged rows each stands for)
+    through the detectors."""
     history = History(facts)
     for row in rows:
         history.add(row)
@@ -125,6 +142,7 @@ def diagnose_rows(rows: list[dict[str, Any]], facts: RunFacts, source: str) -> D
         best_step=int(best["step"]) if best else None,
         findings=list(history.findings),
         signals={k: last_train[k] for k in signal_keys if k in last_train},
+        read_every=read_every,
     )
 
 
@@ -153,12 +171,18 @@ def diagnose_checkpoint(directory: str | Path, corpus_text: str | None = None) -
 def diagnose_log(path: str | Path, corpus_text: str | None = None) -> Diagnosis:
     """The diagnosis of a plain log (CSV or JSON Lines: step, loss, and optionally
     val_loss, grad_norm, lr) of any training loop; `corpus_text`, the text it trained
-    on, gives the reference levels and the vocabulary size."""
-    rows = read_log(path)
+    on, gives the reference levels and the vocabulary size. A log of more than
+    `logs.MAX_TRAIN_ROWS` lines is read thinned to that many training rows."""
     facts = RunFacts()
     if corpus_text:
         facts = RunFacts(ReferenceLevels.of_text(corpus_text), len(set(corpus_text)))
-    return diagnose_rows(rows, facts, str(path))
+    with open_log(path) as log:
+        return diagnose_rows(log.rows(), facts, str(path), read_every=log.every)
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if n % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n:,}{suffix}"
 
 
 def _finite_or_none(value: float | None) -> float | None:

@@ -17,8 +17,8 @@ Kinds (an LSTM's units have them all; a GRU's and an RNN's have `hidden` only):
 Each layer runs as PyTorch's own module, with the layer's weights; an LSTM's gates are
 then computed from the layer's input and its previous output, and the cell state from
 them, so that o_t * tanh(c_t) must give back the module's output (tested against the
-model's forward pass). The text is read in chunks, so memory grows with the units
-asked for, not with the text; the correlations are kept as running sums.
+model's forward pass). The text is read in pieces (`charlm.slices`), so memory grows
+with the units asked for, not with the text; the correlations are kept as running sums.
 """
 
 from __future__ import annotations
@@ -35,11 +35,12 @@ from charlm.errors import InputError
 from charlm.inference.features import FEATURES, text_features
 from charlm.inference.results import ActivationResult, CellCorrelation, CellSeries, FeatureCells
 from charlm.model import CharRNN
+from charlm.slices import PIECE, Sliced, finish
 
 if TYPE_CHECKING:
     from charlm.inference.predictor import Predictor
 
-__all__ = ["KINDS", "activations", "kinds_for"]
+__all__ = ["KINDS", "activation_pieces", "activations", "kinds_for"]
 
 KINDS: dict[str, tuple[float, float]] = {  # each kind's range
     "cell": (-1.0, 1.0),
@@ -49,7 +50,6 @@ KINDS: dict[str, tuple[float, float]] = {  # each kind's range
     "output_gate": (0.0, 1.0),
 }
 _GATES = {"input_gate": 0, "forget_gate": 1, "output_gate": 3}  # PyTorch's order: i, f, g, o
-_CHUNK = 2048
 
 
 def kinds_for(cell: str) -> tuple[str, ...]:
@@ -69,6 +69,22 @@ def activations(
     """The activations of `cells` (unit indices) of `layer` (negative counts from the
     last) after each character of `text`, and for every feature the `top` units most
     correlated with it."""
+    job = activation_pieces(predictor, text, layer=layer, kind=kind, cells=cells, top=top)
+    with torch.inference_mode():
+        return finish(job)
+
+
+def activation_pieces(
+    predictor: Predictor,
+    text: str,
+    *,
+    layer: int = -1,
+    kind: str = "cell",
+    cells: Sequence[int] = (),
+    top: int = 5,
+) -> Sliced[ActivationResult]:
+    """`activations` in pieces of `PIECE` characters (`charlm.slices`), its arguments
+    checked now."""
     model = predictor.model
     cfg = model.config
     check_int("layer", layer, -cfg.num_layers)
@@ -95,18 +111,31 @@ def activations(
                 f"(0 to {cfg.hidden_size - 1})"
             )
     ids = predictor._ids(text, "text")
+    return _read(predictor, text, ids, layer, kind, cells, top)
 
+
+def _read(
+    predictor: Predictor,
+    text: str,
+    ids: torch.Tensor,
+    layer: int,
+    kind: str,
+    cells: list[int],
+    top: int,
+) -> Sliced[ActivationResult]:
+    cfg = predictor.model.config
+    model = predictor.model
     feats = text_features(text)
     names = list(FEATURES)
     y = np.stack([feats[n] for n in names])  # (F, T)
     sums = _Sums(cfg.hidden_size, len(names))
     series: list[list[float]] = [[] for _ in cells]
-    with torch.inference_mode():
-        for start, values in _chunks(model, ids, layer, kind):
-            a = values.double().cpu().numpy()  # (t, H)
-            sums.add(a, y[:, start : start + a.shape[0]])
-            for k, cell in enumerate(cells):
-                series[k].extend(a[:, cell].tolist())
+    for start, values in _chunks(model, ids, layer, kind):
+        a = values.double().cpu().numpy()  # (t, H)
+        sums.add(a, y[:, start : start + a.shape[0]])
+        for k, cell in enumerate(cells):
+            series[k].extend(a[:, cell].tolist())
+        yield
     r = sums.correlation()  # (F, H), NaN where a feature is constant
     features = []
     for f, name in enumerate(names):
@@ -171,8 +200,8 @@ def _chunks(
     zero_h, zero_c = model.initial_state(1, ids.device)
     h = [zero_h[:1].clone() for _ in layers]  # each (1, 1, H)
     c = [zero_c[:1].clone() for _ in layers]
-    for start in range(0, ids.numel(), _CHUNK):
-        x = model.embedding(ids[start : start + _CHUNK].unsqueeze(0))  # (1, t, E)
+    for start in range(0, ids.numel(), PIECE):
+        x = model.embedding(ids[start : start + PIECE].unsqueeze(0))  # (1, t, E)
         for n, module in enumerate(layers):
             inp, h_before, c_before = x, h[n], c[n]
             if lstm:

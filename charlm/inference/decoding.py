@@ -1,6 +1,6 @@
 """`Decoding`: sampled continuations of many prompts of one model, stepped together.
 
-Each sequence joins with its prompt (read in one forward pass) and its own
+Each sequence joins with its prompt (read first, in pieces: `start_pieces`) and its own
 `SampleConfig` and random generator; each `step` gives every active sequence one
 character: its next character is drawn from its own logits row, then one batched model
 step feeds all of them. A sequence leaves when it has its `length` characters, or when
@@ -24,11 +24,12 @@ import torch
 
 from charlm.inference.sampling import SampleConfig, choose
 from charlm.model import State
+from charlm.slices import Sliced, finish
 
 if TYPE_CHECKING:
     from charlm.inference.predictor import Predictor
 
-__all__ = ["Decoding", "Sequence"]
+__all__ = ["Decoding", "Sequence", "Start", "start_pieces"]
 
 
 @dataclass(eq=False)
@@ -62,28 +63,23 @@ class Decoding:
         An empty prompt starts from a character drawn uniformly from the vocabulary with
         the sequence's generator; that character is the first one `step` gives it.
         """
-        p = self.predictor
-        ids = p._ids(prompt, "prompt") if prompt else None
-        rng = config.generator()
-        seq = Sequence(config, rng, config.length, done=config.length == 0)
+        job = start_pieces(self.predictor, prompt, config)
+        with torch.inference_mode():
+            return self.add(finish(job))
+
+    def add(self, start: Start) -> Sequence:
+        """Add a sequence whose prompt is read (`start_pieces`) to the batch."""
+        seq = start.sequence
         if seq.done:
             return seq
-        with torch.inference_mode():
-            if ids is not None:
-                logits, state = p._read(ids)
-            else:
-                seq.first = int(torch.randint(len(p.vocab), (1,), generator=rng))
-                start = p.model.initial_state(1, p.device)
-                step, read_state = p._batch_session(start)
-                logits = step(torch.tensor([seq.first], device=p.device))[0]
-                state = read_state()
-            row = logits.float().reshape(1, -1)
-            if self.sequences:  # after the sequences already here
-                assert self._session_state is not None
-                h, c = self._session_state()
-                state = (torch.cat([h, state[0]], 1), torch.cat([c, state[1]], 1))
-                row = torch.cat([self._logits, row])
-            self._rebuild([*self.sequences, seq], row, state)
+        assert start.logits is not None and start.state is not None
+        row, state = start.logits.float().reshape(1, -1), start.state
+        if self.sequences:  # after the sequences already here
+            assert self._session_state is not None
+            h, c = self._session_state()
+            state = (torch.cat([h, state[0]], 1), torch.cat([c, state[1]], 1))
+            row = torch.cat([self._logits, row])
+        self._rebuild([*self.sequences, seq], row, state)
         return seq
 
     def step(self) -> list[tuple[Sequence, str]]:
@@ -142,3 +138,38 @@ class Decoding:
             self._step = self._session_state = None
         else:
             self._step, self._session_state = self.predictor._batch_session(state)
+
+
+@dataclass(eq=False)
+class Start:
+    """A sequence whose prompt has been read, ready to join a `Decoding`: the logits
+    after the prompt (V,) and the state there; None for a sequence with nothing to make."""
+
+    sequence: Sequence
+    logits: torch.Tensor | None
+    state: State | None
+
+
+def start_pieces(predictor: Predictor, prompt: str, config: SampleConfig) -> Sliced[Start]:
+    """Read a sequence's prompt, in pieces (`charlm.slices`), before it joins a batch
+    (`Decoding.add`); the prompt is checked now. Nothing is shared with any batch, so
+    batches may step between the pieces."""
+    ids = predictor._ids(prompt, "prompt") if prompt else None
+    return _start(predictor, ids, config)
+
+
+def _start(predictor: Predictor, ids: torch.Tensor | None, config: SampleConfig) -> Sliced[Start]:
+    p = predictor
+    rng = config.generator()
+    seq = Sequence(config, rng, config.length, done=config.length == 0)
+    if seq.done:
+        return Start(seq, None, None)
+    if ids is not None:
+        logits, state = yield from p._read_pieces(ids)
+    else:
+        seq.first = int(torch.randint(len(p.vocab), (1,), generator=rng))
+        begin = p.model.initial_state(1, p.device)
+        step, read_state = p._batch_session(begin)
+        logits = step(torch.tensor([seq.first], device=p.device))[0]
+        state = read_state()
+    return Start(seq, logits, state)

@@ -12,17 +12,19 @@ way they are exactly `score`'s and `predict`'s probabilities.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+import torch
 from pydantic import Field
 
 from charlm._config import check_int
-from charlm.inference.results import Result
+from charlm.inference.results import Result, ScoreStep
 
 if TYPE_CHECKING:
     from charlm.inference.predictor import Predictor
 
-__all__ = ["TokenLogprobs", "cut_at_stop", "text_logprobs"]
+__all__ = ["TokenLogprobs", "cut_at_stop", "logprob_pieces", "text_logprobs"]
 
 
 class TokenLogprobs(Result):
@@ -49,28 +51,48 @@ def text_logprobs(
 ) -> TokenLogprobs:
     """The log-probabilities of the characters of `text` from position `start` on, each
     given all of `text` before it, with the `top` likeliest characters at each step."""
+    out = TokenLogprobs(tokens=[], token_logprobs=[], top_logprobs=[], text_offset=[])
+    pieces = logprob_pieces(predictor, text, start=start, top=top)
+    with torch.inference_mode():
+        for piece in pieces:
+            out.tokens.extend(piece.tokens)
+            out.token_logprobs.extend(piece.token_logprobs)
+            out.top_logprobs.extend(piece.top_logprobs)
+            out.text_offset.extend(piece.text_offset)
+    return out
+
+
+def logprob_pieces(
+    predictor: Predictor, text: str, *, start: int = 0, top: int = 0
+) -> Iterator[TokenLogprobs]:
+    """`text_logprobs` in pieces (`charlm.slices`), each yielding the entries of the
+    characters it read; the arguments are checked now."""
     check_int("start", start, 0)
     check_int("top", top, 0)
-    chars = list(text)
-    out = TokenLogprobs(tokens=[], token_logprobs=[], top_logprobs=[], text_offset=[])
-    if start >= len(chars):
-        return out
-    steps = []
-    if len(chars) >= 2 and len(chars) > max(1, start):
-        steps = predictor.score(text, alternatives=top, start=max(1, start)).steps
+    if start >= len(text):
+        return iter(())
+    if len(text) >= 2 and len(text) > max(1, start):
+        steps = predictor.score_pieces(text, alternatives=top, start=max(1, start))
     else:
         predictor.query(text)  # the characters are still checked
-    if start == 0:
-        out.tokens.append(chars[0])
-        out.token_logprobs.append(None)
-        out.top_logprobs.append(None)
-        out.text_offset.append(0)
-    for s in steps:
-        out.tokens.append(s.char)
-        out.token_logprobs.append(_ln(s.prob))
-        out.top_logprobs.append({c.char: _ln(c.prob) for c in s.top[:top]})
-        out.text_offset.append(s.position)
-    return out
+        steps = None
+    return _pieces(text[0] if start == 0 else None, steps, top)
+
+
+def _pieces(
+    first: str | None, steps: Iterator[list[ScoreStep]] | None, top: int
+) -> Iterator[TokenLogprobs]:
+    if first is not None:  # nothing predicts a text's first character
+        yield TokenLogprobs(
+            tokens=[first], token_logprobs=[None], top_logprobs=[None], text_offset=[0]
+        )
+    for piece in steps or ():
+        yield TokenLogprobs(
+            tokens=[s.char for s in piece],
+            token_logprobs=[_ln(s.prob) for s in piece],
+            top_logprobs=[{c.char: _ln(c.prob) for c in s.top[:top]} for s in piece],
+            text_offset=[s.position for s in piece],
+        )
 
 
 def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from charlm import checkpoint
 from charlm._config import check_choice, check_int
 from charlm.errors import ConfigError, InputError
 from charlm.evaluation import evaluate_streams
-from charlm.inference.activations import activations
+from charlm.inference.activations import activation_pieces, activations
 from charlm.inference.decoding import Decoding
 from charlm.inference.prefixes import PrefixStates
 from charlm.inference.results import (
@@ -42,10 +42,11 @@ from charlm.inference.results import (
     ModelCard,
     Prediction,
     ScoreResult,
+    ScoreStep,
     TrainingSummary,
 )
 from charlm.inference.sampling import SampleConfig
-from charlm.inference.scoring import score_ids, top_chars
+from charlm.inference.scoring import score_pieces, top_chars
 from charlm.inference.stepper import STEP_WEIGHTS, Stepper
 from charlm.model import CharRNN, State
 from charlm.runtime import (
@@ -54,6 +55,7 @@ from charlm.runtime import (
     require_bf16_steps,
     require_int8_steps,
 )
+from charlm.slices import PIECE, Sliced, finish, gather
 from charlm.vocab import Vocabulary
 
 __all__ = ["PredictQuery", "Predictor"]
@@ -155,11 +157,16 @@ class Predictor:
 
     def _read(self, ids: torch.Tensor) -> tuple[torch.Tensor, State]:
         """Run the model over `ids` (N,); logits after the last one (V,) and the state."""
+        return finish(self._read_pieces(ids))
+
+    def _read_pieces(self, ids: torch.Tensor) -> Sliced[tuple[torch.Tensor, State]]:
+        """`_read`, `PIECE` characters at a time (`charlm.slices`)."""
         state: State | None = None
         logits = torch.empty(0)
-        for start in range(0, ids.numel(), _CHUNK):
-            out, state = self.model(ids[start : start + _CHUNK].unsqueeze(0), state)
+        for start in range(0, ids.numel(), PIECE):
+            out, state = self.model(ids[start : start + PIECE].unsqueeze(0), state)
             logits = out[0, -1]
+            yield
         assert state is not None
         return logits, state
 
@@ -216,29 +223,31 @@ class Predictor:
         1e-5 and identical characters). Texts over 1,024 characters are read on their
         own.
         """
+        with torch.inference_mode():
+            return finish(self.predict_pieces(queries))
+
+    def predict_pieces(self, queries: Sequence[PredictQuery]) -> Sliced[list[Prediction]]:
+        """`predict_batch` in pieces (`charlm.slices`)."""
         together = [q for q in queries if len(q.text) <= _BATCH_TEXT_MAX]
         if len(together) < 2:
             together = []
-        answers = dict(zip(map(id, together), self._predict_together(together), strict=True))
-        with torch.inference_mode():
-            for q in queries:
-                if id(q) not in answers:
-                    logits, (h, c) = self._read(q.ids)
-                    answers[id(q)] = self._answer([q], logits[None], (h, c))[0]
+        answers: dict[int, Prediction] = {}
+        if together:
+            logits, state = yield from self.model.read_batch_pieces([q.ids for q in together])
+            found = yield from self._answer(together, logits, state)
+            answers.update(zip(map(id, together), found, strict=True))
+        for q in queries:
+            if id(q) not in answers:
+                logits, (h, c) = yield from self._read_pieces(q.ids)
+                found = yield from self._answer([q], logits[None], (h, c))
+                answers[id(q)] = found[0]
         return [answers[id(q)] for q in queries]
-
-    def _predict_together(self, queries: list[PredictQuery]) -> list[Prediction]:
-        if not queries:
-            return []
-        with torch.inference_mode():
-            logits, state = self.model.read_batch([q.ids for q in queries])
-            return self._answer(queries, logits, state)
 
     def _answer(
         self, queries: list[PredictQuery], logits: torch.Tensor, state: State
-    ) -> list[Prediction]:
+    ) -> Sliced[list[Prediction]]:
         """Distributions and continuations of B queries from their logits (B, V) and
-        state; the continuations step as one batch."""
+        state; the continuations step as one batch, a piece per step."""
         probs = torch.softmax(logits.float(), -1)
         lengths = [q.continuation_length for q in queries]
         alts = [q.alternatives for q in queries]
@@ -263,6 +272,7 @@ class Predictor:
                         )
                 if i + 1 < n:
                     logits = step(best)
+                    yield
         return [
             Prediction(
                 model=self.name,
@@ -286,12 +296,23 @@ class Predictor:
         the answer also lists the likeliest characters to follow the text, as many as
         that (0: all), as `predict` would.
         """
+        job = self.score_pieces(text, alternatives, start=start, next_top=next_top)
+        with torch.inference_mode():
+            steps, result = gather(job)
+        return result.model_copy(update={"steps": steps})
+
+    def score_pieces(
+        self, text: str, alternatives: int = 3, *, start: int = 1, next_top: int | None = None
+    ) -> Generator[list[ScoreStep], None, ScoreResult]:
+        """`score` in pieces (`charlm.slices`), its arguments checked now:
+        each piece yields the steps it read, and the result has every field but `steps`
+        (a server turns the steps into its answer as they come)."""
         check_int("alternatives", alternatives, 0)
         check_int("start", start, 1)
         if next_top is not None:
             check_int("next_top", next_top, 0)
         ids = self._ids(text, "text", min_chars=2)
-        return score_ids(
+        return score_pieces(
             self.model,
             self.vocab.chars,
             ids,
@@ -316,6 +337,18 @@ class Predictor:
         character of `text`, and the units most correlated with simple features of the
         text (`charlm.inference.activations`)."""
         return activations(self, text, layer=layer, kind=kind, cells=cells, top=top)
+
+    def activation_pieces(
+        self,
+        text: str,
+        *,
+        layer: int = -1,
+        kind: str = "cell",
+        cells: Sequence[int] = (),
+        top: int = 5,
+    ) -> Sliced[ActivationResult]:
+        """`activations` in pieces (`charlm.slices`), its arguments checked now."""
+        return activation_pieces(self, text, layer=layer, kind=kind, cells=cells, top=top)
 
     def evaluate(self, text: str, *, what: str = "text") -> EvalResult:
         """Mean loss over `text` read as one stream; the first character is context only."""

@@ -1,5 +1,6 @@
 """Per-step confidence over a text (`Predictor.score`), read from the furthest state a
-recent text left that still applies (`charlm.inference.prefixes`).
+recent text left that still applies (`charlm.inference.prefixes`), in pieces
+(`charlm.slices`).
 
 Probabilities are softmax of the logits, computed in float32 from log-softmax; entropy
 is in bits. A position's rank is 1 when the model's top choice was the actual character.
@@ -8,6 +9,7 @@ is in bits. A position's rank is 1 when the model's top choice was the actual ch
 from __future__ import annotations
 
 import math
+from collections.abc import Generator
 
 import torch
 import torch.nn.functional as F
@@ -15,10 +17,12 @@ import torch.nn.functional as F
 from charlm.inference.prefixes import EVERY, Mark, PrefixStates
 from charlm.inference.results import CharProb, ScoreResult, ScoreStep
 from charlm.model import CharRNN, State
+from charlm.slices import PIECE
 
-__all__ = ["score_ids", "top_chars"]
+__all__ = ["score_pieces", "top_chars"]
 
 _LN2 = math.log(2.0)
+assert EVERY % PIECE == 0, "a prefix mark must fall where a piece ends"
 
 
 def top_chars(chars: tuple[str, ...], probs: torch.Tensor, k: int) -> list[CharProb]:
@@ -31,7 +35,7 @@ def top_chars(chars: tuple[str, ...], probs: torch.Tensor, k: int) -> list[CharP
     ]
 
 
-def score_ids(
+def score_pieces(
     model: CharRNN,
     chars: tuple[str, ...],
     ids: torch.Tensor,
@@ -42,47 +46,49 @@ def score_ids(
     alternatives: int,
     start: int,
     next_top: int | None,
-) -> ScoreResult:
-    """The ScoreResult of `text` (its ids (N,), N >= 2), checked by the caller."""
+) -> Generator[list[ScoreStep], None, ScoreResult]:
+    """The score of `text` (its ids (N,), N >= 2, checked by the caller), in pieces
+    (`charlm.slices`): each piece reads up to `PIECE` characters and yields
+    their steps (none before `start`); the result has every field but `steps`."""
     n = ids.numel()
     mark, marks = prefixes.resume(ids, start - 1)
     read = mark.read if mark else 0  # characters already read: the state is after them
     state: State | None = mark.state if mark else None
     total_nats = mark.nats if mark else 0.0
     worst = mark.worst if mark else (math.inf, 1)  # least likely (probability, position)
-    steps: list[ScoreStep] = []
     marks = list(marks)
-    with torch.inference_mode():
-        while read < n - 1:
-            end = min(n - 1, (read // EVERY + 1) * EVERY)
-            out, state = model(ids[read:end].unsqueeze(0), state)
-            logp = F.log_softmax(out[0].float(), -1)  # (t, V): positions read+1 .. end
-            y = ids[read + 1 : end + 1]
-            actual_logp = logp.gather(1, y.unsqueeze(1)).squeeze(1)
-            total_nats -= float(actual_logp.sum())
-            actual_p = actual_logp.exp()
-            w = int(actual_p.argmin())  # the first of equals
-            if float(actual_p[w]) < worst[0]:
-                worst = (float(actual_p[w]), read + w + 1)
-            skip = max(0, start - (read + 1))  # positions before `start`: not listed
-            if skip < y.numel():
-                steps.extend(
-                    _steps(
-                        chars, logp[skip:], y[skip:], actual_p[skip:], read + skip + 1, alternatives
-                    )
-                )
-            read = end
-            if read % EVERY == 0:
-                marks.append(Mark(read, (state[0].clone(), state[1].clone()), total_nats, worst))
-        prefixes.keep(ids, marks)
-        following: list[CharProb] = []
-        if next_top is not None:
-            out, _ = model(ids[n - 1 :].unsqueeze(0), state)
-            following = top_chars(chars, F.softmax(out[0, -1].float(), -1), next_top)
+    while read < n - 1:
+        # pieces end on multiples of PIECE, so a text resumed from a mark is read in
+        # the same pieces as when it was read whole, and scores the same
+        end = min(n - 1, (read // PIECE + 1) * PIECE)
+        steps: list[ScoreStep] = []
+        out, state = model(ids[read:end].unsqueeze(0), state)
+        logp = F.log_softmax(out[0].float(), -1)  # (t, V): positions read+1 .. end
+        y = ids[read + 1 : end + 1]
+        actual_logp = logp.gather(1, y.unsqueeze(1)).squeeze(1)
+        total_nats -= float(actual_logp.sum())
+        actual_p = actual_logp.exp()
+        w = int(actual_p.argmin())  # the first of equals
+        if float(actual_p[w]) < worst[0]:
+            worst = (float(actual_p[w]), read + w + 1)
+        skip = max(0, start - (read + 1))  # positions before `start`: not listed
+        if skip < y.numel():
+            steps = _steps(
+                chars, logp[skip:], y[skip:], actual_p[skip:], read + skip + 1, alternatives
+            )
+        read = end
+        if read % EVERY == 0:
+            marks.append(Mark(read, (state[0].clone(), state[1].clone()), total_nats, worst))
+        yield steps
+    prefixes.keep(ids, marks)
+    following: list[CharProb] = []
+    if next_top is not None:
+        out, _ = model(ids[n - 1 :].unsqueeze(0), state)
+        following = top_chars(chars, F.softmax(out[0, -1].float(), -1), next_top)
     return ScoreResult(
         model=name,
         text=text,
-        steps=steps,
+        steps=[],
         bits_per_char=total_nats / (n - 1) / _LN2,
         min_prob=worst[0],
         min_position=worst[1],

@@ -12,9 +12,11 @@ trial; `preset` picks the preset the trials start from:
     preset = "small"
 
 Every value is checked as the config checks it, so a bad space fails before the first
-trial, with a `ConfigError` naming the file and the key. `max_minutes` cannot be set here:
-`charlm sweep --minutes-per-trial` gives it. `DEFAULT_SPACE` is the space used without
-`--space`. This module only describes and draws settings; running trials is `study`'s.
+trial, with a `ConfigError` naming the file and the key; the file must be a regular file
+of at most `MAX_SPACE_BYTES`, nested at most `MAX_SPACE_DEPTH` deep. `max_minutes`
+cannot be set here: `charlm sweep --minutes-per-trial` gives it. `DEFAULT_SPACE` is the
+space used without `--space`. This module only describes and draws settings; running
+trials is `study`'s.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 import optuna
 
+from charlm import files
 from charlm.errors import ConfigError
 from charlm.training.presets import PRESETS
 from charlm.training.settings_file import (
@@ -36,9 +39,24 @@ from charlm.training.settings_file import (
     setting_kind,
 )
 
-__all__ = ["DEFAULT_SPACE", "DEFAULT_SPACE_TOML", "Param", "Space", "parse_space", "read_space"]
+__all__ = [
+    "DEFAULT_SPACE",
+    "DEFAULT_SPACE_TOML",
+    "MAX_SPACE_BYTES",
+    "MAX_SPACE_DEPTH",
+    "Param",
+    "Space",
+    "parse_space",
+    "read_space",
+]
 
 Value = int | float | str
+
+MAX_SPACE_BYTES = 2**20
+"""The largest space file read: a space of every setting is about 2 KB."""
+MAX_SPACE_DEPTH = 4
+"""Deepest nesting read: the file's table, a setting's table, its `choices` list (3)."""
+_SPACE_FILES = files.FileKind("space files", MAX_SPACE_BYTES, ConfigError)
 
 DEFAULT_SPACE_TOML = """\
 lr = { low = 1e-4, high = 1e-1, log = true }
@@ -109,9 +127,7 @@ def read_space(path: str | Path) -> Space:
     p = Path(path)
     what = f"space file {p}"
     try:
-        text = p.read_bytes().decode("utf-8")
-    except OSError as e:
-        raise ConfigError(f"{what}: cannot read it ({e.strerror or e})") from e
+        text = files.read_regular(p, what, _SPACE_FILES).decode("utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError(f"{what}: not UTF-8 text") from e
     return parse_space(text, what)
@@ -120,7 +136,7 @@ def read_space(path: str | Path) -> Space:
 def parse_space(text: str, what: str = "space") -> Space:
     """The space in the TOML `text`; `what` starts every error message."""
     try:
-        data = tomllib.loads(text)
+        data = files.loads_toml(text, what, _SPACE_FILES, MAX_SPACE_DEPTH)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{what}: not valid TOML: {e}") from e
     params: list[Param] = []

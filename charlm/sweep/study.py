@@ -42,6 +42,7 @@ __all__ = [
     "STARTUP_TRIALS",
     "Objective",
     "PruneCallback",
+    "check_storage",
     "default_storage",
     "open_storage",
     "open_study",
@@ -82,9 +83,33 @@ def shown_url(url: str) -> str:
         return url
 
 
+def check_storage(url: str) -> None:
+    """Refuse, with a ConfigError, a storage that cannot keep a study: an SQLite database
+    in memory (`sqlite://`, `sqlite:///:memory:`, a `file:` URI in memory) belongs to the
+    connection that made it. Optuna's heartbeat thread, on a connection of its own, finds
+    no tables there, and nothing of the study is left when the process exits."""
+    try:
+        parsed = make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        return  # open_storage says why
+    if parsed.get_backend_name() != "sqlite":
+        return
+    database = parsed.database or ""
+    if str(parsed.query.get("uri", "")).lower() == "true":
+        database = database.removeprefix("file:")
+    if database in ("", ":memory:") or parsed.query.get("mode") == "memory":
+        shown = url if parsed.password is None else shown_url(url)  # as typed: no %3A
+        raise ConfigError(
+            f"--storage {shown} is a database in memory, which ends with this "
+            "process and the study with it; give a file (e.g. sqlite:///sweep.db), or "
+            "leave --storage out for sweep.db in the sweep's directory"
+        )
+
+
 def open_storage(url: str) -> optuna.storages.RDBStorage:
     """The study storage at the SQLAlchemy URL `url`; ConfigError, with the URL (its
-    password hidden) and the reason, when it cannot be opened."""
+    password hidden) and the reason, when it cannot be opened or cannot keep a study
+    (`check_storage`)."""
     where = f"--storage {shown_url(url)}"
     try:
         parsed = make_url(url)
@@ -93,6 +118,7 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
             f"{where}: not a database URL (e.g. sqlite:///sweep.db or "
             "postgresql://user:password@host/database)"
         ) from e
+    check_storage(url)
     dialect = parsed.get_backend_name()
     if parsed.drivername == "postgresql":
         # The driver `charlm[postgres]` installs (SQLAlchemy 2.1 would pick psycopg 3);

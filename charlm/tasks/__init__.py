@@ -11,6 +11,7 @@ from charlm.tasks.accuracy import (
     AccuracyGroup,
     AccuracyMistake,
     AccuracyResult,
+    accuracy_pieces,
     answer_accuracy,
 )
 from charlm.tasks.answers import AnswerItem, read_answers, write_answers
@@ -43,6 +44,7 @@ __all__ = [
     "LatchConfig",
     "TaskConfig",
     "TaskCorpus",
+    "accuracy_pieces",
     "answer_accuracy",
     "heldout_path",
     "make_task",

@@ -20,14 +20,23 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import torch
 from pydantic import Field
 
 from charlm.errors import InputError, UnknownCharacterError
 from charlm.inference import Predictor, PredictQuery
 from charlm.inference.results import Result
+from charlm.slices import Sliced, collect, finish
 from charlm.tasks.answers import AnswerItem
 
-__all__ = ["MAX_MISTAKES", "AccuracyGroup", "AccuracyMistake", "AccuracyResult", "answer_accuracy"]
+__all__ = [
+    "MAX_MISTAKES",
+    "AccuracyGroup",
+    "AccuracyMistake",
+    "AccuracyResult",
+    "accuracy_pieces",
+    "answer_accuracy",
+]
 
 MAX_MISTAKES = 20
 _BATCH = 64
@@ -78,8 +87,23 @@ def answer_accuracy(
 ) -> AccuracyResult:
     """The accuracy of `predictor` on `items`, broken down by the fields in `by` (None:
     every field the items carry; each named field must be carried by some item)."""
+    job = accuracy_pieces(predictor, items, by=by)
+    with torch.inference_mode():
+        return finish(job)
+
+
+def accuracy_pieces(
+    predictor: Predictor, items: Sequence[AnswerItem], *, by: Sequence[str] | None = None
+) -> Sliced[AccuracyResult]:
+    """`answer_accuracy` in pieces (`charlm.slices`), the items checked now."""
     names = _check(predictor, items, by)
-    predicted, probs = _answers(predictor, items)
+    return _accuracy(predictor, items, names)
+
+
+def _accuracy(
+    predictor: Predictor, items: Sequence[AnswerItem], names: list[str]
+) -> Sliced[AccuracyResult]:
+    predicted, probs = yield from _answers(predictor, items)
     right = [p == item.answer for p, item in zip(predicted, items, strict=True)]
     groups = []
     for name in names:
@@ -139,7 +163,9 @@ def _check(
     return sorted(set(by))
 
 
-def _answers(predictor: Predictor, items: Sequence[AnswerItem]) -> tuple[list[str], list[float]]:
+def _answers(
+    predictor: Predictor, items: Sequence[AnswerItem]
+) -> Sliced[tuple[list[str], list[float]]]:
     """Each item's greedy continuation and the teacher-forced probability of its answer."""
     predicted = [""] * len(items)
     probs = [1.0] * len(items)
@@ -150,15 +176,18 @@ def _answers(predictor: Predictor, items: Sequence[AnswerItem]) -> tuple[list[st
     for start in range(0, len(jobs), _BATCH):
         batch = jobs[start : start + _BATCH]
         queries = [_query(predictor, items[n], j) for n, j in batch]
-        for (n, j), answer in zip(batch, predictor.predict_batch(queries), strict=True):
+        answers = yield from predictor.predict_pieces(queries)
+        for (n, j), answer in zip(batch, answers, strict=True):
             if j == 0:
                 predicted[n] = answer.continuation
             wanted = items[n].answer[j]
             probs[n] *= next((c.prob for c in answer.next if c.char == wanted), 0.0)
     for n, item in enumerate(items):
         if len(item.answer) > _PREFIX_QUERIES:  # one pass, rather than one per prefix
-            steps = predictor.score(item.prompt + item.answer, alternatives=0).steps
-            probs[n] = math.prod(s.prob for s in steps[-len(item.answer) :])
+            text = item.prompt + item.answer
+            pieces = predictor.score_pieces(text, alternatives=0, start=len(item.prompt))
+            steps, _ = yield from collect(pieces)
+            probs[n] = math.prod(s.prob for s in steps)
     return predicted, probs
 
 

@@ -22,10 +22,14 @@ from pathlib import Path
 
 from charlm.data import read_file_bytes
 from charlm.errors import CorpusError, InputError
+from charlm.files import FileKind
 
 __all__ = ["AnswerItem", "read_answers", "write_answers"]
 
 _ESCAPES = {"\\": "\\", "n": "\n", "t": "\t", "#": "#"}
+MAX_ANSWER_BYTES = 256 * 2**20
+"""The largest answer file read (it is read whole): a million items of 200 characters."""
+_ANSWER_FILES = FileKind("answer files", MAX_ANSWER_BYTES, CorpusError)
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,7 @@ def read_answers(path: str | Path) -> list[AnswerItem]:
     """The items of an answer file, each knowing its line. Every problem is a
     `CorpusError` naming the file and the line."""
     p = Path(path)
-    raw = read_file_bytes(p, f"answer file {p}")
+    raw = read_file_bytes(p, f"answer file {p}", _ANSWER_FILES)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

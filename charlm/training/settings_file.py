@@ -11,8 +11,10 @@ settings as one (`best.toml`). Its keys are the field names of `ModelConfig` (bu
 
 Each value is checked here as its config checks it, so a bad file fails before any
 training starts, with a `ConfigError` naming the file and the key (or, for malformed
-TOML, the line). This module owns the file format only: which values win over which
-(the command line's flags over the file) is the caller's choice.
+TOML, the line). The file must be a regular file of at most `MAX_SETTINGS_BYTES`,
+nested at most `MAX_SETTINGS_DEPTH` deep (`charlm.files`). This module owns the file
+format only: which values win over which (the command line's flags over the file) is the
+caller's choice.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from charlm import files
 from charlm.checkpoint.tensors import atomic_write_bytes
 from charlm.errors import ConfigError
 from charlm.model import ModelConfig
@@ -32,6 +35,8 @@ from charlm.training.config import TrainConfig
 from charlm.training.presets import PRESETS
 
 __all__ = [
+    "MAX_SETTINGS_BYTES",
+    "MAX_SETTINGS_DEPTH",
     "MODEL_SETTINGS",
     "TRAIN_SETTINGS",
     "Settings",
@@ -45,6 +50,11 @@ MODEL_SETTINGS = tuple(f.name for f in fields(ModelConfig) if f.name != "vocab_s
 """The model settings a file may hold."""
 TRAIN_SETTINGS = tuple(f.name for f in fields(TrainConfig))
 """The training settings a file may hold."""
+MAX_SETTINGS_BYTES = 2**20
+"""The largest settings file read: a few dozen short lines are a few KB."""
+MAX_SETTINGS_DEPTH = 4
+"""Deepest nesting read (the file's own table counts 1; a valid file has no other)."""
+_SETTINGS_FILES = files.FileKind("settings files", MAX_SETTINGS_BYTES, ConfigError)
 
 _TYPES = {f.name: str(f.type).removesuffix(" | None") for f in fields(ModelConfig)} | {
     f.name: str(f.type).removesuffix(" | None") for f in fields(TrainConfig)
@@ -98,16 +108,15 @@ def read_settings(path: str | Path) -> Settings:
     """The settings in the TOML file at `path`, each checked; ConfigError for a file that
     cannot be read, malformed TOML, an unknown key or a bad value."""
     p = Path(path)
+    what = f"settings file {p}"
+    raw = files.read_regular(p, what, _SETTINGS_FILES)
     try:
-        raw = p.read_bytes()
-    except OSError as e:
-        raise ConfigError(f"settings file {p}: cannot read it ({e.strerror or e})") from e
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        data = files.loads_toml(text, what, _SETTINGS_FILES, MAX_SETTINGS_DEPTH)
     except UnicodeDecodeError as e:
-        raise ConfigError(f"settings file {p}: not UTF-8 text") from e
+        raise ConfigError(f"{what}: not UTF-8 text") from e
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"settings file {p}: not valid TOML: {e}") from e
+        raise ConfigError(f"{what}: not valid TOML: {e}") from e
     known = {*MODEL_SETTINGS, *TRAIN_SETTINGS, "preset"}
     unknown = sorted(set(data) - known)
     if unknown:

@@ -18,14 +18,17 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
+from pydantic_core import to_json
 
 from charlm import InputError, LimitExceededError, SampleConfig
-from charlm.inference.logprobs import TokenLogprobs, cut_at_stop, text_logprobs
+from charlm.inference.logprobs import cut_at_stop, logprob_pieces
 from charlm.registry import LoadedModel
 
 from ..generation import GenerationEngine
-from ..limits import check_limits
+from ..limits import check_choices, check_limits, check_scored
 from ..routes import ERRORS, model_for
+from ..settings import ServiceSettings
+from ..sliced import Fragments, answer, array, logprobs_json, obj, respond
 from . import schemas as S
 from .tokens import decode
 
@@ -55,8 +58,9 @@ async def chat() -> None:
     )
 
 
-def _check(req: S.CompletionRequest, model: LoadedModel) -> list[str]:
-    """The request's stop texts; refuses what charlm cannot do, naming the field."""
+def _check(req: S.CompletionRequest, model: LoadedModel, settings: ServiceSettings) -> list[str]:
+    """The request's stop texts; refuses what charlm cannot do, naming the field, and
+    what is over the server's caps, naming the flag."""
     unsupported = [
         ("frequency_penalty", req.frequency_penalty != 0),
         ("presence_penalty", req.presence_penalty != 0),
@@ -73,7 +77,16 @@ def _check(req: S.CompletionRequest, model: LoadedModel) -> list[str]:
     vocab = len(model.predictor.vocab)
     if req.logprobs is not None and req.logprobs > vocab:
         raise LimitExceededError("logprobs", req.logprobs, vocab)
+    check_limits(settings, alternatives=req.logprobs or 0)
     return [s for s in stops if s]
+
+
+def _scored(req: S.CompletionRequest, prompts: list[str]) -> int:
+    """The characters whose logprobs the request asks for, over all its choices (at
+    most: a completion may stop early)."""
+    if req.logprobs is None:
+        return 0
+    return req.n * sum((len(p) if req.echo else 0) + req.max_tokens for p in prompts)
 
 
 def _prompts(
@@ -104,11 +117,15 @@ async def completions(req: S.CompletionRequest, request: Request) -> Any:
     state = request.app.state
     if isinstance(req.prompt, list) and not req.prompt:
         raise InputError("prompt is an empty list; give at least one text")
+    if isinstance(req.prompt, list) and not all(isinstance(p, int) for p in req.prompt):
+        check_choices(state.settings, len(req.prompt), req.n)  # before any is decoded
     model = await model_for(state.registry, state.compute, req.model)
     prompts = _prompts(req.prompt, model)
+    check_choices(state.settings, len(prompts), req.n)
     for p in prompts:
         check_limits(state.settings, text=p, what="prompt", length=req.max_tokens)
-    stops = _check(req, model)
+    stops = _check(req, model, state.settings)
+    check_scored(state.settings, _scored(req, prompts))
     for p in prompts:  # the characters, before any generation starts
         if p:
             model.predictor.query(p)
@@ -124,18 +141,20 @@ async def completions(req: S.CompletionRequest, request: Request) -> Any:
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-    choices = []
+    choices: list[Fragments] = []
+    made = 0
+    known: dict[tuple[str, int], Fragments] = {}  # the n choices of an echo share logprobs
     for index, prompt, j in jobs:
         text, finish = await _complete(request, model, prompt, _config(req, j), stops)
-        logprobs = await _logprobs(request, model, req, prompt, text)
+        made += len(text)
+        logprobs = await _logprobs(request, model, req, prompt, text, known=known)
         shown = prompt + text if req.echo else text
-        choices.append(
-            S.CompletionChoice(text=shown, index=index, logprobs=logprobs, finish_reason=finish)
-        )
-    made = sum(len(c.text) - (len(prompts[c.index // req.n]) if req.echo else 0) for c in choices)
+        choice = to_json({"text": shown, "index": index})
+        choices.append(obj(choice, {"logprobs": logprobs, "finish_reason": [to_json(finish)]}))
     used = sum(len(p) for p in prompts)
     usage = S.Usage(prompt_tokens=used, completion_tokens=made, total_tokens=used + made)
-    return S.Completion(**head, choices=choices, usage=usage)
+    body = S.Completion(**head, choices=[], usage=usage).model_dump_json(exclude={"choices"})
+    return respond(obj(body.encode(), {"choices": array(choices)}))
 
 
 async def _pieces(
@@ -174,21 +193,26 @@ async def _logprobs(
     prompt: str,
     text: str,
     start: int | None = None,
-) -> TokenLogprobs | None:
-    """The logprobs of `prompt + text` from position `start` (by default the whole
-    choice: the completion, and the prompt too with `echo`), each character's offset
-    counted from the start of the choice's text, as the answer shows it."""
+    known: dict[tuple[str, int], Fragments] | None = None,
+) -> Fragments:
+    """The JSON of the logprobs of `prompt + text` from position `start` (by default the
+    whole choice: the completion, and the prompt too with `echo`), each character's
+    offset counted from the start of the choice's text, as the answer shows it; `null`
+    without `logprobs`. Computed in pieces on the compute thread (service/sliced.py),
+    once per text and start in `known`."""
     if req.logprobs is None:
-        return None
+        return [b"null"]
     if start is None:
         start = 0 if req.echo else len(prompt)
-    result: TokenLogprobs = await request.app.state.compute.run(
-        text_logprobs, model.predictor, prompt + text, start=start, top=req.logprobs
-    )
-    if req.echo:
-        return result
-    shift = len(prompt)  # the choice's text starts after the prompt
-    return result.model_copy(update={"text_offset": [o - shift for o in result.text_offset]})
+    key = (prompt + text, start)
+    if known is not None and key in known:
+        return known[key]
+    shift = 0 if req.echo else len(prompt)  # the choice's text starts after the prompt
+    pieces = logprob_pieces(model.predictor, prompt + text, start=start, top=req.logprobs)
+    body = await answer(request, logprobs_json(pieces, shift))
+    if known is not None:
+        known[key] = body
+    return body
 
 
 async def _stream(
@@ -203,20 +227,13 @@ async def _stream(
     hold = max((len(s) for s in stops), default=1) - 1  # could begin a stop text
     made_total = 0
 
-    def chunk(index: int, text: str, logprobs: TokenLogprobs | None, finish: str | None) -> str:
-        body = {
-            **head,
-            "object": "text_completion",
-            "choices": [
-                {
-                    "text": text,
-                    "index": index,
-                    "logprobs": None if logprobs is None else logprobs.model_dump(),
-                    "finish_reason": finish,
-                }
-            ],
-        }
-        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+    def chunk(index: int, text: str, logprobs: Fragments, finish: str | None) -> str:
+        choice = obj(
+            to_json({"text": text, "index": index}),
+            {"logprobs": logprobs, "finish_reason": [to_json(finish)]},
+        )
+        body = obj(to_json({**head, "object": "text_completion"}), {"choices": array([choice])})
+        return f"data: {b''.join(body).decode()}\n\n"
 
     for index, prompt, j in jobs:
         sent = ""
@@ -242,7 +259,7 @@ async def _stream(
             yield chunk(index, made[len(sent) :], logprobs, None)
             sent = made
         made_total += len(sent)
-        yield chunk(index, "", None, finish)
+        yield chunk(index, "", [b"null"], finish)
     if req.stream_options and req.stream_options.include_usage:
         used = sum(len(p) for _, p, j in jobs if j == 0)
         usage = {"prompt_tokens": used, "completion_tokens": made_total,

@@ -1,7 +1,8 @@
 """Tokens are characters: `/tokenize`, `/detokenize` and `/tokenizer_info`, in the shape
 vLLM's server gives them, so that clients which count tokens through the server (such
 as lm-evaluation-harness's `tokenizer_backend=remote`) can. A token id is the character's
-index in the model's vocabulary; the model has no special tokens.
+index in the model's vocabulary; the model has no special tokens. A text, given or
+made, is held to `--max-text-chars` as on every other route (413 above it).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from fastapi import APIRouter, Request
 from charlm import InputError
 from charlm.registry import LoadedModel
 
+from ..limits import check_limits
 from ..routes import ERRORS, model_for
 from . import schemas as S
 
@@ -34,6 +36,7 @@ async def _loaded(request: Request, name: str | None) -> LoadedModel:
 
 @router.post("/tokenize", response_model=S.TokenizeResponse, responses=ERRORS)
 async def tokenize(req: S.TokenizeRequest, request: Request) -> S.TokenizeResponse:
+    check_limits(request.app.state.settings, text=req.prompt, what="prompt")
     model = await _loaded(request, req.model)
     ids = model.predictor.vocab.encode(req.prompt, what="prompt").tolist() if req.prompt else []
     return S.TokenizeResponse(tokens=ids, count=len(ids))
@@ -41,7 +44,9 @@ async def tokenize(req: S.TokenizeRequest, request: Request) -> S.TokenizeRespon
 
 @router.post("/detokenize", response_model=S.DetokenizeResponse, responses=ERRORS)
 async def detokenize(req: S.DetokenizeRequest, request: Request) -> S.DetokenizeResponse:
-    return S.DetokenizeResponse(prompt=decode(await _loaded(request, req.model), req.tokens))
+    text = decode(await _loaded(request, req.model), req.tokens)  # as long as the body allows
+    check_limits(request.app.state.settings, text=text, what="the text of the tokens")
+    return S.DetokenizeResponse(prompt=text)
 
 
 @router.get("/tokenizer_info", response_model=S.TokenizerInfo, responses=ERRORS)

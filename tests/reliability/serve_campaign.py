@@ -4,6 +4,7 @@
     python tests/reliability/serve_campaign.py load [--seconds 60] [--rounds 5] [--write]
     python tests/reliability/serve_campaign.py sigterm [--write]
     python tests/reliability/serve_campaign.py workers [--write]
+    python tests/reliability/serve_campaign.py killworker [--rounds 5] [--write]
 
 slow: 70 connections send headers announcing a 1,000-byte body and then one byte every
 2 s, against `--max-pending 64`, while a client makes ordinary calls: how many of those
@@ -11,7 +12,10 @@ are answered, and what the slow ones get. load: 64 concurrent keep-alive clients
 /predict, /score and /generate for `--seconds`, `--rounds` times: errors, latency
 percentiles and the server's memory after each round. sigterm: SIGTERM while 32 calls
 and 4 streams are in flight: each must complete. workers: requests per second with one
-and with two worker processes at concurrency 16.
+and with two worker processes at concurrency 16. killworker: SIGKILL one of two workers
+while 8 clients call /predict, each on a new connection with a 30 s timeout: what the
+calls in flight and those sent in the next 3 s get and how long they take, when a
+replacement serves, and whether the idle server still counts the dead worker.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import statistics
@@ -231,9 +236,106 @@ def run_workers(root: Path, args: argparse.Namespace) -> None:
     )
 
 
+def worker_pids(url: str) -> set[int]:
+    """The worker processes /metrics lists (each has a memory series)."""
+    text = httpx.get(url + "/metrics", timeout=30).text
+    prefix = 'charlm_process_resident_memory_bytes{pid="'
+    return {
+        int(line[len(prefix) :].split('"')[0])
+        for line in text.splitlines()
+        if line.startswith(prefix)
+    }
+
+
+def kill_round(root: Path) -> dict[str, Any]:
+    server = Served(root, "--workers", "2")
+    try:
+        workers: set[int] = set()
+        deadline = time.monotonic() + 60
+        while len(workers) < 2:  # each scrape is answered by either worker
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"/metrics listed {workers}, not two workers")
+            workers |= worker_pids(server.url)
+        body = {"model": "notes", "text": "the rain " * 20, "continuation_length": 200}
+        calls: list[tuple[float, float, str]] = []  # (start, end, outcome)
+        stop = threading.Event()
+
+        def client() -> None:
+            while not stop.is_set():
+                start = time.monotonic()
+                try:
+                    r = httpx.post(server.url + "/predict", json=body, timeout=30)
+                    outcome = str(r.status_code)
+                except httpx.TimeoutException:
+                    outcome = "timed out"
+                except httpx.TransportError:
+                    outcome = "failed"
+                calls.append((start, time.monotonic(), outcome))
+
+        threads = [threading.Thread(target=client) for _ in range(8)]
+        for t in threads:
+            t.start()
+        time.sleep(3)
+        victim = min(workers)
+        killed = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+        back = None
+        while time.monotonic() - killed < 10:
+            if back is None and len(worker_pids(server.url) - {victim}) == 2:
+                back = time.monotonic() - killed
+            time.sleep(0.2)
+        stop.set()
+        for t in threads:
+            t.join()
+        time.sleep(1)
+        pending = httpx.get(server.url + "/health").json()["pending"]
+        dead_listed = victim in worker_pids(server.url)
+    finally:
+        server.stop()
+    in_flight = [c for c in calls if c[0] <= killed < c[1]]
+    after = [c for c in calls if killed <= c[0] < killed + 3]
+    return {
+        "answered": sum(c[2] == "200" for c in in_flight),
+        "failed": [c[1] - killed for c in in_flight if c[2] == "failed"],
+        "other": [c[2] for c in in_flight + after if c[2] not in ("200", "failed")],
+        "after": [c[1] - c[0] for c in after if c[2] == "200"],
+        "after_failed": sum(c[2] != "200" for c in after),
+        "back": back,
+        "pending": pending,
+        "dead_listed": dead_listed,
+    }
+
+
+def run_killworker(root: Path, args: argparse.Namespace) -> None:
+    rounds = [kill_round(root) for _ in range(args.rounds)]
+    for r in rounds:
+        slowest = max(r["after"], default=0)
+        print(
+            f"{r['answered']} answered, {len(r['failed'])} failed; after: slowest {slowest:.2f} s"
+        )
+    answered = sum(r["answered"] for r in rounds)
+    failed = [t for r in rounds for t in r["failed"]]
+    after = [t for r in rounds for t in r["after"]]
+    backs = [r["back"] for r in rounds if r["back"] is not None]
+    others = [o for r in rounds for o in r["other"]]  # timed out, or a status not 200
+    record(
+        "killworker",
+        f"| SIGKILL one of 2 workers while 8 clients call /predict (a new connection each, "
+        f"30 s timeout) | {args.rounds} kills | in flight at the kill: {answered} answered, "
+        f"{len(failed)} failed at once (connection reset, at most "
+        f"{max(failed, default=0):.2f} s after the kill){f', other: {others}' if others else ''}"
+        f"; sent in the 3 s after: {len(after)} answered (slowest {max(after, default=0):.2f} s), "
+        f"{sum(r['after_failed'] for r in rounds)} failed; replacement listed "
+        f"{min(backs, default=0):.1f}-{max(backs, default=0):.1f} s after the kill; idle "
+        f"/health pending {[r['pending'] for r in rounds]}, dead worker's series listed in "
+        f"{sum(r['dead_listed'] for r in rounds)} of {args.rounds}",
+        write=args.write,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=("slow", "load", "sigterm", "workers"))
+    parser.add_argument("what", choices=("slow", "load", "sigterm", "workers", "killworker"))
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--write", action="store_true", help="add the row to RELIABILITY.md")
@@ -241,9 +343,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "checkpoints"
         train_small(root)
-        {"slow": run_slow, "load": run_load, "sigterm": run_sigterm, "workers": run_workers}[
-            args.what
-        ](root, args)
+        runs = {"slow": run_slow, "load": run_load, "sigterm": run_sigterm, "workers": run_workers}
+        runs["killworker"] = run_killworker
+        runs[args.what](root, args)
 
 
 if __name__ == "__main__":
