@@ -75,6 +75,28 @@ def append_section(title: str, table: str, notes: str = "") -> None:
         f.write(text)
 
 
+_RUN_TREE = """
+import importlib.util, sys
+code = sys.argv[1]
+sys.path.insert(0, code)
+# The service is installed as `charlm_service`; take that name from this tree's service/.
+spec = importlib.util.spec_from_file_location(
+    "charlm_service", code + "/service/__init__.py", submodule_search_locations=[code + "/service"]
+)
+module = importlib.util.module_from_spec(spec)
+sys.modules["charlm_service"] = module
+spec.loader.exec_module(module)
+from charlm.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def charlm_of(code: Path) -> list[str]:
+    """The command that runs `charlm` (the CLI, and the service it starts) from the source
+    tree `code`, whatever charlm is installed; run it with `cwd=code`."""
+    return [sys.executable, "-c", _RUN_TREE, str(code)]
+
+
 @contextlib.contextmanager
 def code_trees(before: str | None, root: Path, now: str = "now") -> Iterator[dict[str, Path]]:
     """Source trees to measure, by label: this checkout, and with `before` that revision

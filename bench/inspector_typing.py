@@ -23,13 +23,12 @@ import argparse
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx2 as httpx
-from common import REPO, code_trees, percentile, report
+from common import REPO, charlm_of, code_trees, percentile, report
 from playwright.sync_api import sync_playwright
 
 from charlm.cli import main as charlm
@@ -68,22 +67,6 @@ def corpus_text(chars: int) -> str:
     return text[:chars]
 
 
-SERVE = """
-import importlib.util, sys
-code = sys.argv[1]
-sys.path.insert(0, code)
-# The service is installed as `charlm_service`; take that name from this tree's service/.
-spec = importlib.util.spec_from_file_location(
-    "charlm_service", code + "/service/__init__.py", submodule_search_locations=[code + "/service"]
-)
-module = importlib.util.module_from_spec(spec)
-sys.modules["charlm_service"] = module
-spec.loader.exec_module(module)
-from charlm.cli import main
-sys.exit(main(sys.argv[2:]))
-"""
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -92,7 +75,7 @@ def free_port() -> int:
 
 def start_server(code: Path, checkpoints: Path, port: int) -> subprocess.Popen[bytes]:
     """`charlm serve` with the charlm and service code of the tree `code`."""
-    cmd = [sys.executable, "-c", SERVE, str(code), "serve", "--checkpoints-dir", str(checkpoints)]
+    cmd = [*charlm_of(code), "serve", "--checkpoints-dir", str(checkpoints)]
     cmd += ["--port", str(port), "--log-level", "warning", "--max-text-chars", "100000"]
     proc = subprocess.Popen(cmd, cwd=code, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60

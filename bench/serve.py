@@ -48,7 +48,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import REPO, code_trees, percentile, report
+from common import REPO, charlm_of, code_trees, percentile, report
 
 from charlm.cli import main as charlm
 
@@ -363,10 +363,9 @@ def run_largest(args: argparse.Namespace) -> None:
         with code_trees(args.before, Path(tmp)) as codes:
             for label, code in codes.items():
                 port = free_port()
-                cmd = [sys.executable, "-m", "charlm", "serve", "--checkpoints-dir", str(ckpts)]
+                cmd = [*charlm_of(code), "serve", "--checkpoints-dir", str(ckpts)]
                 server = subprocess.Popen(
-                    [*cmd, "--port", str(port), "--log-level", "warning"],
-                    env={**os.environ, "PYTHONPATH": str(code)},
+                    [*cmd, "--port", str(port), "--log-level", "warning"], cwd=code
                 )
                 try:
                     wait_ready(port, server)
@@ -419,10 +418,9 @@ def run_head_of_line(args: argparse.Namespace) -> None:
         with code_trees(args.before, Path(tmp)) as codes:
             for label, code in codes.items():
                 port = free_port()
-                cmd = [sys.executable, "-m", "charlm", "serve", "--checkpoints-dir", str(ckpts)]
+                cmd = [*charlm_of(code), "serve", "--checkpoints-dir", str(ckpts)]
                 server = subprocess.Popen(
-                    [*cmd, "--port", str(port), "--log-level", "warning"],
-                    env={**os.environ, "PYTHONPATH": str(code)},
+                    [*cmd, "--port", str(port), "--log-level", "warning"], cwd=code
                 )
                 try:
                     wait_ready(port, server)

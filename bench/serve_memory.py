@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import socket
 import statistics
 import string
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -28,7 +26,7 @@ from pathlib import Path
 
 import httpx2 as httpx
 import torch
-from common import code_trees, report
+from common import charlm_of, code_trees, report
 
 from charlm import ModelConfig, Vocabulary, checkpoint
 from charlm.model import CharRNN
@@ -63,10 +61,9 @@ def serving(
     code: Path, checkpoints: Path, flag: str
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     port = free_port()
-    cmd = [sys.executable, "-m", "charlm", "serve", flag, str(checkpoints), "--port", str(port)]
+    cmd = [*charlm_of(code), "serve", flag, str(checkpoints), "--port", str(port)]
     cmd += ["--log-level", "warning"]
-    env = {**os.environ, "PYTHONPATH": str(code)}
-    proc = subprocess.Popen(cmd, cwd=code, env=env, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, cwd=code, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120

@@ -9,10 +9,11 @@ kernel pays for waking its team: measured on 2 cores, a batch of 32 /predict que
 took 4x as long on a second thread as on the first. One thread keeps one team.
 
 Jobs run in the order they were submitted. A plain job (`run`) runs whole. A sliced
-job (`run_sliced`: a computation in pieces, `charlm.slices`) runs piece after piece
-for a turn of at least `SLICE_S`, and on while nothing else is queued; then it goes to
-the back of the queue, so a /predict waits at most about one piece (a few milliseconds)
-behind the longest request, and long requests take turns. Each piece runs under
+job (`run_sliced`: a computation in pieces, `charlm.slices`) runs piece after piece;
+once it has used `SLICE_S` of the thread in all, it goes to the back of the queue after
+each piece whenever another job is waiting. So a short job (a /predict) runs to its end
+once it starts, it waits about half a piece (a few milliseconds) behind the longest
+request, and long requests take turns piece by piece. Each piece runs under
 inference mode; once a long job ends, the memory it freed is given back to the system.
 A job whose caller has stopped waiting (its client has gone) is not started, and a
 sliced one is closed after the piece in progress. `waiting` tells a long plain job (the
@@ -43,9 +44,9 @@ T = TypeVar("T")
 
 _LONG = 64
 """Pieces after which a finished job's freed memory is given back to the system."""
-SLICE_S = 0.002
-"""How long a sliced job keeps the thread, piece after piece, before others that are
-waiting take their turn: a short job (a /predict's few pieces) ends within it."""
+SLICE_S = 0.01
+"""Time on the thread a sliced job may use before it takes turns with waiting jobs: a
+short one (a /predict's few pieces) ends without yielding."""
 
 
 @dataclass(eq=False)
@@ -54,6 +55,7 @@ class _Job:
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
     pieces: int = 0
+    used: float = 0.0  # seconds on the thread so far
 
 
 class ComputeThread:
@@ -133,11 +135,11 @@ class ComputeThread:
     def _pieces(self, job: _Job, work: Generator[None, None, Any]) -> None:
         """Run `work`'s pieces until it ends, its caller has gone, or another job waits
         (then it goes to the back of the queue)."""
-        turn_ends = time.perf_counter() + SLICE_S
         while True:
             if job.future.cancelled():
                 work.close()
                 break
+            began = time.perf_counter()
             try:
                 done, result = run_piece(work)
             except BaseException as error:  # handed to the caller, whatever it is
@@ -147,7 +149,8 @@ class ComputeThread:
                 _settle_soon(job.loop, job.future, result=result)
                 break
             job.pieces += 1
-            if self._jobs.qsize() and time.perf_counter() >= turn_ends:
+            job.used += time.perf_counter() - began
+            if job.used >= SLICE_S and self._jobs.qsize():
                 self._jobs.put(job)
                 return
         if job.pieces >= _LONG:  # a long request's temporaries: back to the system

@@ -49,32 +49,34 @@ class Pieces:
 
 
 def test_a_sliced_job_lets_others_run_between_its_pieces() -> None:
-    """Without slicing, the plain job would wait for all 50 pieces; here it runs after
-    the piece in progress when it arrived (the long job's turn, SLICE_S, is over by
-    then), and the long job then resumes."""
+    """Without slicing, the other jobs would wait for all 50 pieces; here each runs after
+    the piece in progress when it arrived (the long job has used its SLICE_S by then),
+    a short sliced job runs all its pieces at once, and the long job then resumes."""
     log: list[str] = []
     queued = threading.Event()
     long = Pieces(50, log, "long", gate=queued, seconds=SLICE_S)
+    short = Pieces(3, log, "short")
 
-    async def main() -> tuple[str, str]:
+    async def main() -> tuple[str, str, str]:
         cpu = ComputeThread()
         try:
             running = asyncio.ensure_future(cpu.run_sliced(long.job()))
             while not log:  # the long job is under way
                 await asyncio.sleep(0.001)
-            short = asyncio.ensure_future(cpu.run(lambda: log.append("short") or "short done"))
-            await asyncio.sleep(0)  # it is queued
+            plain = asyncio.ensure_future(cpu.run(lambda: log.append("plain") or "plain done"))
+            sliced = asyncio.ensure_future(cpu.run_sliced(short.job()))
+            await asyncio.sleep(0)  # both are queued
             queued.set()
-            return await running, await short
+            return await running, await plain, await sliced
         finally:
             cpu.close()
 
-    done, short = asyncio.run(main())
-    assert (done, short) == ("long done", "short done")
+    assert asyncio.run(main()) == ("long done", "plain done", "short done")
     assert log.count("long") == 50
-    # queued at the latest during the fourth piece (held until then): it runs right after
-    # the piece in progress, not after the 50
-    assert 1 <= log.index("short") <= 5, log
+    # queued at the latest during the fourth piece (held until then): they run right
+    # after the piece in progress, not after the 50
+    first = log.index("plain")
+    assert 1 <= first <= 5 and log[first : first + 4] == ["plain", "short", "short", "short"], log
     assert long.inference and not torch.is_inference_mode_enabled()
 
 
