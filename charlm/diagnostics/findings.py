@@ -9,7 +9,7 @@ from typing import Any
 
 from charlm.diagnostics.references import ReferenceLevels
 
-__all__ = ["Finding", "Row", "RunFacts", "finite"]
+__all__ = ["Finding", "Row", "RunFacts", "findings_block", "finite"]
 
 Row = dict[str, Any]
 """A logged row: {"kind": "train", "step", "loss", ...} or {"kind": "eval", "step", "val_loss"}."""
@@ -22,6 +22,9 @@ class Finding:
     seen: str
     causes: str
     advice: str
+    passed: str | None = None
+    """How the run got past it, when it did (the finding no longer holds): shown apart
+    from the findings that do."""
 
     def line(self) -> str:
         """One warning line: what is seen and what to try."""
@@ -29,6 +32,18 @@ class Finding:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def lines(self) -> list[str]:
+        """The finding as a report shows it."""
+        out = [
+            f"  step {self.step}: {self.name}",
+            f"    seen:   {self.seen}",
+            f"    likely: {self.causes}",
+            f"    try:    {self.advice}",
+        ]
+        if self.passed:
+            out.append(f"    passed: {self.passed}")
+        return out
 
     @classmethod
     def from_dict(cls, data: object) -> Finding | None:
@@ -41,9 +56,27 @@ class Finding:
                 str(data["seen"]),
                 str(data["causes"]),
                 str(data["advice"]),
+                str(data["passed"]) if data.get("passed") else None,
             )
         except (KeyError, TypeError, ValueError, OverflowError):
             return None
+
+
+def findings_block(findings: list[Finding]) -> list[str]:
+    """The findings of a report: those that hold, then those the run got past."""
+    holding = [f for f in findings if not f.passed]
+    passed = [f for f in findings if f.passed]
+    if not holding:
+        lines = ["Findings: none; the run looks healthy."]
+    else:
+        lines = [f"Findings ({len(holding)})"]
+        for f in holding:
+            lines += f.lines()
+    if passed:
+        lines += ["", f"Seen and passed ({len(passed)})"]
+        for f in passed:
+            lines += f.lines()
+    return lines
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from charlm import checkpoint
-from charlm.diagnostics.findings import Finding, RunFacts, finite
+from charlm.diagnostics.findings import Finding, RunFacts, findings_block, finite
 from charlm.diagnostics.history import History
 from charlm.diagnostics.logs import MAX_TRAIN_ROWS, open_log
 from charlm.diagnostics.references import ReferenceLevels
@@ -48,7 +48,7 @@ class Diagnosis:
 
     @property
     def healthy(self) -> bool:
-        return not self.findings
+        return not any(not f.passed for f in self.findings)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,18 +102,7 @@ class Diagnosis:
                 )
         else:
             lines.append("  (reference levels need the corpus: --corpus FILE)")
-        lines.append("")
-        if not self.findings:
-            lines.append("Findings: none; the run looks healthy.")
-        else:
-            lines.append(f"Findings ({len(self.findings)})")
-            for f in self.findings:
-                lines += [
-                    f"  step {f.step}: {f.name}",
-                    f"    seen:   {f.seen}",
-                    f"    likely: {f.causes}",
-                    f"    try:    {f.advice}",
-                ]
+        lines += ["", *findings_block(self.findings)]
         picture = _picture(self.signals)
         if picture:
             lines += ["", f"Gradients and gates at step {self.signals.get('step')}", *picture]
