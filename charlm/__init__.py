@@ -63,6 +63,7 @@ from charlm.model import CharLSTM, CharRNN, ModelConfig
 from charlm.runtime import Runtime
 from charlm.training import TrainConfig, TrainResult, fit
 from charlm.vocab import Vocabulary
+from charlm.watcher import Watcher, watch
 
 __all__ = [
     "AmbiguousModelError",
@@ -104,8 +105,10 @@ __all__ = [
     "UnknownCharacterError",
     "UnknownModelError",
     "Vocabulary",
+    "Watcher",
     "__version__",
     "fit",
     "load_checkpoint",
     "resolve_checkpoint",
+    "watch",
 ]

@@ -314,6 +314,13 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    """The script's own exit status; the watcher's report goes to standard error."""
+    from charlm.watcher.script import run_script
+
+    return run_script(args.script, args.args, log=args.log)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": cmd_train,
     "predict": cmd_predict,
@@ -328,5 +335,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": cmd_serve,
     "plot": cmd_plot,
     "diagnose": cmd_diagnose,
+    "watch": cmd_watch,
     "sweep": cmd_sweep,
 }

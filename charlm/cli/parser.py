@@ -274,6 +274,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dg.add_argument("--json", action="store_true", help="print JSON")
 
+    wt = command(
+        "watch",
+        "run a training script of your own, unchanged, under charlm's watcher: what stops "
+        "it learning, measured inside the loop",
+    )
+    wt.add_argument(
+        "--log",
+        type=Path,
+        metavar="FILE",
+        help="also write every step and finding there as JSON Lines (charlm diagnose --log "
+        "reads it)",
+    )
+    wt.add_argument("script", help="the Python script, run as `python SCRIPT ARGS...` would")
+    wt.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
+
     a = command(
         "accuracy",
         "how often a model continues each prompt of an answer file with its answer, "
