@@ -22,6 +22,7 @@ from charlm.cli import main as cli
 from charlm.data import split_text
 from charlm.diagnostics import History, ReferenceLevels, RunFacts
 from charlm.diagnostics.logs import open_log, read_log
+from charlm.diagnostics.references import bounded_softmax_floor
 from charlm.diagnostics.report import diagnose_checkpoint, diagnose_log, diagnose_rows
 from charlm.diagnostics.signals import gate_signals, gradient_norms, snapshot, update_ratios
 from charlm.errors import TrainingError
@@ -299,8 +300,12 @@ def test_reference_levels() -> None:
     p = {"a": 2 / 3, "b": 1 / 3}
     assert ref.unigram == pytest.approx(-sum(q * math.log(q) for q in p.values()))
     assert ref.determined_after == 2  # after "a" comes "a" or "b"; after "aa", "b"
-    repeat = ReferenceLevels.of_text("ab" * 500 + "aa").repeat
-    assert 0 < repeat < 0.02  # alternation: "not the last character" is nearly always right
+    # alternation: a model that favours repeating gives the last character at least its
+    # frequency, so "anything but the last character" is not a way of repeating it
+    for text in ("abab", "ab" * 500 + "aa"):
+        levels = ReferenceLevels.of_text(text)
+        assert levels.repeat == pytest.approx(levels.unigram, abs=1e-3)
+        assert levels.repeat == pytest.approx(math.log(2), abs=1e-3)
     alphabet = ReferenceLevels.of_text(ALPHABET)
     assert alphabet.unigram == pytest.approx(math.log(26)) and alphabet.determined_after == 1
     notes = ReferenceLevels.of_text(NOTES)
@@ -374,10 +379,12 @@ def test_diagnose_reads_a_plain_loops_csv(
     args = ["diagnose", "--log", str(log), "--corpus", str(CORPORA / "alphabet.txt")]
     assert cli(args) == 0
     text = capsys.readouterr().out
-    assert "plateau_on_determined_text" in text and "no linear projection" in text
+    assert "bounded_softmax" in text and "a linear layer between the LSTM and the softmax" in text
+    assert "--hidden-size" not in text  # a loop of its own: no charlm flags
     assert cli([*args, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert [f["name"] for f in report["findings"]] == ["plateau_on_determined_text"]
+    # the bounded softmax explains the plateau on the determined text, more precisely
+    assert [f["name"] for f in report["findings"]] == ["bounded_softmax"]
     assert report["references"]["unigram"] == pytest.approx(math.log(26))
     assert report["train_loss"] > 1.0  # the plateau: far above 0
 
@@ -530,3 +537,71 @@ def test_diagnose_says_a_long_log_was_thinned(
     report = json.loads(capsys.readouterr().out)
     assert report["read_every"] == 2 and report["steps"] == 60_000
     assert report["best_val_loss"] == 2.5 and report["best_step"] == 60_000
+
+
+# -- loops of one's own -----------------------------------------------------------------
+
+
+def test_the_bounded_softmax_floor_is_what_cross_entropy_gives() -> None:
+    """A softmax of values within [-1, 1] does best with +1 on the right class and -1 on
+    the others: the floor is that cross-entropy, computed by torch."""
+    for v, floor in ((26, 1.478), (2, 0.127)):
+        best = torch.full((1, v), -1.0, dtype=torch.float64)
+        best[0, 0] = 1.0
+        assert float(F.cross_entropy(best, torch.tensor([0]))) == pytest.approx(
+            bounded_softmax_floor(v), abs=1e-12
+        )
+        assert bounded_softmax_floor(v) == pytest.approx(floor, abs=5e-4)
+        # no values within [-1, 1] do better
+        values = torch.rand(5000, v, dtype=torch.float64) * 2 - 1
+        losses = F.cross_entropy(values, torch.zeros(5000, dtype=torch.long), reduction="none")
+        assert float(losses.min()) >= bounded_softmax_floor(v)
+
+
+def curve_log(path: Path, losses: list[float], every: int = 1) -> Path:
+    rows = [f"{s},{loss}\n" for s, loss in enumerate(losses, start=1) if s % every == 0]
+    path.write_text("step,loss\n" + "".join(rows), encoding="utf-8")
+    return path
+
+
+def test_a_plateau_the_run_gets_past_is_marked_passed(tmp_path: Path) -> None:
+    """A loss flat at ln 2 for 600 steps, then falling: the flat line is seen, then
+    passed, with where; the run is healthy, and the report lists it apart from the
+    findings. Cut before the fall, the finding holds."""
+    losses = [math.log(2) + 0.001 * math.sin(s) for s in range(600)]
+    losses += [math.log(2) * math.exp(-(s + 1) / 100) for s in range(600)]
+    full = diagnose_log(curve_log(tmp_path / "full.csv", losses))
+    (finding,) = full.findings
+    assert finding.name == "loss_not_moving" and finding.step == 200
+    assert finding.passed is not None and finding.passed.startswith("at step 6")
+    text = full.render()
+    assert full.healthy and "Findings: none" in text
+    assert (
+        "Seen early, recovered later (not findings)\n  step 200: loss_not_moving; at step 6" in text
+    )
+    assert full.to_dict()["findings"] == [] and len(full.to_dict()["recovered"]) == 1
+    cut = diagnose_log(curve_log(tmp_path / "cut.csv", losses[:600]))
+    assert [(f.name, f.passed) for f in cut.findings] == [("loss_not_moving", None)]
+    assert not cut.healthy
+
+
+def test_the_corpus_and_the_vocabulary_size_say_what_the_loss_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = curve_log(tmp_path / "flat.csv", [3.0 - s / 10_000 for s in range(1, 301)])
+    assert diagnose_log(log).loss == "unknown" and "nats" not in diagnose_log(log).render()
+    assert diagnose_log(log, vocab_size=26).loss == "characters"
+    short = tmp_path / "letters.txt"
+    short.write_text("abcdefghijklmnopqrstuvwxyz", encoding="utf-8")
+    assert cli(["diagnose", "--log", str(log), "--corpus", str(short)]) == 0
+    out = capsys.readouterr().out
+    assert "the corpus (26 characters) is too short to tell whether a short context" in out
+    assert "261 in all" in out and "per-character cross-entropy" in out
+    for args, message in (
+        (["--vocab-size", "1"], "--vocab-size must be 2 or more"),
+        (["--vocab-size", "27", "--corpus", str(short)], "the corpus has 26 different"),
+    ):
+        assert cli(["diagnose", "--log", str(log), *args]) == 2
+        assert message in capsys.readouterr().err
+    assert cli(["diagnose", "somewhere", "--vocab-size", "26"]) == 2
+    assert "--vocab-size goes with --log" in capsys.readouterr().err

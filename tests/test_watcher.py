@@ -297,3 +297,18 @@ def test_gates_are_recomputed_from_the_weights(cell: str) -> None:
     if cell == "lstm":
         bias = module.bias_ih_l0[H : 2 * H] + module.bias_hh_l0[H : 2 * H]
         assert first.forget_bias == pytest.approx(float(bias.mean()), abs=1e-6)
+
+
+def test_a_saturated_first_layer_gets_no_gradient() -> None:
+    """Layer 0's gates pinned at their bounds (biases of 30): its gradient vanishes while
+    the layer above still learns; every stacked layer's norm is measured from step 1."""
+    model = Tagger()
+    model.lstm = nn.LSTM(1, 16, num_layers=2, batch_first=True)
+    with torch.no_grad():
+        model.lstm.bias_ih_l0.fill_(30.0)
+    w = train(model, 120, lr=1e-3)
+    assert names(w) == ["vanishing_gradients"]
+    assert set(w.run.first[0].grad_norms) == {"lstm.l0", "lstm.l1", "head"}
+    assert w.run.last is not None and w.run.last.grad_norms["lstm.l1"] > 0
+    healthy = train(Tagger(), 120, lr=1e-3)
+    assert healthy.findings == []

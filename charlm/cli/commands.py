@@ -245,8 +245,10 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         raise InputError("give a checkpoint or --log FILE (one of the two)")
     corpus = read_corpus(_resolve_corpus(args.corpus)) if args.corpus else None
     if args.log is not None:
-        diagnosis = diagnose_log(args.log, corpus)
+        diagnosis = diagnose_log(args.log, corpus, args.vocab_size)
     else:
+        if args.vocab_size is not None:
+            raise InputError("--vocab-size goes with --log (a checkpoint knows its vocabulary)")
         directory = checkpoint.resolve(args.checkpoint, args.checkpoints_dir)
         diagnosis = diagnose_checkpoint(directory, corpus)
     if args.json:

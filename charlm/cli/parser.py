@@ -263,14 +263,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--log",
         type=Path,
         metavar="FILE",
-        help="read this log of another training loop instead: CSV with a header, or JSON "
-        "Lines; columns step, loss and optionally val_loss, grad_norm, lr",
+        help="read this log of another training loop instead: columns with a header (CSV, "
+        "TSV, a Keras or Lightning CSVLogger's), JSON Lines (charlm.watch's too), or printed "
+        "lines with a loss in them (a loop's stdout); see `charlm.diagnostics.logs`",
     )
     dg.add_argument(
         "--corpus",
         metavar="FILE",
         help="the text the run trained on, for the reference levels (a checkpoint keeps "
-        "its own; one written before they were kept needs this)",
+        "its own; one written before they were kept needs this); with --log, it says the "
+        "loss is a per-character cross-entropy",
+    )
+    dg.add_argument(
+        "--vocab-size",
+        type=int,
+        metavar="N",
+        help="with --log: the loss is a cross-entropy over N classes (characters), so that "
+        "a softmax of bounded values (an LSTM's output taken as logits) can be named",
     )
     dg.add_argument("--json", action="store_true", help="print JSON")
 

@@ -2,50 +2,153 @@
 
 A `History` (see `history`) collects a run's logged rows as they come (training rows at
 the logging interval, evaluation rows) together with the facts that do not change
-(`RunFacts`: the reference levels of the training text, the vocabulary size, the
-clipping threshold). After each row it runs every detector that has not fired yet; a
-detector that fires returns a `Finding` (what is seen, with figures; the likely causes;
-what to try, with the flag to change) and never fires again in that run.
+(`RunFacts`: what the loss is, the reference levels of the training text, the vocabulary
+size, the clipping threshold). After each row it runs every detector that has not fired
+yet and has what it needs; a detector that fires returns a `Finding` (what is seen, with
+figures; the likely causes; what to try) and never fires again in that run.
 
-Each detector's docstring states its rule and thresholds. They look only at the last few
-rows and at running figures the history keeps, so feeding a long log row by row stays
-linear in its length. A detector needing a signal the log does not have (per-layer
-gradient norms, the reference levels) stays silent.
+Each detector's docstring states its rule and thresholds, and its `Rule` in `DETECTORS`
+what it needs: the steps the run must have reached, the logged values, the evaluations,
+the signals (a corpus, a vocabulary size, a gradient norm), the kinds of loss it reads,
+how a run gets past its finding (`passed`), and which findings its own explains (left
+out of a report where it holds). Thresholds and windows are in steps, never in rows,
+so a log written every step and one written every 10 or 50 give the same answer; a rule
+that needs several values says how many.
+
+A charlm run's advice names charlm's flags; a loop of the user's own gets advice in
+terms of its code, and only a cross-entropy is spoken of in nats (`RunFacts.loss`).
+The detectors that read only the loss curve are in `curve`.
 """
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import re
 import statistics
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from charlm.diagnostics.findings import Finding, finite
+from charlm.diagnostics import curve
+from charlm.diagnostics.curve import advice, at_lr, units
+from charlm.diagnostics.findings import Finding, LossKind, RunFacts, finite
 
 if TYPE_CHECKING:
     from charlm.diagnostics.history import History
 
-__all__ = ["DETECTORS"]
+__all__ = ["DETECTORS", "NEEDS", "Rule"]
 
 _LAYER = re.compile(r"(lstm|gru|rnn)\.l\d+")
 """A recurrent layer's parameter group in a row's `grad_norms`."""
 
+ALL: tuple[LossKind, ...] = ("charlm", "characters", "classes", "unknown")
+OWN: tuple[LossKind, ...] = ("characters", "classes", "unknown")
+TEXT: tuple[LossKind, ...] = ("charlm", "characters")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A detector (`check`) and what it needs to judge a run."""
+
+    check: Callable[[History], Finding | None]
+    steps: int = 0
+    """The step the run must have reached."""
+    points: int = 0
+    """The training values it must have logged."""
+    evals: int = 0
+    """The evaluations it must have logged."""
+    needs: tuple[str, ...] = ()
+    """Signals (keys of `NEEDS`)."""
+    kinds: tuple[LossKind, ...] = ALL
+    """The kinds of loss it reads."""
+    passed: Callable[[History, Finding], str | None] | None = None
+    """How the run got past the finding, read from the rest of the run (None: it did not)."""
+    explains: tuple[str, ...] = ()
+    """Findings this one explains: one of them does not fire after it, and a report where
+    it holds leaves them out."""
+    costly: bool = False
+    """It reads many logged values each time: run on a schedule (see `history`) and at
+    the end."""
+
+    @property
+    def name(self) -> str:
+        return self.check.__name__
+
+    def applies(self, facts: RunFacts) -> bool:
+        return facts.loss in self.kinds
+
+    def missing(self, h: History, listed_only: bool = False) -> str | None:
+        """Why `h` cannot be judged by this rule yet (None: it can); `listed_only`: only
+        the reasons a report lists (a signal the log could have carried, a run too short)."""
+        for need in self.needs:
+            has, what, listed = NEEDS[need]
+            if not has(h):
+                return f"needs {what}" if listed or not listed_only else None
+        if self.evals and not h.evals:
+            return "needs evaluations: a validation loss or accuracy (val_loss, val_accuracy)"
+        if h.step < self.steps:
+            return f"needs {self.steps:,} steps; the log ends at step {h.step:,}"
+        if len(h.train) < self.points:
+            return f"needs {self.points} logged training losses; the log has {len(h.train)}"
+        if len(h.evals) < self.evals:
+            have = len(h.evals)
+            return (
+                f"needs {self.evals} evaluation{'s' if self.evals > 1 else ''}; the log has {have}"
+            )
+        return None
+
+
+NEEDS: dict[str, tuple[Callable[[History], bool], str, bool]] = {
+    "references": (
+        lambda h: h.facts.references is not None,
+        "the training text (--corpus FILE)",
+        True,
+    ),
+    "determined": (
+        lambda h: (
+            h.facts.references is not None and h.facts.references.determined_after is not None
+        ),
+        "a text where a short context decides each character",
+        False,
+    ),
+    "undetermined": (
+        lambda h: h.facts.references is not None and h.facts.references.determined_after is None,
+        "a text no short context decides",
+        False,
+    ),
+    "vocab_size": (
+        lambda h: h.facts.vocab_size is not None and h.facts.vocab_size > 1,
+        "the vocabulary size (--vocab-size N, or --corpus FILE) and a cross-entropy loss",
+        True,
+    ),
+    "grad_norm": (lambda h: bool(h.grad_norms), "a gradient-norm column (grad_norm)", True),
+    "layer_norms": (
+        lambda h: bool(h.train) and isinstance(h.train[-1].get("grad_norms"), dict),
+        "per-layer gradient norms",
+        False,
+    ),
+    "accuracy": (lambda h: len(h.accuracies) > 0, "a training-accuracy column", False),
+}
+"""A signal -> (whether a history has it, what it is, whether a report lists its lack)."""
+
 
 def _first_evaluation(h: History) -> tuple[int, float, float] | None:
     """(step, training loss, validation loss) right after the run's first evaluation;
-    None at any other time."""
-    if len(h.evals) != 1 or not h.train:
+    None at any other time, or when it has no validation loss."""
+    if len(h.evals) != 1 or not h.train or not finite(h.evals[0].get("val_loss")):
         return None
     return int(h.evals[0]["step"]), h.train_at_eval[0], float(h.evals[0]["val_loss"])
 
 
-def _fell(h: History, rows: int) -> float:
-    """How much the training loss fell over the last `rows` logged values (mean of the
-    first 2 of them against the mean of the last 2)."""
-    tail = [float(r["loss"]) for r in h.train[-rows:]]
-    return statistics.fmean(tail[:2]) - statistics.fmean(tail[-2:])
+def _val_losses(h: History) -> list[tuple[int, float, float]]:
+    """(step, validation loss, training loss then) of the evaluations with a loss."""
+    return [
+        (int(r["step"]), float(r["val_loss"]), t)
+        for r, t in zip(h.evals, h.train_at_eval, strict=True)
+        if finite(r.get("val_loss"))
+    ]
 
 
 # -- the detectors ------------------------------------------------------------------
@@ -54,54 +157,94 @@ def _fell(h: History, rows: int) -> float:
 
 def learning_rate_too_high(h: History) -> Finding | None:
     """The loss became NaN or infinite; or, after step 50, the logged training loss is
-    more than 0.5 nats above ln V (worse than guessing uniformly); or a logged value is
-    more than 1 nat above the lowest one so far after the loss had fallen by at least
-    1 nat from its first value (a spike)."""
+    more than 0.5 nats above ln V (worse than guessing uniformly); or a logged value
+    jumped above the lowest one so far after the loss had fallen from its first value:
+    by more than 1 nat after a fall of 1 nat or more (a cross-entropy), or by more than
+    half the fall after a fall of half its first value or more (a loss of unknown units),
+    and in either case by more than 4x the noise of the logged losses (`History.noise`:
+    a noisy batch loss is not a jump)."""
     last = h.nonfinite or (h.train[-1] if h.train else None)
     if last is None:
         return None
-    lr = last.get("lr")
-    at = f" at --lr {lr:.3g}" if finite(lr) else ""
+    at = at_lr(h, last.get("lr"))
     causes = (
         "a learning rate too high for this model (Adam's steps overshoot), or no gradient clipping"
     )
-    advice = "lower --lr (by 10x to start), keep --clip at 1 or lower"
+    tip = advice(
+        h,
+        "lower --lr (by 10x to start), keep --clip at 1 or lower",
+        "lower the learning rate you give the optimizer (by 10x to start), and clip the "
+        "gradient before each step: torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0) "
+        "between loss.backward() and optimizer.step()",
+    )
     if last is h.nonfinite:
         seen = f"the training loss became {last['loss']}{at}"
-        return Finding("learning_rate_too_high", int(last["step"]), seen, causes, advice)
+        return Finding("learning_rate_too_high", int(last["step"]), seen, causes, tip)
     loss, step = float(last["loss"]), int(last["step"])
     v = h.facts.vocab_size
-    if v and v > 1 and step > 50 and loss > math.log(v) + 0.5:
+    if h.facts.nats and v and v > 1 and step > 50 and loss > math.log(v) + 0.5:
         return Finding(
             "learning_rate_too_high",
             step,
             f"the training loss is {loss:.3f} nats{at}, above {math.log(v):.3f} "
-            f"(ln {v}: guessing every character uniformly)",
+            f"(ln {v}: guessing every {'character' if h.facts.loss in TEXT else 'class'} "
+            "uniformly)",
             causes,
-            advice,
+            tip,
         )
-    first = float(h.train[0]["loss"])
-    if first - h.lowest_loss >= 1.0 and loss > h.lowest_loss + 1.0:
+    jump = _jump(h)
+    if jump is not None and loss > h.lowest_loss + jump:
         return Finding(
             "learning_rate_too_high",
             step,
-            f"the training loss jumped to {loss:.3f} nats{at}, after it had reached "
+            f"the training loss jumped to {loss:.3f}{units(h)}{at}, after it had reached "
             f"{h.lowest_loss:.3f}",
             causes + "; or a batch unlike the rest of the data",
-            advice,
+            tip,
         )
     return None
 
 
+def _jump(h: History) -> float | None:
+    """How far above its lowest a loss must go to count as a jump (None: it has not
+    fallen enough yet for a jump to mean anything)."""
+    first = h.curve.values[0]
+    fall = first - h.lowest_loss
+    if h.facts.nats:
+        jump = 1.0 if fall >= 1.0 else None
+    else:
+        jump = fall / 2 if first > 0 and fall >= first / 2 else None
+    return None if jump is None else max(jump, 4 * h.noise())
+
+
+def _back_down(h: History, f: Finding) -> str | None:
+    """A jump's loss back near the low before it; a loss above ln V back below it."""
+    if h.nonfinite is not None and int(h.nonfinite["step"]) <= f.step:
+        return None
+    i = h.curve.steps.index(f.step) if f.step in h.curve.steps else None
+    if i is None or i == 0:
+        return None
+    before = min(h.curve.values[:i])
+    v = h.facts.vocab_size
+    if "above" in f.seen and v:
+        target = math.log(v)
+    else:
+        jump = h.curve.values[i] - before
+        target = before + 0.1 * jump
+    for step, loss in zip(h.curve.steps[i + 1 :], h.curve.values[i + 1 :], strict=True):
+        if loss <= target:
+            return f"at step {step:,} the loss was {loss:.3g}, back near {before:.3g}"
+    return None
+
+
 def learning_rate_too_low(h: History) -> Finding | None:
-    """After at least 200 steps and 5 logged values, the training loss (mean of the last
-    3) is less than 2% (and less than 0.02 nats) below the first logged value: a flat
-    line."""
-    if len(h.train) < 5 or int(h.train[-1]["step"]) < 200:
+    """After at least 200 steps and 5 logged values, the training loss has not moved:
+    the mean over the last quarter of the steps is within 2% (and 0.02 nats, and twice
+    the noise of the means) of the mean over the first quarter (see `curve.flat`)."""
+    flat = curve.flat(h)
+    if flat is None:
         return None
-    first, now = float(h.train[0]["loss"]), h.recent_loss()
-    if first - now >= max(0.02, 0.02 * abs(first)):
-        return None
+    first, now, _ = flat
     lr = h.train[-1].get("lr")
     at = f" (--lr is {lr:.3g} now)" if finite(lr) else ""
     return Finding(
@@ -118,13 +261,12 @@ def learning_rate_too_low(h: History) -> Finding | None:
 def stuck_at_unigram(h: History) -> Finding | None:
     """After at least 300 steps and 5 logged values, the training loss (mean of the last
     3) is within 0.1 nats of the training text's unigram entropy and fell less than
-    0.05 nats over the last 5 logged values: the model has learned how common each
+    0.05 nats over the last `curve.span` steps: the model has learned how common each
     character is, and nothing about order."""
     ref = h.facts.references
-    if ref is None or len(h.train) < 5 or int(h.train[-1]["step"]) < 300:
-        return None
+    assert ref is not None  # NEEDS["references"]
     now = h.recent_loss()
-    if abs(now - ref.unigram) > 0.1 or _fell(h, 5) >= 0.05:
+    if abs(now - ref.unigram) > 0.1 or curve.fell(h) >= 0.05:
         return None
     return Finding(
         "stuck_at_unigram",
@@ -134,23 +276,31 @@ def stuck_at_unigram(h: History) -> Finding | None:
         "which comes next",
         "a learning rate too high or too low, the state reset at every character "
         "(--seq-len 1), or targets that do not follow the inputs",
-        "try --lr 10x lower and 10x higher, a --seq-len of 32 or more, and check that "
-        "each target is the character after its input",
+        advice(
+            h,
+            "try --lr 10x lower and 10x higher, a --seq-len of 32 or more, and check that "
+            "each target is the character after its input",
+            "try learning rates 10x lower and 10x higher, windows of 32 characters or more "
+            "with the state carried through them, and check that each target is the "
+            "character after its input (y = x shifted by one)",
+        ),
     )
+
+
+def _below_unigram(h: History, f: Finding) -> str | None:
+    ref = h.facts.references
+    return None if ref is None else curve.went_below(h, f.step, ref.unigram - 0.2)
 
 
 def plateau_on_determined_text(h: History) -> Finding | None:
     """On a text whose next character is determined by the k before it (the alphabet:
     k = 1), after at least 300 steps and 5 logged values, the training loss (mean of the
-    last 3) is above 0.1 nats and fell less than 5% over the last 5 logged values: a
+    last 3) is above 0.1 nats and fell less than 5% over the last `curve.span` steps: a
     working model becomes nearly certain here."""
     ref = h.facts.references
-    if ref is None or ref.determined_after is None:
-        return None
-    if len(h.train) < 5 or int(h.train[-1]["step"]) < 300:
-        return None
+    assert ref is not None and ref.determined_after is not None  # NEEDS["determined"]
     now = h.recent_loss()
-    if now <= 0.1 or _fell(h, 5) >= 0.05 * now:
+    if now <= 0.1 or curve.fell(h) >= 0.05 * now:
         return None
     k = ref.determined_after
     before = "the character" if k == 1 else f"the {k} characters"
@@ -164,20 +314,29 @@ def plateau_on_determined_text(h: History) -> Finding | None:
         "tanh-bounded output with no linear projection (charlm always projects); a "
         "window shorter than the context needed; a model too small; or a learning rate "
         "that decayed too soon",
-        "in a model of your own, a linear projection between the LSTM and the softmax; "
-        "in charlm, a larger --hidden-size, --dropout 0 or more --max-steps"
-        + (f", and a --seq-len above {k}" if k > 1 else ""),
+        advice(
+            h,
+            "in a model of your own, a linear projection between the LSTM and the "
+            "softmax; in charlm, a larger --hidden-size, --dropout 0 or more --max-steps"
+            + (f", and a --seq-len above {k}" if k > 1 else ""),
+            "a linear projection between the LSTM and the softmax (nn.Linear(hidden_size, "
+            "vocab_size)), a larger hidden size, or more steps"
+            + (f"; windows longer than {k} characters" if k > 1 else ""),
+        ),
     )
+
+
+def _near_zero(h: History, f: Finding) -> str | None:
+    return curve.went_below(h, f.step, 0.1)
 
 
 def exploding_gradients(h: History) -> Finding | None:
     """Any of: a logged gradient norm before clipping over 1,000x the clipping threshold;
     after step 100, over 90% of the steps in the last 5 logging intervals clipped (the
     threshold hides a gradient that would grow: a healthy run clips only now and then);
-    after 8 logged values, the norm (median of the last 3) over 5x its median over the
-    first 3 and, when the log has the share, over half of the recent steps clipped."""
-    if not h.train:
-        return None
+    with 8 or more norms logged, their median over the last tenth of the steps over 5x
+    their median over the first tenth (each stretch holding at least 3 of them) and,
+    when the log has the share, over half of the recent steps clipped."""
     norms = h.grad_norms
     last = h.train[-1]
     step = int(last["step"])
@@ -187,7 +346,7 @@ def exploding_gradients(h: History) -> Finding | None:
             f"the gradient norm before clipping reached {norms[-1]:.3g}, "
             f"{norms[-1] / clip:,.0f}x the clipping threshold {clip:g}"
         )
-        return _exploding(step, seen)
+        return _exploding(h, step, seen)
     shares = [float(r["clipped"]) for r in h.train[-5:] if finite(r.get("clipped"))]
     if step > 100 and len(shares) == 5 and statistics.fmean(shares) > 0.9:
         recent_norm = statistics.median(norms[-5:]) if norms else math.nan
@@ -197,10 +356,13 @@ def exploding_gradients(h: History) -> Finding | None:
             f"were clipped (gradient norm before clipping {recent_norm:.3g}{against}): "
             "clipping holds down a gradient that would otherwise grow"
         )
-        return _exploding(step, seen)
+        return _exploding(h, step, seen)
     if len(norms) < 8:
         return None
-    early, recent = statistics.median(norms[:3]), statistics.median(norms[-3:])
+    first_step, tenth = h.norm_steps[0], (step - h.norm_steps[0]) / 10
+    early_part = norms[: max(3, bisect.bisect_right(h.norm_steps, first_step + tenth))]
+    recent_part = norms[min(len(norms) - 3, bisect.bisect_left(h.norm_steps, step - tenth)) :]
+    early, recent = statistics.median(early_part), statistics.median(recent_part)
     clipped = [float(r["clipped"]) for r in h.train[-3:] if finite(r.get("clipped"))]
     if early <= 0 or recent <= 5 * early or (clipped and statistics.fmean(clipped) <= 0.5):
         return None
@@ -209,18 +371,24 @@ def exploding_gradients(h: History) -> Finding | None:
         f"the gradient norm before clipping grew {recent / early:.0f}x, from {early:.3g} "
         f"to {recent:.3g}{share}"
     )
-    return _exploding(step, seen)
+    return _exploding(h, step, seen)
 
 
-def _exploding(step: int, seen: str) -> Finding:
+def _exploding(h: History, step: int, seen: str) -> Finding:
     return Finding(
         "exploding_gradients",
         step,
         seen,
         "gradients that are never cleared between steps (a missing zero_grad: they add "
         "up), a learning rate too high, or long windows without clipping",
-        "in a loop of your own, clear the gradients before every backward pass; in "
-        "charlm, lower --lr or --clip",
+        advice(
+            h,
+            "in a loop of your own, clear the gradients before every backward pass; in "
+            "charlm, lower --lr or --clip",
+            "call optimizer.zero_grad() before every loss.backward(); if it is there, clip "
+            "the gradient (torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0) before "
+            "optimizer.step()) and lower the learning rate",
+        ),
     )
 
 
@@ -229,8 +397,6 @@ def vanishing_gradients(h: History) -> Finding | None:
     the first layer's gradient norm is under 1% of the last layer's in each of the last
     3 logged values: the first layers hardly learn."""
     rows = h.train[-3:]
-    if len(rows) < 3 or int(rows[-1]["step"]) < 100:
-        return None
     ratios = []
     for r in rows:
         norms = r.get("grad_norms")
@@ -264,7 +430,11 @@ def vanishing_gradients(h: History) -> Finding | None:
         f"layer's{saturated}",
         "saturated gates (large weights or biases, a learning rate that pushed them "
         "there), or a stack deeper than the data needs",
-        "fewer --num-layers, a lower --lr, or a fresh run from the default initialisation",
+        advice(
+            h,
+            "fewer --num-layers, a lower --lr, or a fresh run from the default initialisation",
+            "fewer layers, a lower learning rate, or a fresh run from the default initialisation",
+        ),
     )
 
 
@@ -273,7 +443,7 @@ def predicts_current_character(h: History) -> Finding | None:
     is under 0.1 nats while the validation loss is above the level of repeating the last
     character: the model learned to copy its input, which is easy, not to predict."""
     ref, first = h.facts.references, _first_evaluation(h)
-    if ref is None or ref.determined_after is not None or first is None:
+    if ref is None or first is None:
         return None
     step, train, val = first
     if not (train < 0.1 and val > ref.repeat):
@@ -290,10 +460,30 @@ def predicts_current_character(h: History) -> Finding | None:
 
 
 def split_mismatch(h: History) -> Finding | None:
-    """At the first evaluation: the validation loss is more than 1.5x the training loss
-    and more than 0.5 nats above it (before any overfitting could explain it), unless
+    """At the first evaluation, before any overfitting could explain it: the validation
+    accuracy is under half the training accuracy; or the validation loss is more than
+    1.5x the training loss and more than 0.5 nats above it (a loss of unknown units:
+    more than 2x, and above it by more than a tenth of the first training loss), unless
     the training loss is under 0.1 on a text no short context determines (that is
     `predicts_current_character`)."""
+    if len(h.evals) != 1 or not h.train:
+        return None
+    step = int(h.evals[0]["step"])
+    val_acc, train_acc = h.evals[0].get("val_accuracy", math.nan), h.accuracy_at_eval[0]
+    if finite(val_acc) and finite(train_acc) and float(val_acc) < train_acc / 2:
+        return Finding(
+            "split_mismatch",
+            step,
+            f"at the first evaluation the validation accuracy is {float(val_acc):.3f} "
+            f"against {train_acc:.3f} in training, before any overfitting could explain it: "
+            "the validation labels are not distributed like the training labels",
+            "a validation set cut from the end of data ordered by class: Keras's "
+            "validation_split (like any data[-n:]) takes the last examples as they are "
+            "given, before any shuffling, so it can hold one class only",
+            "shuffle the examples once before splitting them (perm = torch.randperm(len(x)); "
+            "x, y = x[perm], y[perm]; or numpy's permutation before model.fit), or split "
+            "with stratification; then check the class counts of both sets",
+        )
     first = _first_evaluation(h)
     if first is None:
         return None
@@ -301,59 +491,137 @@ def split_mismatch(h: History) -> Finding | None:
     ref = h.facts.references
     if ref is not None and ref.determined_after is None and train < 0.1:
         return None
-    if not (val > 1.5 * train and val > train + 0.5):
+    if h.facts.nats:
+        if not (val > 1.5 * train and val > train + 0.5):
+            return None
+    elif not (val > 2 * train and val - train > 0.1 * abs(h.curve.values[0])):
         return None
     return Finding(
         "split_mismatch",
         step,
-        f"at the first evaluation the validation loss is {val:.3f} nats against "
-        f"{train:.3f} in training: the validation text does not look like the training text",
+        f"at the first evaluation the validation loss is {val:.3f}{units(h)} against "
+        f"{train:.3f} in training: the validation data do not look like the training data",
         "validation taken from the end of a file whose content changes along it (sorted, "
         "grouped by class, another language or format at the end)",
-        "shuffle the corpus's documents (or lines) before training; on a corpus of "
-        "20,000 characters or more, --split interleaved (the default) holds out blocks "
-        "from all along it",
+        advice(
+            h,
+            "shuffle the corpus's documents (or lines) before training; on a corpus of "
+            "20,000 characters or more, --split interleaved (the default) holds out blocks "
+            "from all along it",
+            "shuffle the examples (or the documents) once before splitting them, or hold "
+            "out blocks from all along the data rather than its end",
+        ),
     )
+
+
+def _split_agrees(h: History, f: Finding) -> str | None:
+    """A later evaluation where validation came close to training."""
+    for row, train, acc in zip(
+        h.evals[1:], h.train_at_eval[1:], h.accuracy_at_eval[1:], strict=True
+    ):
+        if "accuracy" in f.seen:
+            val = row.get("val_accuracy", math.nan)
+            if finite(val) and finite(acc) and float(val) >= 0.75 * acc:
+                return f"at step {row['step']:,} the validation accuracy was {float(val):.3f}"
+        elif finite(row.get("val_loss")) and float(row["val_loss"]) <= 1.2 * train:
+            return f"at step {row['step']:,} the validation loss was {float(row['val_loss']):.3f}"
+    return None
 
 
 def overfitting(h: History) -> Finding | None:
     """The validation loss rose at each of the last 3 evaluations (each above the one
-    before) while the training loss fell over the same span; unless the run's patience
-    ends it at this evaluation, which is already the remedy (the best weights are kept)."""
-    if len(h.evals) < 4:
+    before) while the training loss fell over the same span, after a best evaluation
+    that was not the first; unless the run's patience ends it at this evaluation, which
+    is already the remedy (the best weights are kept)."""
+    evals = _val_losses(h)
+    if len(evals) < 4:
         return None
-    vals = [float(r["val_loss"]) for r in h.evals[-4:]]
-    trains = h.train_at_eval[-4:]
+    vals = [v for _, v, _ in evals[-4:]]
+    trains = [t for _, _, t in evals[-4:]]
     if not all(b > a for a, b in itertools.pairwise(vals)):
         return None
     if not trains[-1] < trains[0]:
         return None
-    best = min(h.evals, key=lambda r: float(r["val_loss"]))
-    since_best = len(h.evals) - 1 - h.evals.index(best)
+    best = min(range(len(evals)), key=lambda i: evals[i][1])
+    if best == 0:
+        return None  # never better than at first: not learned, then forgotten
+    since_best = len(evals) - 1 - best
     if h.facts.patience and since_best >= h.facts.patience:
         return None
+    u = units(h)
     return Finding(
         "overfitting",
-        int(h.evals[-1]["step"]),
-        f"the validation loss rose from {vals[0]:.3f} to {vals[-1]:.3f} over the last 3 "
+        evals[-1][0],
+        f"the validation loss rose from {vals[0]:.3f} to {vals[-1]:.3f}{u} over the last 3 "
         f"evaluations while the training loss fell from {trains[0]:.3f} to "
-        f"{trains[-1]:.3f}; the best validation loss, {float(best['val_loss']):.3f}, "
-        f"was at step {best['step']} (the checkpoint keeps those weights)",
-        "a model large for the corpus, trained on it many times over",
-        "--dropout 0.2 to 0.5 or --weight-drop 0.2 to 0.5, a smaller --hidden-size, a "
-        "larger corpus, or --patience 3 to stop at the best step",
+        f"{trains[-1]:.3f}; the best validation loss, {evals[best][1]:.3f}, "
+        f"was at step {evals[best][0]}"
+        + ("" if h.facts.own_loop else " (the checkpoint keeps those weights)"),
+        "a model large for the data, trained on it many times over",
+        advice(
+            h,
+            "--dropout 0.2 to 0.5 or --weight-drop 0.2 to 0.5, a smaller --hidden-size, a "
+            "larger corpus, or --patience 3 to stop at the best step",
+            "keep the weights of the best validation loss and stop there (early "
+            "stopping), dropout (nn.Dropout, or nn.LSTM's dropout= between layers), weight "
+            "decay (the optimizer's weight_decay=), a smaller model, or more data",
+        ),
     )
 
 
-DETECTORS: tuple[Callable[[History], Finding | None], ...] = (
-    learning_rate_too_high,
-    learning_rate_too_low,
-    stuck_at_unigram,
-    plateau_on_determined_text,
-    exploding_gradients,
-    vanishing_gradients,
-    predicts_current_character,
-    split_mismatch,
-    overfitting,
-)
+def _new_best(h: History, f: Finding) -> str | None:
+    evals = _val_losses(h)
+    before = [v for s, v, _ in evals if s <= f.step]
+    if not before:
+        return None
+    for s, v, _ in evals:
+        if s > f.step and v < min(before):
+            return f"at step {s:,} the validation loss was {v:.3f}, below its earlier best"
+    return None
+
+
+DETECTORS: tuple[Rule, ...] = (
+    Rule(learning_rate_too_high, passed=_back_down),
+    Rule(learning_rate_too_low, steps=200, points=5, kinds=("charlm",), passed=curve.moved),
+    Rule(curve.loss_not_moving, steps=200, points=5, kinds=OWN, passed=curve.moved),
+    Rule(
+        curve.stuck_at_class_frequencies,
+        points=5,
+        needs=("accuracy",),
+        kinds=OWN,
+        passed=curve.accuracy_rose,
+        explains=("loss_not_moving",),
+    ),
+    Rule(
+        stuck_at_unigram, steps=300, points=5, needs=("references",), kinds=TEXT,
+        passed=_below_unigram,
+    ),
+    Rule(
+        plateau_on_determined_text, steps=300, points=5, needs=("determined",), kinds=TEXT,
+        passed=_near_zero,
+    ),
+    Rule(
+        curve.bounded_softmax,
+        steps=200,
+        points=6,
+        needs=("vocab_size",),
+        kinds=OWN,
+        passed=curve.below_floor,
+        explains=("plateau_on_determined_text",),
+    ),
+    Rule(exploding_gradients, needs=("grad_norm",), points=1, costly=True),
+    Rule(vanishing_gradients, steps=100, points=3, needs=("layer_norms",)),
+    Rule(predicts_current_character, needs=("undetermined",), evals=1),
+    Rule(split_mismatch, evals=1, passed=_split_agrees, explains=("overfitting",)),
+    Rule(overfitting, evals=4, passed=_new_best),
+    Rule(
+        curve.gradients_accumulate,
+        steps=100,
+        points=5,
+        kinds=OWN,
+        passed=curve.settled,
+        explains=("learning_rate_too_high",),
+        costly=True,
+    ),
+)  # fmt: skip
 """In the order they are checked (and reported when several fire on one row)."""

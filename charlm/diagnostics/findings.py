@@ -1,15 +1,15 @@
 """What a detector reports (`Finding`), and the facts of a run that detectors read
-besides its logged rows (`RunFacts`)."""
+besides its logged rows (`RunFacts`), among them what its loss is (`LossKind`)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 from charlm.diagnostics.references import ReferenceLevels
 
-__all__ = ["Finding", "Row", "RunFacts", "findings_block", "finite"]
+__all__ = ["LOSS_KINDS", "Finding", "LossKind", "Row", "RunFacts", "findings_block", "finite"]
 
 Row = dict[str, Any]
 """A logged row: {"kind": "train", "step", "loss", ...} or {"kind": "eval", "step", "val_loss"}."""
@@ -79,13 +79,40 @@ def findings_block(findings: list[Finding]) -> list[str]:
     return lines
 
 
+LossKind = Literal["charlm", "characters", "classes", "unknown"]
+LOSS_KINDS: dict[LossKind, str] = {
+    "charlm": "a charlm run's per-character cross-entropy, in nats",
+    "characters": "a per-character cross-entropy (a corpus or a vocabulary size was given), "
+    "in nats",
+    "classes": "a cross-entropy of classes (the log has accuracy columns), in nats",
+    "unknown": "of a kind not known (no corpus, no vocabulary size, no accuracy column), "
+    "read in its own units",
+}
+"""What a run's loss is, as a report says it. A charlm run's advice names charlm's
+flags; any other loop's names what to change in its code. Only a cross-entropy is in
+nats, and only a per-character one has the reference levels of a text."""
+
+
 @dataclass(frozen=True)
 class RunFacts:
     references: ReferenceLevels | None = None
     vocab_size: int | None = None
+    """The number of classes the loss is a cross-entropy over (characters, symbols)."""
     clip: float | None = None
     patience: int | None = None
     """Evaluations without improvement after which the run stops (None or 0: never)."""
+    loss: LossKind = "charlm"
+    """What the loss is (see `LOSS_KINDS`)."""
+
+    @property
+    def own_loop(self) -> bool:
+        """Whether the run is a loop of the user's own, not charlm's trainer."""
+        return self.loss != "charlm"
+
+    @property
+    def nats(self) -> bool:
+        """Whether the loss is a cross-entropy, in nats."""
+        return self.loss != "unknown"
 
 
 def finite(value: object) -> bool:

@@ -1,24 +1,51 @@
 """Reading the training log of a loop charlm did not run, so its curve gets the same reading.
 
-A log is a CSV file with a header row, or a JSON Lines file with one object per line.
-Columns (keys): `step` and `loss` are required; `val_loss`, `grad_norm` and `lr` are read
-when present. An empty cell (or a missing key, or null) means "not logged at this step",
-so a row may carry only a validation loss. charlm's own metrics.jsonl reads as it is.
+The formats, told apart by the file's name and its first line that is not blank:
+
+- JSON Lines (`.jsonl`, `.json`, `.ndjson`, or a first line that opens with `{`): one
+  object a line. charlm's metrics.jsonl reads as it is (its `reference` row included);
+  so does the log of `charlm.watch`, whose `{"kind": "finding", ...}` rows are read as
+  the watcher's findings.
+- Columns with a header: CSV, TSV (a tab in the header), `;`-separated, or
+  whitespace-separated, the first line naming the columns. Keras's `CSVLogger`
+  (`epoch,accuracy,loss,val_accuracy,val_loss`) and PyTorch Lightning's `metrics.csv`
+  (sparse rows: each holds only some of the columns) read as they are. A first line is a
+  header when none of its fields is a number and one of them is a known column.
+- Printed lines: anything else, such as a loop's captured stdout. Each line is read for
+  named numbers (`step 10 loss 0.5`, `loss: 0.123`, `Epoch 1 Iteration 5 Error = 0.123`,
+  `Epoch [1/10], Step [100/600], Loss: 0.2345`, `... - loss: 0.6685 - val_loss: 0.8688`,
+  `tensor(0.1234, grad_fn=<AddBackward0>)`; see `printed`); a line of numbers alone is
+  `loss` (one number) or `step loss` (two, the first whole: a header-less two-column
+  file, with commas, tabs or spaces). Lines with no loss in them (a banner, a test
+  accuracy) are skipped and counted.
+
+Column names (JSON keys, printed names) are read as fields through one table of
+synonyms, `fields.FIELDS`, the first present winning (the others are kept as they are).
+Names beyond those are kept with the row, not dropped: a row carries every column of
+its line.
+
+Steps: the `step` column (`global_step`, ...); else an `iteration` counter (`iter`,
+`batch`, ...), joined with `epoch` when it restarts at each epoch (the epochs' lengths
+taken from the largest counter logged in each); else `epoch`, one step an epoch (a Keras
+history); else the order of the lines with a loss (the first is step 1). `Log.read` says
+afterwards which it was, how the columns were read, and what was skipped.
 
 Every problem is an `InputError` that names the file and the line: an empty file, a
-missing column, a value that is not a number, a row with neither loss.
+header with no loss column, a value that is not a number, a row of the wrong length, no
+line with a training loss at all. A TensorBoard event file is refused with what to
+export instead (no TensorBoard reader is a dependency of charlm).
 
 A log is streamed, never read whole: it must be a regular file of at most
 `MAX_LOG_BYTES`, and each line at most `MAX_LINE_BYTES`. `open_log` first counts the
 lines (a fast pass that parses nothing); a log of more lines than `MAX_TRAIN_ROWS` is then
 read thinned, `every` lines to one: each `every` consecutive training rows become one
-(their mean loss, the last step, the largest gradient norm, the last learning rate and
-signals), and the evaluation rows among them one (their mean validation loss, the last
-step), so that however long the log, at most `MAX_TRAIN_ROWS` training rows reach the
-detectors. `read_log` returns every row as it is.
+(their mean loss and accuracy, the last step, the largest gradient norm, the last
+learning rate and other columns), and the evaluation rows among them one (their mean
+validation loss and accuracy, the last step), so that however long the log, at most
+`MAX_TRAIN_ROWS` training rows reach the detectors. `read_log` returns every row as it is.
 
 Each format is a row source: a function from the file's lines to (line number, values)
-pairs. A new format is one more function in `_SOURCES` and its test in `_source_of`.
+pairs. A new format is one more function in `_SOURCES` and its test in `_layout`.
 """
 
 from __future__ import annotations
@@ -31,6 +58,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
+from charlm.diagnostics import printed
+from charlm.diagnostics.fields import FIELDS, by_field, normalize, read_as
+from charlm.diagnostics.findings import Finding
+from charlm.diagnostics.references import ReferenceLevels
 from charlm.errors import InputError
 from charlm.files import FileKind, format_size, loads_json, open_regular
 
@@ -38,15 +69,16 @@ __all__ = [
     "MAX_LINE_BYTES",
     "MAX_LOG_BYTES",
     "MAX_TRAIN_ROWS",
-    "OPTIONAL",
-    "REQUIRED",
     "Log",
+    "ReadNotes",
     "open_log",
     "read_log",
 ]
 
-REQUIRED = ("step", "loss")
-OPTIONAL = ("val_loss", "grad_norm", "lr")
+_NUMBERS = ("loss", "val_loss", "accuracy", "val_accuracy", "grad_norm", "lr")
+"""The fields that must be numbers (a step, an epoch and a counter must be whole)."""
+_CHARLM_ROWS = ("resume", "diagnosis")
+"""charlm's own bookkeeping rows, not read (its findings are made again by the replay)."""
 MAX_LOG_BYTES = 512 * 2**20
 """The largest log read (about 15 million CSV rows)."""
 MAX_LINE_BYTES = 2**20
@@ -56,18 +88,51 @@ MAX_TRAIN_ROWS = 50_000
 MAX_ROW_DEPTH = 8
 """Deepest nesting of a JSON row (charlm's rows nest 4 deep: row, gates, layer, gate)."""
 _LOGS = FileKind("logs", MAX_LOG_BYTES, InputError)
-_EXTRAS = ("grad_norms", "update_ratios", "gates", "cell", "clipped")
-"""Signals a charlm row carries that are kept as they are (not numbers to check)."""
 
 Values = dict[str, Any]
 Lines = Iterator[tuple[int, str]]
-RowSource = Callable[[Path, Lines], Iterator[tuple[int, Values]]]
-"""A format: (path, the file's lines numbered from 1) -> (line number, values) pairs."""
+
+
+@dataclass
+class ReadNotes:
+    """How a log was read, filled in as its rows are: its format, what each name was
+    read as, the names kept as they are, where the steps came from, and the lines
+    skipped for having no loss."""
+
+    format: str
+    read_as: dict[str, str] = field(default_factory=dict)
+    """A name in the file -> the field read from it (`Error` -> `loss`)."""
+    kept: list[str] = field(default_factory=list)
+    """Names in the file read as no field, kept with the rows."""
+    steps_from: str = ""
+    """`step`, `iteration`, `epoch and iteration`, `epoch` or `order` (the lines' order)."""
+    skipped: int = 0
+    first_skipped: int | None = None
+
+    def note(self, name: str, field_name: str | None) -> None:
+        """`name` of the file was read as `field_name` (None: kept as it is)."""
+        if field_name is None:
+            if name not in self.kept and name not in ("kind", *self.read_as):
+                self.kept.append(name)
+        else:
+            self.read_as.setdefault(name, field_name)
+
+    def skip(self, line: int) -> None:
+        self.skipped += 1
+        if self.first_skipped is None:
+            self.first_skipped = line
+
+
+RowSource = Callable[[Path, Lines, ReadNotes], Iterator[tuple[int, Values]]]
+"""A format: (path, the file's lines numbered from 1, the notes to fill) -> (line
+number, values by field) pairs."""
 
 
 def read_log(path: str | Path) -> list[dict[str, Any]]:
-    """The log's rows as the detectors take them: {"kind": "train", "step", "loss", ...}
-    and {"kind": "eval", "step", "val_loss"}, in file order, none merged."""
+    """The log's rows as the detectors take them: {"kind": "train", "step", "loss", ...},
+    {"kind": "eval", "step", "val_loss" and/or "val_accuracy"}, {"kind": "finding",
+    "finding"} (the watcher's) and {"kind": "reference", "references"} (charlm's), in
+    file order, none merged."""
     with open_log(path, max_train_rows=None) as log:
         return list(log.rows())
 
@@ -76,27 +141,39 @@ def open_log(path: str | Path, *, max_train_rows: int | None = MAX_TRAIN_ROWS) -
     """The log at `path`, open and counted (see the module docstring), to be read with
     `Log.rows()`; `max_train_rows` None never thins it."""
     path = Path(path)
+    if "tfevents" in path.name:
+        raise InputError(
+            f"{path}: a TensorBoard event file, which charlm does not read (no TensorBoard "
+            "reader is installed with it); export the scalars instead: in TensorBoard's "
+            "Scalars tab, the loss chart's download link gives a CSV (Wall time, Step, "
+            "Value), which reads as it is, or log step and loss to a CSV file as you train"
+        )
     f = open_regular(path, str(path), _LOGS)
     try:
         lines, end, first = _survey(f, path)
+        if not first:
+            raise InputError(
+                f"{path}: the file is empty; expected a header row and one row per step, "
+                "JSON Lines, or printed lines with a loss in them"
+            )
+        source, fmt = _layout(path, _first_line(f, path, end))
     except BaseException:
         f.close()
         raise
-    if not first:
-        f.close()
-        raise InputError(f"{path}: the file is empty; expected a header row and one row per step")
     every = 1 if max_train_rows is None else max(1, -(-lines // max_train_rows))
-    return Log(path, lines, every, f, end, _source_of(path, first))
+    return Log(path, lines, every, ReadNotes(fmt), f, end, source)
 
 
 @dataclass
 class Log:
-    """An open log: its `lines`, and `every`, how many training rows make one of
-    `rows()` (1: the log is read as it is)."""
+    """An open log: its `lines`, `every`, how many training rows make one of `rows()`
+    (1: the log is read as it is), and `read`, how it was read (complete once `rows()`
+    has been read to its end)."""
 
     path: Path
     lines: int
     every: int
+    read: ReadNotes
     _file: BinaryIO = field(repr=False)
     _end: int = field(repr=False)
     _source: RowSource = field(repr=False)
@@ -108,17 +185,26 @@ class Log:
 
         def parsed() -> Iterator[dict[str, Any]]:
             nonlocal trained
+            steps = _Steps(self.path, self.read)
             text = _text_lines(self._file, self.path, self._end)
-            for line, values in self._source(self.path, text):
-                for row in _rows(self.path, line, values):
-                    trained = trained or row["kind"] != "eval"
+            for line, values in self._source(self.path, text, self.read):
+                for row in _rows(self.path, line, values, steps):
+                    trained = trained or row["kind"] in ("train", "nonfinite")
                     yield row
 
         yield from parsed() if self.every == 1 else _thinned(parsed(), self.every)
         if not trained:
-            raise InputError(
-                f"{self.path}: no line has a training loss (the 'loss' column is empty)"
-            )
+            raise InputError(f"{self.path}: no line has a training loss{self._hint()}")
+
+    def _hint(self) -> str:
+        if self.read.format != "printed lines":
+            return " (the loss column is empty)"
+        where = f"; line {self.read.first_skipped} has none" if self.read.first_skipped else ""
+        return (
+            f"{where}. Read as printed lines, a line needs a loss in it: `loss 0.5`, "
+            "`loss: 0.5`, `Error = 0.5`, `tensor(0.5, ...)`, or numbers alone (`0.5`, or "
+            "`10 0.5` for step and loss); a file of columns needs a header row naming them"
+        )
 
     def close(self) -> None:
         self._file.close()
@@ -149,6 +235,11 @@ def _survey(f: BinaryIO, path: Path) -> tuple[int, int, bytes]:
         run = len(chunk) - chunk.rfind(b"\n") - 1 if ends else run + len(chunk)
         lines += ends
     return lines + (run > 0), end, first
+
+
+def _first_line(f: BinaryIO, path: Path, end: int) -> str:
+    """The first line of the log that is not blank."""
+    return next((text for _, text in _text_lines(f, path, end) if text.strip()), "")
 
 
 def _text_lines(f: BinaryIO, path: Path, end: int) -> Lines:
@@ -193,10 +284,29 @@ def _too_long(path: Path, line: int) -> InputError:
     )
 
 
+def _mapped(values: dict[str, Any], notes: ReadNotes) -> Values:
+    """A row's values (by their names in the file, with a value) by field; the names read
+    as no field are kept as they are."""
+    names = {normalize(k): k for k in values}
+    chosen = by_field(list(names))
+    out: Values = {}
+    taken = set()
+    for f, name in chosen.items():
+        original = names[name]
+        out[f] = values[original]
+        taken.add(original)
+        notes.note(original, f)
+    for k, v in values.items():
+        if k not in taken:
+            out.setdefault(k, v)
+            notes.note(k, None)
+    return out
+
+
 # -- the formats ----------------------------------------------------------------------
 
 
-def _jsonl(path: Path, lines: Lines) -> Iterator[tuple[int, Values]]:
+def _jsonl(path: Path, lines: Lines, notes: ReadNotes) -> Iterator[tuple[int, Values]]:
     for n, line in lines:
         if not line.strip():
             continue
@@ -206,39 +316,119 @@ def _jsonl(path: Path, lines: Lines) -> Iterator[tuple[int, Values]]:
             raise InputError(f"{path}, line {n}: not a JSON object ({e})") from e
         if not isinstance(value, dict):
             raise InputError(f"{path}, line {n}: a JSON {type(value).__name__}, not an object")
-        if value.get("kind") in ("resume", "diagnosis", "reference"):
-            continue  # charlm's own bookkeeping rows
-        yield n, value
+        kind = value.get("kind")
+        if kind in _CHARLM_ROWS:
+            continue
+        if kind in ("finding", "reference"):
+            yield n, value
+            continue
+        yield n, _mapped({k: v for k, v in value.items() if v is not None}, notes)
 
 
-def _csv(path: Path, lines: Lines) -> Iterator[tuple[int, Values]]:
-    reader = csv.reader(text for _, text in lines)
-    try:
-        header = [h.strip().lower() for h in next(reader, [])]
-        missing = [c for c in REQUIRED if c not in header]
-        if missing:
+def _columns(delimiter: str | None) -> RowSource:
+    """Columns with a header, split at `delimiter` (None: at runs of blanks)."""
+
+    def source(path: Path, lines: Lines, notes: ReadNotes) -> Iterator[tuple[int, Values]]:
+        numbered = ((n, text) for n, text in lines if text.strip())
+        if delimiter is None:
+            cells: Iterator[tuple[int, list[str]]] = ((n, t.split()) for n, t in numbered)
+        else:
+            cells = _csv_cells(path, numbered, delimiter)
+        start, header = next(cells)
+        names = [normalize(h) for h in header]
+        chosen = by_field(names)
+        if "loss" not in chosen:
             raise InputError(
-                f"{path}, line 1: no {' or '.join(repr(c) for c in missing)} column; the "
-                f"header has {', '.join(repr(h) for h in header) or 'nothing'} (needed: "
-                f"step, loss; optional: {', '.join(OPTIONAL)})"
+                f"{path}, line {start}: no 'loss' column; the header has "
+                f"{', '.join(repr(h.strip()) for h in header) or 'nothing'} (needed: a loss "
+                f"column, named one of {', '.join(FIELDS['loss'][:8])}, ...; see `FIELDS`)"
             )
-        for n, cells in enumerate(reader, start=2):
-            if not any(c.strip() for c in cells):
-                continue
-            if len(cells) != len(header):
-                raise InputError(f"{path}, line {n}: {len(cells)} values for {len(header)} columns")
-            yield n, {h: c.strip() for h, c in zip(header, cells, strict=True) if c.strip() != ""}
+        field_of = {names.index(name): f for f, name in chosen.items()}
+        for i, h in enumerate(header):
+            notes.note(h.strip(), field_of.get(i))
+        for n, row in cells:
+            if len(row) != len(header):
+                raise InputError(f"{path}, line {n}: {len(row)} values for {len(header)} columns")
+            values: Values = {}
+            for i, cell in enumerate(row):
+                cell = cell.strip()
+                if cell:
+                    values[field_of.get(i, header[i].strip())] = cell
+            yield n, values
+
+    return source
+
+
+def _csv_cells(
+    path: Path, numbered: Iterator[tuple[int, str]], delimiter: str
+) -> Iterator[tuple[int, list[str]]]:
+    where = [0]
+
+    def texts() -> Iterator[str]:
+        for n, text in numbered:
+            where[0] = n
+            yield text
+
+    reader = csv.reader(texts(), delimiter=delimiter)
+    try:
+        for row in reader:
+            yield where[0], row
     except csv.Error as e:  # a NUL byte, a cell over the csv module's field limit
-        raise InputError(f"{path}, line {reader.line_num}: not readable as CSV ({e})") from e
+        raise InputError(f"{path}, line {where[0]}: not readable as CSV ({e})") from e
 
 
-_SOURCES: dict[str, RowSource] = {"jsonl": _jsonl, "csv": _csv}
+def _printed(path: Path, lines: Lines, notes: ReadNotes) -> Iterator[tuple[int, Values]]:
+    for n, text in lines:
+        values, names = printed.read_line(text)
+        if "loss" in values or "val_loss" in values:
+            for name, f in names:
+                notes.note(name, f)
+            yield n, values
+        elif text.strip():
+            notes.skip(n)
 
 
-def _source_of(path: Path, first: bytes) -> RowSource:
-    """The format of a log, from its suffix or its first character."""
-    jsonl = path.suffix.lower() in (".jsonl", ".json", ".ndjson") or first == b"{"
-    return _SOURCES["jsonl" if jsonl else "csv"]
+_SOURCES: dict[str, RowSource] = {
+    "JSON Lines": _jsonl,
+    "TSV": _columns("\t"),
+    "CSV": _columns(","),
+    "columns separated by ';'": _columns(";"),
+    "columns separated by blanks": _columns(None),
+    "printed lines": _printed,
+}
+
+
+def _layout(path: Path, first: str) -> tuple[RowSource, str]:
+    """The format of a log, from its suffix and its first line that is not blank."""
+    if path.suffix.lower() in (".jsonl", ".json", ".ndjson") or first.lstrip().startswith("{"):
+        return _SOURCES["JSON Lines"], "JSON Lines"
+    for delimiter, fmt in (("\t", "TSV"), (",", "CSV"), (";", "columns separated by ';'")):
+        if delimiter in first:
+            return (_SOURCES[fmt], fmt) if _is_header(first.split(delimiter)) else _printed_layout()
+    if _is_header(first.split()):
+        return _SOURCES["columns separated by blanks"], "columns separated by blanks"
+    return _printed_layout()
+
+
+def _printed_layout() -> tuple[RowSource, str]:
+    return _SOURCES["printed lines"], "printed lines"
+
+
+def _is_header(cells: list[str]) -> bool:
+    """Whether a first line's fields name columns: two or more, none a number, one a
+    field's name."""
+    names = [c.strip().strip('"') for c in cells]
+    if len(names) < 2 or any(not n or _is_number(n) for n in names):
+        return False
+    return any(read_as(n) is not None for n in names)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 # -- rows -----------------------------------------------------------------------------
@@ -260,41 +450,120 @@ def _number(path: Path, line: int, column: str, value: Any) -> float | None:
     raise InputError(f"{path}, line {line}: {column} is {value!r}, not a number")
 
 
-def _rows(path: Path, line: int, values: dict[str, Any]) -> list[dict[str, Any]]:
-    if "step" not in values:
-        raise InputError(f"{path}, line {line}: no step")
-    step = _number(path, line, "step", values["step"])
-    if step is None or not math.isfinite(step) or step != int(step) or step < 0:
-        raise InputError(f"{path}, line {line}: step is {values['step']!r}, not a whole number")
-    numbers = {c: _number(path, line, c, values.get(c)) for c in ("loss", *OPTIONAL)}
+def _whole(path: Path, line: int, column: str, value: Any) -> int:
+    number = _number(path, line, column, value)
+    if number is None or not math.isfinite(number) or number != int(number) or number < 0:
+        raise InputError(f"{path}, line {line}: {column} is {value!r}, not a whole number")
+    return int(number)
+
+
+class _Steps:
+    """The step of each row (see the module docstring), recording in the notes where
+    the steps came from."""
+
+    def __init__(self, path: Path, notes: ReadNotes) -> None:
+        self.path, self.notes = path, notes
+        self.losses = 0  # training losses read so far (the step of a line by order)
+        self.epoch: int | None = None
+        self.counter: int | None = None
+        self.top = 0  # the largest counter of the current epoch
+        self.base: int | None = None  # the first counter of the file: 0 or 1 based
+        self.offset = 0  # the steps of the epochs before the current one
+
+    def of(self, line: int, values: Values, trains: bool) -> int:
+        counter_field = next((f for f in ("step", "iteration") if f in values), None)
+        epoch = _whole(self.path, line, "epoch", values["epoch"]) if "epoch" in values else None
+        self.losses += trains
+        if counter_field is None:
+            if epoch is not None:
+                self._source("epoch")
+                return epoch
+            self._source("order")
+            return max(self.losses, 1)
+        counter = _whole(self.path, line, counter_field, values[counter_field])
+        if self.base is None:
+            self.base = 0 if counter == 0 else 1
+        restarted = (
+            epoch is not None
+            and self.epoch is not None
+            and epoch > self.epoch
+            and self.counter is not None
+            and counter <= self.counter
+        )
+        if restarted:
+            self.offset += self.top + (1 if self.base == 0 else 0)
+            self.top = 0
+            self._source(f"epoch and {counter_field}")
+        elif not self.notes.steps_from:
+            self._source(counter_field)
+        if epoch is not None:
+            self.epoch = epoch
+        self.counter = counter
+        self.top = max(self.top, counter)
+        return self.offset + counter
+
+    def _source(self, name: str) -> None:
+        if not self.notes.steps_from.startswith("epoch and"):
+            self.notes.steps_from = name
+
+
+def _rows(path: Path, line: int, values: Values, steps: _Steps) -> list[dict[str, Any]]:
     kind = values.get("kind")
+    if kind == "finding":
+        finding = Finding.from_dict(values)
+        if finding is None:
+            raise InputError(
+                f"{path}, line {line}: a finding row needs name, step, seen, causes and advice"
+            )
+        return [{"kind": "finding", "step": finding.step, "finding": finding}]
+    if kind == "reference":
+        references = ReferenceLevels.from_dict(values)
+        return [] if references is None else [{"kind": "reference", "references": references}]
+    numbers = {c: _number(path, line, c, values.get(c)) for c in _NUMBERS}
+    trains = numbers["loss"] is not None and kind in (None, "train")
+    evaluates = kind in (None, "eval") and (
+        numbers["val_loss"] is not None or numbers["val_accuracy"] is not None
+    )
+    if not (trains or evaluates):
+        return []
+    step = steps.of(line, values, trains)
     out: list[dict[str, Any]] = []
-    if numbers["loss"] is not None and kind in (None, "train"):
+    if trains:
         loss = numbers["loss"]
+        assert loss is not None
         row: dict[str, Any] = {
-            "kind": "train" if math.isfinite(loss) else "nonfinite",
-            "step": int(step),
-            "loss": loss,
+            k: _kept(v) for k, v in values.items() if k not in FIELDS and k != "kind"
         }
-        row.update({c: numbers[c] for c in ("grad_norm", "lr") if numbers[c] is not None})
-        for extra in _EXTRAS:
-            if extra in values:
-                row[extra] = values[extra]
+        row.update(kind="train" if math.isfinite(loss) else "nonfinite", step=step, loss=loss)
+        row.update(
+            {c: numbers[c] for c in ("accuracy", "grad_norm", "lr") if numbers[c] is not None}
+        )
         out.append(row)
-    if numbers["val_loss"] is not None and kind in (None, "eval"):
-        out.append({"kind": "eval", "step": int(step), "val_loss": numbers["val_loss"]})
-    if not out and kind is None:
-        raise InputError(f"{path}, line {line}: neither loss nor val_loss has a value")
+    if evaluates:
+        out.append(
+            {"kind": "eval", "step": step}
+            | {c: numbers[c] for c in ("val_loss", "val_accuracy") if numbers[c] is not None}
+        )
     return out
+
+
+def _kept(value: Any) -> Any:
+    """A value of a column read as no field: a number where it reads as one."""
+    if isinstance(value, str) and _is_number(value):
+        return float(value)
+    return value
 
 
 def _thinned(rows: Iterator[dict[str, Any]], every: int) -> Iterator[dict[str, Any]]:
     """`rows` with each `every` consecutive training rows merged into one, and the
     evaluation rows among them into one; of the rows whose loss is not finite, the
     first in each such stretch is kept. The merged rows of a stretch come out in the
-    order their first rows came in."""
+    order their first rows came in; other rows (findings) pass as they come."""
     group = _Group()
     for row in rows:
+        if row["kind"] not in ("train", "eval", "nonfinite"):
+            yield row
+            continue
         if row["kind"] == "train" and group.trains == every:
             yield from group.merged()
             group = _Group()
@@ -309,14 +578,13 @@ class _Group:
     order: list[str] = field(default_factory=list)
     """The kinds of row in the order their first row came."""
     trains: int = 0
-    loss_sum: float = 0.0
+    sums: dict[str, list[float]] = field(default_factory=dict)
+    """A mean's field -> [sum, count] (loss, accuracy, val_loss, val_accuracy)."""
     last: dict[str, Any] = field(default_factory=dict)
     grad_norm: float | None = None
     """The largest gradient norm."""
     lr: float | None = None
     """The last learning rate."""
-    evals: int = 0
-    val_sum: float = 0.0
     eval_step: int = 0
     nonfinite: dict[str, Any] | None = None
 
@@ -326,7 +594,7 @@ class _Group:
             self.order.append(kind)
         if kind == "train":
             self.trains += 1
-            self.loss_sum += row["loss"]
+            self._sum(row, "loss", "accuracy")
             self.last = row
             g, top = row.get("grad_norm"), self.grad_norm
             # the largest, where a NaN counts as larger than any number (it is the one to see)
@@ -334,26 +602,33 @@ class _Group:
                 self.grad_norm = g
             self.lr = row.get("lr", self.lr)
         elif kind == "eval":
-            self.evals += 1
-            self.val_sum += row["val_loss"]
+            self._sum(row, "val_loss", "val_accuracy")
             self.eval_step = row["step"]
         elif self.nonfinite is None:
             self.nonfinite = row
 
+    def _sum(self, row: dict[str, Any], *names: str) -> None:
+        for name in names:
+            if name in row:
+                total = self.sums.setdefault(name, [0.0, 0])
+                total[0] += row[name]
+                total[1] += 1
+
+    def _means(self, *names: str) -> dict[str, float]:
+        return {n: self.sums[n][0] / self.sums[n][1] for n in names if n in self.sums}
+
     def merged(self) -> Iterator[dict[str, Any]]:
         for kind in self.order:
             if kind == "train":
-                row = {**self.last, "loss": self.loss_sum / self.trains}
+                row = {**self.last, **self._means("loss", "accuracy")}
                 if self.grad_norm is not None:
                     row["grad_norm"] = self.grad_norm
                 if self.lr is not None:
                     row["lr"] = self.lr
                 yield row
             elif kind == "eval":
-                yield {
-                    "kind": "eval",
-                    "step": self.eval_step,
-                    "val_loss": self.val_sum / self.evals,
-                }
+                yield {"kind": "eval", "step": self.eval_step} | self._means(
+                    "val_loss", "val_accuracy"
+                )
             elif self.nonfinite is not None:
                 yield self.nonfinite

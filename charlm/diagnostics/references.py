@@ -3,17 +3,24 @@
 - `unigram`: the entropy of the text's character frequencies, the loss of a model that
   has learned which characters are common and nothing about their order.
 - `repeat`: the loss of predicting the character just read again: the previous
-  character gets the probability `r` with which characters repeat in the text, the
-  others share the rest in proportion to their frequencies. A model trained on targets
-  equal to its inputs (a classic off-by-one bug) behaves like this on real text, only
-  more sure of itself.
+  character gets the probability `r` with which characters repeat in the text, or its
+  own frequency where that is higher (a model that favours repeating never gives the
+  last character less than a model of frequencies would), and the others share the
+  rest in proportion to their frequencies. A model trained on targets equal to its
+  inputs (a classic off-by-one bug) behaves like this on real text, only more sure of
+  itself. On a text that never repeats a character ("abab") it is the unigram level,
+  not 0: "anything but the last character" is not a way of repeating it.
 - `determined_after`: the shortest context k (1 to 8 characters) after which the next
   character is almost always the same (conditional entropy under 0.01 nats): the text
   is deterministic, like the alphabet, and a working model gets close to zero loss.
-  None when no such k exists.
+  None when no such k exists, or when the text is too short to tell
+  (`judges_determinism`: each character must occur `RECURRENCE` times on average).
 
 All in nats per character, counted on the text's first `MAX_CHARS` characters
 (determinism on its first `CONTEXT_CHARS`).
+
+`bounded_softmax_floor(V)`: the least cross-entropy a softmax of values within [-1, 1]
+(an LSTM's output taken as logits) can reach on V classes.
 """
 
 from __future__ import annotations
@@ -24,13 +31,21 @@ from typing import Any
 
 import torch
 
-__all__ = ["MAX_CHARS", "ReferenceLevels"]
+__all__ = [
+    "MAX_CHARS",
+    "ReferenceLevels",
+    "bounded_softmax_cap",
+    "bounded_softmax_floor",
+    "judges_determinism",
+]
 
 MAX_CHARS = 2_000_000
 DETERMINISTIC_NATS = 0.01
 MAX_CONTEXT = 8
 CONTEXT_CHARS = 200_000
 """Determinism is judged on the text's first this many characters."""
+RECURRENCE = 10
+"""How many times, on average, each context must occur for determinism to be judged."""
 
 
 @dataclass(frozen=True)
@@ -76,13 +91,35 @@ class ReferenceLevels:
         return cls(unigram, repeat, k if isinstance(k, int) else None)
 
 
+def judges_determinism(text: str) -> bool:
+    """Whether `text` is long enough for `determined_after` to be judged at all: each of
+    its characters occurs `RECURRENCE` times on average (26 letters: 260 characters)."""
+    head = text[:CONTEXT_CHARS]
+    return len(head) - 1 >= RECURRENCE * len(set(head))
+
+
+def bounded_softmax_cap(classes: int, bound: float = 1.0) -> float:
+    """The most a softmax of values within [-b, b] (b = `bound`) can give one of
+    `classes` classes: e^b / (e^b + (classes - 1) e^-b), its value at +b and every other
+    at -b (at b = 1: 0.23 of 26, 0.88 of 2)."""
+    return math.exp(bound) / (math.exp(bound) + (classes - 1) * math.exp(-bound))
+
+
+def bounded_softmax_floor(classes: int) -> float:
+    """The least cross-entropy of a softmax of values within [-1, 1] on `classes`
+    classes, -ln `bounded_softmax_cap` (1.478 nats for 26, 0.127 for 2)."""
+    return -math.log(bounded_softmax_cap(classes))
+
+
 def _repeat_loss(ids: torch.Tensor, freq: torch.Tensor) -> float:
     """ids: (N,); freq: the frequency of each id (indexed by id)."""
     prev, nxt = ids[:-1], ids[1:]
     same = prev == nxt
-    r = min(max(float(same.double().mean()), 1e-6), 1 - 1e-6)
-    other = (1 - r) * freq[nxt] / (1 - freq[prev]).clamp_min(1e-12)
-    losses = torch.where(same, torch.full_like(other, -math.log(r)), -other.log())
+    r = float(same.double().mean())
+    # (N-1,): the probability of repeating each character, never below its frequency
+    p_same = freq[prev].clamp_min(r).clamp(1e-6, 1 - 1e-6)
+    other = (1 - p_same) * freq[nxt] / (1 - freq[prev]).clamp_min(1e-12)
+    losses = torch.where(same, -p_same.log(), -other.clamp_min(1e-300).log())
     return float(losses.mean())
 
 
@@ -93,7 +130,7 @@ def _determined_after(ids: torch.Tensor) -> int | None:
     n = ids.numel()
     for k in range(1, min(MAX_CONTEXT, n - 1) + 1):
         contexts, h = _conditional_entropy(ids, k)
-        if (n - k) < 10 * contexts:
+        if (n - k) < RECURRENCE * contexts:
             return None
         if h < DETERMINISTIC_NATS:
             return k

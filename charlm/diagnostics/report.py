@@ -1,30 +1,47 @@
 """A run's diagnosis: what it learned against the reference levels, which detectors fired
-and when, the gradient and gate picture at its last logged step, and the advice.
+and when (and which the run got past), which could not judge it and why, the gradient and
+gate picture at its last logged step, and the advice.
 
 `diagnose_checkpoint(directory)` reads a charlm run (its summary and metrics.jsonl);
-`diagnose_log(path, corpus_text)` reads a plain log of any training loop (see `logs`),
-with the reference levels when the corpus is given; a log too long to hold is read
-thinned, and the diagnosis says so. Both replay the rows through the
-same detectors the trainer runs. `Diagnosis.to_dict()` is the JSON form (`--json`, the
-service); `Diagnosis.render()` the text a person reads.
+`diagnose_log(path, corpus_text, vocab_size)` reads the log of any training loop (see
+`logs` for the formats), with the reference levels when the corpus is given; a log too
+long to hold is read thinned, and the diagnosis says so. Both replay the rows through the
+same detectors the trainer runs, then check each finding against the rest of the run
+(`History.finish`). What the loss is (`RunFacts.loss`) is decided once, in `loss_kind`.
+The findings `charlm.watch` made inside a loop, read from its log, are reported as it
+made them, marked as its own, beside those read from the curve. `Diagnosis.to_dict()` is
+the JSON form (`--json`, the service); `Diagnosis.render()` the text a person reads.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from charlm import checkpoint
-from charlm.diagnostics.findings import Finding, RunFacts, findings_block, finite
+from charlm.diagnostics.findings import (
+    LOSS_KINDS,
+    Finding,
+    LossKind,
+    RunFacts,
+    findings_block,
+    finite,
+)
 from charlm.diagnostics.history import History
-from charlm.diagnostics.logs import MAX_TRAIN_ROWS, open_log
-from charlm.diagnostics.references import ReferenceLevels
+from charlm.diagnostics.logs import MAX_TRAIN_ROWS, ReadNotes, open_log
+from charlm.diagnostics.references import (
+    RECURRENCE,
+    ReferenceLevels,
+    judges_determinism,
+)
+from charlm.errors import InputError
 from charlm.metrics import METRICS_FILE, read_metrics
 
-__all__ = ["Diagnosis", "diagnose_checkpoint", "diagnose_log", "diagnose_rows"]
+__all__ = ["Diagnosis", "diagnose_checkpoint", "diagnose_log", "diagnose_rows", "loss_kind"]
 
 _BITS = 1 / math.log(2)
 
@@ -45,10 +62,26 @@ class Diagnosis:
     read_every: int = 1
     """How many logged training rows each row read stands for (more than 1: a long log,
     thinned; see `logs`)."""
+    logged: int = 0
+    """The training rows read."""
+    loss: LossKind = "charlm"
+    """What the loss is (`RunFacts.loss`)."""
+    train_accuracy: float | None = None
+    """The last logged training accuracy."""
+    val_accuracy: float | None = None
+    """The last logged validation accuracy."""
+    watcher: list[Finding] = field(default_factory=list)
+    """The findings `charlm.watch` made inside the loop, as it made them (its log)."""
+    not_judged: list[str] = field(default_factory=list)
+    """The rules that could not judge the run, each with why."""
+    notes: list[str] = field(default_factory=list)
+    """How the log was read, and what limits the reading (a corpus too short)."""
+    epochs: int | None = None
+    """The epochs of a log whose steps are epochs (a Keras history), else None."""
 
     @property
     def healthy(self) -> bool:
-        return not any(not f.passed for f in self.findings)
+        return not any(not f.passed for f in [*self.findings, *self.watcher])
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -60,13 +93,23 @@ class Diagnosis:
             "val_loss": _finite_or_none(self.val_loss),
             "best_val_loss": _finite_or_none(self.best_val_loss),
             "best_step": self.best_step,
-            "findings": [f.to_dict() for f in self.findings],
+            "findings": [f.to_dict() for f in self.findings if not f.passed],
+            "recovered": [f.to_dict() for f in self.findings if f.passed],
             "signals": self.signals,
             "read_every": self.read_every,
+            "logged": self.logged,
+            "epochs": self.epochs,
+            "loss": self.loss,
+            "train_accuracy": _finite_or_none(self.train_accuracy),
+            "val_accuracy": _finite_or_none(self.val_accuracy),
+            "watcher_findings": [f.to_dict() for f in self.watcher],
+            "not_judged": self.not_judged,
+            "notes": self.notes,
         }
 
     def render(self) -> str:
-        lines = [f"Diagnosis of {self.source} ({self.steps:,} steps)"]
+        size = f"{self.epochs:,} epochs" if self.epochs else f"{self.steps:,} steps"
+        lines = [f"Diagnosis of {self.source} ({size})"]
         if self.read_every > 1:
             k = self.read_every
             lines.append(
@@ -74,15 +117,25 @@ class Diagnosis:
                 "merged into one (their mean loss, largest gradient norm, last step and "
                 f"learning rate) to hold at most {MAX_TRAIN_ROWS:,}"
             )
+        lines += [f"  {note}" for note in self.notes]
+        if self.loss != "charlm":
+            lines.append(f"  the loss: {LOSS_KINDS[self.loss]}")
         lines += ["", "What was learned"]
+        value = _nb if self.loss != "unknown" else _plain
         ref = self.references
         if self.train_loss is not None:
-            lines.append(f"  training loss     {_nb(self.train_loss)} (mean of the last 3 logged)")
+            lines.append(
+                f"  training loss     {value(self.train_loss)} (mean of the last 3 logged)"
+            )
+        if self.train_accuracy is not None:
+            lines.append(f"  training accuracy {self.train_accuracy:.4f} (the last logged)")
         if self.best_val_loss is not None:
             lines.append(
-                f"  validation loss   {_nb(self.best_val_loss)} at best (step {self.best_step})"
-                + (f", {_nb(self.val_loss)} at the end" if self.val_loss is not None else "")
+                f"  validation loss   {value(self.best_val_loss)} at best (step {self.best_step})"
+                + (f", {value(self.val_loss)} at the end" if self.val_loss is not None else "")
             )
+        if self.val_accuracy is not None:
+            lines.append(f"  validation accuracy {self.val_accuracy:.4f} (the last logged)")
         if ref is not None:
             reached = self.best_val_loss if self.best_val_loss is not None else self.train_loss
             lines.append(f"  unigram level     {_nb(ref.unigram)}: character frequencies only")
@@ -100,9 +153,20 @@ class Diagnosis:
                     f"  {before} before each one decide{'s' if k == 1 else ''} it: a working "
                     "model gets close to 0"
                 )
-        else:
+        elif self.loss in ("charlm", "characters"):
             lines.append("  (reference levels need the corpus: --corpus FILE)")
-        lines += ["", *findings_block(self.findings)]
+        lines += ["", *findings_block([f for f in self.findings if not f.passed])]
+        recovered = [f for f in self.findings if f.passed]
+        if recovered:  # read after the fact, a transient the run got past is no finding
+            lines += ["", "Seen early, recovered later (not findings)"]
+            lines += [f"  step {f.step}: {f.name}; {f.passed}" for f in recovered]
+        if self.watcher:
+            lines += ["", f"Found by charlm.watch inside the loop ({len(self.watcher)})"]
+            for f in self.watcher:
+                lines += f.lines()
+        if self.not_judged:
+            lines += ["", "Not judged (what each rule needs and the log lacks)"]
+            lines += [f"  {line}" for line in self.not_judged]
         picture = _picture(self.signals)
         if picture:
             lines += ["", f"Gradients and gates at step {self.signals.get('step')}", *picture]
@@ -110,17 +174,29 @@ class Diagnosis:
 
 
 def diagnose_rows(
-    rows: Iterable[dict[str, Any]], facts: RunFacts, source: str, *, read_every: int = 1
+    rows: Iterable[dict[str, Any]],
+    facts: RunFacts,
+    source: str,
+    *,
+    read_every: int = 1,
+    notes: list[str] | None = None,
 ) -> Diagnosis:
     """Replay `rows` (metrics rows; `read_every`: how many logged rows each stands for)
-    through the detectors."""
+    through the detectors, then check the findings against the whole run. Rows of the
+    watcher's findings are kept as they are (the last of each name)."""
     history = History(facts)
+    watcher: dict[str, Finding] = {}
     for row in rows:
-        history.add(row)
-    evals = history.evals
+        if row.get("kind") == "finding" and isinstance(row.get("finding"), Finding):
+            watcher[row["finding"].name] = row["finding"]
+        else:
+            history.add(row)
+    findings = history.finish()
+    evals = [r for r in history.evals if finite(r.get("val_loss"))]
     best = min(evals, key=lambda r: float(r["val_loss"])) if evals else None
     last_train = history.train[-1] if history.train else {}
     signal_keys = ("step", "grad_norm", "clipped", "grad_norms", "update_ratios", "gates", "cell")
+    accuracies = [r["val_accuracy"] for r in history.evals if finite(r.get("val_accuracy"))]
     return Diagnosis(
         source=source,
         steps=history.step,
@@ -129,9 +205,16 @@ def diagnose_rows(
         val_loss=float(evals[-1]["val_loss"]) if evals else None,
         best_val_loss=float(best["val_loss"]) if best else None,
         best_step=int(best["step"]) if best else None,
-        findings=list(history.findings),
+        findings=list(findings),
         signals={k: last_train[k] for k in signal_keys if k in last_train},
         read_every=read_every,
+        logged=len(history.train),
+        loss=facts.loss,
+        train_accuracy=history.accuracies.values[-1] if len(history.accuracies) else None,
+        val_accuracy=float(accuracies[-1]) if accuracies else None,
+        watcher=list(watcher.values()),
+        not_judged=history.not_judged(),
+        notes=list(notes or []),
     )
 
 
@@ -157,21 +240,104 @@ def diagnose_checkpoint(directory: str | Path, corpus_text: str | None = None) -
     return diagnose_rows(rows, facts, str(directory))
 
 
-def diagnose_log(path: str | Path, corpus_text: str | None = None) -> Diagnosis:
-    """The diagnosis of a plain log (CSV or JSON Lines: step, loss, and optionally
-    val_loss, grad_norm, lr) of any training loop; `corpus_text`, the text it trained
-    on, gives the reference levels and the vocabulary size. A log of more than
-    `logs.MAX_TRAIN_ROWS` lines is read thinned to that many training rows."""
-    facts = RunFacts()
+def diagnose_log(
+    path: str | Path, corpus_text: str | None = None, vocab_size: int | None = None
+) -> Diagnosis:
+    """The diagnosis of the log of any training loop (see `logs` for what is read);
+    `corpus_text`, the text it trained on, gives the reference levels and the vocabulary
+    size; `vocab_size` alone the number of classes its cross-entropy is over. A log of
+    more than `logs.MAX_TRAIN_ROWS` lines is read thinned to that many training rows."""
+    if vocab_size is not None and vocab_size < 2:
+        raise InputError(f"--vocab-size must be 2 or more, got {vocab_size}")
+    notes = []
     if corpus_text:
-        facts = RunFacts(ReferenceLevels.of_text(corpus_text), len(set(corpus_text)))
+        chars = len(set(corpus_text))
+        if vocab_size is not None and vocab_size != chars:
+            raise InputError(
+                f"--vocab-size is {vocab_size} but the corpus has {chars} different characters"
+            )
+        if not judges_determinism(corpus_text):
+            notes.append(
+                f"the corpus ({len(corpus_text):,} characters) is too short to tell whether a "
+                f"short context decides each character ({RECURRENCE} of each of its {chars} "
+                f"characters, {RECURRENCE * chars + 1:,} in all, are needed): "
+                "plateau_on_determined_text cannot judge the run"
+            )
     with open_log(path) as log:
-        return diagnose_rows(log.rows(), facts, str(path), read_every=log.every)
+        rows = log.rows()
+        head = []  # the rows up to the first training loss: enough to tell what the loss is
+        for row in rows:
+            head.append(row)
+            if row["kind"] in ("train", "nonfinite"):
+                break
+        references = next((r["references"] for r in head if r["kind"] == "reference"), None)
+        kind = loss_kind(log.read, references is not None, corpus_text, vocab_size)
+        if corpus_text:
+            references = ReferenceLevels.of_text(corpus_text)
+        facts = RunFacts(
+            references if kind in ("charlm", "characters") else None,
+            len(set(corpus_text)) if corpus_text else vocab_size,
+            loss=kind,
+        )
+        diagnosis = diagnose_rows(
+            itertools.chain(head, rows), facts, str(path), read_every=log.every
+        )
+        return replace(
+            diagnosis,
+            notes=[*_read_notes(log.read), *notes],
+            epochs=diagnosis.logged if log.read.steps_from == "epoch" else None,
+        )
+
+
+def loss_kind(
+    read: ReadNotes, charlm_log: bool, corpus_text: str | None, vocab_size: int | None
+) -> LossKind:
+    """What a log's loss is: charlm's (its metrics.jsonl, known by its reference row);
+    a per-character cross-entropy (the corpus or the vocabulary size given); a
+    cross-entropy of classes (the log has accuracy columns); else of unknown kind."""
+    if charlm_log:
+        return "charlm"
+    if corpus_text or vocab_size is not None:
+        return "characters"
+    if {"accuracy", "val_accuracy"} & set(read.read_as.values()):
+        return "classes"
+    return "unknown"
+
+
+def _read_notes(read: ReadNotes) -> list[str]:
+    """How a log was read, as the report's lines say it."""
+    shown = [f"{name} as {what}" for name, what in read.read_as.items() if name != what]
+    line = f"read as {read.format}" + (f": {', '.join(shown)}" if shown else "")
+    if read.kept:
+        line += f"; kept as they are: {', '.join(read.kept[:12])}"
+        line += f" and {len(read.kept) - 12} more" if len(read.kept) > 12 else ""
+    out = [line]
+    steps = {
+        "epoch": "each epoch is read as a step",
+        "order": "the log gives no step: the n-th loss is read as step n",
+        "epoch and iteration": "steps: the iteration counter, restarting each epoch, joined "
+        "across epochs (their lengths taken from the largest counter logged in each)",
+        "epoch and step": "steps: the step counter, restarting each epoch, joined across "
+        "epochs (their lengths taken from the largest counter logged in each)",
+    }
+    if read.steps_from in steps:
+        out.append(steps[read.steps_from])
+    if read.skipped:
+        out.append(
+            f"{read.skipped:,} line{'s' if read.skipped > 1 else ''} without a loss skipped "
+            f"(the first: line {read.first_skipped:,})"
+        )
+    return out
 
 
 def _ordinal(n: int) -> str:
     suffix = "th" if n % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n:,}{suffix}"
+
+
+def _plain(value: float | None) -> str:
+    """A loss of unknown units, as it was logged."""
+    return f"{value:.4g}" if value is not None and math.isfinite(value) else str(value)
 
 
 def _finite_or_none(value: float | None) -> float | None:
@@ -191,7 +357,9 @@ def _picture(signals: dict[str, Any]) -> list[str]:
     foreign log) show as '?'."""
     lines = []
     if finite(signals.get("grad_norm")):
-        share = f", {_f(signals.get('clipped'), '.0%')} of steps clipped"
+        share = (
+            f", {_f(signals['clipped'], '.0%')} of steps clipped" if "clipped" in signals else ""
+        )
         lines.append(f"  gradient norm before clipping {_f(signals['grad_norm'], '.3g')}{share}")
     for key, label in (("grad_norms", "per layer"), ("update_ratios", "update/weight")):
         values = signals.get(key)

@@ -1,30 +1,47 @@
-"""The lab's training loop: one small model on windows of a task, with each classic
-choice (optimiser, clipping, zeroing the gradients) a setting, so that a broken set-up
-and its fix differ in exactly the settings named.
+"""The lab's training loop, under charlm's watcher: one small model, its batches and its
+loss, with each classic choice (optimiser, momentum, clipping, zeroing the gradients,
+calling backward at all) a setting, so that a broken set-up and its fix differ in exactly
+the settings named.
 
 charlm's own trainer always zeroes gradients, clips and uses AdamW; the lab needs the
-other choices too, which is why it has a loop of its own. It logs the rows charlm's
-diagnostics read (`kind`, `step`, `loss`, `grad_norm` before clipping, `lr`, the share of
-steps `clipped` since the last row; `val_loss` on held-out windows), so a broken run is
-diagnosed like any other training loop's log. Models are anything whose `forward(ids)`
-returns `(logits, state)`: a `CharRNN`, or a broken variant from `charlm.lab.broken`.
+other choices too, which is why it has a loop of its own. It is written as a user's loop
+is, with the watcher's two lines added (`watch(model, optimizer)` before the loop,
+`step(loss, **metrics)` in it), so what the watcher says about a lab run is what it would
+say about the post's own loop. `train` returns the logged rows (`kind`, `step`, `loss`,
+`grad_norm` before clipping; the metrics of each evaluation) and the watcher's findings.
+A model is any module whose `forward(x)` returns its output, or `(output, state)`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Batches", "LoopConfig", "random_windows", "train"]
+from charlm.diagnostics.findings import Finding
+from charlm.watcher import watch
+
+__all__ = [
+    "Batches",
+    "LoopConfig",
+    "Trained",
+    "cross_entropy",
+    "random_windows",
+    "train",
+]
 
 Batches = Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]]
-"""Draws one batch of inputs and targets, both (B, T) ids."""
+"""Draws one batch: (inputs, targets)."""
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""(the model's output, the targets) -> the loss the loop minimises."""
+Evaluate = Callable[[nn.Module], dict[str, float]]
+"""The metrics of a held-out evaluation (`val_loss`, `val_accuracy`), run without
+gradients."""
 
 
 @dataclass(frozen=True)
@@ -32,13 +49,29 @@ class LoopConfig:
     steps: int = 300
     lr: float = 1e-2
     optimizer: str = "adam"
-    """"adam" or "sgd" (plain, no momentum)."""
-    clip: float = 1.0
+    """"adam" or "sgd"."""
+    momentum: float = 0.0
+    """SGD's momentum."""
+    clip: float = 0.0
     """Gradient-norm clipping; 0 is none."""
     zero_grad: bool = True
     """False is the classic missing `optimizer.zero_grad()`: gradients add up."""
+    backward: bool = True
+    """False is the classic missing `loss.backward()`: the optimizer steps with no
+    gradient."""
     log_interval: int = 10
-    eval_interval: int = 50
+    eval_interval: int = 100
+
+    def replace(self, **changes: Any) -> LoopConfig:
+        return LoopConfig(**{**self.__dict__, **changes})
+
+
+@dataclass
+class Trained:
+    """What a run of `train` leaves: its logged rows and what the watcher found."""
+
+    rows: list[dict[str, Any]]
+    findings: list[Finding] = field(default_factory=list)
 
 
 def random_windows(ids: torch.Tensor, batch_size: int, seq_len: int) -> Batches:
@@ -53,15 +86,24 @@ def random_windows(ids: torch.Tensor, batch_size: int, seq_len: int) -> Batches:
     return draw
 
 
+def cross_entropy(output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The cross-entropy of logits (..., C) against class ids (...)."""
+    return F.cross_entropy(output.reshape(-1, output.shape[-1]), targets.reshape(-1))
+
+
 def train(
     model: nn.Module,
     batches: Batches,
+    loss_fn: Loss,
     config: LoopConfig,
     *,
     seed: int,
-    validation: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> list[dict[str, Any]]:
-    """Train `model` in place for `config.steps` steps; the logged rows.
+    evaluate: Evaluate | None = None,
+    labels: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> Trained:
+    """Train `model` in place for `config.steps` steps under the watcher. `evaluate` runs
+    every `eval_interval` steps and at the last; `labels`, the training and validation
+    set's class labels, are given to the watcher (`Watcher.split`).
 
     A loss that stops being finite ends the run with a "nonfinite" row, as in charlm.
     """
@@ -70,44 +112,38 @@ def train(
     if config.optimizer == "adam":
         optimizer: torch.optim.Optimizer = torch.optim.Adam(params, lr=config.lr)
     elif config.optimizer == "sgd":
-        optimizer = torch.optim.SGD(params, lr=config.lr)
+        optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum)
     else:
         raise ValueError(f"optimizer {config.optimizer!r}")
     rows: list[dict[str, Any]] = []
-    clipped, logged = 0, 0  # steps clipped since the last logged row; its step
-    model.train()
-    for step in range(1, config.steps + 1):
-        x, y = batches(rng)
-        if config.zero_grad:
-            optimizer.zero_grad(set_to_none=True)
-        logits, _ = model(x)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-        if not math.isfinite(loss.item()):
-            rows.append({"kind": "nonfinite", "step": step, "loss": loss.item()})
-            break
-        loss.backward()  # type: ignore[no-untyped-call]
-        norm = float(torch.nn.utils.clip_grad_norm_(params, config.clip or math.inf))
-        clipped += bool(config.clip) and norm > config.clip
-        optimizer.step()
-        if step % config.log_interval == 0 or step == config.steps:
-            row = {"kind": "train", "step": step, "loss": loss.item(), "grad_norm": norm,
-                   "lr": config.lr}  # fmt: skip
-            if config.clip:  # without a threshold there is no share clipped
-                row["clipped"] = round(clipped / (step - logged), 4)
-            rows.append(row)
-            clipped, logged = 0, step
-        if validation is not None and (step % config.eval_interval == 0 or step == config.steps):
-            rows.append({"kind": "eval", "step": step, "val_loss": mean_loss(model, *validation)})
-    model.eval()
-    return rows
-
-
-def mean_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """The cross-entropy the loop minimises, on (B, T) inputs and targets."""
-    was = model.training
-    model.eval()
-    with torch.no_grad():
-        logits, _ = model(x)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-    model.train(was)
-    return float(loss)
+    watcher = watch(model, optimizer, echo=None)
+    try:
+        if labels is not None:
+            watcher.split(*labels)
+        model.train()
+        for step in range(1, config.steps + 1):
+            x, y = batches(rng)
+            if config.zero_grad:
+                optimizer.zero_grad(set_to_none=True)
+            out = model(x)
+            loss = loss_fn(out[0] if isinstance(out, tuple) else out, y)
+            if not math.isfinite(loss.item()):
+                rows.append({"kind": "nonfinite", "step": step, "loss": loss.item()})
+                break
+            if config.backward:
+                loss.backward()  # type: ignore[no-untyped-call]
+            norm = float(torch.nn.utils.clip_grad_norm_(params, config.clip or math.inf))
+            optimizer.step()
+            metrics: dict[str, float] = {}
+            if evaluate is not None and (step % config.eval_interval == 0 or step == config.steps):
+                with torch.no_grad():
+                    metrics = evaluate(model)
+                rows.append({"kind": "eval", "step": step, **metrics})
+            watcher.step(loss, **metrics)
+            if step % config.log_interval == 0 or step == config.steps:
+                rows.append({"kind": "train", "step": step, "loss": loss.item(), "grad_norm": norm})
+        findings = watcher.findings
+    finally:
+        watcher.close()
+        model.eval()
+    return Trained(rows, findings)

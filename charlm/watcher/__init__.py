@@ -19,6 +19,8 @@ set. `charlm watch SCRIPT` runs a training script unchanged under a watcher.
 - `rules`: what each measurement means, with its thresholds, in words.
 - `watcher`: `watch` and `Watcher`: the hooks, the record of the run, the report, the log.
 - `script`: `charlm watch SCRIPT`.
+- `keras`: `WatchCallback`, a watcher fed by Keras's `model.fit` on its torch backend
+  (imported only when asked for: nothing else in charlm imports Keras).
 """
 
 from charlm.watcher.watcher import Watcher, watch

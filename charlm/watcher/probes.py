@@ -19,6 +19,7 @@ to wait at every parameter.
 from __future__ import annotations
 
 import math
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -30,13 +31,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Gradients", "LayerGates", "Recurrent", "SoftmaxCall", "Softmaxes", "Watched"]
+__all__ = [
+    "Gradients",
+    "LayerGates",
+    "Recurrent",
+    "SoftmaxCall",
+    "Softmaxes",
+    "Watched",
+    "skip_frames_in",
+]
+
+
+_STACKED = re.compile(r"(?:weight|bias)_(?:ih|hh|hr)_l(\d+)(?:_reverse)?")
+"""A parameter of one layer of a stacked `nn.LSTM`, `nn.GRU` or `nn.RNN`: its number."""
 
 
 @dataclass
 class Watched:
     """The parameters watched, by name (`model.lstm.weight_ih_l0`), and each one's layer
-    (the module that owns it, by name)."""
+    (the module that owns it, by name; for a stacked recurrent module, its layer:
+    `lstm.l0`)."""
 
     names: dict[int, str] = field(default_factory=dict)  # id(param) -> name
     layers: dict[int, str] = field(default_factory=dict)  # id(param) -> layer name
@@ -46,7 +60,10 @@ class Watched:
         for name, p in module.named_parameters():
             if id(p) in self.params:
                 continue
-            layer, _, _ = name.rpartition(".")
+            layer, _, own = name.rpartition(".")
+            stacked = _STACKED.fullmatch(own)  # a layer of a stacked nn.LSTM, GRU or RNN
+            if stacked:
+                layer = ".".join(x for x in (layer, f"l{stacked.group(1)}") if x)
             self.params[id(p)] = p
             self.names[id(p)] = f"{prefix}.{name}" if prefix else name
             self.layers[id(p)] = ".".join(x for x in (prefix, layer) if x) or prefix or "model"
@@ -115,7 +132,7 @@ class Gradients:
         checked = len(self._leftovers)
         if not checked:
             return 0, 0
-        held = int(torch.stack([x.float().cpu() for x in self._leftovers]).gt(0).sum())
+        held = sum(v > 0 for v in _read(self._leftovers))
         self._leftovers = []
         return held, checked
 
@@ -125,8 +142,7 @@ class Gradients:
         with_grad = [p for p in params if p.grad is not None]
         if not with_grad:
             return {}, 0, 0
-        values = torch._foreach_norm([p.grad.detach() for p in with_grad])  # type: ignore[union-attr]
-        norms = torch.stack([v.float().cpu() for v in values]).tolist()
+        norms = _read(torch._foreach_norm([p.grad.detach() for p in with_grad]))  # type: ignore[union-attr]
         squares: dict[str, float] = {}
         for p, n in zip(with_grad, norms, strict=True):
             layer = self.watched.layers.get(id(p), "other")
@@ -138,6 +154,18 @@ class Gradients:
         for h in self.handles:
             h.remove()
         self.handles = []
+
+
+def _read(values: Iterable[torch.Tensor]) -> list[float]:
+    """Scalar tensors as floats, copied off each device once (not one wait per value)."""
+    by_device: dict[torch.device, list[tuple[int, torch.Tensor]]] = {}
+    for n, v in enumerate(values):
+        by_device.setdefault(v.device, []).append((n, v))
+    out: dict[int, float] = {}
+    for items in by_device.values():
+        read = torch.stack([v.float().reshape(()) for _, v in items]).tolist()
+        out.update(zip((n for n, _ in items), read, strict=True))
+    return [out[n] for n in range(len(out))]
 
 
 @dataclass
@@ -167,8 +195,7 @@ class Softmaxes:
         input."""
         out = []
         for where, (classes, values) in self._pending.items():
-            largest = float(torch.stack([v.float().cpu() for v in values]).max())
-            out.append(SoftmaxCall(where, classes, largest))
+            out.append(SoftmaxCall(where, classes, max(_read(values))))
         self._pending = {}
         return out
 
@@ -207,11 +234,20 @@ def _classes(name: str, x: torch.Tensor, args: tuple[Any, ...], kwargs: dict[str
     return int(x.shape[dim]) if x.dim() else 1
 
 
-_LIBRARIES = (str(Path(torch.__file__).parent), str(Path(__file__).parent))
+_LIBRARIES: tuple[str, ...] = (str(Path(torch.__file__).parent), str(Path(__file__).parent))
+
+
+def skip_frames_in(folder: str) -> None:
+    """Name softmaxes by the first frame outside `folder` too: a framework between the
+    loop and torch (Keras), whose own lines say nothing of where the user's code is."""
+    global _LIBRARIES
+    if folder not in _LIBRARIES:
+        _LIBRARIES = (*_LIBRARIES, folder)
 
 
 def _caller() -> str:
-    """file:line of the first frame outside torch and this package: the loop's call."""
+    """file:line of the first frame outside torch, this package and the folders given to
+    `skip_frames_in`: the loop's call."""
     frame: Any = sys._getframe(2)
     while frame is not None:
         path = frame.f_code.co_filename

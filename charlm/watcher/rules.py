@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from charlm.diagnostics.findings import Finding
+from charlm.diagnostics.references import bounded_softmax_cap
 from charlm.watcher.probes import LayerGates, SoftmaxCall
 
 __all__ = ["RULES", "Rule", "Run", "Site", "StepRecord"]
@@ -250,13 +251,13 @@ def _bounded(run: Run) -> Site | None:
 
 def bounded_softmax(run: Run) -> Finding | None:
     """See `_bounded`. The likeliest of C classes then gets at most
-    e^b / (e^b + (C - 1) e^-b) of the probability, b the largest |value|: a
+    `bounded_softmax_cap(C, b)` of the probability, b the largest |value| seen: a
     cross-entropy of at least the log of its inverse."""
     site, last = _bounded(run), run.last
     if site is None or last is None:
         return None
     b, c = site.largest_ever, site.classes
-    best = math.exp(b) / (math.exp(b) + (c - 1) * math.exp(-b))
+    best = bounded_softmax_cap(c, b)
     yours = ""
     losses = run.losses(20)
     if losses:
@@ -311,6 +312,47 @@ def exploding_gradients(run: Run) -> Finding | None:
     )
 
 
+def vanishing_gradients(run: Run) -> Finding | None:
+    """In a stack of recurrent layers (`lstm.l0`, `lstm.l1`, ...; the gradient norms of
+    every step, from step 1), at step 100 or later: the first layer's gradient under
+    1/1,000 of the last layer's at each of the last 20 steps: the first layers hardly
+    learn."""
+    last = run.last
+    if last is None or last.step < 100:
+        return None
+    ratios = []
+    for record in list(run.records)[-20:]:
+        ratio = _first_to_last(record.grad_norms)
+        if ratio is None:
+            return None
+        ratios.append(ratio)
+    if len(ratios) < 20 or max(ratios) >= 1e-3:
+        return None
+    return Finding(
+        "vanishing_gradients",
+        last.step,
+        f"the first recurrent layer's gradient is {statistics.median(ratios):.2g} of the "
+        "last one's (the median of the last 20 steps): the first layers hardly learn",
+        "saturated gates (large weights or biases, or a learning rate that pushed them "
+        "there), or a stack deeper than the data needs",
+        "fewer layers (`num_layers`), a lower learning rate, or a fresh start from the "
+        "default initialisation",
+    )
+
+
+def _first_to_last(norms: dict[str, float]) -> float | None:
+    """The first stacked layer's gradient norm over the last's, or None."""
+    stacks: dict[str, dict[int, float]] = {}
+    for name, value in norms.items():
+        stack, _, layer = name.rpartition(".l")
+        if stack and layer.isdigit():
+            stacks.setdefault(stack, {})[int(layer)] = value
+    for layers in stacks.values():
+        if len(layers) >= 2 and layers[max(layers)] > 0:
+            return layers[min(layers)] / layers[max(layers)]
+    return None
+
+
 def split_mismatch(run: Run) -> Finding | None:
     """Given the labels of both sets (`Watcher.split`): the validation set holds one
     class only while training holds several, or the class shares differ by 0.25 or more
@@ -337,8 +379,9 @@ def split_mismatch(run: Run) -> Finding | None:
         "a validation set cut from the end of data ordered by class: Keras's "
         "`validation_split` (like any `data[-n:]`) takes the last examples as they are, "
         "before any shuffling",
-        "shuffle the examples once before splitting them (`perm = torch.randperm(len(x)); "
-        "x, y = x[perm], y[perm]`), or split with stratification",
+        "shuffle the examples once before splitting them (`perm = torch.randperm(len(x))`, "
+        "or `numpy.random.permutation(len(x))`; then `x, y = x[perm], y[perm]`), or split "
+        "with stratification",
     )
 
 
@@ -382,8 +425,9 @@ def stuck_at_class_frequencies(run: Run) -> Finding | None:
     """A classification loss (a softmax or cross-entropy seen, or labels given) that has
     stayed, over the last 100 steps (at step 200 or later), within 3% of the entropy of
     the training labels (ln C without labels) and stopped falling (the mean of the last
-    50 not 0.005 below the 50 before): the model predicts how common each class is and
-    nothing from its input. Not when no gradient reaches the model (`no_gradient`)."""
+    50 not below the 50 before by more than 0.005 and than twice the standard error of
+    that difference): the model predicts how common each class is and nothing from its
+    input. Not when no gradient reaches the model (`no_gradient`)."""
     last, c = run.last, run.classes
     if last is None or not c or c < 2 or last.step < 200 or "no_gradient" in run.fired:
         return None
@@ -392,7 +436,9 @@ def stuck_at_class_frequencies(run: Run) -> Finding | None:
         return None
     prior = _entropy(run.train_labels) if run.train_labels else math.log(c)
     now = statistics.fmean(losses[-50:])
-    if abs(now - prior) > 0.03 * prior or now < statistics.fmean(losses[:50]) - 0.005:
+    # still falling: by more than 0.005 and than twice the noise of two means of 50
+    noise = 2 * statistics.pstdev(losses) * math.sqrt(2 / 50)
+    if abs(now - prior) > 0.03 * prior or now < statistics.fmean(losses[:50]) - max(0.005, noise):
         return None
     what = (
         f"the entropy of the training labels ({_shares(run.train_labels)})"
@@ -461,6 +507,7 @@ RULES: tuple[Rule, ...] = (
     Rule(unused_parameters),
     Rule(bounded_softmax, _softmax_unbounded),
     Rule(exploding_gradients),
+    Rule(vanishing_gradients),
     Rule(split_mismatch),
     Rule(below_chance, _chance_reached),
     Rule(stuck_at_class_frequencies, _loss_moved, patience=5000),

@@ -31,7 +31,10 @@ y = torch.tensor(np.arange(2, L + 2) / 20, dtype=torch.double)
 for j in range(args.steps):
     if args.fixed:
         optimizer.zero_grad()
-    hidden = (torch.zeros((1, 1, 100), dtype=torch.double), torch.zeros((1, 1, 100), dtype=torch.double))
+    hidden = (
+        torch.zeros((1, 1, 100), dtype=torch.double),
+        torch.zeros((1, 1, 100), dtype=torch.double),
+    )
     output, hidden = lstm(x, hidden)
     loss = 0.0
     for i in range(L):
