@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from charlm.cli import main
+from charlm.watcher import Watcher
 
 pytestmark = pytest.mark.slow  # 20 short training runs
 
@@ -58,9 +59,12 @@ def run_loop(script: str, args: list[str]) -> tuple[str, str]:
     sys.path.insert(0, str(LOOPS))
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            runpy.run_path(str(LOOPS / script), run_name="__main__")
+            names = runpy.run_path(str(LOOPS / script), run_name="__main__")
     finally:
         sys.argv, sys.path[:] = argv, path
+    for value in names.values():  # as the script's process would end: its hooks go
+        if isinstance(value, Watcher):
+            value.close()
     return out.getvalue(), err.getvalue()
 
 
@@ -102,3 +106,32 @@ def test_charlm_watch_keeps_the_scripts_exit_status(tmp_path: Path) -> None:
     crash.write_text("raise ValueError('boom')\n")
     assert main(["watch", str(crash)]) == 1
     assert main(["watch", str(tmp_path / "missing.py")]) == 2
+
+
+LEFT_OUT = """
+import torch
+from torch import nn
+
+torch.manual_seed(0)
+model = nn.Sequential(nn.Embedding(5, 8), nn.Flatten(), nn.Linear(24, 5))
+optimizer = torch.optim.Adam(model[0].parameters(), lr=0.01)  # the head left out
+x, y = torch.randint(5, (32, 3)), torch.randint(5, (32,))
+for _ in range(5):
+    optimizer.zero_grad()
+    loss = nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    optimizer.step()
+"""
+
+
+def test_charlm_watch_names_parameters_no_optimizer_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = tmp_path / "left_out.py"
+    script.write_text(LEFT_OUT)
+    assert main(["watch", str(script)]) == 0
+    err = capsys.readouterr().err
+    assert findings(err) == ["not_optimized"], err
+    assert "2 of the model's parameters are in no optimizer (Linear.weight, Linear.bias)" in err
+    # only the parameters an optimizer holds are checked for gradients left over
+    assert "gradients cleared yes: none of the 1 parameter held" in err

@@ -53,7 +53,7 @@ def test_the_unshuffled_split_is_named(tmp_path: Path, capsys: pytest.CaptureFix
     # the report, at the end of training: one step a batch (1,600 / 16 = 100 an epoch),
     # and Keras's torch trainer clears the gradients before each backward pass
     assert "Diagnosis of the latching model (500 steps, watched)" in err
-    assert "gradients cleared yes: 0 of 5 parameters held earlier gradients" in err
+    assert "gradients cleared yes: none of the 5 parameters held earlier gradients" in err
     assert "softmax input     post_002_latching_keras.py:" in err  # the `fit` line
 
     # Keras's own history (kept in tmp_path for the log reader's tests)

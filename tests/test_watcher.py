@@ -32,7 +32,7 @@ def _close_watchers() -> object:
 
 
 def names(w: charlm.Watcher) -> list[str]:
-    return [f.name for f in w.findings if not f.passed]
+    return [f.name for f in w.findings]
 
 
 class Tagger(nn.Module):
@@ -98,6 +98,9 @@ def test_gradients_never_cleared() -> None:
     assert names(w) == ["gradients_accumulate"]
     finding = w.findings[0]
     assert finding.step == 4  # checked from the second step on: 3 steps in a row
+    assert finding.detector == "gradients_accumulate" and w.passed == []
+    assert finding.message.startswith("gradients_accumulate at step 4: ")
+    assert "optimizer.zero_grad()" in finding.message
     assert "6 of 6 parameters" in finding.seen and "optimizer.zero_grad()" in finding.advice
     w.close()
 
@@ -128,7 +131,8 @@ def test_gradients_cleared_later_mark_the_finding_passed() -> None:
         F.cross_entropy(model(x), y).backward()
         opt.step()
         w.step()
-    (finding,) = w.findings
+    assert w.findings == []  # no longer a finding: shown apart
+    (finding,) = w.passed
     assert finding.name == "gradients_accumulate"
     assert finding.passed == "from step 11 on, the gradients were cleared between steps"
     assert "Seen and passed (1)" in w.report() and "Findings: none" in w.report()
@@ -180,7 +184,7 @@ def test_a_softmax_of_the_lstm_output() -> None:
 
 def test_the_bound_on_the_best_probability() -> None:
     """e^b / (e^b + (C - 1) e^-b): 22.8% of 26 classes and 88.1% of 2 at b = 1."""
-    from charlm.watcher.rules import Run, Site, StepRecord
+    from charlm.watcher.record import Run, Site, StepRecord
 
     for classes in (26, 2):
         best = math.e / (math.e + (classes - 1) / math.e)

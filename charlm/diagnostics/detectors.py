@@ -17,21 +17,18 @@ that needs several values says how many.
 
 A charlm run's advice names charlm's flags; a loop of the user's own gets advice in
 terms of its code, and only a cross-entropy is spoken of in nats (`RunFacts.loss`).
-The detectors that read only the loss curve are in `curve`.
+The detectors that read only the loss curve are in `curve`; those of the gradients in
+`gradients`; those of the evaluations in `evaluations`.
 """
 
 from __future__ import annotations
 
-import bisect
-import itertools
 import math
-import re
-import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from charlm.diagnostics import curve
+from charlm.diagnostics import curve, evaluations, gradients
 from charlm.diagnostics.curve import advice, at_lr, units
 from charlm.diagnostics.findings import Finding, LossKind, RunFacts, finite
 
@@ -39,9 +36,6 @@ if TYPE_CHECKING:
     from charlm.diagnostics.history import History
 
 __all__ = ["DETECTORS", "NEEDS", "Rule"]
-
-_LAYER = re.compile(r"(lstm|gru|rnn)\.l\d+")
-"""A recurrent layer's parameter group in a row's `grad_norms`."""
 
 ALL: tuple[LossKind, ...] = ("charlm", "characters", "classes", "unknown")
 OWN: tuple[LossKind, ...] = ("characters", "classes", "unknown")
@@ -132,23 +126,6 @@ NEEDS: dict[str, tuple[Callable[[History], bool], str, bool]] = {
     "accuracy": (lambda h: len(h.accuracies) > 0, "a training-accuracy column", False),
 }
 """A signal -> (whether a history has it, what it is, whether a report lists its lack)."""
-
-
-def _first_evaluation(h: History) -> tuple[int, float, float] | None:
-    """(step, training loss, validation loss) right after the run's first evaluation;
-    None at any other time, or when it has no validation loss."""
-    if len(h.evals) != 1 or not h.train or not finite(h.evals[0].get("val_loss")):
-        return None
-    return int(h.evals[0]["step"]), h.train_at_eval[0], float(h.evals[0]["val_loss"])
-
-
-def _val_losses(h: History) -> list[tuple[int, float, float]]:
-    """(step, validation loss, training loss then) of the evaluations with a loss."""
-    return [
-        (int(r["step"]), float(r["val_loss"]), t)
-        for r, t in zip(h.evals, h.train_at_eval, strict=True)
-        if finite(r.get("val_loss"))
-    ]
 
 
 # -- the detectors ------------------------------------------------------------------
@@ -330,256 +307,6 @@ def _near_zero(h: History, f: Finding) -> str | None:
     return curve.went_below(h, f.step, 0.1)
 
 
-def exploding_gradients(h: History) -> Finding | None:
-    """Any of: a logged gradient norm before clipping over 1,000x the clipping threshold;
-    after step 100, over 90% of the steps in the last 5 logging intervals clipped (the
-    threshold hides a gradient that would grow: a healthy run clips only now and then);
-    with 8 or more norms logged, their median over the last tenth of the steps over 5x
-    their median over the first tenth (each stretch holding at least 3 of them) and,
-    when the log has the share, over half of the recent steps clipped."""
-    norms = h.grad_norms
-    last = h.train[-1]
-    step = int(last["step"])
-    clip = h.facts.clip
-    if norms and clip and finite(last.get("grad_norm")) and norms[-1] > 1000 * clip:
-        seen = (
-            f"the gradient norm before clipping reached {norms[-1]:.3g}, "
-            f"{norms[-1] / clip:,.0f}x the clipping threshold {clip:g}"
-        )
-        return _exploding(h, step, seen)
-    shares = [float(r["clipped"]) for r in h.train[-5:] if finite(r.get("clipped"))]
-    if step > 100 and len(shares) == 5 and statistics.fmean(shares) > 0.9:
-        recent_norm = statistics.median(norms[-5:]) if norms else math.nan
-        against = f" against the threshold {clip:g}" if clip else ""
-        seen = (
-            f"{statistics.fmean(shares):.0%} of the steps in the last 5 logging intervals "
-            f"were clipped (gradient norm before clipping {recent_norm:.3g}{against}): "
-            "clipping holds down a gradient that would otherwise grow"
-        )
-        return _exploding(h, step, seen)
-    if len(norms) < 8:
-        return None
-    first_step, tenth = h.norm_steps[0], (step - h.norm_steps[0]) / 10
-    early_part = norms[: max(3, bisect.bisect_right(h.norm_steps, first_step + tenth))]
-    recent_part = norms[min(len(norms) - 3, bisect.bisect_left(h.norm_steps, step - tenth)) :]
-    early, recent = statistics.median(early_part), statistics.median(recent_part)
-    clipped = [float(r["clipped"]) for r in h.train[-3:] if finite(r.get("clipped"))]
-    if early <= 0 or recent <= 5 * early or (clipped and statistics.fmean(clipped) <= 0.5):
-        return None
-    share = f"; {statistics.fmean(clipped):.0%} of recent steps were clipped" if clipped else ""
-    seen = (
-        f"the gradient norm before clipping grew {recent / early:.0f}x, from {early:.3g} "
-        f"to {recent:.3g}{share}"
-    )
-    return _exploding(h, step, seen)
-
-
-def _exploding(h: History, step: int, seen: str) -> Finding:
-    return Finding(
-        "exploding_gradients",
-        step,
-        seen,
-        "gradients that are never cleared between steps (a missing zero_grad: they add "
-        "up), a learning rate too high, or long windows without clipping",
-        advice(
-            h,
-            "in a loop of your own, clear the gradients before every backward pass; in "
-            "charlm, lower --lr or --clip",
-            "call optimizer.zero_grad() before every loss.backward(); if it is there, clip "
-            "the gradient (torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0) before "
-            "optimizer.step()) and lower the learning rate",
-        ),
-    )
-
-
-def vanishing_gradients(h: History) -> Finding | None:
-    """With two or more LSTM layers and per-layer gradient norms logged: after step 100,
-    the first layer's gradient norm is under 1% of the last layer's in each of the last
-    3 logged values: the first layers hardly learn."""
-    rows = h.train[-3:]
-    ratios = []
-    for r in rows:
-        norms = r.get("grad_norms")
-        if not isinstance(norms, dict):
-            return None
-        layers = sorted(
-            (k for k in norms if _LAYER.fullmatch(k)), key=lambda k: int(k.rsplit(".l", 1)[1])
-        )
-        if len(layers) < 2:
-            return None
-        first, last = norms[layers[0]], norms[layers[-1]]
-        if not (finite(first) and finite(last)) or last <= 0:
-            return None
-        ratios.append(first / last)
-    if max(ratios) >= 0.01:
-        return None
-    gates = rows[-1].get("gates")
-    saturated = ""
-    if isinstance(gates, dict) and isinstance(gates.get("l0"), dict):
-        shares = [
-            float(g["saturated"])
-            for g in gates["l0"].values()
-            if isinstance(g, dict) and finite(g.get("saturated"))
-        ]
-        if shares:
-            saturated = f"; {max(shares):.0%} of the first layer's gate units are saturated"
-    return Finding(
-        "vanishing_gradients",
-        int(rows[-1]["step"]),
-        f"the first LSTM layer's gradient is {statistics.median(ratios):.2g} of the last "
-        f"layer's{saturated}",
-        "saturated gates (large weights or biases, a learning rate that pushed them "
-        "there), or a stack deeper than the data needs",
-        advice(
-            h,
-            "fewer --num-layers, a lower --lr, or a fresh run from the default initialisation",
-            "fewer layers, a lower learning rate, or a fresh run from the default initialisation",
-        ),
-    )
-
-
-def predicts_current_character(h: History) -> Finding | None:
-    """At the first evaluation, on a text no short context determines: the training loss
-    is under 0.1 nats while the validation loss is above the level of repeating the last
-    character: the model learned to copy its input, which is easy, not to predict."""
-    ref, first = h.facts.references, _first_evaluation(h)
-    if ref is None or first is None:
-        return None
-    step, train, val = first
-    if not (train < 0.1 and val > ref.repeat):
-        return None
-    return Finding(
-        "predicts_current_character",
-        step,
-        f"the training loss is {train:.3f} nats but the validation loss is {val:.3f}, "
-        f"worse than repeating the last character ({ref.repeat:.3f})",
-        "targets equal to the inputs (not shifted by one), so the model learns to copy "
-        "the character it reads",
-        "check that each target is the character after its input (y = x shifted by one)",
-    )
-
-
-def split_mismatch(h: History) -> Finding | None:
-    """At the first evaluation, before any overfitting could explain it: the validation
-    accuracy is under half the training accuracy; or the validation loss is more than
-    1.5x the training loss and more than 0.5 nats above it (a loss of unknown units:
-    more than 2x, and above it by more than a tenth of the first training loss), unless
-    the training loss is under 0.1 on a text no short context determines (that is
-    `predicts_current_character`)."""
-    if len(h.evals) != 1 or not h.train:
-        return None
-    step = int(h.evals[0]["step"])
-    val_acc, train_acc = h.evals[0].get("val_accuracy", math.nan), h.accuracy_at_eval[0]
-    if finite(val_acc) and finite(train_acc) and float(val_acc) < train_acc / 2:
-        return Finding(
-            "split_mismatch",
-            step,
-            f"at the first evaluation the validation accuracy is {float(val_acc):.3f} "
-            f"against {train_acc:.3f} in training, before any overfitting could explain it: "
-            "the validation labels are not distributed like the training labels",
-            "a validation set cut from the end of data ordered by class: Keras's "
-            "validation_split (like any data[-n:]) takes the last examples as they are "
-            "given, before any shuffling, so it can hold one class only",
-            "shuffle the examples once before splitting them (perm = torch.randperm(len(x)); "
-            "x, y = x[perm], y[perm]; or numpy's permutation before model.fit), or split "
-            "with stratification; then check the class counts of both sets",
-        )
-    first = _first_evaluation(h)
-    if first is None:
-        return None
-    step, train, val = first
-    ref = h.facts.references
-    if ref is not None and ref.determined_after is None and train < 0.1:
-        return None
-    if h.facts.nats:
-        if not (val > 1.5 * train and val > train + 0.5):
-            return None
-    elif not (val > 2 * train and val - train > 0.1 * abs(h.curve.values[0])):
-        return None
-    return Finding(
-        "split_mismatch",
-        step,
-        f"at the first evaluation the validation loss is {val:.3f}{units(h)} against "
-        f"{train:.3f} in training: the validation data do not look like the training data",
-        "validation taken from the end of a file whose content changes along it (sorted, "
-        "grouped by class, another language or format at the end)",
-        advice(
-            h,
-            "shuffle the corpus's documents (or lines) before training; on a corpus of "
-            "20,000 characters or more, --split interleaved (the default) holds out blocks "
-            "from all along it",
-            "shuffle the examples (or the documents) once before splitting them, or hold "
-            "out blocks from all along the data rather than its end",
-        ),
-    )
-
-
-def _split_agrees(h: History, f: Finding) -> str | None:
-    """A later evaluation where validation came close to training."""
-    for row, train, acc in zip(
-        h.evals[1:], h.train_at_eval[1:], h.accuracy_at_eval[1:], strict=True
-    ):
-        if "accuracy" in f.seen:
-            val = row.get("val_accuracy", math.nan)
-            if finite(val) and finite(acc) and float(val) >= 0.75 * acc:
-                return f"at step {row['step']:,} the validation accuracy was {float(val):.3f}"
-        elif finite(row.get("val_loss")) and float(row["val_loss"]) <= 1.2 * train:
-            return f"at step {row['step']:,} the validation loss was {float(row['val_loss']):.3f}"
-    return None
-
-
-def overfitting(h: History) -> Finding | None:
-    """The validation loss rose at each of the last 3 evaluations (each above the one
-    before) while the training loss fell over the same span, after a best evaluation
-    that was not the first; unless the run's patience ends it at this evaluation, which
-    is already the remedy (the best weights are kept)."""
-    evals = _val_losses(h)
-    if len(evals) < 4:
-        return None
-    vals = [v for _, v, _ in evals[-4:]]
-    trains = [t for _, _, t in evals[-4:]]
-    if not all(b > a for a, b in itertools.pairwise(vals)):
-        return None
-    if not trains[-1] < trains[0]:
-        return None
-    best = min(range(len(evals)), key=lambda i: evals[i][1])
-    if best == 0:
-        return None  # never better than at first: not learned, then forgotten
-    since_best = len(evals) - 1 - best
-    if h.facts.patience and since_best >= h.facts.patience:
-        return None
-    u = units(h)
-    return Finding(
-        "overfitting",
-        evals[-1][0],
-        f"the validation loss rose from {vals[0]:.3f} to {vals[-1]:.3f}{u} over the last 3 "
-        f"evaluations while the training loss fell from {trains[0]:.3f} to "
-        f"{trains[-1]:.3f}; the best validation loss, {evals[best][1]:.3f}, "
-        f"was at step {evals[best][0]}"
-        + ("" if h.facts.own_loop else " (the checkpoint keeps those weights)"),
-        "a model large for the data, trained on it many times over",
-        advice(
-            h,
-            "--dropout 0.2 to 0.5 or --weight-drop 0.2 to 0.5, a smaller --hidden-size, a "
-            "larger corpus, or --patience 3 to stop at the best step",
-            "keep the weights of the best validation loss and stop there (early "
-            "stopping), dropout (nn.Dropout, or nn.LSTM's dropout= between layers), weight "
-            "decay (the optimizer's weight_decay=), a smaller model, or more data",
-        ),
-    )
-
-
-def _new_best(h: History, f: Finding) -> str | None:
-    evals = _val_losses(h)
-    before = [v for s, v, _ in evals if s <= f.step]
-    if not before:
-        return None
-    for s, v, _ in evals:
-        if s > f.step and v < min(before):
-            return f"at step {s:,} the validation loss was {v:.3f}, below its earlier best"
-    return None
-
-
 DETECTORS: tuple[Rule, ...] = (
     Rule(learning_rate_too_high, passed=_back_down),
     Rule(learning_rate_too_low, steps=200, points=5, kinds=("charlm",), passed=curve.moved),
@@ -609,11 +336,14 @@ DETECTORS: tuple[Rule, ...] = (
         passed=curve.below_floor,
         explains=("plateau_on_determined_text",),
     ),
-    Rule(exploding_gradients, needs=("grad_norm",), points=1, costly=True),
-    Rule(vanishing_gradients, steps=100, points=3, needs=("layer_norms",)),
-    Rule(predicts_current_character, needs=("undetermined",), evals=1),
-    Rule(split_mismatch, evals=1, passed=_split_agrees, explains=("overfitting",)),
-    Rule(overfitting, evals=4, passed=_new_best),
+    Rule(gradients.exploding_gradients, needs=("grad_norm",), points=1, costly=True),
+    Rule(gradients.vanishing_gradients, steps=100, points=3, needs=("layer_norms",)),
+    Rule(evaluations.predicts_current_character, needs=("undetermined",), evals=1),
+    Rule(
+        evaluations.split_mismatch, evals=1, passed=evaluations.split_agrees,
+        explains=("overfitting",),
+    ),
+    Rule(evaluations.overfitting, evals=4, passed=evaluations.new_best),
     Rule(
         curve.gradients_accumulate,
         steps=100,

@@ -26,6 +26,16 @@ class Finding:
     """How the run got past it, when it did (the finding no longer holds): shown apart
     from the findings that do."""
 
+    @property
+    def detector(self) -> str:
+        """The rule that fired (the same as `name`)."""
+        return self.name
+
+    @property
+    def message(self) -> str:
+        """The finding in one line (`line`)."""
+        return self.line()
+
     def line(self) -> str:
         """One warning line: what is seen and what to try."""
         return f"{self.name} at step {self.step}: {self.seen}. Try: {self.advice}."

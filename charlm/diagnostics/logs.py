@@ -51,7 +51,6 @@ pairs. A new format is one more function in `_SOURCES` and its test in `_layout`
 from __future__ import annotations
 
 import csv
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,8 +59,7 @@ from typing import Any, BinaryIO
 
 from charlm.diagnostics import printed
 from charlm.diagnostics.fields import FIELDS, by_field, normalize, read_as
-from charlm.diagnostics.findings import Finding
-from charlm.diagnostics.references import ReferenceLevels
+from charlm.diagnostics.log_rows import ReadNotes, Steps, Values, is_number, rows_of, thinned
 from charlm.errors import InputError
 from charlm.files import FileKind, format_size, loads_json, open_regular
 
@@ -75,8 +73,6 @@ __all__ = [
     "read_log",
 ]
 
-_NUMBERS = ("loss", "val_loss", "accuracy", "val_accuracy", "grad_norm", "lr")
-"""The fields that must be numbers (a step, an epoch and a counter must be whole)."""
 _CHARLM_ROWS = ("resume", "diagnosis")
 """charlm's own bookkeeping rows, not read (its findings are made again by the replay)."""
 MAX_LOG_BYTES = 512 * 2**20
@@ -89,38 +85,7 @@ MAX_ROW_DEPTH = 8
 """Deepest nesting of a JSON row (charlm's rows nest 4 deep: row, gates, layer, gate)."""
 _LOGS = FileKind("logs", MAX_LOG_BYTES, InputError)
 
-Values = dict[str, Any]
 Lines = Iterator[tuple[int, str]]
-
-
-@dataclass
-class ReadNotes:
-    """How a log was read, filled in as its rows are: its format, what each name was
-    read as, the names kept as they are, where the steps came from, and the lines
-    skipped for having no loss."""
-
-    format: str
-    read_as: dict[str, str] = field(default_factory=dict)
-    """A name in the file -> the field read from it (`Error` -> `loss`)."""
-    kept: list[str] = field(default_factory=list)
-    """Names in the file read as no field, kept with the rows."""
-    steps_from: str = ""
-    """`step`, `iteration`, `epoch and iteration`, `epoch` or `order` (the lines' order)."""
-    skipped: int = 0
-    first_skipped: int | None = None
-
-    def note(self, name: str, field_name: str | None) -> None:
-        """`name` of the file was read as `field_name` (None: kept as it is)."""
-        if field_name is None:
-            if name not in self.kept and name not in ("kind", *self.read_as):
-                self.kept.append(name)
-        else:
-            self.read_as.setdefault(name, field_name)
-
-    def skip(self, line: int) -> None:
-        self.skipped += 1
-        if self.first_skipped is None:
-            self.first_skipped = line
 
 
 RowSource = Callable[[Path, Lines, ReadNotes], Iterator[tuple[int, Values]]]
@@ -185,14 +150,14 @@ class Log:
 
         def parsed() -> Iterator[dict[str, Any]]:
             nonlocal trained
-            steps = _Steps(self.path, self.read)
+            steps = Steps(self.path, self.read)
             text = _text_lines(self._file, self.path, self._end)
             for line, values in self._source(self.path, text, self.read):
-                for row in _rows(self.path, line, values, steps):
+                for row in rows_of(self.path, line, values, steps):
                     trained = trained or row["kind"] in ("train", "nonfinite")
                     yield row
 
-        yield from parsed() if self.every == 1 else _thinned(parsed(), self.every)
+        yield from parsed() if self.every == 1 else thinned(parsed(), self.every)
         if not trained:
             raise InputError(f"{self.path}: no line has a training loss{self._hint()}")
 
@@ -418,217 +383,6 @@ def _is_header(cells: list[str]) -> bool:
     """Whether a first line's fields name columns: two or more, none a number, one a
     field's name."""
     names = [c.strip().strip('"') for c in cells]
-    if len(names) < 2 or any(not n or _is_number(n) for n in names):
+    if len(names) < 2 or any(not n or is_number(n) for n in names):
         return False
     return any(read_as(n) is not None for n in names)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-# -- rows -----------------------------------------------------------------------------
-
-
-def _number(path: Path, line: int, column: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise InputError(f"{path}, line {line}: {column} is {value!r}, not a number")
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            raise InputError(f"{path}, line {line}: {column} is {value!r}, not a number") from None
-        return number
-    raise InputError(f"{path}, line {line}: {column} is {value!r}, not a number")
-
-
-def _whole(path: Path, line: int, column: str, value: Any) -> int:
-    number = _number(path, line, column, value)
-    if number is None or not math.isfinite(number) or number != int(number) or number < 0:
-        raise InputError(f"{path}, line {line}: {column} is {value!r}, not a whole number")
-    return int(number)
-
-
-class _Steps:
-    """The step of each row (see the module docstring), recording in the notes where
-    the steps came from."""
-
-    def __init__(self, path: Path, notes: ReadNotes) -> None:
-        self.path, self.notes = path, notes
-        self.losses = 0  # training losses read so far (the step of a line by order)
-        self.epoch: int | None = None
-        self.counter: int | None = None
-        self.top = 0  # the largest counter of the current epoch
-        self.base: int | None = None  # the first counter of the file: 0 or 1 based
-        self.offset = 0  # the steps of the epochs before the current one
-
-    def of(self, line: int, values: Values, trains: bool) -> int:
-        counter_field = next((f for f in ("step", "iteration") if f in values), None)
-        epoch = _whole(self.path, line, "epoch", values["epoch"]) if "epoch" in values else None
-        self.losses += trains
-        if counter_field is None:
-            if epoch is not None:
-                self._source("epoch")
-                return epoch
-            self._source("order")
-            return max(self.losses, 1)
-        counter = _whole(self.path, line, counter_field, values[counter_field])
-        if self.base is None:
-            self.base = 0 if counter == 0 else 1
-        restarted = (
-            epoch is not None
-            and self.epoch is not None
-            and epoch > self.epoch
-            and self.counter is not None
-            and counter <= self.counter
-        )
-        if restarted:
-            self.offset += self.top + (1 if self.base == 0 else 0)
-            self.top = 0
-            self._source(f"epoch and {counter_field}")
-        elif not self.notes.steps_from:
-            self._source(counter_field)
-        if epoch is not None:
-            self.epoch = epoch
-        self.counter = counter
-        self.top = max(self.top, counter)
-        return self.offset + counter
-
-    def _source(self, name: str) -> None:
-        if not self.notes.steps_from.startswith("epoch and"):
-            self.notes.steps_from = name
-
-
-def _rows(path: Path, line: int, values: Values, steps: _Steps) -> list[dict[str, Any]]:
-    kind = values.get("kind")
-    if kind == "finding":
-        finding = Finding.from_dict(values)
-        if finding is None:
-            raise InputError(
-                f"{path}, line {line}: a finding row needs name, step, seen, causes and advice"
-            )
-        return [{"kind": "finding", "step": finding.step, "finding": finding}]
-    if kind == "reference":
-        references = ReferenceLevels.from_dict(values)
-        return [] if references is None else [{"kind": "reference", "references": references}]
-    numbers = {c: _number(path, line, c, values.get(c)) for c in _NUMBERS}
-    trains = numbers["loss"] is not None and kind in (None, "train")
-    evaluates = kind in (None, "eval") and (
-        numbers["val_loss"] is not None or numbers["val_accuracy"] is not None
-    )
-    if not (trains or evaluates):
-        return []
-    step = steps.of(line, values, trains)
-    out: list[dict[str, Any]] = []
-    if trains:
-        loss = numbers["loss"]
-        assert loss is not None
-        row: dict[str, Any] = {
-            k: _kept(v) for k, v in values.items() if k not in FIELDS and k != "kind"
-        }
-        row.update(kind="train" if math.isfinite(loss) else "nonfinite", step=step, loss=loss)
-        row.update(
-            {c: numbers[c] for c in ("accuracy", "grad_norm", "lr") if numbers[c] is not None}
-        )
-        out.append(row)
-    if evaluates:
-        out.append(
-            {"kind": "eval", "step": step}
-            | {c: numbers[c] for c in ("val_loss", "val_accuracy") if numbers[c] is not None}
-        )
-    return out
-
-
-def _kept(value: Any) -> Any:
-    """A value of a column read as no field: a number where it reads as one."""
-    if isinstance(value, str) and _is_number(value):
-        return float(value)
-    return value
-
-
-def _thinned(rows: Iterator[dict[str, Any]], every: int) -> Iterator[dict[str, Any]]:
-    """`rows` with each `every` consecutive training rows merged into one, and the
-    evaluation rows among them into one; of the rows whose loss is not finite, the
-    first in each such stretch is kept. The merged rows of a stretch come out in the
-    order their first rows came in; other rows (findings) pass as they come."""
-    group = _Group()
-    for row in rows:
-        if row["kind"] not in ("train", "eval", "nonfinite"):
-            yield row
-            continue
-        if row["kind"] == "train" and group.trains == every:
-            yield from group.merged()
-            group = _Group()
-        group.add(row)
-    yield from group.merged()
-
-
-@dataclass
-class _Group:
-    """The rows of a stretch of `every` training rows, merged as they come."""
-
-    order: list[str] = field(default_factory=list)
-    """The kinds of row in the order their first row came."""
-    trains: int = 0
-    sums: dict[str, list[float]] = field(default_factory=dict)
-    """A mean's field -> [sum, count] (loss, accuracy, val_loss, val_accuracy)."""
-    last: dict[str, Any] = field(default_factory=dict)
-    grad_norm: float | None = None
-    """The largest gradient norm."""
-    lr: float | None = None
-    """The last learning rate."""
-    eval_step: int = 0
-    nonfinite: dict[str, Any] | None = None
-
-    def add(self, row: dict[str, Any]) -> None:
-        kind = row["kind"]
-        if kind not in self.order:
-            self.order.append(kind)
-        if kind == "train":
-            self.trains += 1
-            self._sum(row, "loss", "accuracy")
-            self.last = row
-            g, top = row.get("grad_norm"), self.grad_norm
-            # the largest, where a NaN counts as larger than any number (it is the one to see)
-            if g is not None and (top is None or (not math.isnan(top) and not g <= top)):
-                self.grad_norm = g
-            self.lr = row.get("lr", self.lr)
-        elif kind == "eval":
-            self._sum(row, "val_loss", "val_accuracy")
-            self.eval_step = row["step"]
-        elif self.nonfinite is None:
-            self.nonfinite = row
-
-    def _sum(self, row: dict[str, Any], *names: str) -> None:
-        for name in names:
-            if name in row:
-                total = self.sums.setdefault(name, [0.0, 0])
-                total[0] += row[name]
-                total[1] += 1
-
-    def _means(self, *names: str) -> dict[str, float]:
-        return {n: self.sums[n][0] / self.sums[n][1] for n in names if n in self.sums}
-
-    def merged(self) -> Iterator[dict[str, Any]]:
-        for kind in self.order:
-            if kind == "train":
-                row = {**self.last, **self._means("loss", "accuracy")}
-                if self.grad_norm is not None:
-                    row["grad_norm"] = self.grad_norm
-                if self.lr is not None:
-                    row["lr"] = self.lr
-                yield row
-            elif kind == "eval":
-                yield {"kind": "eval", "step": self.eval_step} | self._means(
-                    "val_loss", "val_accuracy"
-                )
-            elif self.nonfinite is not None:
-                yield self.nonfinite

@@ -142,7 +142,7 @@ def train(
             watcher.step(loss, **metrics)
             if step % config.log_interval == 0 or step == config.steps:
                 rows.append({"kind": "train", "step": step, "loss": loss.item(), "grad_norm": norm})
-        findings = watcher.findings
+        findings = sorted([*watcher.findings, *watcher.passed], key=lambda f: f.step)
     finally:
         watcher.close()
         model.eval()

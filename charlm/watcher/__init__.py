@@ -4,7 +4,8 @@
     ...                                     # the loop's own forward, backward and step
     w.step(loss, **metrics)                 # once per step: val_loss=, val_accuracy=, ...
     w.split(train_targets, val_targets)     # optional: the labels of both sets
-    w.findings                              # what fired: each with .name, .seen, .advice
+    w.findings                              # what fired: each with .detector and .message
+    w.passed                                # what fired and the run got past since
     print(w.report())                       # the same words `charlm diagnose` prints
 
 It measures causes directly, through hooks on the model's parameters, its optimizers,
@@ -16,7 +17,9 @@ gates and forget-gate bias, and, given the labels, a validation set unlike the t
 set. `charlm watch SCRIPT` runs a training script unchanged under a watcher.
 
 - `probes`: what is measured, through which hooks.
-- `rules`: what each measurement means, with its thresholds, in words.
+- `record`: what the watcher has seen of a run, as the rules read it.
+- `rules`: what each measurement means, with its thresholds, in words (`labels`: the
+  rules that read class labels).
 - `watcher`: `watch` and `Watcher`: the hooks, the record of the run, the report, the log.
 - `script`: `charlm watch SCRIPT`.
 - `keras`: `WatchCallback`, a watcher fed by Keras's `model.fit` on its torch backend

@@ -96,6 +96,10 @@ class Gradients:
         self.stepped = False  # an optimizer has stepped since gradients last arrived
         self._leftovers: list[torch.Tensor] = []  # at the first arrival after a step
         self.hooked: set[int] = set()
+        self.optimized: set[int] = set()
+        """The parameters an optimizer holds (its `zero_grad` clears them): once there
+        are some, only theirs are checked for leftovers (a parameter no optimizer holds is
+        `not_optimized`'s)."""
 
     def hook(self) -> None:
         """Hook the parameters not hooked yet (call again after adding some)."""
@@ -113,6 +117,8 @@ class Gradients:
             if a.fresh:
                 a.fresh = False
                 old = p.grad
+                if self.optimized and pid not in self.optimized:
+                    return
                 if self.stepped and old is not None:  # it should have been cleared
                     self._leftovers.append(old.detach().abs().amax())
                 elif self.stepped:

@@ -74,9 +74,8 @@ class _Script:
         for name, p in module.named_parameters(recurse=False):
             own.register_parameter(name, p)
         label = kind if n == 1 else f"{kind}{n}"
-        self.watcher.watched.add_module(label, own)
+        self.watcher.add_module(own, prefix=label)
         self.watcher.recurrent.add(label, module)
-        self.watcher.gradients.hook()
 
     def on_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         loss = self.loss if self.loss is not None else self.seen_loss

@@ -2,7 +2,7 @@
 
 The loop calls `step(loss, **metrics)` once per step; the watcher then reads what its
 probes measured since the last call (`probes`), brings the run's record up to date
-(`rules.Run`), runs the rules, prints a line for each finding as it fires (and as it
+(`record.Run`), runs the rules, prints a line for each finding as it fires (and as it
 passes), and, with a log, writes the step's row and each finding to it as JSON Lines,
 which `charlm diagnose --log` reads. `report()` is the diagnosis in the words `charlm
 diagnose` prints. `close()` removes every hook; a watcher is also a context manager.
@@ -29,7 +29,8 @@ from torch import nn
 
 from charlm.diagnostics.findings import Finding, findings_block
 from charlm.watcher.probes import Gradients, Recurrent, Softmaxes, Watched
-from charlm.watcher.rules import RULES, Run, Site, StepRecord
+from charlm.watcher.record import Run, Site, StepRecord
+from charlm.watcher.rules import RULES
 
 __all__ = ["STDERR", "Watcher", "watch"]
 
@@ -151,8 +152,17 @@ class Watcher:
 
     @property
     def findings(self) -> list[Finding]:
-        """What fired, in order (those the run got past marked `passed`), counting a
-        rule whose condition holds now as fired (see `rules.Rule`'s patience)."""
+        """What fired and still holds, in the order it fired, counting a rule whose
+        condition holds now as fired (see `rules.Rule`'s patience)."""
+        return [f for f in self._fired() if not f.passed]
+
+    @property
+    def passed(self) -> list[Finding]:
+        """What fired and the run got past since (each with `passed`: how): not a
+        finding any longer, kept to be shown apart."""
+        return [f for f in self._fired() if f.passed]
+
+    def _fired(self) -> list[Finding]:
         self._check(final=True)
         return list(self._findings.values())
 
@@ -174,7 +184,7 @@ class Watcher:
         for name in sorted({k for r in run.records for k in r.metrics}):
             values = run.metric(name)
             lines.append(f"  {name:<17} {values[-1][1]:.4g} at step {values[-1][0]}")
-        lines += ["", *findings_block(self.findings)]
+        lines += ["", *findings_block(self._fired())]
         picture = self._picture()
         if picture:
             lines += ["", f"What was measured, at step {run.steps:,}", *picture]
@@ -226,6 +236,7 @@ class Watcher:
         for group in optimizer.param_groups:
             for p in group["params"]:
                 self.watched.add_tensor(p)
+                self.gradients.optimized.add(id(p))
         self.gradients.hook()
         self._handles.append(optimizer.register_step_pre_hook(self._before_step))
         self._handles.append(optimizer.register_step_post_hook(self._after_step))
@@ -334,11 +345,14 @@ class Watcher:
             )
             lines.append(f"  gradient norm     {shown}{since}")
         if last is not None and last.checked:
-            state = "no" if last.held * 2 >= last.checked else "yes"
-            lines.append(
-                f"  gradients cleared {state}: {last.held} of {last.checked} parameters held "
-                "earlier gradients when backward began"
-            )
+            of = f"the {last.checked} parameters" if last.checked > 1 else "the 1 parameter"
+            if not last.held:
+                state = f"yes: none of {of} held"
+            elif last.held * 2 >= last.checked:
+                state = f"no: {last.held} of {of} held"
+            else:
+                state = f"in part: {last.held} of {of} held"
+            lines.append(f"  gradients cleared {state} earlier gradients when backward began")
         elif run.optimizer_steps and not run.arrived:
             lines.append("  gradients         none has ever arrived")
         for site in list(run.sites.values())[:4]:

@@ -73,12 +73,11 @@ model.fit(
     verbose=0,
     callbacks=callbacks,
 )
-found = watch.watcher.findings
 print(
     json.dumps(
         {
-            "findings": [f.name for f in found if not f.passed],
-            "passed": [f.name for f in found if f.passed],
+            "findings": [f.name for f in watch.watcher.findings],
+            "passed": [f.name for f in watch.watcher.passed],
         }
     )
 )
