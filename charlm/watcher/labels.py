@@ -135,8 +135,11 @@ def stuck_at_class_frequencies(run: Run) -> Finding | None:
                 "wrote is left, so little of the first inputs reaches the output"
             )
     causes.append(
-        "training batches that each hold one class (data ordered by class and batched "
-        "without shuffling: the model learns each batch's class, then the next's)"
+        "a model that cannot carry its inputs as far as the labels need (few units, long sequences)"
+    )
+    causes.append(
+        "training batches drawn in class order (data sorted by class and not shuffled "
+        "before batching: each batch teaches its own class, then the next undoes it)"
     )
     causes.append(
         "a learning rate too low for the loss to move, or inputs that carry no signal the "
@@ -149,11 +152,11 @@ def stuck_at_class_frequencies(run: Run) -> Finding | None:
         f"({prior:.3f}): the model predicts how common each class is and nothing from "
         "its input",
         "; or ".join(causes),
-        "shuffle the training data before batching (`DataLoader(..., shuffle=True)`); "
         "for an LSTM that must carry its first inputs far, set its forget-gate bias to 1 "
         "(`lstm.bias_ih_l0.data[H:2*H].fill_(1.0)`, H its hidden size; Keras does this by "
-        "default), or give it more units or shorter sequences; otherwise raise the "
-        "learning rate, and scale the inputs to about unit size",
+        "default), or give it more units or shorter sequences; shuffle the training data "
+        "before batching if it is ordered by class (`DataLoader(..., shuffle=True)`); "
+        "otherwise raise the learning rate, and scale the inputs to about unit size",
     )
 
 
