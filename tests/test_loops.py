@@ -98,13 +98,17 @@ def test_charlm_watch_runs_the_script_unchanged(
     assert "Findings: none; the run looks healthy." in err and "charlm: " not in err
 
 
-def test_charlm_watch_keeps_the_scripts_exit_status(tmp_path: Path) -> None:
+def test_charlm_watch_keeps_the_scripts_exit_status(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     script = tmp_path / "fails.py"
     script.write_text("import sys\nprint('bye')\nsys.exit(3)\n")
     assert main(["watch", str(script)]) == 3
     crash = tmp_path / "crash.py"
     crash.write_text("raise ValueError('boom')\n")
     assert main(["watch", str(crash)]) == 1
+    err = capsys.readouterr().err
+    assert "ValueError: boom" in err and "no step was seen" in err and "healthy" not in err
     assert main(["watch", str(tmp_path / "missing.py")]) == 2
 
 

@@ -108,8 +108,9 @@ def unused_parameters(run: Run) -> Finding | None:
         last.step,
         f"{len(run.never)} of {run.params} parameters never received a gradient in "
         f"{run.steps:,} steps: {shown}",
-        "a layer the forward pass never uses, a branch cut from the graph with "
-        "`.detach()`, or an output the loss never reads",
+        "a layer the forward pass never uses, a part of the forward pass run under "
+        "`torch.no_grad()` or cut from the graph with `.detach()`, or an output the loss "
+        "never reads",
         "check that every layer you built is used in `forward` and reaches the loss; "
         "set `requires_grad_(False)` on the ones you mean to keep fixed",
     )

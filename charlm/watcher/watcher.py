@@ -184,7 +184,10 @@ class Watcher:
         for name in sorted({k for r in run.records for k in r.metrics}):
             values = run.metric(name)
             lines.append(f"  {name:<17} {values[-1][1]:.4g} at step {values[-1][0]}")
-        lines += ["", *findings_block(self._fired())]
+        if run.steps or self._findings:
+            lines += ["", *findings_block(self._fired())]
+        else:
+            lines += ["", "Findings: none judged: no step was seen (no optimizer stepped)."]
         picture = self._picture()
         if picture:
             lines += ["", f"What was measured, at step {run.steps:,}", *picture]
