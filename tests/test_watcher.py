@@ -105,6 +105,21 @@ def test_gradients_never_cleared() -> None:
     w.close()
 
 
+def test_gradients_never_cleared_but_clipped_claim_no_growth() -> None:
+    model = Tagger()
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    w = charlm.watch(model, opt, echo=None)
+    x, y = data()
+    for _ in range(10):
+        F.cross_entropy(model(x), y).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.05)  # in place: norms stay at it
+        opt.step()
+        w.step()
+    assert names(w) == ["gradients_accumulate"]
+    assert "gradient norm went from" not in w.findings[0].seen
+    w.close()
+
+
 def test_gradients_summed_over_batches_on_purpose_are_not_a_finding() -> None:
     model = Tagger()
     opt = torch.optim.Adam(model.parameters(), lr=0.01)

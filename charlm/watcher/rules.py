@@ -35,7 +35,7 @@ def gradients_accumulate(run: Run) -> Finding | None:
     norms = [r.grad_norm for r in run.first if r.grad_norm]
     now = last.grad_norm
     growth = ""
-    if norms and now:
+    if norms and now and now >= 2 * norms[0]:  # clipped in place, a norm shows no growth
         growth = (
             f"; the gradient norm went from {norms[0]:,.3g} at step {run.first[0].step} to "
             f"{now:,.3g} now"
