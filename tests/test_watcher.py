@@ -197,6 +197,20 @@ def test_a_softmax_of_the_lstm_output() -> None:
     fixed.close()
 
 
+def test_a_linear_heads_small_logits_are_not_bounded() -> None:
+    """A linear layer's logits within [-1, 1] (it has not learned, here it cannot: lr 0)
+    are not a bounded output: no finding, though the values press against 1."""
+    model = Tagger(head=True)
+    with torch.no_grad():
+        model.head.weight.zero_()  # type: ignore[union-attr]
+        model.head.bias.copy_(torch.tensor([0.95, -0.95, 0.0]))  # type: ignore[union-attr]
+    w = train(model, 150, lr=0.0)
+    (site,) = w.run.sites.values()
+    assert 0.9 < site.largest_ever <= 1.0 and site.projected
+    assert "bounded_softmax" not in names(w)
+    w.close()
+
+
 def test_the_bound_on_the_best_probability() -> None:
     """e^b / (e^b + (C - 1) e^-b): 22.8% of 26 classes and 88.1% of 2 at b = 1."""
     from charlm.watcher.record import Run, Site, StepRecord

@@ -16,7 +16,7 @@ bounded tensor (an LSTM's output), gradient norms per layer from the first step,
 gates and forget-gate bias, and, given the labels, a validation set unlike the training
 set. `charlm watch SCRIPT` runs a training script unchanged under a watcher.
 
-- `probes`: what is measured, through which hooks.
+- `probes`: what is measured, through which hooks (`softmaxes`: of every softmax).
 - `record`: what the watcher has seen of a run, as the rules read it.
 - `rules`: what each measurement means, with its thresholds, in words (`labels`: the
   rules that read class labels).

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from charlm.errors import ConfigError
-from charlm.watcher import probes
+from charlm.watcher import softmaxes
 from charlm.watcher.watcher import STDERR, Watcher
 
 __all__ = ["WatchCallback"]
@@ -72,7 +72,7 @@ if int(keras.__version__.split(".")[0]) < 3:
 if keras.backend.backend() != "torch":
     raise _backend_error(keras.backend.backend(), "was imported on another one")
 
-probes.skip_frames_in(str(Path(keras.__file__).parent))
+softmaxes.skip_frames_in(str(Path(keras.__file__).parent))
 
 
 class WatchCallback(keras.callbacks.Callback):  # type: ignore[misc]

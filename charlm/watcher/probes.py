@@ -5,9 +5,8 @@ anything (that is `rules`), and nothing changes what the loop computes.
   whether, at the first arrival after an optimizer step, the parameter still held a
   gradient from before that step (they were not cleared); at each optimizer step, the
   gradient norm of every layer, and how many parameters had a gradient at all.
-- `Softmaxes`: every softmax, log-softmax and cross-entropy the loop computes while
-  gradients are on (torch's functions and methods, and so every module built on them):
-  where it was called, how many classes, and the largest |value| fed to it.
+- `Softmaxes` (in `softmaxes`): every softmax, log-softmax and cross-entropy the loop
+  computes while gradients are on.
 - `Recurrent`: for each `nn.LSTM` or `nn.GRU`, every `every` steps, its gates over the
   first sequence of the batch (recomputed from its weights, layer by layer), and its
   forget-gate biases.
@@ -20,25 +19,19 @@ from __future__ import annotations
 
 import math
 import re
-import sys
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
     "Gradients",
     "LayerGates",
     "Recurrent",
-    "SoftmaxCall",
-    "Softmaxes",
     "Watched",
-    "skip_frames_in",
+    "read_scalars",
 ]
 
 
@@ -138,7 +131,7 @@ class Gradients:
         checked = len(self._leftovers)
         if not checked:
             return 0, 0
-        held = sum(v > 0 for v in _read(self._leftovers))
+        held = sum(v > 0 for v in read_scalars(self._leftovers))
         self._leftovers = []
         return held, checked
 
@@ -148,7 +141,7 @@ class Gradients:
         with_grad = [p for p in params if p.grad is not None]
         if not with_grad:
             return {}, 0, 0
-        norms = _read(torch._foreach_norm([p.grad.detach() for p in with_grad]))  # type: ignore[union-attr]
+        norms = read_scalars(torch._foreach_norm([p.grad.detach() for p in with_grad]))  # type: ignore[union-attr]
         squares: dict[str, float] = {}
         for p, n in zip(with_grad, norms, strict=True):
             layer = self.watched.layers.get(id(p), "other")
@@ -162,7 +155,7 @@ class Gradients:
         self.handles = []
 
 
-def _read(values: Iterable[torch.Tensor]) -> list[float]:
+def read_scalars(values: Iterable[torch.Tensor]) -> list[float]:
     """Scalar tensors as floats, copied off each device once (not one wait per value)."""
     by_device: dict[torch.device, list[tuple[int, torch.Tensor]]] = {}
     for n, v in enumerate(values):
@@ -172,144 +165,6 @@ def _read(values: Iterable[torch.Tensor]) -> list[float]:
         read = torch.stack([v.float().reshape(()) for _, v in items]).tolist()
         out.update(zip((n for n, _ in items), read, strict=True))
     return [out[n] for n in range(len(out))]
-
-
-@dataclass
-class SoftmaxCall:
-    """The softmaxes computed at one place of the loop, during one step."""
-
-    where: str
-    classes: int
-    largest: float  # the largest |value| fed to it this step
-
-
-class Softmaxes:
-    """Every softmax, log-softmax and cross-entropy computed while gradients are on."""
-
-    _lock = threading.Lock()
-    _listeners: ClassVar[list[Softmaxes]] = []
-    _originals: ClassVar[list[tuple[Any, str, Any]]] = []
-    _inside = threading.local()
-
-    def __init__(self) -> None:
-        self._pending: dict[str, tuple[int, list[torch.Tensor]]] = {}
-
-    # -- what each watcher sees ---------------------------------------------------
-
-    def collect(self) -> list[SoftmaxCall]:
-        """The places softmaxes were computed since the last call, with their largest
-        input."""
-        out = []
-        for where, (classes, values) in self._pending.items():
-            out.append(SoftmaxCall(where, classes, max(_read(values))))
-        self._pending = {}
-        return out
-
-    def _note(self, where: str, classes: int, x: torch.Tensor) -> None:
-        entry = self._pending.get(where)
-        value = x.detach().abs().amax() if x.numel() else torch.zeros(())
-        if entry is None:
-            self._pending[where] = (classes, [value])
-        elif len(entry[1]) < 4096:
-            entry[1].append(value)
-        else:  # many calls in one step: fold them
-            entry[1][:] = [torch.stack([v.float() for v in entry[1]]).amax()]
-
-    # -- the functions watched, while any watcher listens ----------------------------
-
-    def start(self) -> None:
-        with self._lock:
-            if not self._listeners:
-                _patch()
-            self._listeners.append(self)
-
-    def stop(self) -> None:
-        with self._lock:
-            if self in self._listeners:
-                self._listeners.remove(self)
-            if not self._listeners:
-                _unpatch()
-
-
-def _classes(name: str, x: torch.Tensor, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
-    if name == "cross_entropy":
-        return int(x.shape[1]) if x.dim() >= 2 else int(x.shape[0])
-    dim = kwargs.get("dim", args[0] if args else None)
-    if not isinstance(dim, int):
-        dim = -1 if x.dim() <= 1 else 1  # torch's old implicit dimension: 1 for 2-D and up
-    return int(x.shape[dim]) if x.dim() else 1
-
-
-_LIBRARIES: tuple[str, ...] = (str(Path(torch.__file__).parent), str(Path(__file__).parent))
-
-
-def skip_frames_in(folder: str) -> None:
-    """Name softmaxes by the first frame outside `folder` too: a framework between the
-    loop and torch (Keras), whose own lines say nothing of where the user's code is."""
-    global _LIBRARIES
-    if folder not in _LIBRARIES:
-        _LIBRARIES = (*_LIBRARIES, folder)
-
-
-def _caller() -> str:
-    """file:line of the first frame outside torch, this package and the folders given to
-    `skip_frames_in`: the loop's call."""
-    frame: Any = sys._getframe(2)
-    while frame is not None:
-        path = frame.f_code.co_filename
-        if not path.startswith(_LIBRARIES):
-            return f"{Path(path).name}:{frame.f_lineno}"
-        frame = frame.f_back
-    return "torch"
-
-
-def _watching(name: str, original: Any) -> Any:
-    def watched(x: Any, *args: Any, **kwargs: Any) -> Any:
-        inside = getattr(Softmaxes._inside, "on", False)
-        if (
-            not inside
-            and Softmaxes._listeners
-            and isinstance(x, torch.Tensor)
-            and torch.is_grad_enabled()
-            and x.is_floating_point()
-        ):
-            Softmaxes._inside.on = True
-            try:
-                where, classes = _caller(), _classes(name, x, args, kwargs)
-                for listener in list(Softmaxes._listeners):
-                    listener._note(where, classes, x)
-                return original(x, *args, **kwargs)
-            finally:
-                Softmaxes._inside.on = False
-        return original(x, *args, **kwargs)
-
-    watched.__wrapped__ = original  # type: ignore[attr-defined]
-    return watched
-
-
-_TARGETS: list[tuple[Any, str]] = [
-    (torch, "softmax"),
-    (torch, "log_softmax"),
-    (F, "softmax"),
-    (F, "log_softmax"),
-    (F, "cross_entropy"),
-    (torch.Tensor, "softmax"),
-    (torch.Tensor, "log_softmax"),
-]
-
-
-def _patch() -> None:
-    for owner, name in _TARGETS:
-        original = getattr(owner, name)
-        Softmaxes._originals.append((owner, name, original))
-        short = "cross_entropy" if name == "cross_entropy" else name
-        setattr(owner, name, _watching(short, original))
-
-
-def _unpatch() -> None:
-    for owner, name, original in reversed(Softmaxes._originals):
-        setattr(owner, name, original)
-    Softmaxes._originals.clear()
 
 
 @dataclass

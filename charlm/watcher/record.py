@@ -8,7 +8,8 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-from charlm.watcher.probes import LayerGates, SoftmaxCall
+from charlm.watcher.probes import LayerGates
+from charlm.watcher.softmaxes import SoftmaxCall
 
 __all__ = ["BOUND", "Run", "Site", "StepRecord"]
 
@@ -47,9 +48,11 @@ class Site:
     steps: int = 0  # steps it was seen in
     recent: deque[float] = field(default_factory=lambda: deque(maxlen=100))
     over_at: int | None = None  # the first step a value beyond the bound was fed to it
+    projected: bool = False  # fed by a matrix product (a linear layer): not bounded
 
     def add(self, step: int, call: SoftmaxCall) -> None:
         self.steps += 1
+        self.projected = self.projected or call.projected
         self.largest_ever = max(self.largest_ever, call.largest)
         self.recent.append(call.largest)
         if call.largest > BOUND and self.over_at is None:

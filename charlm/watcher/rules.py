@@ -139,9 +139,10 @@ def not_optimized(run: Run) -> Finding | None:
 def _bounded(run: Run) -> Site | None:
     """A softmax site fed only values within [-1, 1], pressed against that bound: seen
     at 100 or more steps, over the last 50 of them never below 0.9 at its largest and
-    not growing (by 0.02 or more against the 50 before)."""
+    not growing (by 0.02 or more against the 50 before); never fed by a matrix product
+    (a linear layer's output is small before it learns, not bounded)."""
     for site in run.sites.values():
-        if site.over_at is not None or site.steps < 100 or site.classes < 2:
+        if site.over_at is not None or site.projected or site.steps < 100 or site.classes < 2:
             continue
         recent = list(site.recent)
         last50, before = recent[-50:], recent[-100:-50]

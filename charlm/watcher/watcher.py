@@ -28,9 +28,10 @@ import torch.optim.optimizer as optim_hooks
 from torch import nn
 
 from charlm.diagnostics.findings import Finding, findings_block
-from charlm.watcher.probes import Gradients, Recurrent, Softmaxes, Watched
+from charlm.watcher.probes import Gradients, Recurrent, Watched
 from charlm.watcher.record import Run, Site, StepRecord
 from charlm.watcher.rules import RULES
+from charlm.watcher.softmaxes import Softmaxes
 
 __all__ = ["STDERR", "Watcher", "watch"]
 
