@@ -46,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from common import REPO, charlm_of, code_trees, percentile, report
@@ -181,11 +182,31 @@ def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
     raise SystemExit("server did not start")
 
 
-def peak_rss_mib(pid: int) -> float:
+def status_mib(pid: int, field: str) -> float:
+    """A memory figure of /proc/PID/status (`VmRSS`, `VmHWM`: the peak), in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+@contextlib.contextmanager
+def served(code: Path, ckpts: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """`charlm serve` of the tree `code` on `ckpts`, ready: (its port, its process);
+    stopped on leaving."""
+    port = free_port()
+    cmd = [*charlm_of(code), "serve", "--checkpoints-dir", str(ckpts)]
+    server = subprocess.Popen([*cmd, "--port", str(port), "--log-level", "warning"], cwd=code)
+    try:
+        wait_ready(port, server)
+        yield port, server
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def peak_rss_mib(pid: int) -> float:
+    return status_mib(pid, "VmHWM")
 
 
 def health(port: int) -> dict[str, object]:
@@ -303,10 +324,7 @@ def largest_requests() -> dict[str, tuple[str, dict[str, object]]]:
 
 
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    return status_mib(pid, "VmRSS")
 
 
 async def behind(port: int, pid: int, path: str, body: dict[str, object]) -> dict[str, float]:
@@ -362,13 +380,7 @@ def run_largest(args: argparse.Namespace) -> None:
         rows, gone_rows = [], []
         with code_trees(args.before, Path(tmp)) as codes:
             for label, code in codes.items():
-                port = free_port()
-                cmd = [*charlm_of(code), "serve", "--checkpoints-dir", str(ckpts)]
-                server = subprocess.Popen(
-                    [*cmd, "--port", str(port), "--log-level", "warning"], cwd=code
-                )
-                try:
-                    wait_ready(port, server)
+                with served(code, ckpts) as (port, server):
                     idle = asyncio.run(idle_ms(port))
                     for kind, (path, body) in requests.items():
                         r = asyncio.run(behind(port, server.pid, path, body))
@@ -385,9 +397,6 @@ def run_largest(args: argparse.Namespace) -> None:
                         f"({g['p50'] / idle:.1f}x) | {g['max']:.1f} | {int(g['n'])} |"
                     )
                     print(gone_rows[-1], flush=True)
-                finally:
-                    server.terminate()
-                    server.wait()
     table = (
         "| server | request | /predict idle p50 ms | p50 ms while it runs | max ms "
         "| /predict calls answered meanwhile | the request, s | server RSS MiB: before → "
@@ -417,17 +426,8 @@ def run_head_of_line(args: argparse.Namespace) -> None:
         rows = []
         with code_trees(args.before, Path(tmp)) as codes:
             for label, code in codes.items():
-                port = free_port()
-                cmd = [*charlm_of(code), "serve", "--checkpoints-dir", str(ckpts)]
-                server = subprocess.Popen(
-                    [*cmd, "--port", str(port), "--log-level", "warning"], cwd=code
-                )
-                try:
-                    wait_ready(port, server)
+                with served(code, ckpts) as (port, _):
                     r = asyncio.run(head_of_line(port))
-                finally:
-                    server.terminate()
-                    server.wait()
                 rows.append(
                     f"| {label} | {r['idle_p50']:.2f} | {r['during_p50']:.2f} "
                     f"({r['during_p50'] / r['idle_p50']:.1f}x) | {r['during_max']:.1f} "
