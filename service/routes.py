@@ -184,7 +184,14 @@ async def predict(req: S.PredictRequest, request: Request) -> Prediction:
         alternatives=req.alternatives,
     )
     model = await model_for(state.registry, state.compute, req.model)
-    query = model.predictor.query(req.text, req.top_k, req.continuation_length, req.alternatives)
+    query = model.predictor.query(
+        req.text,
+        req.top_k,
+        req.continuation_length,
+        req.alternatives,
+        on_unknown=req.on_unknown,
+        replacement=req.replacement,
+    )
     batcher: PredictBatcher = state.batcher
     if not is_long(query):  # answered in milliseconds; watching its client costs more
         return await batcher.predict(model.predictor, query)
@@ -201,7 +208,12 @@ async def score(
     check_scored(cfg, len(req.text))
     model = await model_for(reg, request.app.state.compute, req.model)
     pieces = model.predictor.score_pieces(
-        req.text, req.alternatives, start=req.start, next_top=req.next_top
+        req.text,
+        req.alternatives,
+        start=req.start,
+        next_top=req.next_top,
+        on_unknown=req.on_unknown,
+        replacement=req.replacement,
     )
     return respond(await answer(request, score_json(pieces)))
 
@@ -224,7 +236,9 @@ async def report(
     check_limits(cfg, text=req.text, alternatives=req.alternatives)
     check_scored(cfg, len(req.text))
     model = await model_for(reg, request.app.state.compute, req.model)
-    pieces = model.predictor.score_pieces(req.text, req.alternatives)
+    pieces = model.predictor.score_pieces(
+        req.text, req.alternatives, on_unknown=req.on_unknown, replacement=req.replacement
+    )
     data = await answer(request, score_json(pieces))
     before, after = score_page(model.name, len(req.text) - 1)
     page = [before.encode(), *(script_safe(f.decode()).encode() for f in data), after.encode()]

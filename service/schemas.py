@@ -35,6 +35,7 @@ __all__ = [
     "ReloadResponse",
     "ReportRequest",
     "ScoreRequest",
+    "UnknownPolicy",
 ]
 
 _MODEL = Field(
@@ -54,7 +55,23 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
-class PredictRequest(_Request):
+class UnknownPolicy(BaseModel):
+    """What to do with characters outside the model's vocabulary
+    (`charlm.inference.unknown`)."""
+
+    on_unknown: str = Field(
+        "refuse",
+        description="refuse (422 naming each one), skip (not fed; reading goes on from the "
+        "state before it; listed in the answer's `unknown`), or replace (read as "
+        "`replacement`).",
+        json_schema_extra={"enum": ["refuse", "skip", "replace"]},
+    )
+    replacement: str | None = Field(
+        None, description="With on_unknown 'replace': a character the model knows."
+    )
+
+
+class PredictRequest(_Request, UnknownPolicy):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [{"model": "alphabet", "text": "abc", "continuation_length": 5}]
@@ -68,7 +85,7 @@ class PredictRequest(_Request):
     alternatives: int = _count(3, "Runner-up characters per continued step.")
 
 
-class ReportRequest(_Request):
+class ReportRequest(_Request, UnknownPolicy):
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"model": "alphabet", "text": "abcz", "alternatives": 2}]}
     )

@@ -306,3 +306,49 @@ def test_tokens_obey_the_text_limit(server: Server) -> None:
     assert post(server, "/tokenize", {"model": "alphabet", "prompt": "a" * cap})["count"] == cap
     back = post(server, "/detokenize", {"model": "alphabet", "tokens": [0] * cap})
     assert back == {"prompt": "a" * cap}
+
+
+def test_unknown_characters_are_skipped_or_replaced_at_every_door(
+    client: openai.OpenAI, server: Server
+) -> None:
+    """/score, /predict and the echo path take the same policy as the library: text
+    pasted from the web (a curly apostrophe) is read without it, or with `'` in its
+    place, and the answers say which characters those were."""
+    pasted, plain = "The rain\u2019s end came.", "The rains end came."
+    gone = pasted.index("\u2019")
+    refused = httpx.post(server.url + "/score", json={"model": "notes", "text": pasted})
+    assert refused.status_code == 422
+    assert refused.json()["error"]["type"] == "unknown_character"
+    skipped = post(server, "/score", {"model": "notes", "text": pasted, "on_unknown": "skip"})
+    want = post(server, "/score", {"model": "notes", "text": plain})
+    assert skipped["unknown"] == [{"char": "\u2019", "position": gone}] and want["unknown"] == []
+    assert [s["position"] for s in skipped["steps"]] == [  # type: ignore[index]
+        i for i in range(1, len(pasted)) if i != gone
+    ]
+    assert [s["prob"] for s in skipped["steps"]] == [s["prob"] for s in want["steps"]]  # type: ignore[index]
+    assert skipped["bits_per_char"] == want["bits_per_char"]
+    body = {"model": "notes", "text": pasted, "top_k": 3}
+    predicted = post(server, "/predict", {**body, "on_unknown": "replace", "replacement": " "})
+    assert (
+        predicted["next"]
+        == post(server, "/predict", {**body, "text": "The rain s end came."})["next"]
+    )
+    bad = httpx.post(server.url + "/predict", json={**body, "on_unknown": "replace"})
+    assert bad.status_code == 422 and "replacement must be one character" in bad.text
+    # An evaluation harness's echo request: every character keeps its entry, the
+    # skipped one's log-probability null, like the first's.
+    r = client.completions.create(
+        model="notes",
+        prompt=pasted,
+        max_tokens=0,
+        echo=True,
+        logprobs=0,
+        extra_body={"on_unknown": "skip"},
+    )
+    lp = r.choices[0].logprobs
+    assert lp is not None and "".join(lp.tokens) == pasted
+    assert [i for i, v in enumerate(lp.token_logprobs) if v is None] == [0, gone]
+    scored = [v for v in lp.token_logprobs if v is not None]
+    assert scored == pytest.approx([math.log(s["prob"]) for s in skipped["steps"]], rel=1e-9)  # type: ignore[index]
+    with pytest.raises(openai.UnprocessableEntityError, match="never seen"):
+        client.completions.create(model="notes", prompt=pasted, max_tokens=1)

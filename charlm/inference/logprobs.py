@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from itertools import chain
 from typing import TYPE_CHECKING
 
 import torch
@@ -20,6 +21,7 @@ from pydantic import Field
 
 from charlm._config import check_int
 from charlm.inference.results import Result, ScoreStep
+from charlm.inference.unknown import read_text
 
 if TYPE_CHECKING:
     from charlm.inference.predictor import Predictor
@@ -47,12 +49,22 @@ def _ln(p: float) -> float:
 
 
 def text_logprobs(
-    predictor: Predictor, text: str, *, start: int = 0, top: int = 0
+    predictor: Predictor,
+    text: str,
+    *,
+    start: int = 0,
+    top: int = 0,
+    on_unknown: str = "refuse",
+    replacement: str | None = None,
 ) -> TokenLogprobs:
     """The log-probabilities of the characters of `text` from position `start` on, each
-    given all of `text` before it, with the `top` likeliest characters at each step."""
+    given all of `text` before it, with the `top` likeliest characters at each step.
+    `on_unknown` (`charlm.inference.unknown`): a skipped character's entry is null, as
+    the first character's is; a replaced one's is its replacement's."""
     out = TokenLogprobs(tokens=[], token_logprobs=[], top_logprobs=[], text_offset=[])
-    pieces = logprob_pieces(predictor, text, start=start, top=top)
+    pieces = logprob_pieces(
+        predictor, text, start=start, top=top, on_unknown=on_unknown, replacement=replacement
+    )
     with torch.inference_mode():
         for piece in pieces:
             out.tokens.extend(piece.tokens)
@@ -63,36 +75,55 @@ def text_logprobs(
 
 
 def logprob_pieces(
-    predictor: Predictor, text: str, *, start: int = 0, top: int = 0
+    predictor: Predictor,
+    text: str,
+    *,
+    start: int = 0,
+    top: int = 0,
+    on_unknown: str = "refuse",
+    replacement: str | None = None,
 ) -> Iterator[TokenLogprobs]:
     """`text_logprobs` in pieces (`charlm.slices`), each yielding the entries of the
-    characters it read; the arguments are checked now."""
+    characters it read; the arguments are checked now. Every character from `start`
+    has an entry, in order: the tokens joined are the text as given."""
     check_int("start", start, 0)
     check_int("top", top, 0)
     if start >= len(text):
         return iter(())
-    if len(text) >= 2 and len(text) > max(1, start):
-        steps = predictor.score_pieces(text, alternatives=top, start=max(1, start))
-    else:
-        predictor.query(text)  # the characters are still checked
-        steps = None
-    return _pieces(text[0] if start == 0 else None, steps, top)
+    reading = read_text(predictor.vocab, text, on_unknown, replacement)
+    steps = None
+    first = max(1, start)
+    if len(reading.read) >= 2 and reading.fed_index(first) < len(reading.read):
+        steps = predictor.score_pieces(
+            text, top, start=first, on_unknown=on_unknown, replacement=replacement
+        )
+    return _pieces(text, start, steps, top)
 
 
 def _pieces(
-    first: str | None, steps: Iterator[list[ScoreStep]] | None, top: int
+    text: str, start: int, steps: Iterator[list[ScoreStep]] | None, top: int
 ) -> Iterator[TokenLogprobs]:
-    if first is not None:  # nothing predicts a text's first character
+    """The entries from `start` on: the scored steps, and a null entry for each
+    character nothing predicts (the first one read, and any skipped)."""
+    at = start  # the next position without an entry
+    for piece in chain(steps or (), [None]):  # None: the characters left at the end
+        if piece == []:
+            continue  # a piece before `start`
+        scored = {s.position: s for s in piece or ()}
+        end = piece[-1].position + 1 if piece else len(text)
+        positions = range(at, end)
+        if not positions:
+            continue
+        entries = [scored.get(i) for i in positions]
         yield TokenLogprobs(
-            tokens=[first], token_logprobs=[None], top_logprobs=[None], text_offset=[0]
+            tokens=[text[i] for i in positions],
+            token_logprobs=[_ln(s.prob) if s else None for s in entries],
+            top_logprobs=[
+                {c.char: _ln(c.prob) for c in s.top[:top]} if s else None for s in entries
+            ],
+            text_offset=list(positions),
         )
-    for piece in steps or ():
-        yield TokenLogprobs(
-            tokens=[s.char for s in piece],
-            token_logprobs=[_ln(s.prob) for s in piece],
-            top_logprobs=[{c.char: _ln(c.prob) for c in s.top[:top]} for s in piece],
-            text_offset=[s.position for s in piece],
-        )
+        at = end
 
 
 def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:

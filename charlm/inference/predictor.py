@@ -28,15 +28,15 @@ import torch
 
 from charlm import checkpoint
 from charlm._config import check_choice, check_int
-from charlm.errors import ConfigError, InputError
+from charlm.errors import ConfigError
 from charlm.evaluation import evaluate_streams
 from charlm.inference.activations import activation_pieces, activations
 from charlm.inference.decoding import Decoding
+from charlm.inference.greedy import greedy_steps
 from charlm.inference.prefixes import PrefixStates
 from charlm.inference.results import (
     ActivationResult,
     CharProb,
-    ContinuationStep,
     EvalResult,
     Generation,
     ModelCard,
@@ -44,10 +44,12 @@ from charlm.inference.results import (
     ScoreResult,
     ScoreStep,
     TrainingSummary,
+    UnknownChar,
 )
 from charlm.inference.sampling import SampleConfig
 from charlm.inference.scoring import score_pieces, top_chars
 from charlm.inference.stepper import STEP_WEIGHTS, Stepper
+from charlm.inference.unknown import Reading, read_text, remap_score
 from charlm.model import CharRNN, State
 from charlm.runtime import (
     pick_device,
@@ -74,6 +76,7 @@ class PredictQuery:
     top_k: int
     continuation_length: int
     alternatives: int
+    unknown: tuple[UnknownChar, ...] = ()
 
 
 class Predictor:
@@ -134,24 +137,31 @@ class Predictor:
     # -- checks -------------------------------------------------------------------
 
     def _ids(self, text: str, what: str, *, min_chars: int = 1) -> torch.Tensor:
-        if not isinstance(text, str):
-            raise InputError(f"{what} must be a string")
-        if len(text) < min_chars:
-            if not text:
-                raise InputError(f"{what} is empty; give at least one character")
-            raise InputError(
-                f"{what} needs at least {min_chars} characters (the first is context only)"
-            )
-        return self.vocab.encode(text, what=what).to(self.device)
+        return self._fed(read_text(self.vocab, text, what=what, min_chars=min_chars))
+
+    def _fed(self, reading: Reading) -> torch.Tensor:
+        """The ids of what the model reads of a checked text."""
+        return self.vocab.encode(reading.read).to(self.device)
 
     def query(
-        self, text: str, top_k: int = 0, continuation_length: int = 0, alternatives: int = 0
+        self,
+        text: str,
+        top_k: int = 0,
+        continuation_length: int = 0,
+        alternatives: int = 0,
+        *,
+        on_unknown: str = "refuse",
+        replacement: str | None = None,
     ) -> PredictQuery:
         """Check one `predict` call's arguments (the only place they are checked)."""
         check_int("top_k", top_k, 0)
         check_int("continuation_length", continuation_length, 0)
         check_int("alternatives", alternatives, 0)
-        return PredictQuery(text, self._ids(text, "text"), top_k, continuation_length, alternatives)
+        reading = read_text(self.vocab, text, on_unknown, replacement)
+        ids = self._fed(reading)
+        return PredictQuery(
+            reading.read, ids, top_k, continuation_length, alternatives, reading.unknown
+        )
 
     # -- building blocks ----------------------------------------------------------
 
@@ -207,12 +217,24 @@ class Predictor:
     # -- questions ----------------------------------------------------------------
 
     def predict(
-        self, text: str, top_k: int = 0, continuation_length: int = 0, alternatives: int = 0
+        self,
+        text: str,
+        top_k: int = 0,
+        continuation_length: int = 0,
+        alternatives: int = 0,
+        *,
+        on_unknown: str = "refuse",
+        replacement: str | None = None,
     ) -> Prediction:
         """The distribution of the character after `text` (`top_k` 0: all), and the
         `continuation_length` most likely next characters, chosen one at a time, each
-        with its `alternatives` runners-up."""
-        return self.predict_batch([self.query(text, top_k, continuation_length, alternatives)])[0]
+        with its `alternatives` runners-up. `on_unknown`: what to do with characters
+        outside the vocabulary (`charlm.inference.unknown`)."""
+        n = continuation_length
+        query = self.query(
+            text, top_k, n, alternatives, on_unknown=on_unknown, replacement=replacement
+        )
+        return self.predict_batch([query])[0]
 
     def predict_batch(self, queries: Sequence[PredictQuery]) -> list[Prediction]:
         """`predict` for many checked queries at once, in order.
@@ -250,41 +272,29 @@ class Predictor:
         state; the continuations step as one batch, a piece per step."""
         probs = torch.softmax(logits.float(), -1)
         lengths = [q.continuation_length for q in queries]
+        step = self._batch_session(state)[0] if max(lengths) else None
         alts = [q.alternatives for q in queries]
-        steps: list[list[ContinuationStep]] = [[] for _ in queries]
-        n = max(lengths)
-        if n:
-            step, _ = self._batch_session(state)
-            chars = self.vocab.chars
-            k = min(max(alts), logits.shape[1])
-            for i in range(n):
-                p = probs if i == 0 else torch.softmax(logits.float(), -1)
-                best_p, best = p.max(1)
-                alt_v, alt_i = torch.topk(p, k, dim=1)  # k = 0 gives empty rows
-                rows = zip(
-                    best.tolist(), best_p.tolist(), alt_v.tolist(), alt_i.tolist(), strict=True
-                )
-                for b, (c, bp, av, ai) in enumerate(rows):
-                    if i < lengths[b]:
-                        top = [CharProb(char=chars[j], prob=v) for v, j in zip(av, ai, strict=True)]
-                        steps[b].append(
-                            ContinuationStep(char=chars[c], prob=bp, top=top[: alts[b]])
-                        )
-                if i + 1 < n:
-                    logits = step(best)
-                    yield
+        steps = yield from greedy_steps(self.vocab.chars, probs, step, lengths, alts)
         return [
             Prediction(
                 model=self.name,
                 next=self._top(probs[b], q.top_k),
                 continuation="".join(s.char for s in steps[b]),
                 steps=steps[b],
+                unknown=list(q.unknown),
             )
             for b, q in enumerate(queries)
         ]
 
     def score(
-        self, text: str, alternatives: int = 3, *, start: int = 1, next_top: int | None = None
+        self,
+        text: str,
+        alternatives: int = 3,
+        *,
+        start: int = 1,
+        next_top: int | None = None,
+        on_unknown: str = "refuse",
+        replacement: str | None = None,
     ) -> ScoreResult:
         """Per-step confidence: how the model saw each character of `text` after the first.
 
@@ -294,15 +304,31 @@ class Predictor:
         Reading resumes from the model's state part-way through a recent text that
         shares a prefix with this one (`charlm.inference.prefixes`). With `next_top`,
         the answer also lists the likeliest characters to follow the text, as many as
-        that (0: all), as `predict` would.
+        that (0: all), as `predict` would. `on_unknown`: what to do with characters
+        outside the vocabulary (`charlm.inference.unknown`); positions are always those
+        of the text as given.
         """
-        job = self.score_pieces(text, alternatives, start=start, next_top=next_top)
+        job = self.score_pieces(
+            text,
+            alternatives,
+            start=start,
+            next_top=next_top,
+            on_unknown=on_unknown,
+            replacement=replacement,
+        )
         with torch.inference_mode():
             steps, result = gather(job)
         return result.model_copy(update={"steps": steps})
 
     def score_pieces(
-        self, text: str, alternatives: int = 3, *, start: int = 1, next_top: int | None = None
+        self,
+        text: str,
+        alternatives: int = 3,
+        *,
+        start: int = 1,
+        next_top: int | None = None,
+        on_unknown: str = "refuse",
+        replacement: str | None = None,
     ) -> Generator[list[ScoreStep], None, ScoreResult]:
         """`score` in pieces (`charlm.slices`), its arguments checked now:
         each piece yields the steps it read, and the result has every field but `steps`
@@ -311,18 +337,19 @@ class Predictor:
         check_int("start", start, 1)
         if next_top is not None:
             check_int("next_top", next_top, 0)
-        ids = self._ids(text, "text", min_chars=2)
-        return score_pieces(
+        reading = read_text(self.vocab, text, on_unknown, replacement, min_chars=2)
+        pieces = score_pieces(
             self.model,
             self.vocab.chars,
-            ids,
+            self._fed(reading),
             name=self.name,
-            text=text,
+            text=reading.read,
             prefixes=self._prefixes,
             alternatives=alternatives,
-            start=start,
+            start=max(1, reading.fed_index(start)),
             next_top=next_top,
         )
+        return remap_score(reading, pieces) if reading.unknown else pieces
 
     def activations(
         self,

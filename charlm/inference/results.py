@@ -30,6 +30,7 @@ __all__ = [
     "ScoreResult",
     "ScoreStep",
     "TrainingSummary",
+    "UnknownChar",
 ]
 
 
@@ -42,6 +43,21 @@ class Result(BaseModel):
 class CharProb(Result):
     char: str
     prob: float = Field(description="Probability the model gives this character.")
+
+
+class UnknownChar(Result):
+    """A character outside the model's vocabulary, skipped or replaced in a reading
+    (`charlm.inference.unknown`)."""
+
+    char: str
+    position: int = Field(description="Where it is in the text as given (code points).")
+
+
+_UNKNOWN: Any = Field(
+    default_factory=list,
+    description="Characters outside the model's vocabulary that were skipped or replaced "
+    "(on_unknown), in order; empty when the text had none.",
+)
 
 
 class ContinuationStep(Result):
@@ -59,6 +75,7 @@ class Prediction(Result):
     next: list[CharProb] = Field(description="Next-character distribution, likeliest first.")
     continuation: str = Field(description="The greedy continuation.")
     steps: list[ContinuationStep] = Field(description="Each continued character's confidence.")
+    unknown: list[UnknownChar] = _UNKNOWN
 
 
 class ScoreStep(Result):
@@ -87,6 +104,7 @@ class ScoreResult(Result):
         default_factory=list,
         description="The likeliest characters to follow the text, when asked for.",
     )
+    unknown: list[UnknownChar] = _UNKNOWN
 
 
 class CellSeries(Result):

@@ -22,6 +22,7 @@ from pydantic_core import to_json
 
 from charlm import InputError, LimitExceededError, SampleConfig
 from charlm.inference.logprobs import cut_at_stop, logprob_pieces
+from charlm.inference.unknown import read_text
 from charlm.registry import LoadedModel
 
 from ..generation import GenerationEngine
@@ -100,6 +101,14 @@ def _prompts(
     return [p if isinstance(p, str) else decode(model, p, "prompt") for p in prompt]  # type: ignore[arg-type]
 
 
+def _fed(model: LoadedModel, req: S.CompletionRequest, prompt: str) -> str:
+    """What the model reads of `prompt` (checked) under the request's `on_unknown`."""
+    if not prompt:
+        return prompt
+    vocab = model.predictor.vocab
+    return read_text(vocab, prompt, req.on_unknown, req.replacement, what="prompt").read
+
+
 def _config(req: S.CompletionRequest, index: int) -> SampleConfig:
     seed = None if req.seed is None else (req.seed + index) % 2**63
     return SampleConfig(
@@ -126,9 +135,7 @@ async def completions(req: S.CompletionRequest, request: Request) -> Any:
         check_limits(state.settings, text=p, what="prompt", length=req.max_tokens)
     stops = _check(req, model, state.settings)
     check_scored(state.settings, _scored(req, prompts))
-    for p in prompts:  # the characters, before any generation starts
-        if p:
-            model.predictor.query(p)
+    fed = {p: _fed(model, req, p) for p in prompts}  # checked before any generation starts
     head: dict[str, Any] = {
         "id": "cmpl-" + uuid.uuid4().hex,
         "created": int(time.time()),
@@ -137,7 +144,7 @@ async def completions(req: S.CompletionRequest, request: Request) -> Any:
     jobs = [(i * req.n + j, p, j) for i, p in enumerate(prompts) for j in range(req.n)]
     if req.stream:
         return StreamingResponse(
-            _stream(req, request, model, stops, jobs, head),
+            _stream(req, request, model, stops, [(i, p, j, fed[p]) for i, p, j in jobs], head),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -145,7 +152,7 @@ async def completions(req: S.CompletionRequest, request: Request) -> Any:
     made = 0
     known: dict[tuple[str, int], Fragments] = {}  # the n choices of an echo share logprobs
     for index, prompt, j in jobs:
-        text, finish = await _complete(request, model, prompt, _config(req, j), stops)
+        text, finish = await _complete(request, model, fed[prompt], _config(req, j), stops)
         made += len(text)
         logprobs = await _logprobs(request, model, req, prompt, text, known=known)
         shown = prompt + text if req.echo else text
@@ -208,7 +215,14 @@ async def _logprobs(
     if known is not None and key in known:
         return known[key]
     shift = 0 if req.echo else len(prompt)  # the choice's text starts after the prompt
-    pieces = logprob_pieces(model.predictor, prompt + text, start=start, top=req.logprobs)
+    pieces = logprob_pieces(
+        model.predictor,
+        prompt + text,
+        start=start,
+        top=req.logprobs,
+        on_unknown=req.on_unknown,
+        replacement=req.replacement,
+    )
     body = await answer(request, logprobs_json(pieces, shift))
     if known is not None:
         known[key] = body
@@ -220,7 +234,7 @@ async def _stream(
     request: Request,
     model: LoadedModel,
     stops: list[str],
-    jobs: list[tuple[int, str, int]],
+    jobs: list[tuple[int, str, int, str]],
     head: dict[str, Any],
 ) -> AsyncIterator[str]:
     """Server-Sent Events of completion chunks, one choice after another."""
@@ -235,13 +249,13 @@ async def _stream(
         body = obj(to_json({**head, "object": "text_completion"}), {"choices": array([choice])})
         return f"data: {b''.join(body).decode()}\n\n"
 
-    for index, prompt, j in jobs:
+    for index, prompt, j, read in jobs:
         sent = ""
         if req.echo:
             echoed = await _logprobs(request, model, req, prompt, "")
             yield chunk(index, prompt, echoed, None)
         made, finish = "", "length"
-        async for piece in _pieces(request, model, prompt, _config(req, j)):
+        async for piece in _pieces(request, model, read, _config(req, j)):
             made += piece
             cut, stopped = cut_at_stop(made, stops)
             ready = cut if stopped else made[: max(len(sent), len(made) - hold)]
@@ -261,7 +275,7 @@ async def _stream(
         made_total += len(sent)
         yield chunk(index, "", [b"null"], finish)
     if req.stream_options and req.stream_options.include_usage:
-        used = sum(len(p) for _, p, j in jobs if j == 0)
+        used = sum(len(p) for _, p, j, _ in jobs if j == 0)
         usage = {"prompt_tokens": used, "completion_tokens": made_total,
                  "total_tokens": used + made_total}  # fmt: skip
         last = {**head, "object": "text_completion", "choices": [], "usage": usage}

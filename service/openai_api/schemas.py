@@ -70,6 +70,13 @@ class CompletionRequest(BaseModel):
         "and top-p, as charlm's /score gives them.",
     )
     echo: bool = Field(False, description="Put the prompt, with its logprobs, before the text.")
+    on_unknown: Literal["refuse", "skip", "replace"] = Field(
+        "refuse",
+        description="charlm's own: characters of the prompt outside the vocabulary are "
+        "refused (422), skipped (their logprob is null and generation reads the prompt "
+        "without them) or read as `replacement`.",
+    )
+    replacement: str | None = Field(None, description="With on_unknown 'replace'.")
     best_of: int | None = Field(None, ge=1, description="Only n (or unset) is supported.")
     frequency_penalty: float = Field(0.0, description="Only 0 is supported.")
     presence_penalty: float = Field(0.0, description="Only 0 is supported.")
