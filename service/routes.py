@@ -29,6 +29,7 @@ from charlm import (
 )
 from charlm.flags import flag_for
 from charlm.inference import ActivationResult
+from charlm.inference.activations import activation_pieces
 from charlm.registry import LoadedModel, ModelRegistry
 from charlm.report import score_page, script_safe
 from charlm.slices import Sliced
@@ -266,8 +267,14 @@ async def activations(
         )
     check_scored(cfg, len(req.text))
     model = await model_for(reg, request.app.state.compute, req.model)
-    pieces = model.predictor.activation_pieces(
-        req.text, layer=req.layer, kind=req.kind, cells=req.cells, top=req.top
+    pieces = activation_pieces(
+        model.predictor,
+        req.text,
+        layer=req.layer,
+        kind=req.kind,
+        cells=req.cells,
+        top=req.top,
+        marked=req.marked,
     )
     return respond(await answer(request, _then_json(pieces, "series")))
 

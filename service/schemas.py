@@ -133,6 +133,11 @@ class ActivationsRequest(_Request):
         "times units is at most the server's max_activation_values (413 above).",
     )
     top: int = _count(5, "Units listed per feature of the text, most correlated first.")
+    marked: list[list[int]] = Field(
+        default_factory=list,
+        description="Spans [start, end) of the text (code points) that make a feature of "
+        "your own: the units most correlated with it are listed first, as 'marked'.",
+    )
 
 
 class GenerateRequest(_Request):

@@ -308,3 +308,28 @@ def test_cli_lists_the_units_that_follow_features(
     assert json.loads(capsys.readouterr().out)["kind"] == "cell"
     assert main(["cells", str(notes_dir), text, "--layer", "5"]) != 0
     assert "this model has 2 layers" in capsys.readouterr().err
+
+
+def test_marked_spans_are_a_feature_of_the_callers_own() -> None:
+    """Spans the user marks rank the units by Pearson r with 1 inside, 0 outside,
+    computed here from the activations themselves."""
+    p = predictor()
+    text = 'say "hi" to me and "then" now'
+    spans = [[4, 8], [19, 25]]
+    r = p.activations(text, layer=0, kind="cell", cells=range(p.model.config.hidden_size), top=4)
+    mine = p.activations(text, layer=0, kind="cell", top=4, marked=spans)
+    assert mine.features[0].feature == "marked"
+    assert mine.features[1:] == r.features  # the text's own features are unchanged
+    y = np.zeros(len(text))
+    for a, b in spans:
+        y[a:b] = 1
+    values = np.array([s.values for s in r.series])  # (H, T)
+    want = [float(np.corrcoef(v, y)[0, 1]) for v in values]
+    order = np.argsort(-np.abs(want))[:4]
+    got = mine.features[0].cells
+    assert [c.cell for c in got] == order.tolist()
+    for c in got:
+        assert c.r == pytest.approx(want[c.cell], abs=1e-9)
+    for bad in ([[5, 5]], [[0, len(text) + 1]], [[-1, 2]], [[1, 2, 3]], [["a", 2]]):
+        with pytest.raises(InputError, match="marked spans must be"):
+            p.activations(text, marked=bad)

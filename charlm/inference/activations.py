@@ -1,10 +1,11 @@
 """Inside the recurrent layers: each unit's activation at every character of a text.
 
-`Predictor.activations(text, layer=..., kind=..., cells=[...])` reads the text once,
-from the zero state, and returns, for the chosen layer, the activation of each unit
-asked for after every character, and the units most correlated with simple features of
-the text (`charlm.inference.features`), so that interpretable units can be found, as in
-Karpathy, Johnson and Fei-Fei, "Visualizing and Understanding Recurrent Networks" (2015).
+`Predictor.activations(text, layer=..., kind=..., cells=[...])` (`activation_pieces`: the
+same in pieces) reads the text once, from the zero state, and returns, for the chosen
+layer, the activation of each unit asked for after every character, and the units most
+correlated with simple features of the text (`charlm.inference.features`) and with
+spans the caller marks, so that interpretable units can be found, as in Karpathy,
+Johnson and Fei-Fei, "Visualizing and Understanding Recurrent Networks" (2015).
 
 Kinds (an LSTM's units have them all; a GRU's and an RNN's have `hidden` only):
 
@@ -65,11 +66,15 @@ def activations(
     kind: str = "cell",
     cells: Sequence[int] = (),
     top: int = 5,
+    marked: Sequence[Sequence[int]] = (),
 ) -> ActivationResult:
     """The activations of `cells` (unit indices) of `layer` (negative counts from the
     last) after each character of `text`, and for every feature the `top` units most
-    correlated with it."""
-    job = activation_pieces(predictor, text, layer=layer, kind=kind, cells=cells, top=top)
+    correlated with it. `marked`: spans [start, end) of the text that make a feature of
+    the caller's own (1 inside them, 0 elsewhere), listed first as "marked"."""
+    job = activation_pieces(
+        predictor, text, layer=layer, kind=kind, cells=cells, top=top, marked=marked
+    )
     with torch.inference_mode():
         return finish(job)
 
@@ -82,6 +87,7 @@ def activation_pieces(
     kind: str = "cell",
     cells: Sequence[int] = (),
     top: int = 5,
+    marked: Sequence[Sequence[int]] = (),
 ) -> Sliced[ActivationResult]:
     """`activations` in pieces of `PIECE` characters (`charlm.slices`), its arguments
     checked now."""
@@ -111,7 +117,32 @@ def activation_pieces(
                 f"(0 to {cfg.hidden_size - 1})"
             )
     ids = predictor._ids(text, "text")
-    return _read(predictor, text, ids, layer, kind, cells, top)
+    feats = text_features(text)
+    if marked:
+        feats = {MARKED: _marked(marked, len(text)), **feats}
+    return _read(predictor, text, ids, layer, kind, cells, top, feats)
+
+
+MARKED = "marked"
+_DESCRIPTIONS = {MARKED: "the characters you marked", **FEATURES}
+_MAX_SPANS = 10_000
+
+
+def _marked(spans: Sequence[Sequence[int]], n: int) -> np.ndarray:
+    """1 inside the spans [start, end) of a text of `n` characters, 0 elsewhere."""
+    if len(spans) > _MAX_SPANS:
+        raise InputError(f"marked has {len(spans)} spans; at most {_MAX_SPANS}")
+    out = np.zeros(n)
+    for span in spans:
+        ok = isinstance(span, list | tuple) and len(span) == 2
+        start, end = span if ok else (None, None)
+        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= n):
+            raise InputError(
+                f"marked spans must be [start, end) with 0 <= start < end <= {n} (the "
+                f"text's length); got {span!r}"
+            )
+        out[start:end] = 1.0
+    return out
 
 
 def _read(
@@ -122,11 +153,11 @@ def _read(
     kind: str,
     cells: list[int],
     top: int,
+    feats: dict[str, np.ndarray],
 ) -> Sliced[ActivationResult]:
     cfg = predictor.model.config
     model = predictor.model
-    feats = text_features(text)
-    names = list(FEATURES)
+    names = list(feats)
     y = np.stack([feats[n] for n in names])  # (F, T)
     sums = _Sums(cfg.hidden_size, len(names))
     series: list[list[float]] = [[] for _ in cells]
@@ -146,7 +177,7 @@ def _read(
         features.append(
             FeatureCells(
                 feature=name,
-                description=FEATURES[name],
+                description=_DESCRIPTIONS[name],
                 cells=[CellCorrelation(cell=int(u), r=float(np.nan_to_num(row[u]))) for u in order],
             )
         )

@@ -11,9 +11,8 @@ and random generator, so concurrent calls on one `Predictor` do not interfere.
 A `Predictor` holds the model (its weights, once) and a `ModelCard` (name, configs,
 vocabulary, parameter count, training summary); it keeps nothing else of the
 checkpoint. Generation steps through a `Stepper` (prepacked weights), built on first use.
-
-Probabilities are softmax of the logits, computed in float32 from log-softmax; scores
-are computed in `charlm.inference.scoring`.
+Probabilities are softmax of the logits in float32 (scores: `charlm.inference.scoring`);
+characters outside the vocabulary are refused, skipped or replaced (`...unknown`).
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ from charlm import checkpoint
 from charlm._config import check_choice, check_int
 from charlm.errors import ConfigError
 from charlm.evaluation import evaluate_streams
-from charlm.inference.activations import activation_pieces, activations
+from charlm.inference.activations import activations
 from charlm.inference.decoding import Decoding
 from charlm.inference.greedy import greedy_steps
 from charlm.inference.prefixes import PrefixStates
@@ -139,8 +138,7 @@ class Predictor:
     def _ids(self, text: str, what: str, *, min_chars: int = 1) -> torch.Tensor:
         return self._fed(read_text(self.vocab, text, what=what, min_chars=min_chars))
 
-    def _fed(self, reading: Reading) -> torch.Tensor:
-        """The ids of what the model reads of a checked text."""
+    def _fed(self, reading: Reading) -> torch.Tensor:  # what the model reads, as ids
         return self.vocab.encode(reading.read).to(self.device)
 
     def query(
@@ -359,23 +357,12 @@ class Predictor:
         kind: str = "cell",
         cells: Sequence[int] = (),
         top: int = 5,
+        marked: Sequence[Sequence[int]] = (),
     ) -> ActivationResult:
         """Inside the model: the activation of units `cells` of `layer` after each
         character of `text`, and the units most correlated with simple features of the
-        text (`charlm.inference.activations`)."""
-        return activations(self, text, layer=layer, kind=kind, cells=cells, top=top)
-
-    def activation_pieces(
-        self,
-        text: str,
-        *,
-        layer: int = -1,
-        kind: str = "cell",
-        cells: Sequence[int] = (),
-        top: int = 5,
-    ) -> Sliced[ActivationResult]:
-        """`activations` in pieces (`charlm.slices`), its arguments checked now."""
-        return activation_pieces(self, text, layer=layer, kind=kind, cells=cells, top=top)
+        text and with the spans `marked` (`charlm.inference.activations`)."""
+        return activations(self, text, layer=layer, kind=kind, cells=cells, top=top, marked=marked)
 
     def evaluate(self, text: str, *, what: str = "text") -> EvalResult:
         """Mean loss over `text` read as one stream; the first character is context only."""
