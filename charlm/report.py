@@ -9,6 +9,7 @@ nothing fetched from anywhere.
 from __future__ import annotations
 
 import html
+import json
 from pathlib import Path
 
 from charlm.inference.results import ScoreResult
@@ -30,13 +31,18 @@ def score_report(result: ScoreResult) -> str:
     return before + script_safe(result.model_dump_json()) + after
 
 
-def score_page(model: str, scored: int) -> tuple[str, str]:
+def score_page(model: str, scored: int, generated_from: int | None = None) -> tuple[str, str]:
     """The HTML page for a score of `model` over `scored` characters: the text before
-    the score's JSON and the text after it (the JSON goes between, `script_safe`)."""
+    the score's JSON and the text after it (the JSON goes between, `script_safe`). With
+    `generated_from`, the characters from that position on are marked as the model's
+    continuation, with their statistics apart."""
     css = (ASSETS_DIR / "inspector.css").read_text(encoding="utf-8")
     scripts = ("scoreview.js", "scorecharts.js")  # the view first: the charts extend it
     js = "\n".join((ASSETS_DIR / name).read_text(encoding="utf-8") for name in scripts)
     title = f"charlm: {model}, {scored} characters scored"
+    if generated_from is not None:
+        title += f", from position {generated_from} generated"
+    view = {"generatedFrom": generated_from}
     page = f"""<!doctype html>
 <html lang="en">
 <head>
@@ -60,8 +66,8 @@ everything before it. Hover or focus a character for its rank, entropy and alter
 </script>
 <script id="score-data" type="application/json">{_DATA}</script>
 <script>
-CharLM.renderScore(document.getElementById("view"),
-  JSON.parse(document.getElementById("score-data").textContent));
+CharLM.renderScore(document.getElementById("view"), Object.assign(
+  JSON.parse(document.getElementById("score-data").textContent), {json.dumps(view)}));
 </script>
 </body>
 </html>

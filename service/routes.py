@@ -21,6 +21,7 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from charlm import (
     Generation,
+    InputError,
     NoModelError,
     Prediction,
     SampleConfig,
@@ -236,12 +237,17 @@ async def report(
     file to save: it opens in any browser and fetches nothing."""
     check_limits(cfg, text=req.text, alternatives=req.alternatives)
     check_scored(cfg, len(req.text))
+    if req.generated_from is not None and not 1 <= req.generated_from < len(req.text):
+        raise InputError(
+            f"generated_from must be a position in the text, from 1 to {len(req.text) - 1}; "
+            f"got {req.generated_from}"
+        )
     model = await model_for(reg, request.app.state.compute, req.model)
     pieces = model.predictor.score_pieces(
         req.text, req.alternatives, on_unknown=req.on_unknown, replacement=req.replacement
     )
     data = await answer(request, score_json(pieces))
-    before, after = score_page(model.name, len(req.text) - 1)
+    before, after = score_page(model.name, len(req.text) - 1, req.generated_from)
     page = [before.encode(), *(script_safe(f.decode()).encode() for f in data), after.encode()]
     safe = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in model.name)
     name = f"charlm-{safe}-report.html"

@@ -85,17 +85,27 @@ class PredictRequest(_Request, UnknownPolicy):
     alternatives: int = _count(3, "Runner-up characters per continued step.")
 
 
-class ReportRequest(_Request, UnknownPolicy):
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"model": "alphabet", "text": "abcz", "alternatives": 2}]}
-    )
-
+class _TextToScore(_Request, UnknownPolicy):
     model: str | None = _MODEL
     text: str = Field(description="Text to score; at least two characters.", examples=["abcz"])
     alternatives: int = _count(3, "Runner-up characters per step.")
 
 
-class ScoreRequest(ReportRequest):
+class ReportRequest(_TextToScore):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"model": "alphabet", "text": "abcz", "alternatives": 2}]}
+    )
+
+    generated_from: int | None = Field(
+        None,
+        description="Where a continuation the model made begins in the text (a position, "
+        "from 1): the report marks the characters from there as generated and gives their "
+        "statistics apart from the written text's.",
+        json_schema_extra={"minimum": 1},
+    )
+
+
+class ScoreRequest(_TextToScore):
     start: int = Field(
         1,
         description="List the steps from this position on (an editor re-scoring a text "

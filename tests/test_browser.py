@@ -10,6 +10,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx2 as httpx
 import pytest
 
 from charlm.cli import main
@@ -187,13 +188,18 @@ def test_sampling_mode_shades_the_sample(page: Page, server: Server) -> None:
     assert "sampled" in page.page.inner_text(".cl-tip")
 
 
-def test_unknown_characters_are_flagged_inline(page: Page, server: Server) -> None:
+def test_unknown_characters_are_skipped_and_flagged_inline(page: Page, server: Server) -> None:
+    """A character the model does not know is marked and skipped: the reading goes on
+    from the state before it, so d is shaded as if the text were "abcde"."""
     page.open_inspector(server, "alphabet")
     page.type_text("abc1de")
     assert page.page.inner_text(".cl-unknown") == "1"
-    assert page.page.locator(".cl-scored").count() == 2  # b and c, before the '1'
-    assert page.page.locator(".cl-unscored").count() == 2  # d and e, after it
-    assert '"1" at position 3' in page.page.inner_text("#error")
+    assert page.page.locator(".cl-scored").count() == 4  # b, c, d and e
+    assert page.page.locator(".cl-unscored").count() == 0
+    assert '"1" at 3' in page.page.inner_text("#view .cl-summary")
+    assert page.page.inner_text("#error") == ""
+    plain = httpx.post(server.url + "/score", json={"model": "alphabet", "text": "abcde"}).json()
+    assert page.probs(".cl-scored") == pytest.approx([s["prob"] for s in plain["steps"]], rel=1e-6)
     page.type_text("abcdefgh")  # fixing the text brings the shading back
     assert page.page.locator(".cl-unknown").count() == 0 and page.page.inner_text("#error") == ""
 

@@ -44,7 +44,7 @@
       },
       describe: function (it) {
         return [
-          JSON.stringify(it.char) + " at position " + it.position,
+          C.charName(it.char) + " at position " + it.position,
           what + " of unit " + data.unit + ": " + it.value.toFixed(3),
         ];
       },

@@ -59,7 +59,7 @@
       var widest = both.reduce(function (m, it) { return Math.abs(it.diff) > Math.abs(m.diff) ? it : m; });
       var link = el("button", "cl-stat cl-min", "largest difference: " +
         (widest.diff > 0 ? "+" : "") + widest.diff.toFixed(2) + " bits at position " +
-        widest.position + " (" + JSON.stringify(widest.char) + ")");
+        widest.position + " (" + C.charName(widest.char) + ")");
       link.type = "button";
       link.addEventListener("click", function () {
         view.box.focus({ preventScroll: true });
@@ -77,7 +77,7 @@
         return ["rgb(" + rgb.join(",") + ")", C.inkOn(rgb)];
       },
       describe: function (it) {
-        var c = JSON.stringify(it.char) + " at position " + it.position;
+        var c = C.charName(it.char) + " at position " + it.position;
         if (it.kind !== "compared") return [c, "not compared: " + it.why.kind + " for one model"];
         return [
           c + ": " + B + " " + (it.diff > 0 ? "+" : "") + it.diff.toFixed(2) +

@@ -8,14 +8,15 @@
   "use strict";
 
   var C = global.CharLM;
-  var el = C.el, colour = C.colour, pct = C.percent, RANKS = C.RANKS;
+  var el = C.el, colour = C.colour, RANKS = C.RANKS;
   var SVG = "http://www.w3.org/2000/svg";
   var PROB_BINS = [0, 0.001, 0.01, 0.1, 0.5, 0.9, 0.99, 0.999];
 
   function plot(list, onPick, onHover, width) {
     /* Surprise -log2(p) along the text, one point per shaded character, drawn at the
        width it is shown at (so its labels keep their size on a phone). Hovering anywhere
-       over it points at the nearest character, clicking selects it. */
+       over it points at the nearest character (`onHover(position, the marker's
+       rectangle)`), clicking selects it. */
     var pts = list.filter(function (it) { return it.kind === "scored" || it.kind === "generated"; });
     var wrap = el("figure", "cl-plot");
     wrap.appendChild(el("figcaption", "",
@@ -108,7 +109,7 @@
       var at = nearest(ev);
       marker.setAttribute("cx", x(at)); marker.setAttribute("cy", y(bitsAt[at]));
       marker.style.display = "";
-      onHover(at);
+      onHover(at, marker.getBoundingClientRect());
     });
     hit.addEventListener("mouseleave", function () { marker.style.display = "none"; onHover(-1); });
     hit.addEventListener("click", function (ev) { onPick(nearest(ev)); });
@@ -133,36 +134,46 @@
     return counts;
   }
 
-  function histograms(list) {
-    /* Two small bar charts for the whole text: ranks and probabilities. */
+  // The probability bins' edges as the histograms label them.
+  var EDGES = ["0", "0.1%", "1%", "10%", "50%", "90%", "99%", "99.9%"];
+
+  function binLabel(k) {
+    if (k === 0) return "< " + EDGES[1];
+    if (k === PROB_BINS.length - 1) return "≥ " + EDGES[k];
+    return EDGES[k].replace("%", "") + "–" + EDGES[k + 1];
+  }
+
+  function histograms(list, where) {
+    /* Two small bar charts of `list`'s shaded characters: by rank and by probability;
+       `where` ("in the continuation") goes into their titles. */
     var fig = el("figure", "cl-hists");
+    if (where) fig.dataset.where = where;
     [["rank", "by rank", RANKS.map(function (r) { return r.label; })],
-     ["prob", "by probability", PROB_BINS.map(function (p, k) {
-       var hi = PROB_BINS[k + 1];
-       return hi === undefined ? "≥ " + pct(p) : pct(p) + "–" + pct(hi);
-     })]].forEach(function (spec) {
-      var counts = histogram(list, spec[0]);
-      var total = counts.reduce(function (a, b) { return a + b; }, 0) || 1;
-      var block = el("div", "cl-hist cl-hist-" + spec[0]);
-      block.appendChild(el("div", "cl-hist-title", "characters " + spec[1]));
-      counts.forEach(function (n, k) {
-        var row = el("div", "cl-hist-row");
-        row.appendChild(el("span", "cl-hist-label", spec[2][k]));
-        var track = el("span", "cl-hist-track");
-        var bar = el("span", "cl-hist-bar");
-        bar.style.width = (100 * n / total).toFixed(1) + "%";
-        bar.style.background = spec[0] === "rank" ? RANKS[k].colour
-          : colour(k + 1 < PROB_BINS.length ? Math.sqrt(Math.max(PROB_BINS[k], 1e-4) * PROB_BINS[k + 1])
-            : 0.9995);
-        track.appendChild(bar);
-        row.appendChild(track);
-        var count = el("span", "cl-hist-count", String(n));
-        row.dataset.count = String(n);
-        row.appendChild(count);
-        block.appendChild(row);
+     ["prob", "by probability", PROB_BINS.map(function (p, k) { return binLabel(k); })]]
+      .forEach(function (spec) {
+        var counts = histogram(list, spec[0]);
+        var total = counts.reduce(function (a, b) { return a + b; }, 0) || 1;
+        var block = el("div", "cl-hist cl-hist-" + spec[0]);
+        block.appendChild(el("div", "cl-hist-title",
+          "characters " + (where ? where + ", " : "") + spec[1]));
+        counts.forEach(function (n, k) {
+          var row = el("div", "cl-hist-row");
+          row.appendChild(el("span", "cl-hist-label", spec[2][k]));
+          var track = el("span", "cl-hist-track");
+          var bar = el("span", "cl-hist-bar");
+          bar.style.width = (100 * n / total).toFixed(1) + "%";
+          bar.style.background = spec[0] === "rank" ? RANKS[k].colour
+            : colour(k + 1 < PROB_BINS.length ? Math.sqrt(Math.max(PROB_BINS[k], 1e-4) * PROB_BINS[k + 1])
+              : 0.9995);
+          track.appendChild(bar);
+          row.appendChild(track);
+          var count = el("span", "cl-hist-count", String(n));
+          row.dataset.count = String(n);
+          row.appendChild(count);
+          block.appendChild(row);
+        });
+        fig.appendChild(block);
       });
-      fig.appendChild(block);
-    });
     return fig;
   }
 

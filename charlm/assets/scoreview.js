@@ -81,14 +81,30 @@
   }
 
   function pct(p) {
-    /* As a percentage with enough digits that nothing short of 1 reads as 100%. */
+    /* As a percentage with enough digits that nothing short of 1 reads as 100%, and
+       small ones with two significant digits (0.064%), never in another notation. */
     if (p >= 1) return "100%";
     if (p >= 0.99) {
       var digits = Math.min(8, Math.max(2, Math.ceil(-Math.log10(1 - p)) - 1));
       return (Math.floor(p * 100 * Math.pow(10, digits)) / Math.pow(10, digits)).toFixed(digits) + "%";
     }
     if (p >= 0.001) return (p * 100).toFixed(2) + "%";
-    return p.toExponential(2);
+    if (p <= 0) return "0%";
+    var places = Math.min(20, 1 - Math.floor(Math.log10(p * 100)));
+    return (p * 100).toFixed(places) + "%";
+  }
+
+  var NAMES = { " ": "␣ space", "\n": "↵ newline", "\t": "→ tab", "\u00a0": "⍽ no-break space" };
+
+  function charName(c) {
+    /* A character as every tooltip names it: whitespace by a symbol and a word,
+       anything else in quotes. */
+    return NAMES[c] || JSON.stringify(c);
+  }
+
+  function charLabel(c) {
+    /* The same without the quotes, for lists of characters (the next character's bars). */
+    return NAMES[c] || c;
   }
 
   function shown(c, markers) {
@@ -117,12 +133,13 @@
 
   function describe(item) {
     /* Lines of text about one character, for the tooltip and the live region. */
-    var c = JSON.stringify(item.char);
+    var c = charName(item.char);
     switch (item.kind) {
       case "context":
         return [c + " at position " + item.position, "first character: context only, not predicted"];
       case "unknown":
-        return [c + " at position " + item.position, "not in the model's vocabulary"];
+        return [c + " at position " + item.position,
+          "not in the model's vocabulary: skipped, the model reads on as if it were not there"];
       case "unscored":
         return [c + " at position " + item.position, "not scored: it follows an unknown character"];
       case "generated":
@@ -145,8 +162,9 @@
         }
         return [
           c + " at position " + item.position + ": probability " + pct(item.prob) +
-            ", rank " + item.rank + (item.rank === 1 ? " (top choice)" : ""),
-          "model's top choice " + JSON.stringify(item.top_char) + " " + pct(item.top_prob) +
+            ", rank " + item.rank + (item.rank === 1 ? " (top choice)" : "") +
+            (item.generated ? " (generated)" : ""),
+          "model's top choice " + charName(item.top_char) + " " + pct(item.top_prob) +
             "; entropy " + item.entropy_bits.toFixed(3) + " bits",
           "alternatives: " + alternatives(item.top),
         ];
@@ -155,7 +173,7 @@
 
   function alternatives(top) {
     if (!top || !top.length) return "none listed";
-    return top.map(function (a) { return JSON.stringify(a.char) + " " + pct(a.prob); }).join(", ");
+    return top.map(function (a) { return charName(a.char) + " " + pct(a.prob); }).join(", ");
   }
 
   function rankIn(top, c) {
@@ -171,15 +189,17 @@
     (data.steps || []).forEach(function (s) { byPos[s.position] = s; });
     var unknown = {};
     (data.unknown || []).forEach(function (u) { unknown[u.position] = true; });
-    var firstUnknown = (data.unknown || []).reduce(function (m, u) {
-      return Math.min(m, u.position);
-    }, Infinity);
+    var known = 0;  // characters read so far: the first is context, later ones unscored
+    // A text's characters from `generatedFrom` on were made by the model (the report
+    // of a text with its continuation): scored like the rest, and marked.
+    var from = data.generatedFrom === undefined || data.generatedFrom === null ? Infinity
+      : data.generatedFrom;
     Array.from(text).forEach(function (c, i) {
       var s = byPos[i];
-      if (unknown[i]) out.push({ kind: "unknown", char: c, position: i });
-      else if (i > firstUnknown) out.push({ kind: "unscored", char: c, position: i });
-      else if (!s) out.push({ kind: "context", char: c, position: i });
-      else out.push(Object.assign({ kind: "scored" }, s));
+      if (unknown[i]) { out.push({ kind: "unknown", char: c, position: i }); return; }
+      known += 1;
+      if (s) out.push(Object.assign({ kind: "scored", generated: i >= from }, s));
+      else out.push({ kind: known > 1 ? "unscored" : "context", char: c, position: i });
     });
     out = graphemes(text, out);
     (data.continuation || []).forEach(function (s, j) {
@@ -277,38 +297,128 @@
     return box;
   }
 
+  function classOf(it, markers) {
+    /* A span's classes: its kind; a newline drawn as itself; a character the model
+       made. */
+    return "cl-ch cl-" + it.kind + (it.char === "\n" && !markers ? " cl-nl" : "") +
+      (it.generated ? " cl-generated" : "");
+  }
+
+  function spanMarkup(it, i, markers, attrs) {
+    /* One item's span, as markup (the parser builds 5,000 spans in a fifth of the time
+       separate DOM calls take). */
+    var cls = classOf(it, markers);
+    var extra = "";
+    Object.keys(attrs).forEach(function (k) {
+      if (attrs[k] !== undefined) extra += " data-" + k + "=\"" + escape(String(attrs[k])) + "\"";
+    });
+    return "<span class=\"" + cls + "\" data-index=\"" + i + "\"" + extra + ">" +
+      escape(shown(it.char, markers)) + (it.char === "\n" ? "\n" : "") + "</span>";
+  }
+
+  function same(a, b) {
+    /* Whether a span drawn for item `a` is right for item `b` of the same character. */
+    return a.kind === b.kind && a.prob === b.prob && a.rank === b.rank &&
+      a.pending === b.pending && a.generated === b.generated && a.value === b.value &&
+      a.diff === b.diff;
+  }
+
   function shadedText(root, list, opts) {
     /* The text as one span per item, shaded by `opts.shade(item)` ([background, ink], or
        null to leave it plain), with a tooltip of `opts.describe(item)` on hover, focus and
        keyboard selection: left and right step, up and down move a line, Home and End go
-       to the ends. With `opts.choose(item, char, how)`, the selected item's tooltip also
-       offers its alternatives as buttons: replace it with one, or continue the text from
-       there with one (how: "replace" or "continue"). Appends the text, its tooltip and a
-       live region to `root`; returns {box, spans, select, show, hideTip}. `opts.attrs(item)`
-       gives data attributes for its span ({name: value}; undefined values are left out). */
-    var markers = !!opts.markers, spans = [], selected = -1;
+       to the ends; Shift with a click or an arrow marks a range (`opts.onRange(from, to)`,
+       item indices, or (-1, -1) when it is cleared). With `opts.choose(item, char, how)`,
+       the selected item's tooltip also offers its alternatives as buttons: replace it
+       with one, or continue the text from there with one (how: "replace" or
+       "continue"). Appends the text, its tooltip and a live region to `root`; returns
+       {box, spans, select, show, hideTip, update}. `update(list)` redraws for a new list
+       touching only the spans that changed: a keystroke in a long text inserts one span
+       and repaints only the characters whose shade moved. `opts.attrs(item)` gives data
+       attributes for its span ({name: value}; undefined values are left out). */
+    var markers = !!opts.markers, spans = [], selected = -1, range = null;
+    var attrsOf = opts.attrs || function () { return {}; };
     var textBox = el("div", "cl-text" + (markers ? " cl-marked" : ""));
     textBox.tabIndex = 0;
     textBox.setAttribute("role", "group");
     textBox.setAttribute("aria-label", opts.label + "; left and right arrows step through the " +
-      "characters, up and down move a line, Home and End go to the ends");
-    // Written as one string of markup (the parser builds 5,000 spans in a fifth of the
-    // time separate DOM calls take); then each span's shade is set through CSSOM (the
-    // page's content security policy refuses style attributes in markup).
+      "characters, up and down move a line, Home and End go to the ends, Shift with an " +
+      "arrow or a click marks a range");
     textBox.innerHTML = list.map(function (it, i) {
-      var cls = "cl-ch cl-" + it.kind + (it.char === "\n" && !markers ? " cl-nl" : "");
-      var extra = "", attrs = opts.attrs ? opts.attrs(it) : {};
-      Object.keys(attrs).forEach(function (k) {
-        if (attrs[k] !== undefined) extra += " data-" + k + "=\"" + escape(String(attrs[k])) + "\"";
-      });
-      return "<span class=\"" + cls + "\" data-index=\"" + i + "\"" + extra + ">" +
-        escape(shown(it.char, markers)) + (it.char === "\n" ? "\n" : "") + "</span>";
+      return spanMarkup(it, i, markers, attrsOf(it));
     }).join("");
     spans = Array.prototype.slice.call(textBox.children);
-    spans.forEach(function (span, i) {
-      var paint = opts.shade(list[i]);
-      if (paint) span.style.cssText = "background:" + paint[0] + ";color:" + paint[1];
-    });
+    // Each span's shade is set through CSSOM (the page's content security policy refuses
+    // style attributes in markup), and remembered, so that a redraw sets only new ones.
+    var paints = spans.map(function (span, i) { return paintSpan(span, list[i], ""); });
+    var classes = list.map(function (it) { return classOf(it, markers); });
+    var datas = list.map(attrsOf);  // what each span's data attributes say
+
+    function paintSpan(span, it, before) {
+      var paint = opts.shade(it);
+      var css = paint ? "background:" + paint[0] + ";color:" + paint[1] : "";
+      if (css !== before) span.style.cssText = css;
+      return css;
+    }
+
+    function update(next) {
+      /* Redraw for `next`: the spans of the characters that differ from the current
+         ones (after the common beginning, before the common end) are replaced; every
+         other span keeps its node, and changes only where its class, shade or data
+         changed. */
+      var n = list.length, m = next.length, head = 0, tail = 0;
+      while (head < n && head < m && list[head].char === next[head].char) head++;
+      while (tail < n - head && tail < m - head &&
+             list[n - 1 - tail].char === next[m - 1 - tail].char) tail++;
+      var scratch = document.createElement("div");
+      scratch.innerHTML = next.slice(head, m - tail).map(function (it, k) {
+        return spanMarkup(it, head + k, markers, attrsOf(it));
+      }).join("");
+      var fresh = Array.prototype.slice.call(scratch.children);
+      var anchor = spans[n - tail] || null;
+      for (var k = head; k < n - tail; k++) textBox.removeChild(spans[k]);
+      fresh.forEach(function (span) { textBox.insertBefore(span, anchor); });
+      spans = spans.slice(0, head).concat(fresh, spans.slice(n - tail));
+      paints = paints.slice(0, head).concat(fresh.map(function () { return null; }),
+        paints.slice(n - tail));
+      var before = list;
+      list = next;
+      classes = classes.slice(0, head).concat(fresh.map(function () { return null; }),
+        classes.slice(n - tail));
+      datas = datas.slice(0, head).concat(fresh.map(function () { return null; }),
+        datas.slice(n - tail));
+      for (var i = 0; i < m; i++) {
+        var span = spans[i], it = list[i];
+        var isNew = paints[i] === null;
+        if (!isNew) {
+          var old = before[i < head ? i : i - m + n];
+          if (i >= head && m !== n) span.dataset.index = String(i);
+          if (same(old, it)) continue;  // nothing drawn from it changed
+        }
+        paints[i] = paintSpan(span, it, isNew ? "" : paints[i]);
+        var cls = classOf(it, markers), attrs = attrsOf(it);
+        if (isNew) { classes[i] = cls; datas[i] = attrs; continue; }
+        if (classes[i] !== cls) {  // keeping what marks the selection, the pointer, the range
+          var keep = span.className.split(" ").filter(function (c) {
+            return c === "cl-selected" || c === "cl-pointed" || c === "cl-in-range";
+          });
+          span.className = keep.length ? cls + " " + keep.join(" ") : cls;
+          classes[i] = cls;
+        }
+        var was = datas[i];
+        for (var key in attrs) {
+          if (attrs[key] === was[key]) continue;
+          if (attrs[key] === undefined) span.removeAttribute("data-" + key);
+          else span.setAttribute("data-" + key, String(attrs[key]));
+        }
+        datas[i] = attrs;
+      }
+      api.spans = spans;
+      if (selected >= m) selected = m - 1;
+      if (range) markRange(Math.min(range[0], m - 1), Math.min(range[1], m - 1));
+      if (!tip.hidden && selected >= 0) show(selected, false);
+    }
+
     // One listener each for the whole text, not three per character.
     function spanOf(ev) {
       var t = ev.target.closest ? ev.target.closest(".cl-ch") : null;
@@ -329,7 +439,10 @@
     });
     textBox.addEventListener("click", function (ev) {
       var i = spanOf(ev);
-      if (i >= 0) select(i);
+      if (i < 0) return;
+      if (ev.shiftKey && selected >= 0) { extend(i); return; }
+      clearRange();
+      select(i);
     });
     root.appendChild(textBox);
 
@@ -347,15 +460,15 @@
       if (!opts.choose || it.parts || !alts.length ||
           (it.kind !== "scored" && it.kind !== "generated")) return null;
       var box = el("div", "cl-choices");
-      box.appendChild(el("div", "cl-choices-head", "instead of " + JSON.stringify(it.char) + ":"));
+      box.appendChild(el("div", "cl-choices-head", "instead of " + charName(it.char) + ":"));
       alts.forEach(function (a) {
         var row = el("div", "cl-choice");
-        row.appendChild(el("span", "cl-choice-char", JSON.stringify(a.char) + " " + pct(a.prob)));
+        row.appendChild(el("span", "cl-choice-char", charName(a.char) + " " + pct(a.prob)));
         [["replace", "replace"], ["continue", "continue from here"]].forEach(function (b) {
           var btn = el("button", "cl-choice-" + b[0], b[1]);
           btn.type = "button";
           btn.dataset.char = a.char;
-          btn.addEventListener("click", function () { opts.choose(it, a.char, b[0]); });
+          btn.addEventListener("click", function () { opts.choose(list[selected] || it, a.char, b[0]); });
           row.appendChild(btn);
         });
         box.appendChild(row);
@@ -363,15 +476,18 @@
       return box;
     }
 
-    function show(i, announce) {
+    function show(i, announce, at) {
+      /* The tooltip of item `i`, beside its character, or beside the rectangle `at` (the
+         point of a plot that pointed at it) when given. */
       var lines = opts.describe(list[i]);
+      if (range && opts.rangeLine) lines = lines.concat([opts.rangeLine(range[0], range[1])]);
       tip.textContent = "";
       lines.forEach(function (line, k) { tip.appendChild(el("div", k ? "" : "cl-tip-head", line)); });
-      var acts = i === selected ? choices(list[i]) : null;
+      var acts = i === selected && !at ? choices(list[i]) : null;
       tip.classList.toggle("cl-tip-pinned", !!acts);
       if (acts) tip.appendChild(acts);
       tip.hidden = false;
-      var r = spans[i].getBoundingClientRect(), box = root.getBoundingClientRect();
+      var r = at || spans[i].getBoundingClientRect(), box = root.getBoundingClientRect();
       var left = Math.min(Math.max(0, r.left - box.left), Math.max(0, box.width - tip.offsetWidth));
       tip.style.left = left + "px";
       // Below the character, or above it when the window has no room below.
@@ -388,7 +504,7 @@
     var held = null;
 
     function select(i, scroll) {
-      if (selected >= 0) spans[selected].classList.remove("cl-selected");
+      if (selected >= 0 && spans[selected]) spans[selected].classList.remove("cl-selected");
       selected = Math.max(0, Math.min(spans.length - 1, i));
       if (!spans.length) return;
       spans[selected].classList.add("cl-selected");
@@ -397,6 +513,28 @@
         spans[selected].scrollIntoView({ block: scroll, inline: "nearest" });
       }
       show(selected, true);
+    }
+
+    function markRange(from, to) {
+      /* Items from..to (in either order) marked as the range. */
+      var lo = Math.min(from, to), hi = Math.max(from, to);
+      spans.forEach(function (span, k) { span.classList.toggle("cl-in-range", k >= lo && k <= hi); });
+      range = [lo, hi];
+    }
+    var anchor = -1;
+    function extend(i) {
+      /* Shift: the range from where it was started to `i`; the selection moves there. */
+      if (anchor < 0) anchor = selected;
+      markRange(anchor, i);
+      if (opts.onRange) opts.onRange(range[0], range[1]);
+      select(i);
+    }
+    function clearRange() {
+      anchor = -1;
+      if (!range) return;
+      spans.forEach(function (span) { span.classList.remove("cl-in-range"); });
+      range = null;
+      if (opts.onRange) opts.onRange(-1, -1);
     }
 
     function lineMove(dir) {
@@ -418,13 +556,21 @@
 
     textBox.addEventListener("keydown", function (ev) {
       var steps = { ArrowRight: 1, ArrowLeft: -1 }, lines = { ArrowDown: 1, ArrowUp: -1 };
-      var from = selected < 0 ? 0 : selected;
-      if (ev.key in steps) select(from + steps[ev.key], "nearest");
-      else if (ev.key in lines) select(selected < 0 ? 0 : lineMove(lines[ev.key]), "nearest");
-      else if (ev.key === "Home") select(0, "nearest");
-      else if (ev.key === "End") select(spans.length - 1, "nearest");
-      else if (ev.key === "Escape") { hideTip(); return; }
+      var from = selected < 0 ? 0 : selected, to;
+      if (ev.key in steps) to = from + steps[ev.key];
+      else if (ev.key in lines) to = selected < 0 ? 0 : lineMove(lines[ev.key]);
+      else if (ev.key === "Home") to = 0;
+      else if (ev.key === "End") to = spans.length - 1;
+      else if (ev.key === "Escape") { hideTip(); clearRange(); return; }
       else return;
+      to = Math.max(0, Math.min(spans.length - 1, to));
+      if (ev.shiftKey && selected >= 0) {
+        extend(to);
+        spans[to].scrollIntoView({ block: "nearest", inline: "nearest" });
+      } else {
+        clearRange();
+        select(to, "nearest");
+      }
       ev.preventDefault();
     });
     textBox.addEventListener("focus", function () { if (selected < 0 && spans.length) select(0); });
@@ -434,17 +580,24 @@
     tip.addEventListener("focusout", function (ev) {
       if (!tip.contains(ev.relatedTarget) && ev.relatedTarget !== textBox) hideTip();
     });
-    return {
-      box: textBox, spans: spans, select: select, show: show, hideTip: hideTip,
+    var api = {
+      box: textBox, spans: spans, select: select, show: show, hideTip: hideTip, update: update,
       selected: function () { return selected; },
+      range: function () { return range; },
       // True while the pointer rests where it was when a selection scrolled the text.
       holding: function () { return !!held && pointer.x === held.x && pointer.y === held.y; },
     };
+    return api;
   }
 
   function viewToggles(root, data, redraw) {
     /* "shade by" (when the view has choices) and "show spaces and newlines", above the
-       text; each redraws the view through `redraw(changes)`. */
+       text; each redraws the view through `redraw(changes)`, and tells `data.onView`
+       (so that a page keeps the choice for its next drawing). */
+    var changed = function (changes) {
+      if (data.onView) data.onView(changes);
+      redraw(changes);
+    };
     if (data.shadeChoices) {
       var shadeBy = el("label", "cl-toggle");
       var pick = el("select");
@@ -456,7 +609,7 @@
       });
       pick.value = data.colourBy || data.shadeChoices[0][0];
       pick.addEventListener("change", function () {
-        redraw({ colourBy: pick.value });
+        changed({ colourBy: pick.value });
         var again = root.querySelector(".cl-colour-by");
         if (again) again.focus();
       });
@@ -470,7 +623,7 @@
     box.checked = !!data.markers;
     box.className = "cl-markers-toggle";
     box.addEventListener("change", function () {
-      redraw({ markers: box.checked });
+      changed({ markers: box.checked });
       var again = root.querySelector(".cl-markers-toggle");
       if (again) again.focus();
     });
@@ -509,79 +662,210 @@
     return box;
   }
 
+  function isShaded(it) {
+    return it.kind === "scored" || it.kind === "generated";
+  }
+
+  function isMade(it) {
+    /* A character the model made: a continuation's, or a report's generated part. */
+    return it.kind === "generated" || !!it.generated;
+  }
+
+  function stats(list) {
+    /* How many of `list`'s items were shaded, and their mean surprise in bits. */
+    var shaded = list.filter(isShaded);
+    var bits = shaded.reduce(function (s, it) { return s - Math.log2(Math.max(it.prob, 1e-30)); }, 0);
+    return { n: shaded.length, bpc: shaded.length ? bits / shaded.length : NaN };
+  }
+
+  function statLine(label, st) {
+    return label + ": " + st.n + " character" + (st.n === 1 ? "" : "s") +
+      (st.n ? ", " + st.bpc.toPrecision(4) + " bits/char" : "");
+  }
+
+  function summarize(box, drawn) {
+    /* The summary above the text: counts, bits per character, the least likely
+       character (a link to it), unknown characters, and the written text against the
+       model's continuation when there is one. */
+    var list = drawn.list, data = drawn.data;
+    box.textContent = "";
+    var scored = list.filter(function (it) { return it.kind === "scored"; });
+    if (scored.length) {
+      var worst = scored.reduce(function (a, b) { return b.prob < a.prob ? b : a; });
+      var bpc = data.bits_per_char !== undefined && data.bits_per_char !== null ? data.bits_per_char
+        : stats(scored).bpc;
+      box.appendChild(el("span", "cl-stat", scored.length + " characters scored"));
+      box.appendChild(el("span", "cl-stat", bpc.toPrecision(4) + " bits/char"));
+      var link = el("button", "cl-stat cl-min",
+        "min probability " + pct(worst.prob) + " at position " + worst.position +
+        " (" + charName(worst.char) + ")");
+      link.type = "button";
+      link.addEventListener("click", function () {
+        drawn.view.box.focus({ preventScroll: true });
+        drawn.view.select(drawn.unitAt[worst.position], "center");
+      });
+      box.appendChild(link);
+    }
+    var unknown = data.unknown || [];
+    if (unknown.length) {
+      box.appendChild(el("span", "cl-stat cl-bad", unknown.length + " unknown character" +
+        (unknown.length === 1 ? "" : "s") + ", skipped: " + unknown.slice(0, 5).map(function (x) {
+          return charName(x.char) + " at " + x.position;
+        }).join(", ") + (unknown.length > 5 ? ", …" : "")));
+    }
+    var made = list.filter(isMade);
+    if (made.length) {
+      var split = el("div", "cl-split");
+      split.appendChild(el("span", "cl-stat cl-split-text",
+        statLine("written", stats(list.filter(function (it) { return !isMade(it); })))));
+      split.appendChild(el("span", "cl-stat cl-split-made", statLine("continuation", stats(made))));
+      box.appendChild(split);
+    }
+  }
+
+  function rangeStats(box, drawn) {
+    /* Statistics of the marked range (Shift with a click or an arrow), below the text. */
+    var r = drawn.view.range();
+    box.textContent = "";
+    box.hidden = !r;
+    if (!r) return;
+    var part = drawn.list.slice(r[0], r[1] + 1);
+    var first = part[0].position, last = part[part.length - 1].position;
+    var head = el("div", "cl-range-head");
+    head.appendChild(el("span", "cl-stat", statLine("positions " + first + "–" + last, stats(part))));
+    var clear = el("button", "cl-min cl-range-clear", "clear the range");
+    clear.type = "button";
+    clear.addEventListener("click", function () {
+      drawn.view.box.focus({ preventScroll: true });
+      drawn.view.box.dispatchEvent(new KeyboardEvent("keydown", { key: "Escape" }));
+    });
+    head.appendChild(clear);
+    box.appendChild(head);
+    box.appendChild(global.CharLM.histograms(part, "in the range"));
+  }
+
+  function charts(box, drawn) {
+    /* The surprise plot and the histograms: for the whole text, or the written text and
+       the continuation apart. */
+    var list = drawn.list, view = drawn.view;
+    box.textContent = "";
+    var hovered = -1;
+    box.appendChild(global.CharLM.plot(list, function (pos) {
+      view.box.focus({ preventScroll: true });
+      view.select(drawn.unitAt[pos], "center");
+    }, function (pos, at) {
+      if (view.holding()) return;  // the plot moved under a resting pointer
+      var spans = drawn.view.spans;
+      if (hovered >= 0 && spans[hovered]) spans[hovered].classList.remove("cl-pointed");
+      hovered = pos < 0 ? -1 : drawn.unitAt[pos];
+      if (hovered < 0) {
+        if (view.selected() >= 0) view.show(view.selected(), false); else view.hideTip();
+        return;
+      }
+      spans[hovered].classList.add("cl-pointed");
+      view.show(hovered, false, at);  // the tooltip at the plot, where the pointer is
+    }, drawn.width));
+    var made = list.filter(isMade);
+    if (made.length) {
+      box.appendChild(global.CharLM.histograms(list.filter(function (it) { return !isMade(it); }),
+        "in the written text"));
+      box.appendChild(global.CharLM.histograms(made, "in the continuation"));
+    } else {
+      box.appendChild(global.CharLM.histograms(list, ""));
+    }
+  }
+
   function renderScore(root, data) {
-    root.textContent = "";
-    root.classList.add("cl-view");
-    var list = items(data);
-    var byRank = data.colourBy === "rank";
+    /* Draw `data` into `root`; drawn again with the same view choices, only what changed
+       is redrawn (the text's spans through `update`, the summary and charts anew). */
+    var list = items(data), byRank = data.colourBy === "rank";
+    var key = (data.markers ? "m" : "-") + (byRank ? "r" : "p");
+    var drawn = root.__clScore;
     var unitAt = {};  // a position in the text (code points) -> the drawn unit holding it
     list.forEach(function (it, i) {
       (it.parts || [it]).forEach(function (p) { unitAt[p.position] = i; });
     });
-
-    root.appendChild(byRank ? rankLegend(list) : legend());
+    if (drawn && drawn.key === key && root.contains(drawn.view.box)) {
+      Object.assign(drawn, { data: data, list: list, unitAt: unitAt });
+      drawn.view.update(list);
+      drawParts(drawn);
+      return drawn.result;
+    }
+    root.textContent = "";
+    root.classList.add("cl-view");
+    drawn = { key: key, data: data, list: list, unitAt: unitAt, byRank: byRank };
+    drawn.legend = el("div", "cl-legend-box");
+    root.appendChild(drawn.legend);
     viewToggles(root, Object.assign({ shadeChoices: SHADE_CHOICES }, data), function (changes) {
+      root.__clScore = null;
       renderScore(root, Object.assign({}, data, changes));
     });
-    var view = shadedText(root, list, {
+    drawn.summary = el("div", "cl-summary");
+    root.appendChild(drawn.summary);  // above the text, where a long text starts
+    drawn.view = shadedText(root, list, {
       markers: data.markers,
       label: "text shaded by " + (byRank ? "rank" : "probability"),
       shade: function (it) { return it.prob === undefined ? null : shade(it, byRank); },
       describe: describe,
       choose: data.choose,
       attrs: function (it) { return { prob: it.prob, rank: it.rank || undefined }; },
+      onRange: function () { rangeStats(drawn.range, drawn); },
+      rangeLine: function (a, b) {
+        var part = drawn.list.slice(a, b + 1);
+        return statLine("range " + part[0].position + "–" + part[part.length - 1].position,
+          stats(part));
+      },
     });
-    var textBox = view.box, spans = view.spans, select = view.select;
+    drawn.range = el("div", "cl-range");
+    drawn.range.setAttribute("aria-live", "polite");
+    drawn.range.hidden = true;
+    root.appendChild(drawn.range);
+    drawn.charts = el("div", "cl-charts");
+    root.appendChild(drawn.charts);
+    drawn.result = {
+      select: drawn.view.select,
+      selectPosition: function (pos, scroll) {
+        if (drawn.unitAt[pos] === undefined) return;
+        drawn.view.box.focus({ preventScroll: true });
+        drawn.view.select(drawn.unitAt[pos], scroll);
+      },
+      items: function () { return drawn.list; },
+    };
+    root.__clScore = drawn;
+    drawn.width = drawn.view.box.clientWidth;  // measured once: reading it forces a layout
+    drawParts(drawn);
+    return drawn.result;
+  }
 
-    var summary = el("div", "cl-summary");
-    var scored = list.filter(function (it) { return it.kind === "scored"; });
-    if (scored.length) {
-      var worst = scored.reduce(function (a, b) { return b.prob < a.prob ? b : a; });
-      var bpc = data.bits_per_char !== undefined ? data.bits_per_char
-        : scored.reduce(function (s, it) { return s - Math.log2(it.prob); }, 0) / scored.length;
-      summary.appendChild(el("span", "cl-stat", scored.length + " characters scored"));
-      summary.appendChild(el("span", "cl-stat", bpc.toPrecision(4) + " bits/char"));
-      var link = el("button", "cl-stat cl-min",
-        "min probability " + pct(worst.prob) + " at position " + worst.position +
-        " (" + JSON.stringify(worst.char) + ")");
-      link.type = "button";
-      link.addEventListener("click", function () {
-        textBox.focus({ preventScroll: true });
-        select(unitAt[worst.position], "center");
-      });
-      summary.appendChild(link);
+  function pending(drawn) {
+    /* Steps marked `pending` (an early answer for a long text changed part-way: the
+       last text's, moved) say so: on the text (data-pending-from) and in a line above. */
+    var first = null;
+    for (var k = 0; k < drawn.list.length && first === null; k++) {
+      if (drawn.list[k].pending) first = drawn.list[k].position;
     }
-    if ((data.unknown || []).length) {
-      var u = el("span", "cl-stat cl-bad", data.unknown.length + " unknown character" +
-        (data.unknown.length === 1 ? "" : "s") + ": " + data.unknown.slice(0, 5).map(function (x) {
-          return JSON.stringify(x.char) + " at " + x.position;
-        }).join(", "));
-      summary.appendChild(u);
-    }
-    root.insertBefore(summary, textBox);  // above the text, where a long text starts
-    var hovered = -1;
-    root.appendChild(global.CharLM.plot(list, function (pos) {
-      textBox.focus({ preventScroll: true });
-      select(unitAt[pos], "center");
-    }, function (pos) {
-      if (view.holding()) return;  // the plot moved under a resting pointer
-      if (hovered >= 0) spans[hovered].classList.remove("cl-pointed");
-      hovered = pos < 0 ? -1 : unitAt[pos];
-      if (hovered < 0) {
-        if (view.selected() >= 0) view.show(view.selected(), false); else view.hideTip();
-        return;
-      }
-      spans[hovered].classList.add("cl-pointed");
-      view.show(hovered, false);
-    }, textBox.clientWidth));
-    root.appendChild(global.CharLM.histograms(list));
-    return { select: select, items: list };
+    var box = drawn.view.box;
+    if (first === null) { box.removeAttribute("data-pending-from"); return; }
+    box.dataset.pendingFrom = String(first);
+    drawn.summary.appendChild(el("div", "cl-stat cl-pending-note",
+      "from position " + first + " on, the shading is the last text's until the model has read to the end…"));
+  }
+
+  function drawParts(drawn) {
+    drawn.legend.textContent = "";
+    drawn.legend.appendChild(drawn.byRank ? rankLegend(drawn.list) : legend());
+    summarize(drawn.summary, drawn);
+    pending(drawn);
+    rangeStats(drawn.range, drawn);
+    charts(drawn.charts, drawn);
   }
 
   global.CharLM = Object.assign(global.CharLM || {}, {
     renderScore: renderScore, colour: colour, ink: inkFor, inkOn: inkOn, hex: hex,
     luminance: luminance, colourRgb: colourRgb, percent: pct, el: el, RANKS: RANKS,
     rankBucket: rankBucket, items: items, shadedText: shadedText, viewToggles: viewToggles,
-    diverging: diverging, divergingLegend: divergingLegend,
+    diverging: diverging, divergingLegend: divergingLegend, charName: charName,
+    charLabel: charLabel, stats: stats,
+    isShaded: isShaded,
   });
 })(window);
