@@ -402,3 +402,26 @@ def test_the_inside_panel_shows_it_is_working(wide: Page, server: Server) -> Non
         timeout=20_000,
     )
     assert wide.page.inner_text("#cell-status") == ""
+
+
+def test_a_continuation_outlives_an_analysis_started_after_it(wide: Page, server: Server) -> None:
+    """An analysis queued behind a slow one started after Continue was pressed; it used
+    to cancel the continuation without a word."""
+    wide.open_inspector(server, "notes")
+    shaded(wide, PROSE[:100])
+    cdp = wide.page.context.new_cdp_session(wide.page)
+    cdp.send("Network.enable")
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 600, "downloadThroughput": -1, "uploadThroughput": -1},
+    )
+    wide.page.fill("#text", PROSE[:110])  # an analysis in flight,
+    wide.page.fill("#text", PROSE[:120])  # and one queued behind it
+    wide.page.fill("#length", "8")
+    wide.page.click("#continue")
+    wide.page.wait_for_function(
+        "() => document.querySelectorAll('#view .cl-generated').length === 8"
+        " && document.querySelectorAll('#view .cl-ch').length === 128",
+        timeout=30_000,
+    )
+    assert wide.page.inner_text("#error") == ""

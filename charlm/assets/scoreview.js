@@ -437,6 +437,9 @@
       var to = ev.relatedTarget;
       if (i >= 0 && selected !== i && !textBox.contains(to) && !tip.contains(to)) hideTip();
     });
+    textBox.addEventListener("mousedown", function (ev) {
+      if (ev.shiftKey) ev.preventDefault();  // Shift marks a range, not a text selection
+    });
     textBox.addEventListener("click", function (ev) {
       var i = spanOf(ev);
       if (i < 0) return;

@@ -7,7 +7,8 @@
   // drawn: the model and text the view shows (without a continuation), so that asking
   // again for the same draws nothing new.
   var state = {
-    models: {}, continuation: null, kind: "greedy", seq: 0, cache: {}, stream: null, drawn: null,
+    models: {}, continuation: null, kind: "greedy", seq: 0, cseq: 0, cache: {}, stream: null,
+    drawn: null,
     view: {}, history: [], reselect: null, shown: null,
   };
 
@@ -542,7 +543,12 @@
     }
     var settings = settingsFor(text, n);
     if (!settings) return Promise.resolve();
-    var seq = ++state.seq, kind = $("mode").value === "greedy" ? "greedy" : "sampled";
+    // A continuation cancels the analyses before it (of a text it may have replaced), and
+    // holds while it is the last one asked for and the text is still the one continued:
+    // an analysis of the same text started after it does not cancel it.
+    state.seq += 1;
+    var cseq = ++state.cseq, kind = $("mode").value === "greedy" ? "greedy" : "sampled";
+    var live = function () { return cseq === state.cseq && $("text").value === text; };
     var what = kind === "greedy" ? "continuing greedily: " : "sampling: ";
     var made = [], stop = new AbortController(), stopped = false;
     state.stream = stop;
@@ -573,7 +579,7 @@
       if (e && e.name === "AbortError") { stopped = true; return; }  // keep what was made
       throw e;
     }).then(function () {
-      if (seq !== state.seq || !made.length) return null;
+      if (!live() || !made.length) return null;
       // How sure was the model of each character it made? Score the whole text.
       return score(text + made.join("")).then(function (result) {
         if (!result.score) throw new Error("the continuation could not be scored");
@@ -582,18 +588,18 @@
       });
     });
     return asked.then(function (steps) {
-      if (seq !== state.seq || !steps) return;
+      if (!live() || !steps) return;
       state.continuation = steps;
       state.kind = kind;
       return score(text).then(function (result) {
-        if (seq !== state.seq) return;
+        if (!live()) return;
         draw(result);
         state.drawn = model() + "\n" + text;
         listeners.forEach(function (fn) { fn(text, result); });
         drawNext(result.score ? result.score.next : null);
         if (stopped) stopped = "Stopped after " + steps.length + " of " + n + " characters.";
       });
-    }).catch(function (e) { if (seq === state.seq) failed(e); })
+    }).catch(function (e) { if (live()) failed(e); })
       .then(function () {
         if (state.stream === stop) state.stream = null;
         $("stop").hidden = true;
@@ -623,6 +629,7 @@
   }
 
   $("text").addEventListener("input", function () {
+    if (state.stream) state.stream.abort();  // a continuation of a text that is gone
     state.continuation = null;
     save({ text: $("text").value });
     tell("");
