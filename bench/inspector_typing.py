@@ -55,7 +55,11 @@ ARM = """(where) => { window.__measure = new Promise((resolve) => {
       first = -1;  // the first frame with the new character shaded
       frame(() => { first = performance.now() - t0; if (finished) done(); });
     }
-    if (!view.querySelector("[data-pending-from]")) { finished = true; seen.disconnect(); if (first >= 0) done(); }
+    if (!view.querySelector("[data-pending-from]")) {
+      finished = true;
+      seen.disconnect();
+      if (first >= 0) done();
+    }
   });
   let finished = false;
   seen.observe(view, {

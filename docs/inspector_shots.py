@@ -4,7 +4,7 @@
 
 Starts `charlm serve` on CHECKPOINTS_DIR, opens the inspector at 1280 x 900 and at 360 x
 640 (Playwright, the system's Chromium), pastes the first 1,200 characters of FILE
-(default: tiny Shakespeare from ../shared/corpora) with every ' made a curly ’, as text
+(default: tiny Shakespeare from ../shared/corpora) with every ' made a curly one (U+2019), as text
 copied from a web page has it, and saves:
 
     docs/inspector-pasted.png   the curly quotes skipped and marked, the one-click offers
@@ -94,7 +94,7 @@ def main() -> None:
             page.select_option("#model", args.model)
             shaded(page, text)
             shot(page, "#offers, #view .cl-legend-box, #view .cl-summary", "inspector-pasted.png")
-            page.click("#offers .cl-offer")  # ’ -> '
+            page.click("#offers .cl-offer")  # U+2019 -> '
             shaded(page, text.replace("\u2019", "'"))
             page.click("#view .cl-ch[data-index='120']")
             page.click("#view .cl-ch[data-index='260']", modifiers=["Shift"])

@@ -5,7 +5,7 @@ against a real server, every number checked against the API's."""
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx2 as httpx
@@ -45,6 +45,27 @@ def shaded(p: Page, text: str) -> None:
         " && !document.getElementById('view').classList.contains('cl-stale')",
         arg=len(text),
     )
+
+
+def throttle(p: Page, latency: int = 0, download: int = -1) -> Callable[..., None]:
+    """Slow `p`'s connection (ms of latency, bytes/s down; -1: unlimited); returns a
+    function that sets new conditions."""
+    cdp = p.page.context.new_cdp_session(p.page)
+    cdp.send("Network.enable")
+
+    def conditions(latency: int = 0, download: int = -1) -> None:
+        cdp.send(
+            "Network.emulateNetworkConditions",
+            {
+                "offline": False,
+                "latency": latency,
+                "downloadThroughput": download,
+                "uploadThroughput": -1,
+            },
+        )
+
+    conditions(latency, download)
+    return conditions
 
 
 @pytest.fixture
@@ -140,7 +161,8 @@ def test_every_panel_follows_continue_from_here(wide: Page, server: Server) -> N
         "#next-list li",
         "es => es.slice(0, 3).map(e => e.querySelector('.cl-next-prob').textContent)",
     )
-    assert bars == [f"{100 * c['prob']:.2f}%" for c in predicted]
+    probs = [c["prob"] for c in predicted]
+    assert bars == wide.page.evaluate("ps => ps.map(CharLM.percent)", probs)
     assert wide.page.locator(".cl-stale").count() == 0  # and nothing says it lags
 
 
@@ -149,12 +171,7 @@ def test_a_lagging_panel_says_it_is_out_of_date(wide: Page, server: Server) -> N
     that have not caught up with the text say so, and stop saying it when they have."""
     wide.open_inspector(server, "notes")
     shaded(wide, PROSE[:120])
-    cdp = wide.page.context.new_cdp_session(wide.page)
-    cdp.send("Network.enable")
-    cdp.send(
-        "Network.emulateNetworkConditions",
-        {"offline": False, "latency": 1500, "downloadThroughput": -1, "uploadThroughput": -1},
-    )
+    net = throttle(wide, latency=1500)
     wide.page.focus("#text")
     wide.page.keyboard.press("End")
     wide.page.keyboard.type("s")
@@ -165,10 +182,7 @@ def test_a_lagging_panel_says_it_is_out_of_date(wide: Page, server: Server) -> N
     assert "out of date" in wide.page.evaluate(
         "() => getComputedStyle(document.getElementById('next'), '::before').content"
     )
-    cdp.send(
-        "Network.emulateNetworkConditions",
-        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
-    )
+    net(latency=0)
     wide.page.wait_for_function(
         "() => document.querySelectorAll('.cl-stale').length === 0"
         " && document.querySelectorAll('#view .cl-ch').length === 121",
@@ -199,12 +213,7 @@ def test_results_appear_where_the_eye_is(
     p.page.set_viewport_size({"width": size[0], "height": size[1]})
     p.open_inspector(server, "notes")
     shaded(p, PROSE)
-    cdp = p.page.context.new_cdp_session(p.page)
-    cdp.send("Network.enable")
-    cdp.send(  # slow, so that the stream is caught while it runs
-        "Network.emulateNetworkConditions",
-        {"offline": False, "latency": 0, "downloadThroughput": 20000, "uploadThroughput": -1},
-    )
+    net = throttle(p, download=20000)
     p.page.fill("#length", "5000")
     p.page.select_option("#mode", "sample")
     last = len(PROSE) - 20
@@ -223,10 +232,7 @@ def test_results_appear_where_the_eye_is(
     )
     p.page.click("#stop")
     p.page.wait_for_function("() => !document.getElementById('continue').disabled", timeout=20_000)
-    cdp.send(
-        "Network.emulateNetworkConditions",
-        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
-    )
+    net(latency=0)
     # A model to compare with: the comparison comes into view.
     p.page.evaluate("() => window.scrollTo(0, 0)")
     p.page.select_option("#compare", "overfit")
@@ -275,6 +281,10 @@ def test_choices_outlive_keystrokes_and_reloads(wide: Page, server: Server) -> N
     assert wide.page.input_value("#view .cl-colour-by") == "rank"
     assert wide.page.is_checked("#view .cl-markers-toggle")
     assert wide.page.locator("#view .cl-rank-legend").count() == 1
+    # A choice changed after typing redraws the text as it is now.
+    wide.page.uncheck("#view .cl-markers-toggle")
+    wide.page.check("#view .cl-markers-toggle")
+    assert wide.page.locator("#view .cl-ch").count() == 151
     wide.page.select_option("#mode", "sample")
     wide.page.fill("#length", "17")
     wide.page.dispatch_event("#length", "change")
@@ -385,12 +395,7 @@ def test_the_inside_panel_shows_it_is_working(wide: Page, server: Server) -> Non
     """Defect 7: the Inside panel showed no busy state."""
     wide.open_inspector(server, "notes")
     shaded(wide, PROSE[:100])
-    cdp = wide.page.context.new_cdp_session(wide.page)
-    cdp.send("Network.enable")
-    cdp.send(
-        "Network.emulateNetworkConditions",
-        {"offline": False, "latency": 1200, "downloadThroughput": -1, "uploadThroughput": -1},
-    )
+    throttle(wide, latency=1200)
     wide.page.click("#cells > summary")
     wide.page.wait_for_function(
         "() => document.getElementById('cells').getAttribute('aria-busy') === 'true'"
@@ -409,12 +414,7 @@ def test_a_continuation_outlives_an_analysis_started_after_it(wide: Page, server
     to cancel the continuation without a word."""
     wide.open_inspector(server, "notes")
     shaded(wide, PROSE[:100])
-    cdp = wide.page.context.new_cdp_session(wide.page)
-    cdp.send("Network.enable")
-    cdp.send(
-        "Network.emulateNetworkConditions",
-        {"offline": False, "latency": 600, "downloadThroughput": -1, "uploadThroughput": -1},
-    )
+    throttle(wide, latency=600)
     wide.page.fill("#text", PROSE[:110])  # an analysis in flight,
     wide.page.fill("#text", PROSE[:120])  # and one queued behind it
     wide.page.fill("#length", "8")
@@ -425,3 +425,17 @@ def test_a_continuation_outlives_an_analysis_started_after_it(wide: Page, server
         timeout=30_000,
     )
     assert wide.page.inner_text("#error") == ""
+
+
+def test_pasted_text_is_continued_as_the_model_reads_it(wide: Page, server: Server) -> None:
+    """Continue on a text with characters the model does not know continues the text it
+    reads (them skipped), as the shading does."""
+    wide.open_inspector(server, "alphabet")
+    shaded(wide, "abc\u2019de")
+    wide.page.fill("#length", "4")
+    wide.page.click("#continue")
+    wide.page.wait_for_function(
+        "() => document.querySelectorAll('#view .cl-generated').length === 4", timeout=20_000
+    )
+    made = wide.page.eval_on_selector_all("#view .cl-generated", "es => es.map(e => e.textContent)")
+    assert "".join(made) == "fghi" and wide.page.inner_text("#error") == ""

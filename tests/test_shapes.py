@@ -73,7 +73,9 @@ def test_prediction_is_one_shape_everywhere(
     http = served.post("/predict", json=body).json()
     library = Predictor.from_checkpoint(served_dir / "notes").predict(TEXT, 5, 12, 3)
     assert cli == http == json.loads(library.model_dump_json())
-    assert set(cli) == fields_of(Prediction) == {"model", "next", "continuation", "steps"}
+    assert (
+        set(cli) == fields_of(Prediction) == {"model", "next", "continuation", "steps", "unknown"}
+    )
     assert set(cli["steps"][0]) == {"char", "prob", "top"}
 
 

@@ -800,8 +800,8 @@
     drawn.legend = el("div", "cl-legend-box");
     root.appendChild(drawn.legend);
     viewToggles(root, Object.assign({ shadeChoices: SHADE_CHOICES }, data), function (changes) {
-      root.__clScore = null;
-      renderScore(root, Object.assign({}, data, changes));
+      root.__clScore = null;  // drawn anew, from what was drawn last
+      renderScore(root, Object.assign({}, drawn.data, changes));
     });
     drawn.summary = el("div", "cl-summary");
     root.appendChild(drawn.summary);  // above the text, where a long text starts

@@ -515,9 +515,14 @@
   }
 
   function settingsFor(text, n) {
-    /* The /generate request for the form: greedy is temperature 0. Null (with the error
-       shown) when a field is not a number. */
-    var settings = { model: model(), prompt: text, length: n, stream: true };
+    /* The /generate request for the form: greedy is temperature 0; the prompt is the text
+       as the model reads it, the characters it does not know skipped, as in the shading.
+       Null (with the error shown) when a field is not a number. */
+    var skipped = {};
+    unknownIn(text).forEach(function (u) { skipped[u.position] = true; });
+    var prompt = Array.from(text).filter(function (c, i) { return !skipped[i]; }).join("");
+    if (!prompt) { showError("The text has no character this model knows to continue from."); return null; }
+    var settings = { model: model(), prompt: prompt, length: n, stream: true };
     if ($("mode").value === "greedy") { settings.temperature = 0; return settings; }
     var fields = [["temperature", "temperature", parseFloat], ["top-k", "top_k", Number],
                   ["top-p", "top_p", parseFloat], ["seed", "seed", Number]];

@@ -225,7 +225,9 @@
     I.changing($("cells"));
     cellBusy("reading the model's units…");
     var one = activations(Object.assign({ text: read.text, cells: [unit], top: 5 }, base));
-    var every = activations(Object.assign({ text: stripChars.join(""), cells: all, top: 0 }, base));
+    // The strip on its own: a server with a lower cap on values refuses it, not the rest.
+    var every = activations(Object.assign({ text: stripChars.join(""), cells: all, top: 0 }, base))
+      .catch(function (e) { return { refused: String(e.message || e) }; });
     return Promise.all([one, every]).then(function (got) {
       if (n !== asked.cells) return;
       var r = got[0];
@@ -241,7 +243,12 @@
           " character" + (read.left === 1 ? "" : "s") + " the model does not know left out"),
         $("cell-view").firstChild);
       }
-      drawStrip(got[1], stripChars);
+      if (got[1].refused) {
+        $("cell-strip").textContent = "";
+        $("cell-strip").appendChild(CharLM.el("p", "cl-features-head", "no heat strip: " + got[1].refused));
+      } else {
+        drawStrip(got[1], stripChars);
+      }
       I.current($("cells"));
     }).catch(function (e) { if (n === asked.cells) cellError(String(e.message || e)); })
       .then(function () { if (n === asked.cells) cellBusy(""); });
