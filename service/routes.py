@@ -39,6 +39,7 @@ from charlm.tasks import AccuracyResult, AnswerItem, accuracy_pieces
 from . import schemas as S
 from .batching import PredictBatcher, is_long
 from .compute import ComputeThread
+from .errors import STATUS
 from .generation import GenerationEngine, Stream
 from .limits import check_items, check_limits, check_scored
 from .metrics import CONTENT_TYPE_LATEST, MODELS, exposition, server_counts
@@ -51,20 +52,36 @@ router = APIRouter()
 
 STATIC_DIR = Path(__file__).parent / "static"
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": S.ErrorResponse, "description": what}
-    for code, what in (
-        (400, "Malformed JSON, or a Host header that does not name this server"),
-        (401, "The server has an API key and the request did not carry it"),
-        (404, "No model of that name"),
-        (408, "The request body did not arrive in time"),
-        (413, "The body or a text is over its limit"),
-        (415, "The body is not sent as JSON"),
-        (422, "A field, a value or a character the model cannot take"),
-        (429, "Over this client's rate limit"),
-        (503, "No model, a model that does not load, or too many requests in progress"),
-    )
+# What the HTTP layer answers by itself; every other error status comes from the library's
+# errors, through `errors.STATUS`, so that a status added there is documented here too.
+_HTTP_ERRORS = {
+    400: "Malformed JSON, a Content-Length that is not a number, or a Host header that does "
+    "not name this server",
+    401: "The server has an API key and the request did not carry it",
+    408: "The request body did not arrive in time",
+    413: "The body is over its limit",
+    415: "The body is not sent as JSON",
+    422: "A field or a value of the wrong type",
+    429: "Over this client's rate limit",
 }
+
+
+def _documented_errors() -> dict[int | str, dict[str, Any]]:
+    """The error responses of every route: the HTTP layer's, and each status of
+    `errors.STATUS` with the `error.type`s that answer with it."""
+    kinds: dict[int, list[str]] = {}
+    for status, kind in STATUS.values():
+        kinds.setdefault(status, []).append(kind)
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in sorted(set(kinds) | set(_HTTP_ERRORS)):
+        parts = [_HTTP_ERRORS[status]] if status in _HTTP_ERRORS else []
+        if status in kinds:
+            parts.append("error.type " + ", ".join(f"`{k}`" for k in kinds[status]))
+        out[status] = {"model": S.ErrorResponse, "description": "; ".join(parts)}
+    return out
+
+
+ERRORS = _documented_errors()
 GUARDED: dict[int | str, dict[str, Any]] = {k: v for k, v in ERRORS.items() if k in (400, 429)}
 
 

@@ -344,6 +344,18 @@ def test_every_error_type_has_a_status() -> None:
     assert len(kinds) == len(set(kinds))
 
 
+def test_every_error_status_is_documented_on_the_routes(client: TestClient) -> None:
+    """The OpenAPI schema lists every status an error can answer with, and the
+    `error.type`s behind it, as `errors.STATUS` has them (nothing restated by hand)."""
+    paths = client.get("/openapi.json").json()["paths"]
+    for route in ("/predict", "/score", "/activations", "/v1/completions"):
+        responses = paths[route]["post"]["responses"]
+        for status, kind in STATUS.values():
+            assert f"`{kind}`" in responses[str(status)]["description"], (route, status, kind)
+        for status in (400, 401, 408, 413, 415, 422, 429):
+            assert str(status) in responses, (route, status)
+
+
 def test_no_models_and_broken_models(tmp_path: Path, alphabet_dir: Path) -> None:
     with TestClient(
         create_app(ServiceSettings(checkpoints_dir=tmp_path / "none")), base_url="http://127.0.0.1"
