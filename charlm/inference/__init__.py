@@ -10,6 +10,8 @@ prefixes.py   the states part-way through recent texts, where re-scoring an edit
 activations.py  inside a layer: its units' activations over a text (Predictor.activations)
 features.py   simple features of a text, to find the units that follow them
 logprobs.py   per-character logprobs in the completions APIs' shape, and stop texts
+unknown.py    characters outside the vocabulary: refused, skipped or replaced (on_unknown)
+greedy.py     greedy continuations of many texts, stepped together (predict_batch)
 """
 
 from charlm.inference.decoding import Decoding, Sequence
