@@ -37,16 +37,12 @@ from .limits import Admission, Pending
 from .metrics import MODELS, RequestMetrics, note_memory, process_ended
 from .openai_api import OpenAIErrors, tokens_router
 from .openai_api import router as openai_router
-from .routes import STATIC_DIR, router
+from .routes import STATIC_DIR, admitted_paths, router
 from .settings import ServiceSettings, settings_from
 
 __all__ = ["create_app", "create_app_from_env"]
 
 log = logging.getLogger(__name__)
-
-INFERENCE_PATHS = frozenset(
-    {"/predict", "/score", "/generate", "/accuracy", "/report", "/activations", "/v1/completions"}
-)
 
 
 async def _note_memory() -> None:
@@ -109,8 +105,12 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.generation = GenerationEngine(app.state.compute)
     # Outermost last: AccessLog -> RequestMetrics -> OpenAIErrors -> BodyFraming -> Guard ->
     # CORS -> BodyLimit -> Admission -> routes.
+    app.include_router(router)
+    app.include_router(openai_router)
+    app.include_router(tokens_router)
+    admitted = admitted_paths([*router.routes, *openai_router.routes, *tokens_router.routes])
     app.add_middleware(
-        Admission, pending=app.state.pending, limit=settings.max_pending, paths=INFERENCE_PATHS
+        Admission, pending=app.state.pending, limit=settings.max_pending, paths=admitted
     )
     app.add_middleware(
         BodyLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
@@ -134,9 +134,6 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     if settings.access_log:  # outermost: what the client sent and got
         app.add_middleware(AccessLog, include_text=settings.access_log_text)
     install_error_handlers(app)
-    app.include_router(router)
-    app.include_router(openai_router)
-    app.include_router(tokens_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.mount("/assets", StaticFiles(directory=ASSETS_DIR), name="assets")
     install_docs(app)

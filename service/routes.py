@@ -12,12 +12,14 @@ end.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
+from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 
 from charlm import (
     Generation,
@@ -46,7 +48,7 @@ from .metrics import CONTENT_TYPE_LATEST, MODELS, exposition, server_counts
 from .settings import ServiceSettings
 from .sliced import Fragments, answer, respond, result_json, score_json, until_gone
 
-__all__ = ["ERRORS", "GUARDED", "STATIC_DIR", "model_for", "router"]
+__all__ = ["ADMITTED", "ERRORS", "GUARDED", "STATIC_DIR", "admitted_paths", "model_for", "router"]
 
 router = APIRouter()
 
@@ -82,6 +84,22 @@ def _documented_errors() -> dict[int | str, dict[str, Any]]:
 
 
 ERRORS = _documented_errors()
+
+ADMITTED: dict[str, Any] = {"x-charlm-admitted": True}
+"""The `openapi_extra` of a route that computes with a model: admission control
+(service/guard.py's `Admission`) counts it, and refuses it with 503 while the server has
+`--max-pending` such requests in progress. Marked on each route, so none escapes."""
+
+
+def admitted_paths(routes: Iterable[BaseRoute]) -> frozenset[str]:
+    """The paths of the routes marked `ADMITTED`."""
+    return frozenset(
+        r.path
+        for r in routes
+        if isinstance(r, APIRoute) and (r.openapi_extra or {}).get("x-charlm-admitted")
+    )
+
+
 GUARDED: dict[int | str, dict[str, Any]] = {k: v for k, v in ERRORS.items() if k in (400, 429)}
 
 
@@ -188,7 +206,7 @@ async def reload_models(body: S.ReloadRequest, reg: Registry, cpu: Compute) -> S
     )
 
 
-@router.post("/predict", response_model=Prediction, responses=ERRORS)
+@router.post("/predict", openapi_extra=ADMITTED, response_model=Prediction, responses=ERRORS)
 async def predict(req: S.PredictRequest, request: Request) -> Prediction:
     """Concurrent calls on the same model are answered together, in one batch.
 
@@ -217,7 +235,7 @@ async def predict(req: S.PredictRequest, request: Request) -> Prediction:
     return await until_gone(request, batcher.predict(model.predictor, query))
 
 
-@router.post("/score", response_model=ScoreResult, responses=ERRORS)
+@router.post("/score", openapi_extra=ADMITTED, response_model=ScoreResult, responses=ERRORS)
 async def score(
     req: S.ScoreRequest, request: Request, reg: Registry, cfg: Settings
 ) -> StreamingResponse:
@@ -239,6 +257,7 @@ async def score(
 
 @router.post(
     "/report",
+    openapi_extra=ADMITTED,
     responses={
         **ERRORS,
         200: {
@@ -272,7 +291,9 @@ async def report(
     return respond(page, media_type="text/html; charset=utf-8", headers=disposition)
 
 
-@router.post("/activations", response_model=ActivationResult, responses=ERRORS)
+@router.post(
+    "/activations", openapi_extra=ADMITTED, response_model=ActivationResult, responses=ERRORS
+)
 async def activations(
     req: S.ActivationsRequest, request: Request, reg: Registry, cfg: Settings
 ) -> StreamingResponse:
@@ -306,7 +327,7 @@ def _then_json(job: Sliced[ActivationResult], field: str) -> Sliced[Fragments]:
     return (yield from result_json((yield from job), field))
 
 
-@router.post("/accuracy", response_model=AccuracyResult, responses=ERRORS)
+@router.post("/accuracy", openapi_extra=ADMITTED, response_model=AccuracyResult, responses=ERRORS)
 async def accuracy(
     req: S.AccuracyRequest, request: Request, reg: Registry, cfg: Settings
 ) -> AccuracyResult:
@@ -320,6 +341,7 @@ async def accuracy(
 
 @router.post(
     "/generate",
+    openapi_extra=ADMITTED,
     response_model=Generation,
     responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}},
 )

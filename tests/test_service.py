@@ -356,6 +356,29 @@ def test_every_error_status_is_documented_on_the_routes(client: TestClient) -> N
             assert str(status) in responses, (route, status)
 
 
+def test_every_route_that_computes_is_under_admission_control(client: TestClient) -> None:
+    """Admission counts the routes marked on themselves (the schema shows the mark): each
+    POST that computes with a model, and no other (the tokenizer's routes, /health and
+    /models are never refused)."""
+    app = client.app
+    (admission,) = [m for m in app.user_middleware if m.cls.__name__ == "Admission"]  # type: ignore[attr-defined]
+    paths = client.get("/openapi.json").json()["paths"]
+    marked = {p for p, ops in paths.items() if ops.get("post", {}).get("x-charlm-admitted")}
+    assert (
+        admission.kwargs["paths"]
+        == marked
+        == {
+            "/predict",
+            "/score",
+            "/report",
+            "/activations",
+            "/accuracy",
+            "/generate",
+            "/v1/completions",
+        }
+    )
+
+
 def test_no_models_and_broken_models(tmp_path: Path, alphabet_dir: Path) -> None:
     with TestClient(
         create_app(ServiceSettings(checkpoints_dir=tmp_path / "none")), base_url="http://127.0.0.1"

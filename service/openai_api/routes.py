@@ -27,7 +27,7 @@ from charlm.registry import LoadedModel
 
 from ..generation import GenerationEngine
 from ..limits import check_choices, check_limits, check_scored
-from ..routes import ERRORS, model_for
+from ..routes import ADMITTED, ERRORS, model_for
 from ..settings import ServiceSettings
 from ..sliced import Fragments, answer, array, logprobs_json, obj, respond
 from . import schemas as S
@@ -118,6 +118,7 @@ def _config(req: S.CompletionRequest, index: int) -> SampleConfig:
 
 @router.post(
     "/completions",
+    openapi_extra=ADMITTED,
     response_model=S.Completion,
     responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}},
 )
