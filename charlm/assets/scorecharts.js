@@ -17,7 +17,7 @@
        width it is shown at (so its labels keep their size on a phone). Hovering anywhere
        over it points at the nearest character (`onHover(position, the marker's
        rectangle)`), clicking selects it. */
-    var pts = list.filter(function (it) { return it.kind === "scored" || it.kind === "generated"; });
+    var pts = list.filter(C.isShaded);
     var wrap = el("figure", "cl-plot");
     wrap.appendChild(el("figcaption", "",
       "surprise per character, −log₂ p (bits); lower is surer. Point at it to find a character."));
@@ -125,7 +125,7 @@
     var counts = [];
     for (var k = 0; k < bins; k++) counts.push(0);
     list.forEach(function (it) {
-      if (it.kind !== "scored" && it.kind !== "generated") return;
+      if (!C.isShaded(it)) return;
       if (by === "rank") { if (it.rank) counts[C.rankBucket(it.rank)] += 1; return; }
       var b = 0;
       while (b + 1 < PROB_BINS.length && it.prob >= PROB_BINS[b + 1]) b += 1;

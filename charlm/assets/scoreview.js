@@ -461,7 +461,7 @@
       /* Buttons for the selected item's alternatives, when the page can act on them. */
       var alts = (it.top || []).filter(function (a) { return a.char !== it.char; });
       if (!opts.choose || it.parts || !alts.length ||
-          (it.kind !== "scored" && it.kind !== "generated")) return null;
+          !isShaded(it)) return null;
       var box = el("div", "cl-choices");
       box.appendChild(el("div", "cl-choices-head", "instead of " + charName(it.char) + ":"));
       alts.forEach(function (a) {
@@ -868,7 +868,7 @@
     luminance: luminance, colourRgb: colourRgb, percent: pct, el: el, RANKS: RANKS,
     rankBucket: rankBucket, items: items, shadedText: shadedText, viewToggles: viewToggles,
     diverging: diverging, divergingLegend: divergingLegend, charName: charName,
-    charLabel: charLabel, stats: stats,
+    charLabel: charLabel,
     isShaded: isShaded,
   });
 })(window);

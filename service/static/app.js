@@ -329,6 +329,19 @@
     });
   }
 
+  function readable(text) {
+    /* `text` as the chosen model reads it: the characters it knows (unknown ones
+       skipped), where each of the text's characters landed in it (-1 for one skipped),
+       and how many were skipped. */
+    var unknown = {}, at = [], kept = [];
+    unknownIn(text).forEach(function (u) { unknown[u.position] = true; });
+    Array.from(text).forEach(function (c, i) {
+      at.push(unknown[i] ? -1 : kept.length);
+      if (!unknown[i]) kept.push(c);
+    });
+    return { text: kept.join(""), at: at, left: at.length - kept.length };
+  }
+
   // Characters that text copied from the web brings, and what a model that does not
   // know them most likely knows instead.
   var LOOKALIKES = {
@@ -518,9 +531,7 @@
     /* The /generate request for the form: greedy is temperature 0; the prompt is the text
        as the model reads it, the characters it does not know skipped, as in the shading.
        Null (with the error shown) when a field is not a number. */
-    var skipped = {};
-    unknownIn(text).forEach(function (u) { skipped[u.position] = true; });
-    var prompt = Array.from(text).filter(function (c, i) { return !skipped[i]; }).join("");
+    var prompt = readable(text).text;
     if (!prompt) { showError("The text has no character this model knows to continue from."); return null; }
     var settings = { model: model(), prompt: prompt, length: n, stream: true };
     if ($("mode").value === "greedy") { settings.temperature = 0; return settings; }
@@ -716,7 +727,7 @@
   // What the page's other panels (inside.js: the comparison, the cells) use.
   window.CharLMInspector = {
     api: api, model: model, models: function () { return state.models; }, score: score,
-    unknownIn: unknownIn, fill: fill, saved: saved, save: save, changing: changing, current: current,
+    unknownIn: unknownIn, readable: readable, fill: fill, saved: saved, save: save, changing: changing, current: current,
     showError: showError, inFormTerms: inFormTerms,
     // The range marked in the text (Shift with a click or an arrow), as positions of its
     // first and last character, or null.

@@ -81,18 +81,6 @@
     $("cells").setAttribute("aria-busy", what ? "true" : "false");
   }
 
-  function readable() {
-    /* The text the units read: the characters the model knows (unknown ones left out),
-       and where each of the text's characters landed in it (-1 for one left out). */
-    var unknown = {}, at = [], kept = [];
-    I.unknownIn(last.text).forEach(function (u) { unknown[u.position] = true; });
-    Array.from(last.text).forEach(function (c, i) {
-      at.push(unknown[i] ? -1 : kept.length);
-      if (!unknown[i]) kept.push(c);
-    });
-    return { text: kept.join(""), at: at, left: at.filter(function (k) { return k < 0; }).length };
-  }
-
   function unitButton(unit, label) {
     var b = CharLM.el("button", "cl-unit-pick", label);
     b.type = "button";
@@ -211,7 +199,7 @@
       return Promise.resolve();
     }
     cellError("");
-    var read = readable(), chars = Array.from(read.text);
+    var read = I.readable(last.text), chars = Array.from(read.text);
     if (!chars.length) {
       ["cell-view", "cell-features", "cell-strip"].forEach(function (id) { $(id).textContent = ""; });
       I.current($("cells"));
@@ -281,7 +269,7 @@
     if (!spans.length) { cellError(what + " marks no character of this text."); return Promise.resolve(); }
     cellError("");
     var body = {
-      model: I.model(), text: readable().text, layer: Number($("cell-layer").value),
+      model: I.model(), text: I.readable(last.text).text, layer: Number($("cell-layer").value),
       kind: $("cell-kind").value, cells: [], top: MOST_ACTIVE, marked: spans,
     };
     cellBusy("ranking the units…");
@@ -308,7 +296,7 @@
     var source = $("feature-regex").value;
     if (!source) { cellError("Type a regular expression first."); return; }
     var spans;
-    try { spans = matches(source, readable().text); } catch (e) {
+    try { spans = matches(source, I.readable(last.text).text); } catch (e) {
       cellError("That is not a regular expression JavaScript reads: " + e.message);
       return;
     }
@@ -321,7 +309,7 @@
       cellError("Mark a range in the shaded text first: click a character, then Shift+click another (or Shift with an arrow key).");
       return;
     }
-    var at = readable().at, lo = r[0], hi = r[1];
+    var at = I.readable(last.text).at, lo = r[0], hi = r[1];
     while (lo <= hi && at[lo] < 0) lo++;
     while (hi >= lo && at[hi] < 0) hi--;
     rankBy(lo <= hi ? [[at[lo], at[hi] + 1]] : [], "the marked range " + r[0] + "–" + r[1]);
