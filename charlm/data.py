@@ -272,6 +272,21 @@ class Streams:
         ids = torch.from_numpy(rows.astype(np.int64))  # (B, T + 1)
         return ids[:, :-1], ids[:, 1:]
 
+    def reset_some(
+        self, state: tuple[torch.Tensor, torch.Tensor], prob: float, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The carried `state` ((h, c), each (L, B, H)) of this process's streams, each
+        stream's zeroed with probability `prob`.
+
+        Without this the model would see a zero state only at epoch starts and would be
+        unsure right after a short prompt, which is read from zero state.
+        """
+        # drawn for every stream of every rank, so that all ranks draw alike
+        draw = torch.rand(self.batch_size, generator=generator)
+        keep = draw[self.rows.start : self.rows.stop] >= prob
+        mask = keep.to(state[0].dtype).to(state[0].device).view(1, -1, 1)  # (1, B, 1)
+        return state[0] * mask, state[1] * mask
+
     def _read(self, pos: int, n: int) -> np.ndarray:
         """`n` ids from position `pos` of the pieces read as one text."""
         if len(self._pieces) == 1:

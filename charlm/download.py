@@ -4,7 +4,9 @@ A download streams into a temporary file beside its destination, hashing as it g
 only a file whose sha256 matches is renamed into the cache. A cached file is checked
 again before it is reused, and nothing is fetched when it matches. Any failure (no
 network, an HTTP error, a size or checksum mismatch) raises `CorpusDownloadError`
-saying what happened and how to place the file by hand.
+saying what happened and how to place the file by hand. `resolve_corpus` turns a known
+corpus's name into its cached file, so that `charlm train tinyshakespeare` and
+`fit("tinyshakespeare", ...)` read the same file.
 """
 
 from __future__ import annotations
@@ -17,9 +19,16 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from charlm.errors import CorpusDownloadError
+from charlm.errors import CorpusDownloadError, InputError
 
-__all__ = ["KNOWN_CORPORA", "CorpusSource", "cache_dir", "cached_path", "download"]
+__all__ = [
+    "KNOWN_CORPORA",
+    "CorpusSource",
+    "cache_dir",
+    "cached_path",
+    "download",
+    "resolve_corpus",
+]
 
 _CHUNK = 1 << 16
 
@@ -54,6 +63,21 @@ def cache_dir() -> Path:
 
 def cached_path(name: str, directory: Path | None = None) -> Path:
     return (directory or cache_dir()) / "corpora" / f"{name}.txt"
+
+
+def resolve_corpus(corpus: str | Path) -> Path:
+    """The corpus that `corpus` names: a path as it is, unless it does not exist and is
+    the name of a known corpus given as a string (`KNOWN_CORPORA`), whose cached file it
+    then is; `InputError` when that file is not downloaded yet."""
+    path = Path(corpus)
+    if isinstance(corpus, str) and corpus in KNOWN_CORPORA and not path.exists():
+        cached = cached_path(corpus)
+        if cached.is_file():
+            return cached
+        raise InputError(
+            f"corpus {corpus}: not downloaded yet; run `charlm corpus download {corpus}`"
+        )
+    return path
 
 
 def _sha256(path: Path) -> str:

@@ -3,33 +3,22 @@
 Four panels: training and validation loss against steps (with a dashed line where a
 diagnostic detector fired, named) and against wall time, both with the training text's
 unigram and repeat levels dotted, the gradient norm before
-clipping, and the learning rate. `PlotCallback` keeps
-`learning_curves.png` next to the checkpoint up to date while training runs: it redraws
-at evaluations (at most every few seconds, so drawing never costs more than a small
-share of a run) and always when the run ends. matplotlib is imported only to draw.
+clipping, and the learning rate. matplotlib is imported only to draw. This module knows
+nothing of training: `charlm.training.plotting.PlotCallback` redraws the curves while a
+run trains, and `charlm plot` draws them for a finished one.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from charlm.metrics import METRICS_FILE, read_metrics
-from charlm.training.callbacks import EvalInfo, TrainCallback, TrainResult
 
-if TYPE_CHECKING:
-    from charlm.training.trainer import Trainer
-
-__all__ = ["PLOT_FILE", "PlotCallback", "plot_metrics"]
-
-log = logging.getLogger(__name__)
+__all__ = ["PLOT_FILE", "plot_metrics"]
 
 PLOT_FILE = "learning_curves.png"
-_MIN_INTERVAL_S = 5.0
 
 
 def plot_metrics(directory: str | Path, out: str | Path | None = None) -> Path:
@@ -125,33 +114,3 @@ def _mark_findings(ax: Any, findings: list[dict[str, Any]]) -> None:
             fontsize=8,
             color="#cc6600",
         )
-
-
-class PlotCallback(TrainCallback):
-    """Keeps `learning_curves.png` in the run directory up to date."""
-
-    def __init__(self) -> None:
-        self.directory: Path | None = None
-        self.last_draw = -float("inf")
-
-    def on_start(self, trainer: Trainer) -> None:
-        self.directory = trainer.directory
-        self.last_draw = time.perf_counter()  # a run shorter than the interval draws once
-
-    def on_eval(self, info: EvalInfo) -> None:
-        if time.perf_counter() - self.last_draw >= _MIN_INTERVAL_S:
-            self._draw()
-
-    def on_end(self, result: TrainResult) -> None:
-        self._draw()
-
-    def _draw(self) -> None:
-        if self.directory is None:
-            return
-        try:
-            plot_metrics(self.directory)
-        except Exception as e:  # a plot must never stop training
-            log.warning("could not draw learning curves: %s", e)
-            with contextlib.suppress(OSError):
-                (self.directory / f".{PLOT_FILE}.tmp").unlink()
-        self.last_draw = time.perf_counter()

@@ -14,9 +14,8 @@ import sys
 from tqdm import tqdm
 
 from charlm.render import num
-from charlm.training.callbacks import EvalInfo, StepInfo, TrainCallback
+from charlm.training.callbacks import EvalInfo, StepInfo, TrainCallback, TrainingRun
 from charlm.training.fit import BUDGET_ONLY_MAX_STEPS
-from charlm.training.trainer import Trainer
 
 __all__ = ["ProgressBar"]
 
@@ -30,7 +29,7 @@ class ProgressBar(TrainCallback):
         self.budget_s: float | None = None
         self.steps_bind = True
 
-    def on_start(self, trainer: Trainer) -> None:
+    def on_start(self, trainer: TrainingRun) -> None:
         cfg = trainer.config
         self.budget_s = None if cfg.max_minutes is None else cfg.max_minutes * 60
         self.steps_bind = cfg.max_steps < BUDGET_ONLY_MAX_STEPS

@@ -112,3 +112,32 @@ def test_http_errors_and_oversized_answers(server: tuple[str, Path], tmp_path: P
     (root / "big.txt").write_bytes(b"x" * 200_000)
     with pytest.raises(CorpusDownloadError, match="far larger"):
         download("small", directory=tmp_path, url=f"{url}/big.txt", source=source)
+
+
+def test_a_corpus_name_resolves_the_same_in_the_library_and_the_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`fit("tinyshakespeare")` reads what `charlm train tinyshakespeare` reads: the
+    downloaded copy; a path is a path; a known name not downloaded yet says how to get it."""
+    from charlm.download import resolve_corpus
+    from charlm.errors import InputError
+
+    monkeypatch.setenv("CHARLM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match="charlm corpus download tinyshakespeare"):
+        resolve_corpus("tinyshakespeare")
+    cached = tmp_path / "cache" / "corpora" / "tinyshakespeare.txt"
+    cached.parent.mkdir(parents=True)
+    cached.write_text("To be, or not to be\n" * 10, encoding="utf-8")
+    assert resolve_corpus("tinyshakespeare") == cached
+    import charlm
+
+    run = charlm.fit(
+        "tinyshakespeare", tmp_path / "run", train_overrides={"max_steps": 3}, plots=False
+    )
+    assert run.steps == 3
+    assert Path(charlm.load_checkpoint(tmp_path / "run").summary["corpus"]) == cached
+    assert resolve_corpus(Path("tinyshakespeare")) == Path("tinyshakespeare")  # a Path is a path
+    (tmp_path / "tinyshakespeare").write_text("a file of that name wins", encoding="utf-8")
+    assert resolve_corpus("tinyshakespeare") == Path("tinyshakespeare")
+    assert "tinyshakespeare" in KNOWN_CORPORA

@@ -21,13 +21,15 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from charlm import checkpoint, download, names, render
+from charlm import checkpoint, download, render
+from charlm.cli.naming import default_name, given_name
 from charlm.cli.parser import SERVICE_SETTINGS, service_settings
 from charlm.cli.sweep import cmd_sweep
 from charlm.cli.tasks import cmd_accuracy, cmd_corpus_make, cmd_lab
 from charlm.data import IdSplit, read_corpus
 from charlm.diagnostics.report import diagnose_checkpoint, diagnose_log
-from charlm.errors import ConfigError, InputError, ModelNameError
+from charlm.download import resolve_corpus
+from charlm.errors import ConfigError, InputError
 from charlm.flags import given
 from charlm.inference import Predictor, SampleConfig
 from charlm.metrics import METRICS_FILE
@@ -45,38 +47,6 @@ from charlm.training.settings_file import Settings, read_settings
 __all__ = ["COMMANDS"]
 
 
-def _resolve_corpus(arg: str) -> Path:
-    path = Path(arg)
-    if not path.exists() and arg in download.KNOWN_CORPORA:
-        cached = download.cached_path(arg)
-        if cached.is_file():
-            return cached
-        raise InputError(f"corpus {arg}: not downloaded yet; run `charlm corpus download {arg}`")
-    return path
-
-
-def given_name(flag: str, name: str, *, what: str = "a model name", where: str = "") -> str:
-    """`name`, given with `flag`, if it follows the model-name rule (`charlm.names`);
-    refused in one line that states the rule and, where there is one, the name to use
-    (`where`: the flag that sets the location instead)."""
-    if names.is_servable(name):
-        return name
-    better = names.servable_name(name)
-    hint = f"; try {flag} {better}" if better != names.FALLBACK else ""
-    if where:
-        hint += f", or give {where}" if hint else f"; give {where}"
-    raise ModelNameError(f"{flag} {names.shown(name)}: not {what} ({names.RULE}){hint}")
-
-
-def default_name(corpus: Path, *, say: bool, label: str = "model name") -> str:
-    """The model name taken from the corpus file's stem, made to follow the rule; with
-    `say`, one line tells when it is not the stem itself."""
-    name = names.servable_name(corpus.stem)
-    if say and name != corpus.stem:
-        print(f"{label}: {name} (from {render.quoted(corpus.name)}; {names.RULE})")
-    return name
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     if args.nproc is not None and args.nproc < 1:
         raise InputError(f"--nproc must be at least 1, got {args.nproc}")
@@ -90,7 +60,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if rank != 0:  # rank 0 speaks for the run
         args.quiet = True
         logging.getLogger().setLevel(logging.ERROR)
-    corpus = _resolve_corpus(args.corpus)
+    corpus = resolve_corpus(args.corpus)
     name = args.name if args.name is not None else default_name(corpus, say=rank == 0)
     directory = args.checkpoints_dir / name
     # --config's settings first, the flags given over them
@@ -243,7 +213,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     """A run's diagnosis; exit status 0 whatever it finds (a finding is not an error)."""
     if (args.checkpoint is None) == (args.log is None):
         raise InputError("give a checkpoint or --log FILE (one of the two)")
-    corpus = read_corpus(_resolve_corpus(args.corpus)) if args.corpus else None
+    corpus = read_corpus(resolve_corpus(args.corpus)) if args.corpus else None
     if args.log is not None:
         diagnosis = diagnose_log(args.log, corpus, args.vocab_size)
     else:
@@ -303,7 +273,7 @@ def cmd_corpus(args: argparse.Namespace) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    source = _resolve_corpus(args.corpus)
+    source = resolve_corpus(args.corpus)
     out = args.out or source.with_suffix(".prepared")
     t0 = time.perf_counter()
     corpus = prepare(source, out)

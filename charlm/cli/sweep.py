@@ -15,6 +15,8 @@ import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from charlm.cli.naming import default_name, given_name
+from charlm.download import resolve_corpus
 from charlm.errors import ConfigError
 from charlm.prepared import load_corpus
 
@@ -88,9 +90,6 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    # commands imports this module
-    from charlm.cli.commands import _resolve_corpus, default_name, given_name
-
     if args.trials < 1:
         raise ConfigError(f"--trials must be at least 1, got {args.trials}")
     minutes = args.minutes_per_trial
@@ -100,7 +99,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         from charlm.sweep import check_storage
 
         check_storage(args.storage)
-    corpus = _resolve_corpus(args.corpus)
+    corpus = resolve_corpus(args.corpus)
     if args.study is not None and not args.study.strip():
         raise ConfigError("--study must not be empty")
     if args.study is not None and args.out is None:  # it names the sweep's directory

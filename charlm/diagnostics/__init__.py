@@ -7,8 +7,9 @@ and the report of a run (`charlm diagnose`).
 - `detectors`: the rules, each with its thresholds and what it needs; those of the
   gradients are in `gradients`, those of the evaluations in `evaluations`.
 - `curve`: the measures of a loss curve, and the rules that read a loop's curve alone.
-- `history`: a run's rows as the detectors read them; runs each detector once, then
-  checks each finding against the rest of the run.
+- `record`: a run's rows as the detectors read them.
+- `history`: a run's record with the detectors run over it: each once, then each
+  finding checked against the rest of the run.
 - `logs`: the logs of other loops, in the formats people keep (`fields`: the names of
   their columns; `printed`: printed lines; `log_rows`: from a line's values to rows).
 - `report`: a run's diagnosis from its checkpoint or from the log of another loop.

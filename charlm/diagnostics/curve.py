@@ -25,7 +25,7 @@ from charlm.diagnostics.findings import Finding, finite
 from charlm.diagnostics.references import bounded_softmax_cap, bounded_softmax_floor
 
 if TYPE_CHECKING:
-    from charlm.diagnostics.history import History
+    from charlm.diagnostics.record import RunRecord
 
 __all__ = [
     "accuracy_rose",
@@ -53,12 +53,12 @@ class gets at least a third of the most such a softmax can give it."""
 # -- words ----------------------------------------------------------------------------
 
 
-def units(h: History) -> str:
+def units(h: RunRecord) -> str:
     """The unit of a loss: nats for a cross-entropy, none for a loss of unknown units."""
     return " nats" if h.facts.nats else ""
 
 
-def at_lr(h: History, lr: object) -> str:
+def at_lr(h: RunRecord, lr: object) -> str:
     """The learning rate a row logged, as the run's advice names it."""
     if not finite(lr):
         return ""
@@ -66,7 +66,7 @@ def at_lr(h: History, lr: object) -> str:
     return f" (learning rate {lr:.3g})" if h.facts.own_loop else f" at --lr {lr:.3g}"
 
 
-def advice(h: History, charlm: str, loop: str) -> str:
+def advice(h: RunRecord, charlm: str, loop: str) -> str:
     """The advice for a charlm run (its flags) or for a loop of the user's own (its code)."""
     return loop if h.facts.own_loop else charlm
 
@@ -74,10 +74,10 @@ def advice(h: History, charlm: str, loop: str) -> str:
 # -- measures -------------------------------------------------------------------------
 
 
-def flat(h: History) -> tuple[float, float, float] | None:
+def flat(h: RunRecord) -> tuple[float, float, float] | None:
     """(mean over the first quarter of the steps, mean over the last quarter, the
     tolerance) when the two differ by less than the tolerance: 2% of the first, twice
-    the noise of the difference of the means (see `History.noise`), and for a
+    the noise of the difference of the means (see `RunRecord.noise`), and for a
     cross-entropy 0.02 nats, whichever is largest. None when they differ by more, or
     when the losses are too noisy for their number to tell (twice that noise over a
     tenth of the first mean)."""
@@ -94,19 +94,19 @@ def flat(h: History) -> tuple[float, float, float] | None:
     return (a, b, tolerance) if abs(a - b) < tolerance else None
 
 
-def span(h: History) -> float:
+def span(h: RunRecord) -> float:
     """The stretch of steps a plateau is read over: 50, or a tenth of the run so far."""
     return max(50.0, h.step / 10)
 
 
-def fell(h: History) -> float:
+def fell(h: RunRecord) -> float:
     """How much the training loss fell over the last `span` steps: its level a fifth of
     the way into them against its level at the end (each the mean over a fifth of them)."""
     s, width = h.curve.steps[-1], span(h) / 5
     return h.level(s - span(h) + width, width) - h.level(s, width)
 
 
-def went_below(h: History, after: int, level: float) -> str | None:
+def went_below(h: RunRecord, after: int, level: float) -> str | None:
     """Where, after step `after`, the training loss (the mean over a twentieth of the
     run) first went below `level`."""
     width = max(1.0, (h.curve.steps[-1] - h.curve.steps[0]) / 20)
@@ -116,7 +116,7 @@ def went_below(h: History, after: int, level: float) -> str | None:
     return None
 
 
-def moved(h: History, f: Finding) -> str | None:
+def moved(h: RunRecord, f: Finding) -> str | None:
     """A flat line's loss later went below its level (its mean up to the finding): its
     mean over a tenth of the run by 10% of that level, for a cross-entropy by 0.05 nats,
     and by 4x the noise of the difference of the two means."""
@@ -131,7 +131,7 @@ def moved(h: History, f: Finding) -> str | None:
     return None
 
 
-def _chance(h: History, level: float) -> str:
+def _chance(h: RunRecord, level: float) -> str:
     """What a flat loss's level means, when it is a uniform guess's: ln V (V known), or,
     for a loss that may be a cross-entropy of a few classes, the nearest ln K."""
     v = h.facts.vocab_size
@@ -152,7 +152,7 @@ def _chance(h: History, level: float) -> str:
 # -- the detectors --------------------------------------------------------------------
 
 
-def loss_not_moving(h: History) -> Finding | None:
+def loss_not_moving(h: RunRecord) -> Finding | None:
     """After at least 200 steps and 5 logged values, the loss has not moved: its mean
     over the last quarter of the steps is within the tolerance of `flat` (2%, or the
     noise) of its mean over the first quarter."""
@@ -192,7 +192,7 @@ def loss_not_moving(h: History) -> Finding | None:
     )
 
 
-def stuck_at_class_frequencies(h: History) -> Finding | None:
+def stuck_at_class_frequencies(h: RunRecord) -> Finding | None:
     """With a training accuracy logged, after 5 logged values (a Keras history of 5
     epochs has them): the loss is flat (`flat`), the accuracy moved by less than 0.02
     between the first and the last quarter of the steps, and the loss is what the class
@@ -236,7 +236,7 @@ def stuck_at_class_frequencies(h: History) -> Finding | None:
     )
 
 
-def accuracy_rose(h: History, f: Finding) -> str | None:
+def accuracy_rose(h: RunRecord, f: Finding) -> str | None:
     """The stuck accuracy later rose by 0.05 or more."""
     stuck = h.accuracies.mean_between(-math.inf, f.step)[0]
     for step, acc in zip(h.accuracies.steps, h.accuracies.values, strict=True):
@@ -245,7 +245,7 @@ def accuracy_rose(h: History, f: Finding) -> str | None:
     return None
 
 
-def bounded_softmax(h: History) -> Finding | None:
+def bounded_softmax(h: RunRecord) -> Finding | None:
     """A cross-entropy over V classes that settles above -ln p, p = e / (e + (V-1)/e),
     the least a softmax of values within [-1, 1] can reach (1.478 nats for V = 26, 0.127
     for 2), and within ln 3 of it, having never gone below it: after at least 200 steps
@@ -287,7 +287,7 @@ def bounded_softmax(h: History) -> Finding | None:
     )
 
 
-def below_floor(h: History, f: Finding) -> str | None:
+def below_floor(h: RunRecord, f: Finding) -> str | None:
     """A logged loss below the bounded-softmax floor: the outputs are not so bounded."""
     v = h.facts.vocab_size
     if not v:
@@ -299,7 +299,7 @@ def below_floor(h: History, f: Finding) -> str | None:
     return None
 
 
-def gradients_accumulate(h: History) -> Finding | None:
+def gradients_accumulate(h: RunRecord) -> Finding | None:
     """After at least 100 steps and 5 logged values: the lowest logged loss came in the
     first half of the steps so far, after the loss had fallen to half its first logged
     value or less; 3 or more values were logged after it, and their median is at least
@@ -339,7 +339,7 @@ def gradients_accumulate(h: History) -> Finding | None:
     )
 
 
-def settled(h: History, f: Finding) -> str | None:
+def settled(h: RunRecord, f: Finding) -> str | None:
     """The swinging loss later settled: the values logged over the last quarter of the
     steps after the finding (3 or more) all within 1.5x of the lowest logged after it,
     which is no higher than the lowest before."""

@@ -5,7 +5,9 @@ the logging interval, evaluation rows) together with the facts that do not chang
 (`RunFacts`: what the loss is, the reference levels of the training text, the vocabulary
 size, the clipping threshold). After each row it runs every detector that has not fired
 yet and has what it needs; a detector that fires returns a `Finding` (what is seen, with
-figures; the likely causes; what to try) and never fires again in that run.
+figures; the likely causes; what to try) and never fires again in that run. A detector
+reads only the run's record (`record.RunRecord`, which a `History` is), so that the
+detectors and the history that runs them do not import each other.
 
 Each detector's docstring states its rule and thresholds, and its `Rule` in `DETECTORS`
 what it needs: the steps the run must have reached, the logged values, the evaluations,
@@ -33,7 +35,7 @@ from charlm.diagnostics.curve import advice, at_lr, units
 from charlm.diagnostics.findings import Finding, LossKind, RunFacts, finite
 
 if TYPE_CHECKING:
-    from charlm.diagnostics.history import History
+    from charlm.diagnostics.record import RunRecord
 
 __all__ = ["DETECTORS", "NEEDS", "Rule"]
 
@@ -46,7 +48,7 @@ TEXT: tuple[LossKind, ...] = ("charlm", "characters")
 class Rule:
     """A detector (`check`) and what it needs to judge a run."""
 
-    check: Callable[[History], Finding | None]
+    check: Callable[[RunRecord], Finding | None]
     steps: int = 0
     """The step the run must have reached."""
     points: int = 0
@@ -57,7 +59,7 @@ class Rule:
     """Signals (keys of `NEEDS`)."""
     kinds: tuple[LossKind, ...] = ALL
     """The kinds of loss it reads."""
-    passed: Callable[[History, Finding], str | None] | None = None
+    passed: Callable[[RunRecord, Finding], str | None] | None = None
     """How the run got past the finding, read from the rest of the run (None: it did not)."""
     explains: tuple[str, ...] = ()
     """Findings this one explains: one of them does not fire after it, and a report where
@@ -73,7 +75,7 @@ class Rule:
     def applies(self, facts: RunFacts) -> bool:
         return facts.loss in self.kinds
 
-    def missing(self, h: History, listed_only: bool = False) -> str | None:
+    def missing(self, h: RunRecord, listed_only: bool = False) -> str | None:
         """Why `h` cannot be judged by this rule yet (None: it can); `listed_only`: only
         the reasons a report lists (a signal the log could have carried, a run too short)."""
         for need in self.needs:
@@ -94,7 +96,7 @@ class Rule:
         return None
 
 
-NEEDS: dict[str, tuple[Callable[[History], bool], str, bool]] = {
+NEEDS: dict[str, tuple[Callable[[RunRecord], bool], str, bool]] = {
     "references": (
         lambda h: h.facts.references is not None,
         "the training text (--corpus FILE)",
@@ -132,13 +134,13 @@ NEEDS: dict[str, tuple[Callable[[History], bool], str, bool]] = {
 # Each takes the history right after a row was added and returns a Finding or None.
 
 
-def learning_rate_too_high(h: History) -> Finding | None:
+def learning_rate_too_high(h: RunRecord) -> Finding | None:
     """The loss became NaN or infinite; or, after step 50, the logged training loss is
     more than 0.5 nats above ln V (worse than guessing uniformly); or a logged value
     jumped above the lowest one so far after the loss had fallen from its first value:
     by more than 1 nat after a fall of 1 nat or more (a cross-entropy), or by more than
     half the fall after a fall of half its first value or more (a loss of unknown units),
-    and in either case by more than 4x the noise of the logged losses (`History.noise`:
+    and in either case by more than 4x the noise of the logged losses (`RunRecord.noise`:
     a noisy batch loss is not a jump)."""
     last = h.nonfinite or (h.train[-1] if h.train else None)
     if last is None:
@@ -182,7 +184,7 @@ def learning_rate_too_high(h: History) -> Finding | None:
     return None
 
 
-def _jump(h: History) -> float | None:
+def _jump(h: RunRecord) -> float | None:
     """How far above its lowest a loss must go to count as a jump (None: it has not
     fallen enough yet for a jump to mean anything)."""
     first = h.curve.values[0]
@@ -194,7 +196,7 @@ def _jump(h: History) -> float | None:
     return None if jump is None else max(jump, 4 * h.noise())
 
 
-def _back_down(h: History, f: Finding) -> str | None:
+def _back_down(h: RunRecord, f: Finding) -> str | None:
     """A jump's loss back near the low before it; a loss above ln V back below it."""
     if h.nonfinite is not None and int(h.nonfinite["step"]) <= f.step:
         return None
@@ -214,7 +216,7 @@ def _back_down(h: History, f: Finding) -> str | None:
     return None
 
 
-def learning_rate_too_low(h: History) -> Finding | None:
+def learning_rate_too_low(h: RunRecord) -> Finding | None:
     """After at least 200 steps and 5 logged values, the training loss has not moved:
     the mean over the last quarter of the steps is within 2% (and 0.02 nats, and twice
     the noise of the means) of the mean over the first quarter (see `curve.flat`)."""
@@ -235,7 +237,7 @@ def learning_rate_too_low(h: History) -> Finding | None:
     )
 
 
-def stuck_at_unigram(h: History) -> Finding | None:
+def stuck_at_unigram(h: RunRecord) -> Finding | None:
     """After at least 300 steps and 5 logged values, the training loss (mean of the last
     3) is within 0.1 nats of the training text's unigram entropy and fell less than
     0.05 nats over the last `curve.span` steps: the model has learned how common each
@@ -264,12 +266,12 @@ def stuck_at_unigram(h: History) -> Finding | None:
     )
 
 
-def _below_unigram(h: History, f: Finding) -> str | None:
+def _below_unigram(h: RunRecord, f: Finding) -> str | None:
     ref = h.facts.references
     return None if ref is None else curve.went_below(h, f.step, ref.unigram - 0.2)
 
 
-def plateau_on_determined_text(h: History) -> Finding | None:
+def plateau_on_determined_text(h: RunRecord) -> Finding | None:
     """On a text whose next character is determined by the k before it (the alphabet:
     k = 1), after at least 300 steps and 5 logged values, the training loss (mean of the
     last 3) is above 0.1 nats and fell less than 5% over the last `curve.span` steps: a
@@ -303,7 +305,7 @@ def plateau_on_determined_text(h: History) -> Finding | None:
     )
 
 
-def _near_zero(h: History, f: Finding) -> str | None:
+def _near_zero(h: RunRecord, f: Finding) -> str | None:
     return curve.went_below(h, f.step, 0.1)
 
 

@@ -13,7 +13,7 @@ from charlm.diagnostics.curve import advice, units
 from charlm.diagnostics.findings import Finding, finite
 
 if TYPE_CHECKING:
-    from charlm.diagnostics.history import History
+    from charlm.diagnostics.record import RunRecord
 
 __all__ = [
     "new_best",
@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 
-def _first_evaluation(h: History) -> tuple[int, float, float] | None:
+def _first_evaluation(h: RunRecord) -> tuple[int, float, float] | None:
     """(step, training loss, validation loss) right after the run's first evaluation;
     None at any other time, or when it has no validation loss."""
     if len(h.evals) != 1 or not h.train or not finite(h.evals[0].get("val_loss")):
@@ -32,7 +32,7 @@ def _first_evaluation(h: History) -> tuple[int, float, float] | None:
     return int(h.evals[0]["step"]), h.train_at_eval[0], float(h.evals[0]["val_loss"])
 
 
-def _val_losses(h: History) -> list[tuple[int, float, float]]:
+def _val_losses(h: RunRecord) -> list[tuple[int, float, float]]:
     """(step, validation loss, training loss then) of the evaluations with a loss."""
     return [
         (int(r["step"]), float(r["val_loss"]), t)
@@ -41,7 +41,7 @@ def _val_losses(h: History) -> list[tuple[int, float, float]]:
     ]
 
 
-def predicts_current_character(h: History) -> Finding | None:
+def predicts_current_character(h: RunRecord) -> Finding | None:
     """At the first evaluation, on a text no short context determines: the training loss
     is under 0.1 nats while the validation loss is above the level of repeating the last
     character: the model learned to copy its input, which is easy, not to predict."""
@@ -62,7 +62,7 @@ def predicts_current_character(h: History) -> Finding | None:
     )
 
 
-def split_mismatch(h: History) -> Finding | None:
+def split_mismatch(h: RunRecord) -> Finding | None:
     """At the first evaluation, before any overfitting could explain it: the validation
     accuracy is under half the training accuracy; or the validation loss is more than
     1.5x the training loss and more than 0.5 nats above it (a loss of unknown units:
@@ -117,7 +117,7 @@ def split_mismatch(h: History) -> Finding | None:
     )
 
 
-def split_agrees(h: History, f: Finding) -> str | None:
+def split_agrees(h: RunRecord, f: Finding) -> str | None:
     """A later evaluation where validation came close to training."""
     for row, train, acc in zip(
         h.evals[1:], h.train_at_eval[1:], h.accuracy_at_eval[1:], strict=True
@@ -131,7 +131,7 @@ def split_agrees(h: History, f: Finding) -> str | None:
     return None
 
 
-def overfitting(h: History) -> Finding | None:
+def overfitting(h: RunRecord) -> Finding | None:
     """The validation loss rose at each of the last 3 evaluations (each above the one
     before) while the training loss fell over the same span, after a best evaluation
     that was not the first; unless the run's patience ends it at this evaluation, which
@@ -172,7 +172,7 @@ def overfitting(h: History) -> Finding | None:
     )
 
 
-def new_best(h: History, f: Finding) -> str | None:
+def new_best(h: RunRecord, f: Finding) -> str | None:
     evals = _val_losses(h)
     before = [v for s, v, _ in evals if s <= f.step]
     if not before:

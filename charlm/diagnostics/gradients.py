@@ -15,7 +15,7 @@ from charlm.diagnostics.curve import advice
 from charlm.diagnostics.findings import Finding, finite
 
 if TYPE_CHECKING:
-    from charlm.diagnostics.history import History
+    from charlm.diagnostics.record import RunRecord
 
 __all__ = ["exploding_gradients", "vanishing_gradients"]
 
@@ -23,7 +23,7 @@ _LAYER = re.compile(r"(lstm|gru|rnn)\.l\d+")
 """A recurrent layer's parameter group in a row's `grad_norms`."""
 
 
-def exploding_gradients(h: History) -> Finding | None:
+def exploding_gradients(h: RunRecord) -> Finding | None:
     """Any of: a logged gradient norm before clipping over 1,000x the clipping threshold;
     after step 100, over 90% of the steps in the last 5 logging intervals clipped (the
     threshold hides a gradient that would grow: a healthy run clips only now and then);
@@ -67,7 +67,7 @@ def exploding_gradients(h: History) -> Finding | None:
     return _exploding(h, step, seen)
 
 
-def _exploding(h: History, step: int, seen: str) -> Finding:
+def _exploding(h: RunRecord, step: int, seen: str) -> Finding:
     return Finding(
         "exploding_gradients",
         step,
@@ -85,7 +85,7 @@ def _exploding(h: History, step: int, seen: str) -> Finding:
     )
 
 
-def vanishing_gradients(h: History) -> Finding | None:
+def vanishing_gradients(h: RunRecord) -> Finding | None:
     """With two or more LSTM layers and per-layer gradient norms logged: after step 100,
     the first layer's gradient norm is under 1% of the last layer's in each of the last
     3 logged values: the first layers hardly learn."""

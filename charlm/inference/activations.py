@@ -25,7 +25,6 @@ with the units asked for, not with the text; the correlations are kept as runnin
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -34,12 +33,10 @@ from torch import nn
 from charlm._config import check_choice, check_int
 from charlm.errors import InputError
 from charlm.inference.features import FEATURES, text_features
+from charlm.inference.reader import Reader
 from charlm.inference.results import ActivationResult, CellCorrelation, CellSeries, FeatureCells
 from charlm.model import CharRNN
 from charlm.slices import PIECE, Sliced, finish
-
-if TYPE_CHECKING:
-    from charlm.inference.predictor import Predictor
 
 __all__ = ["KINDS", "activation_pieces", "activations", "kinds_for"]
 
@@ -59,7 +56,7 @@ def kinds_for(cell: str) -> tuple[str, ...]:
 
 
 def activations(
-    predictor: Predictor,
+    predictor: Reader,
     text: str,
     *,
     layer: int = -1,
@@ -80,7 +77,7 @@ def activations(
 
 
 def activation_pieces(
-    predictor: Predictor,
+    predictor: Reader,
     text: str,
     *,
     layer: int = -1,
@@ -116,7 +113,7 @@ def activation_pieces(
                 f"cell {cell} is not a unit of this layer: it has {cfg.hidden_size} "
                 f"(0 to {cfg.hidden_size - 1})"
             )
-    ids = predictor._ids(text, "text")
+    ids = predictor.ids(text, "text")
     feats = text_features(text)
     if marked:
         feats = {MARKED: _marked(marked, len(text)), **feats}
@@ -146,7 +143,7 @@ def _marked(spans: Sequence[Sequence[int]], n: int) -> np.ndarray:
 
 
 def _read(
-    predictor: Predictor,
+    predictor: Reader,
     text: str,
     ids: torch.Tensor,
     layer: int,

@@ -18,16 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import torch
 
+from charlm.inference.reader import Reader
 from charlm.inference.sampling import SampleConfig, choose
 from charlm.model import State
 from charlm.slices import Sliced, finish
-
-if TYPE_CHECKING:
-    from charlm.inference.predictor import Predictor
 
 __all__ = ["Decoding", "Sequence", "Start", "start_pieces"]
 
@@ -45,9 +42,10 @@ class Sequence:
 
 
 class Decoding:
-    """Active sequences of one `Predictor`, each advanced one character per `step`."""
+    """Active sequences of one `Predictor` (any `Reader`), each advanced one character
+    per `step`."""
 
-    def __init__(self, predictor: Predictor) -> None:
+    def __init__(self, predictor: Reader) -> None:
         self.predictor = predictor
         self.sequences: list[Sequence] = []
         self._logits = torch.empty(0)  # (B, V): each active sequence's next distribution
@@ -137,7 +135,7 @@ class Decoding:
         if state is None:
             self._step = self._session_state = None
         else:
-            self._step, self._session_state = self.predictor._batch_session(state)
+            self._step, self._session_state = self.predictor.batch_session(state)
 
 
 @dataclass(eq=False)
@@ -150,26 +148,26 @@ class Start:
     state: State | None
 
 
-def start_pieces(predictor: Predictor, prompt: str, config: SampleConfig) -> Sliced[Start]:
+def start_pieces(predictor: Reader, prompt: str, config: SampleConfig) -> Sliced[Start]:
     """Read a sequence's prompt, in pieces (`charlm.slices`), before it joins a batch
     (`Decoding.add`); the prompt is checked now. Nothing is shared with any batch, so
     batches may step between the pieces."""
-    ids = predictor._ids(prompt, "prompt") if prompt else None
+    ids = predictor.ids(prompt, "prompt") if prompt else None
     return _start(predictor, ids, config)
 
 
-def _start(predictor: Predictor, ids: torch.Tensor | None, config: SampleConfig) -> Sliced[Start]:
+def _start(predictor: Reader, ids: torch.Tensor | None, config: SampleConfig) -> Sliced[Start]:
     p = predictor
     rng = config.generator()
     seq = Sequence(config, rng, config.length, done=config.length == 0)
     if seq.done:
         return Start(seq, None, None)
     if ids is not None:
-        logits, state = yield from p._read_pieces(ids)
+        logits, state = yield from p.read_pieces(ids)
     else:
         seq.first = int(torch.randint(len(p.vocab), (1,), generator=rng))
         begin = p.model.initial_state(1, p.device)
-        step, read_state = p._batch_session(begin)
+        step, read_state = p.batch_session(begin)
         logits = step(torch.tensor([seq.first], device=p.device))[0]
         state = read_state()
     return Start(seq, logits, state)

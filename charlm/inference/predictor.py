@@ -135,7 +135,9 @@ class Predictor:
 
     # -- checks -------------------------------------------------------------------
 
-    def _ids(self, text: str, what: str, *, min_chars: int = 1) -> torch.Tensor:
+    def ids(self, text: str, what: str, *, min_chars: int = 1) -> torch.Tensor:
+        """`text`'s ids (N,) on the model's device, refused if it has a character outside
+        the vocabulary or fewer than `min_chars` (`what` names the text in the error)."""
         return self._fed(read_text(self.vocab, text, what=what, min_chars=min_chars))
 
     def _fed(self, reading: Reading) -> torch.Tensor:  # what the model reads, as ids
@@ -161,14 +163,11 @@ class Predictor:
             reading.read, ids, top_k, continuation_length, alternatives, reading.unknown
         )
 
-    # -- building blocks ----------------------------------------------------------
+    # -- reading, for `decoding` and `activations` too (`charlm.inference.reader`) ----
 
-    def _read(self, ids: torch.Tensor) -> tuple[torch.Tensor, State]:
-        """Run the model over `ids` (N,); logits after the last one (V,) and the state."""
-        return finish(self._read_pieces(ids))
-
-    def _read_pieces(self, ids: torch.Tensor) -> Sliced[tuple[torch.Tensor, State]]:
-        """`_read`, `PIECE` characters at a time (`charlm.slices`)."""
+    def read_pieces(self, ids: torch.Tensor) -> Sliced[tuple[torch.Tensor, State]]:
+        """Run the model over `ids` (N,) from a zero state, `PIECE` characters at a time
+        (`charlm.slices`): the logits after the last one (V,) and the state there."""
         state: State | None = None
         logits = torch.empty(0)
         for start in range(0, ids.numel(), PIECE):
@@ -189,7 +188,7 @@ class Predictor:
                 release_freed_memory()
             return self._stepper
 
-    def _batch_session(
+    def batch_session(
         self, state: State
     ) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[], State]]:
         """Sequences continuing from `state` ((h, c), each (L, B, H)): a function that
@@ -258,7 +257,7 @@ class Predictor:
             answers.update(zip(map(id, together), found, strict=True))
         for q in queries:
             if id(q) not in answers:
-                logits, (h, c) = yield from self._read_pieces(q.ids)
+                logits, (h, c) = yield from self.read_pieces(q.ids)
                 found = yield from self._answer([q], logits[None], (h, c))
                 answers[id(q)] = found[0]
         return [answers[id(q)] for q in queries]
@@ -270,7 +269,7 @@ class Predictor:
         state; the continuations step as one batch, a piece per step."""
         probs = torch.softmax(logits.float(), -1)
         lengths = [q.continuation_length for q in queries]
-        step = self._batch_session(state)[0] if max(lengths) else None
+        step = self.batch_session(state)[0] if max(lengths) else None
         alts = [q.alternatives for q in queries]
         steps = yield from greedy_steps(self.vocab.chars, probs, step, lengths, alts)
         return [
@@ -366,7 +365,7 @@ class Predictor:
 
     def evaluate(self, text: str, *, what: str = "text") -> EvalResult:
         """Mean loss over `text` read as one stream; the first character is context only."""
-        ids = self._ids(text, what, min_chars=2)
+        ids = self.ids(text, what, min_chars=2)
         loss, n = evaluate_streams(self.model, ids.unsqueeze(0), chunk=_CHUNK)
         return EvalResult(model=self.name, loss=loss, bits_per_char=loss / _LN2, chars=n)
 

@@ -33,8 +33,7 @@ from sqlalchemy.engine import make_url
 from charlm.errors import ConfigError, TrainingError
 from charlm.sweep.space import Space
 from charlm.training import TrainCallback, fit
-from charlm.training.callbacks import EvalInfo
-from charlm.training.trainer import Trainer
+from charlm.training.callbacks import EvalInfo, TrainingRun
 
 __all__ = [
     "DATABASE_FILE",
@@ -186,9 +185,9 @@ class PruneCallback(TrainCallback):
 
     def __init__(self, trial: optuna.Trial) -> None:
         self.trial = trial
-        self.trainer: Trainer | None = None
+        self.trainer: TrainingRun | None = None
 
-    def on_start(self, trainer: Trainer) -> None:
+    def on_start(self, trainer: TrainingRun) -> None:
         self.trainer = trainer
 
     def on_eval(self, info: EvalInfo) -> None:

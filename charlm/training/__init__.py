@@ -5,7 +5,9 @@ presets.py    default settings by corpus size
 budget.py     a smaller preset when the time budget is too short for its steps here
 step.py       one optimisation step
 trainer.py    Trainer: windows, evaluation, saving, stopping, callbacks around the steps
-callbacks.py  StepInfo, EvalInfo, TrainResult and the TrainCallback hooks
+callbacks.py  StepInfo, EvalInfo, TrainResult, the TrainCallback hooks, TrainingRun (what
+              a callback sees of the run)
+plotting.py   PlotCallback: the run's learning_curves.png, redrawn as it trains
 fit.py        fit(): corpus file + overrides -> a checked, locked, started (or resumed) run
 settings_file.py  a flat TOML file of settings (`charlm train --config`), read and written
 """
@@ -18,7 +20,14 @@ from charlm.training.budget import (
     fit_to_budget,
     time_step,
 )
-from charlm.training.callbacks import CallbackList, EvalInfo, StepInfo, TrainCallback, TrainResult
+from charlm.training.callbacks import (
+    CallbackList,
+    EvalInfo,
+    StepInfo,
+    TrainCallback,
+    TrainingRun,
+    TrainResult,
+)
 from charlm.training.config import WARMUP_BUDGET_SHARE, TrainConfig, lr_at
 from charlm.training.fit import BUDGET_ONLY_MAX_STEPS, RESUMABLE_OVERRIDES, fit
 from charlm.training.presets import PRESETS, Preset, preset_for, preset_named
@@ -42,6 +51,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "Trainer",
+    "TrainingRun",
     "dropout_for_budget",
     "fit",
     "fit_to_budget",

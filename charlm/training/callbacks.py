@@ -1,19 +1,32 @@
 """What a training run tells the outside while it runs, and what it returns.
 
 `TrainCallback` hooks are how progress bars, plots and tests watch a run; the trainer
-calls them and knows nothing of what they do.
+calls them and knows nothing of what they do. A callback sees the run itself through
+`TrainingRun`, the few parts of the `Trainer` it may read, so that this module does not
+import the trainer.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from charlm.training.trainer import Trainer
+from charlm.checkpoint import Progress
+from charlm.training.config import TrainConfig
 
-__all__ = ["CallbackList", "EvalInfo", "StepInfo", "TrainCallback", "TrainResult"]
+__all__ = ["CallbackList", "EvalInfo", "StepInfo", "TrainCallback", "TrainResult", "TrainingRun"]
+
+
+class TrainingRun(Protocol):
+    """What `on_start` is given of the run (the `Trainer`): where it writes, its
+    settings, its progress, and why it stops ("" while it goes on; a callback may set it
+    in `on_eval` to end the run after that evaluation)."""
+
+    directory: Path
+    config: TrainConfig
+    progress: Progress
+    stop_reason: str
 
 
 @dataclass(frozen=True)
@@ -60,7 +73,7 @@ class TrainCallback:
     after the run's last checkpoint.
     """
 
-    def on_start(self, trainer: Trainer) -> None: ...
+    def on_start(self, trainer: TrainingRun) -> None: ...
 
     def on_step(self, info: StepInfo) -> None: ...
 
@@ -75,7 +88,7 @@ class CallbackList(TrainCallback):
     def __init__(self, *callbacks: TrainCallback | None) -> None:
         self.callbacks = [c for c in callbacks if c is not None]
 
-    def on_start(self, trainer: Trainer) -> None:
+    def on_start(self, trainer: TrainingRun) -> None:
         for c in self.callbacks:
             c.on_start(trainer)
 

@@ -25,6 +25,7 @@ import torch.distributed as dist
 
 from charlm import checkpoint
 from charlm.data import IdSplit
+from charlm.download import resolve_corpus
 from charlm.errors import (
     CheckpointExistsError,
     CheckpointNotFoundError,
@@ -32,13 +33,13 @@ from charlm.errors import (
     TrainingError,
 )
 from charlm.model import ModelConfig
-from charlm.plots import PlotCallback
 from charlm.prepared import load_corpus
 from charlm.runtime import Runtime, pick_device
 from charlm.training.budget import dropout_for_budget, fit_to_budget, time_step
 from charlm.training.callbacks import CallbackList, TrainCallback, TrainResult
 from charlm.training.config import TrainConfig
 from charlm.training.distributed import DEFAULT_TIMEOUT_S, Cluster
+from charlm.training.plotting import PlotCallback
 from charlm.training.presets import Preset, preset_for, preset_named
 from charlm.training.trainer import Trainer
 from charlm.vocab import Vocabulary
@@ -82,9 +83,11 @@ def fit(
 ) -> TrainResult:
     """Train on `corpus`, writing checkpoints into `directory`.
 
-    Defaults come from `preset` (a name in `presets.PRESETS`), or else from the size of
-    the corpus. `threads` None lets `runtime.choose_threads` decide. With `plots`,
-    `learning_curves.png` in `directory` follows the run.
+    `corpus` is a text file, a prepared corpus, or the name of a downloaded known corpus
+    (`download.resolve_corpus`, as `charlm train` reads it). Defaults come from `preset`
+    (a name in `presets.PRESETS`), or else from the size of the corpus. `threads` None
+    lets `runtime.choose_threads` decide. With `plots`, `learning_curves.png` in
+    `directory` follows the run (`plotting.PlotCallback`).
 
     Started by torchrun as one of several processes, it trains data-parallel (see
     `distributed`): `batch_size` is the global batch, shared out among the ranks; only
@@ -168,7 +171,7 @@ def _fit(
     train_overrides = dict(train_overrides or {})
     if resume and overwrite:
         raise ConfigError("--resume continues a checkpoint and --overwrite replaces it: pick one")
-    data = load_corpus(corpus)
+    data = load_corpus(resolve_corpus(corpus))
     directory = Path(directory)
     if resume and not checkpoint.exists(directory):
         raise CheckpointNotFoundError(f"--resume: no checkpoint at {directory} to resume")

@@ -35,7 +35,7 @@ import torch
 from charlm import checkpoint
 from charlm.checkpoint import Progress
 from charlm.data import IdSplit, Split, Streams
-from charlm.diagnostics import Finding, History
+from charlm.diagnostics import History
 from charlm.diagnostics.monitor import Monitor
 from charlm.diagnostics.references import MAX_CHARS as REFERENCE_CHARS
 from charlm.diagnostics.signals import gate_signals
@@ -48,7 +48,7 @@ from charlm.training.callbacks import EvalInfo, StepInfo, TrainCallback, TrainRe
 from charlm.training.config import TrainConfig, lr_at
 from charlm.training.distributed import Cluster
 from charlm.training.restore import restore_run
-from charlm.training.saving import save_run
+from charlm.training.saving import run_facts, save_run, summary
 from charlm.training.step import StepOutcome, train_step
 from charlm.vocab import Vocabulary
 
@@ -125,13 +125,16 @@ class Trainer:
             config.patience,
         )
         self.val_blocks = validation_blocks(ids.val_blocks, config.eval_max_chars, self.device)
+        self.facts = run_facts(ids, self.val_blocks, self.model, self.bf16)  # for checkpoints
         self.progress = Progress()
         self.state: State | None = None
         self.stop_reason = ""
         self.has_best = resume_from is not None  # best weights of this run are on disk
         self._saved_step = 0
         if resume_from is not None:
-            restore_run(self, resume_from)
+            self.progress, self.state = restore_run(
+                resume_from, self.model, self.optimizer, self.data_rng, self.streams, self.device
+            )
             self._saved_step = self.progress.step
         if self.cluster.world > 1:  # each rank its own dropout masks, fresh or resumed
             torch.manual_seed(config.seed + 7919 * self.cluster.rank + self.progress.step)
@@ -237,7 +240,7 @@ class Trainer:
             p.offset = self.streams.draw_offset(self.data_rng)
             self.state = None
         elif self.config.reset_prob > 0 and self.state is not None:
-            self.state = self._reset_some(self.state)
+            self.state = self.streams.reset_some(self.state, self.config.reset_prob, self.data_rng)
         starts = self.streams.window_starts(p.offset)
         x, y = self.window(starts[p.window])
         x, y = x.to(self.device), y.to(self.device)
@@ -333,18 +336,6 @@ class Trainer:
             return "no checkpoint was written"
         return f"the checkpoint from step {self._saved_step} is intact"
 
-    def _reset_some(self, state: State) -> State:
-        """Zero the carried state of each stream with probability `reset_prob`.
-
-        Without this the model would see a zero state only at epoch starts and would be
-        unsure right after a short prompt, which is read from zero state.
-        """
-        # drawn for every stream of every rank, so that all ranks draw alike
-        draw = torch.rand(self.streams.batch_size, generator=self.data_rng)
-        keep = draw[self.streams.rows.start : self.streams.rows.stop] >= self.config.reset_prob
-        mask = keep.to(state[0].dtype).to(self.device).view(1, -1, 1)  # (1, B, 1)
-        return state[0] * mask, state[1] * mask
-
     def _evaluate_and_save(self) -> None:
         carried = self.cluster.gather_state(self.state)  # every rank takes part
         if self.cluster.main:
@@ -404,14 +395,24 @@ class Trainer:
     def _diagnose(self, row: dict[str, Any]) -> None:
         """Hand a logged row to the detectors; log and record what fires."""
         for finding in self.monitor.add(row):
-            self._report(finding)
-
-    def _report(self, finding: Finding) -> None:
-        log.warning("%s", finding.line())
-        self._metrics.write(kind="diagnosis", **finding.to_dict())
+            log.warning("%s", finding.line())
+            self._metrics.write(kind="diagnosis", **finding.to_dict())
 
     def _save(self, *, improved: bool, carried: State | None) -> None:
         """Write the checkpoint (rank 0 only); `carried` is every stream's state."""
-        save_run(self, improved=improved, carried=carried)
+        facts = (self.facts, self.monitor.summary(), self.corpus_info)
+        save_run(
+            self.directory,
+            model=self.model,
+            optimizer=self.optimizer,
+            data_rng=self.data_rng,
+            progress=self.progress,
+            carried=carried,
+            model_config=self.model_config,
+            train_config=self.config,
+            vocab=self.vocab,
+            summary=summary(self.progress, self.stop_reason, *facts),
+            best=improved or not self.has_best,
+        )
         self.has_best = True
         self._saved_step = self.progress.step
