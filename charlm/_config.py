@@ -17,6 +17,9 @@ from typing import Any, TypeVar
 
 from charlm.errors import ConfigError
 
+MAX_SEED = 2**63 - 1
+"""The largest seed any config takes (torch's generators take a signed 64-bit one)."""
+
 __all__ = ["check_choice", "check_int", "check_number", "from_dict", "help_of", "setting"]
 
 C = TypeVar("C")

@@ -16,7 +16,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from charlm import ModelCard
+from charlm import ModelCard, SampleConfig
+from charlm.inference.defaults import PredictConfig, ScoreConfig, default_and_help
+from charlm.inference.sampling import MAX_SEED
 from charlm.names import RULE
 
 __all__ = [
@@ -51,6 +53,14 @@ def _count(default: int, description: str) -> Any:
     return Field(default, description=description, json_schema_extra={"minimum": 0})
 
 
+def _asked(cls: type, name: str, **bounds: Any) -> Any:
+    """The field `name` of a request, with the default and help of the config class `cls`
+    (the command line's too), and `bounds` (by default: at least 0) shown in the schema."""
+    default, about = default_and_help(cls, name)
+    schema = bounds or {"minimum": 0}
+    return Field(default, description=about[0].upper() + about[1:] + ".", json_schema_extra=schema)
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
@@ -80,15 +90,15 @@ class PredictRequest(_Request, UnknownPolicy):
 
     model: str | None = _MODEL
     text: str = Field(description="The text so far; at least one character.", examples=["abc"])
-    top_k: int = _count(5, "How many next characters to list; 0 lists all.")
-    continuation_length: int = _count(0, "Characters of greedy continuation.")
-    alternatives: int = _count(3, "Runner-up characters per continued step.")
+    top_k: int = _asked(PredictConfig, "top_k")
+    continuation_length: int = _asked(PredictConfig, "continuation_length")
+    alternatives: int = _asked(PredictConfig, "alternatives")
 
 
 class _TextToScore(_Request, UnknownPolicy):
     model: str | None = _MODEL
     text: str = Field(description="Text to score; at least two characters.", examples=["abcz"])
-    alternatives: int = _count(3, "Runner-up characters per step.")
+    alternatives: int = _asked(ScoreConfig, "alternatives")
 
 
 class ReportRequest(_TextToScore):
@@ -159,21 +169,11 @@ class GenerateRequest(_Request):
     prompt: str = Field(
         "", description="Text to continue; empty starts from a random character.", examples=["w"]
     )
-    length: int = _count(200, "Characters to generate.")
-    temperature: float = Field(
-        1.0, description="Softmax temperature; 0 is greedy.", json_schema_extra={"minimum": 0}
-    )
-    top_k: int = _count(0, "Sample only from the k likeliest; 0 means all.")
-    top_p: float = Field(
-        1.0,
-        description="Nucleus sampling probability mass, in (0, 1].",
-        json_schema_extra={"exclusiveMinimum": 0, "maximum": 1},
-    )
-    seed: int | None = Field(
-        None,
-        description="Same seed, same text; omitted means random.",
-        json_schema_extra={"minimum": 0, "maximum": 2**63 - 1},
-    )
+    length: int = _asked(SampleConfig, "length")
+    temperature: float = _asked(SampleConfig, "temperature")
+    top_k: int = _asked(SampleConfig, "top_k")
+    top_p: float = _asked(SampleConfig, "top_p", exclusiveMinimum=0, maximum=1)
+    seed: int | None = _asked(SampleConfig, "seed", minimum=0, maximum=MAX_SEED)
     stream: bool = Field(False, description="Stream characters as Server-Sent Events.")
 
 

@@ -102,7 +102,7 @@ def test_the_default_space() -> None:
         "weight_decay": (False, True),
     }
     assert DEFAULT_SPACE.fixed == {} and DEFAULT_SPACE.preset is None
-    assert DEFAULT_SPACE_TOML in (REPO / "README.md").read_text(encoding="utf-8")
+    assert DEFAULT_SPACE_TOML in (REPO / "docs" / "scaling.md").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize(

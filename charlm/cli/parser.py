@@ -21,10 +21,13 @@ from charlm.cli.sweep import SWEEP_HELP, add_sweep_arguments
 from charlm.flags import HelpFormatter, add_dataclass_flags, add_model_flags
 from charlm.inference import SampleConfig
 from charlm.inference.activations import KINDS as ACTIVATION_KINDS
+from charlm.inference.defaults import PredictConfig, ScoreConfig, default_and_help
 from charlm.lab import EXPERIMENTS
 from charlm.model import CELLS, ModelConfig
+from charlm.runtime import PRECISIONS
 from charlm.tasks import TASK_KINDS
 from charlm.training import PRESETS, TrainConfig
+from charlm.training.config import SPLITS
 from charlm.training.distributed import DEFAULT_TIMEOUT_S
 from charlm.training.presets import LONG_BUDGET_MINUTES
 
@@ -113,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="train data-parallel in N processes on this machine, through torchrun "
         "(--batch-size is the global batch, shared out among them; for several machines "
-        "run torchrun yourself: see the README)",
+        "run torchrun yourself: see docs/scaling.md)",
     )
     t.add_argument(
         "--dist-timeout",
@@ -149,8 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
         skip={"eval_max_chars", "log_interval"},
         defaults=_preset_defaults("train", TrainConfig),
         choices={
-            "precision": ("auto", "fp32", "bf16"),
-            "split": ("interleaved", "tail"),
+            "precision": PRECISIONS,
+            "split": SPLITS,
             "signals": ("on", "off"),
         },
     )
@@ -158,24 +161,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("predict", "next-character distribution and greedy continuation")
     _common(p)
     p.add_argument("text", type=_text_arg, help="the text so far ('-' reads stdin)")
-    p.add_argument(
-        "--top-k", type=int, default=5, metavar="N", help="how many characters to list (0: all)"
-    )
-    p.add_argument(
-        "--continue", dest="continuation_length", type=int, default=0, metavar="N",
-        help="greedy continuation length",
-    )  # fmt: skip
-    p.add_argument(
-        "--alternatives", type=int, default=3, metavar="N", help="runners-up per continued step"
-    )
+    for flag, name in (
+        ("--top-k", "top_k"),
+        ("--continue", "continuation_length"),
+        ("--alternatives", "alternatives"),
+    ):
+        default, about = default_and_help(PredictConfig, name)
+        p.add_argument(flag, dest=name, type=int, default=default, metavar="N", help=about)
     p.add_argument("--json", action="store_true", help="print JSON")
 
     s = command("score", "per-step confidence of the model on a text")
     _common(s)
     s.add_argument("text", type=_text_arg, help="text to score ('-' reads stdin)")
-    s.add_argument(
-        "--alternatives", type=int, default=3, metavar="N", help="runner-up characters per step"
-    )
+    default, about = default_and_help(ScoreConfig, "alternatives")
+    s.add_argument("--alternatives", type=int, default=default, metavar="N", help=about)
     s.add_argument("--json", action="store_true", help="print JSON")
     s.add_argument(
         "--html", type=Path, metavar="FILE", help="also write a self-contained HTML report here"

@@ -12,9 +12,11 @@ features.py   simple features of a text, to find the units that follow them
 logprobs.py   per-character logprobs in the completions APIs' shape, and stop texts
 unknown.py    characters outside the vocabulary: refused, skipped or replaced (on_unknown)
 greedy.py     greedy continuations of many texts, stepped together (predict_batch)
+defaults.py   PredictConfig, ScoreConfig: the defaults the CLI and the service share
 """
 
 from charlm.inference.decoding import Decoding, Sequence
+from charlm.inference.defaults import PredictConfig, ScoreConfig
 from charlm.inference.predictor import Predictor, PredictQuery
 from charlm.inference.results import (
     ActivationResult,
@@ -45,10 +47,12 @@ __all__ = [
     "FeatureCells",
     "Generation",
     "ModelCard",
+    "PredictConfig",
     "PredictQuery",
     "Prediction",
     "Predictor",
     "SampleConfig",
+    "ScoreConfig",
     "ScoreResult",
     "ScoreStep",
     "Sequence",

@@ -13,11 +13,9 @@ from typing import Any
 
 import torch
 
-from charlm._config import check_int, check_number, from_dict, setting
+from charlm._config import MAX_SEED, check_int, check_number, from_dict, setting
 
 __all__ = ["MAX_SEED", "SampleConfig", "choose"]
-
-MAX_SEED = 2**63 - 1
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,7 @@ seq_len = { choices = [32, 64, 128, 256] }
 batch_size = { choices = [16, 32, 64] }
 weight_decay = { low = 1e-5, high = 1e-1, log = true }
 """
-"""The space `charlm sweep` searches without `--space` (README, "Sweeps")."""
+"""The space `charlm sweep` searches without `--space` (docs/scaling.md, "Sweeps")."""
 
 _SET_BY_SWEEP = {"max_minutes": "--minutes-per-trial"}
 

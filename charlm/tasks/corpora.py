@@ -39,7 +39,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
 
-from charlm._config import check_int
+from charlm._config import MAX_SEED, check_int
 from charlm.errors import ConfigError
 from charlm.tasks.answers import AnswerItem, write_answers, write_text_atomically
 from charlm.tasks.configs import (
@@ -51,8 +51,6 @@ from charlm.tasks.configs import (
 )
 
 __all__ = ["FUNCTIONS", "TASK_KINDS", "TaskCorpus", "heldout_path", "make_task", "write_task"]
-
-MAX_SEED = 2**63 - 1
 
 FUNCTIONS: dict[str, Callable[[float], float]] = {
     "line": lambda x: x,

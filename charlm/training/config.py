@@ -10,7 +10,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from charlm._config import check_choice, check_int, check_number, from_dict, setting
+from charlm._config import MAX_SEED, check_choice, check_int, check_number, from_dict, setting
 from charlm.runtime import PRECISIONS
 
 __all__ = ["SPLITS", "WARMUP_BUDGET_SHARE", "TrainConfig", "lr_at"]
@@ -42,7 +42,9 @@ class TrainConfig:
         None, "stop after this many evaluations without gain (0: never stop early)"
     )
     val_fraction: float = setting(0.1, "share of the corpus held out for validation")
-    split: str = setting("interleaved", "validation layout: interleaved or tail (see README)")
+    split: str = setting(
+        "interleaved", "validation layout: interleaved or tail (see docs/training.md)"
+    )
     seed: int = setting(0, "random seed (same seed, same run on a CPU)")
     log_interval: int = setting(10, "steps between rows of metrics.jsonl")
     reset_prob: float = setting(0.05, "chance that a stream's carried state is zeroed per window")
@@ -61,7 +63,7 @@ class TrainConfig:
             check_int(name, getattr(self, name), 1)
         check_int("log_interval", self.log_interval, 1)
         check_int("warmup_steps", self.warmup_steps, 0)
-        check_int("seed", self.seed, 0, 2**63 - 1)
+        check_int("seed", self.seed, 0, MAX_SEED)
         check_number("lr", self.lr, above=0.0)
         check_number("clip", self.clip, above=0.0)
         check_number("min_lr_ratio", self.min_lr_ratio, minimum=0.0, maximum=1.0)

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from charlm.inference.logprobs import TokenLogprobs
+from charlm.inference.sampling import MAX_SEED
 
 __all__ = [
     "Completion",
@@ -57,7 +58,7 @@ class CompletionRequest(BaseModel):
     seed: int | None = Field(
         None,
         ge=0,
-        le=2**63 - 1,
+        le=MAX_SEED,
         description="Same seed, same text; choice i of a prompt uses seed + i.",
     )
     stream: bool = False
