@@ -18,6 +18,22 @@ CORPORA = REPO / "corpora"
 SHAKESPEARE = REPO.parent / "shared" / "corpora" / "tinyshakespeare.txt"
 
 
+# Markers that say what a test needs; each implies `slow` (see pyproject.toml).
+HEAVY_MARKS = ("server", "browser", "distributed", "postgres")
+MARK_BY_FIXTURE = {"browser": "browser", "postgres_url": "postgres"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects on the marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        for fixture, mark in MARK_BY_FIXTURE.items():
+            if fixture in names:
+                item.add_marker(mark)
+        if any(item.get_closest_marker(m) for m in HEAVY_MARKS):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def alphabet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The alphabet trained with the defaults of `charlm train corpora/alphabet.txt`."""

@@ -220,6 +220,7 @@ def notes_server(
     s.stop()
 
 
+@pytest.mark.server
 def test_http_activations_are_the_librarys(notes_server: Server, notes: Predictor) -> None:
     text = "The rain (it said 'soon') came.\nAnd"
     body = {"model": "notes", "text": text, "layer": 0, "kind": "output_gate", "cells": [4, 1]}
@@ -237,6 +238,7 @@ def test_http_activations_are_the_librarys(notes_server: Server, notes: Predicto
     assert "/activations" in schema["paths"]
 
 
+@pytest.mark.server
 @pytest.mark.parametrize(
     ("body", "status", "kind", "message"),
     [
@@ -271,6 +273,7 @@ def test_http_activations_refuse_bad_requests_by_name(
         assert error["type"] == kind
 
 
+@pytest.mark.server
 def test_http_a_gru_shows_its_hidden_state_only(notes_server: Server) -> None:
     ok = httpx.post(
         notes_server.url + "/activations",
@@ -282,6 +285,7 @@ def test_http_a_gru_shows_its_hidden_state_only(notes_server: Server) -> None:
     assert "a GRU layer has only 'hidden' activations" in r.json()["error"]["message"]
 
 
+@pytest.mark.server
 def test_http_score_from_a_start(notes_server: Server, notes: Predictor) -> None:
     text = "The rain came down on the hills."
     r = httpx.post(notes_server.url + "/score", json={"model": "notes", "text": text, "start": 20})

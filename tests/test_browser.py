@@ -19,7 +19,7 @@ from .conftest import copy_checkpoint
 from .serving import Server
 
 playwright = pytest.importorskip("playwright.sync_api")
-pytestmark = pytest.mark.slow  # a browser and a real server process
+pytestmark = [pytest.mark.slow, pytest.mark.server]  # a browser and a real server process
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 CHROMIUM_ARGS = [

@@ -16,7 +16,7 @@ from .test_browser_reading import PROSE, wide
 
 __all__ = ["browser", "server", "wide"]  # the fixtures, shared with the other browser tests
 
-pytestmark = pytest.mark.slow  # a browser and a real server process
+pytestmark = [pytest.mark.slow, pytest.mark.server]  # a browser and a real server process
 
 
 def test_typing_rescores_only_from_the_first_change(wide: Page, server: Server) -> None:

@@ -18,7 +18,7 @@ from .test_browser_reading import PROSE, Guarded, wide
 
 __all__ = ["browser", "server", "wide"]
 
-pytestmark = pytest.mark.slow  # a browser and a real server process
+pytestmark = [pytest.mark.slow, pytest.mark.server]  # a browser and a real server process
 
 # What copying from a web page gives: curly apostrophes, an en dash, no-break spaces, and
 # curly double quotes, which the notes model cannot map (it has no " at all).

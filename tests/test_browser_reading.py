@@ -14,7 +14,7 @@ from .test_browser import Page, browser, server
 
 __all__ = ["browser", "server"]  # the fixtures, shared with test_browser.py
 
-pytestmark = pytest.mark.slow  # a browser and a real server process
+pytestmark = [pytest.mark.slow, pytest.mark.server]  # a browser and a real server process
 
 WIDTHS = [1280, 360]
 PROSE = (CORPORA / "notes.txt").read_text(encoding="utf-8")[:700]

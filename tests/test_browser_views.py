@@ -16,7 +16,7 @@ from .test_browser_reading import PROSE, wide
 
 __all__ = ["browser", "server", "wide"]
 
-pytestmark = pytest.mark.slow  # a browser and a real server process
+pytestmark = [pytest.mark.slow, pytest.mark.server]  # a browser and a real server process
 
 TEXT = PROSE[:160]
 PROB_BINS = [0, 0.001, 0.01, 0.1, 0.5, 0.9, 0.99, 0.999]

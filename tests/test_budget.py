@@ -62,6 +62,7 @@ def test_time_step_measures_a_real_step() -> None:
     assert torch.equal(torch.random.get_rng_state(), before)  # a run's seeding is untouched
 
 
+@pytest.mark.slow
 def test_a_budget_too_short_for_the_size_preset_trains_a_smaller_model(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -112,6 +113,7 @@ def _bar_output(tmp_path: Path, capsys: pytest.CaptureFixture[str], **train: obj
     return capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_progress_bar_of_a_time_budget_counts_time(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -127,6 +129,7 @@ def test_the_progress_bar_of_a_time_budget_counts_time(
     assert "30/30" in err and " left" not in err  # no budget: a bar of steps
 
 
+@pytest.mark.slow
 def test_progress_lines_off_a_terminal_say_the_budget_left(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -146,6 +146,7 @@ def _two_symbol_run(tmp: Path, name: str, cell: str, **train: object) -> Path:
     return tmp / name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", NEW_CELLS)
 def test_each_cell_learns_and_round_trips_through_its_checkpoint(tmp_path: Path, cell: str) -> None:
     directory = _two_symbol_run(tmp_path, "run", cell)
@@ -194,6 +195,7 @@ def test_gru_resumed_run_ends_where_the_uninterrupted_run_ends(tmp_path: Path) -
         )
 
 
+@pytest.mark.server
 @pytest.mark.slow  # real training runs and a real server process
 def test_cells_through_the_cli_and_http(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = tmp_path / "checkpoints"

@@ -45,6 +45,7 @@ def test_round_trip_gives_identical_logits(tmp_path: Path) -> None:
         assert torch.equal(model(ids)[0], loaded(ids)[0])
 
 
+@pytest.mark.slow
 def test_files_are_json_and_safetensors_only(alphabet_dir: Path) -> None:
     names = sorted(p.name for p in alphabet_dir.iterdir())
     assert "checkpoint.json" in names and "metrics.jsonl" in names

@@ -36,6 +36,7 @@ def test_train_prints_where_and_how_sure(
     assert "too small to hold out" in out
 
 
+@pytest.mark.slow
 def test_progress_lines_when_not_a_terminal(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -177,6 +178,7 @@ def test_downloaded_corpus_is_found_by_name(
     assert rc == 0 and f"checkpoint: {tmp_path / 'tinyshakespeare'}" in out
 
 
+@pytest.mark.slow
 def test_existing_checkpoint_is_never_lost(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -41,6 +41,7 @@ def _on_cpu_only(directory: Path) -> list[float]:
     return list(json.loads(out.stdout))
 
 
+@pytest.mark.slow
 def test_a_cpu_checkpoint_loads_in_a_process_without_a_gpu(alphabet_dir: Path) -> None:
     here = [c.prob for c in Predictor.from_checkpoint(alphabet_dir).predict(TEXT, top_k=0).next]
     assert _on_cpu_only(alphabet_dir) == pytest.approx(here, abs=1e-6)

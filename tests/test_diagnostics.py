@@ -76,6 +76,7 @@ def written(directory: Path) -> list[str]:
 # -- healthy runs: no warning ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_healthy_default_runs_raise_no_warning(
     alphabet_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -109,6 +110,7 @@ class BoundedTrainer(Trainer):
         return BoundedLSTM(config)
 
 
+@pytest.mark.slow
 def test_softmax_on_the_bounded_output_plateaus_on_the_alphabet(tmp_path: Path) -> None:
     names, directory = train(tmp_path, ALPHABET, trainer=BoundedTrainer, model={"hidden_size": 26})
     assert names == ["plateau_on_determined_text"] == written(directory)
@@ -123,6 +125,7 @@ class AccumulatingTrainer(Trainer):
     clear_gradients = False
 
 
+@pytest.mark.slow
 def test_gradients_never_cleared_are_exploding(tmp_path: Path) -> None:
     names, directory = train(tmp_path, NOTES, trainer=AccumulatingTrainer, steps=300)
     assert "exploding_gradients" in names
@@ -132,12 +135,14 @@ def test_gradients_never_cleared_are_exploding(tmp_path: Path) -> None:
     assert train(tmp_path / "healthy", NOTES, steps=300)[0] == []
 
 
+@pytest.mark.slow
 def test_learning_rate_far_too_low_is_a_flat_line(tmp_path: Path) -> None:
     """lr 0 is refused by the config (`lr must be > 0`); 1e-8 draws the same flat line."""
     names, directory = train(tmp_path, NOTES, lr=1e-8, steps=300)
     assert names == ["learning_rate_too_low"] == written(directory)
 
 
+@pytest.mark.slow
 def test_learning_rate_far_too_high(tmp_path: Path) -> None:
     try:
         names, directory = train(tmp_path, NOTES, lr=10.0, steps=300)
@@ -157,6 +162,7 @@ class ShuffledTargetsTrainer(Trainer):
         return x, y.reshape(-1)[order].reshape(y.shape)
 
 
+@pytest.mark.slow
 def test_targets_that_do_not_follow_the_inputs_stay_at_the_unigram_level(tmp_path: Path) -> None:
     names, _ = train(tmp_path, NOTES, trainer=ShuffledTargetsTrainer, steps=400)
     assert "stuck_at_unigram" in names
@@ -190,6 +196,7 @@ def test_validation_unlike_training_is_a_split_mismatch(tmp_path: Path) -> None:
     assert train(tmp_path / "healthy", mixed, split="tail", steps=100)[0] == []
 
 
+@pytest.mark.slow
 def test_a_tiny_corpus_trained_long_overfits(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -202,6 +209,7 @@ def test_a_tiny_corpus_trained_long_overfits(
     assert len(lines) == 1 and lines[0].startswith("overfitting at step ")
 
 
+@pytest.mark.slow
 def test_patience_0_runs_on_and_the_overfitting_is_named(overfit_dir: Path) -> None:
     """`--patience 0`: the tiny preset's 1,000 steps on notes.txt, well past its best."""
     summary = checkpoint.load(overfit_dir).summary
@@ -220,6 +228,7 @@ class SaturatedTrainer(Trainer):
         return model
 
 
+@pytest.mark.slow
 def test_saturated_first_layer_has_vanishing_gradients(tmp_path: Path) -> None:
     names, _ = train(tmp_path, NOTES, trainer=SaturatedTrainer, model={"num_layers": 2}, steps=200)
     assert "vanishing_gradients" in names
@@ -521,6 +530,7 @@ def test_thinning_keeps_the_first_loss_that_is_not_finite(tmp_path: Path) -> Non
     assert [(f.name, f.step) for f in diagnosis.findings] == [("learning_rate_too_high", 5)]
 
 
+@pytest.mark.slow
 def test_diagnose_says_a_long_log_was_thinned(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

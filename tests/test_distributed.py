@@ -25,7 +25,7 @@ from charlm.inference import Predictor
 from charlm.training.launch import without_nproc
 from tests.conftest import CORPORA
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 
 # dropout off (masks cannot match across a different split of the batch); one thread per
 # one process, so that both sides sum in the same way within a process; a constant rate

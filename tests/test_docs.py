@@ -109,6 +109,7 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+@pytest.mark.slow
 def test_the_site_has_every_page_and_the_api_from_the_docstrings(site: Path) -> None:
     pages = {p.parent.name for p in site.glob("*/index.html")}
     assert {

@@ -8,6 +8,7 @@ from .fuzzing import fuzz
 from .serving import Server
 
 
+@pytest.mark.server
 @pytest.mark.slow
 def test_every_route_answers_generated_requests_within_its_schema(served_dir: Path) -> None:
     server = Server(served_dir, "--max-generate-length", "500", "--max-text-chars", "2000")

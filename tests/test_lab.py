@@ -87,6 +87,7 @@ def test_the_softmax_of_bounded_outputs() -> None:
     assert 1.47 < bounded_softmax_floor(26) < 1.48 and 0.22 < bounded_softmax_cap(26) < 0.23
 
 
+@pytest.mark.slow
 def test_alphabet_head_as_posted_is_capped_and_the_projection_is_certain() -> None:
     setups = list(alphabet_head.SETUPS)
     broken = alphabet_head.one_run(26, 26, setups[0], 0, 400)
@@ -97,6 +98,7 @@ def test_alphabet_head_as_posted_is_capped_and_the_projection_is_certain() -> No
     assert fixed["p_right"] > 0.95 and fixed["top1"] == 1.0 and fixed["watcher"] == "nothing"
 
 
+@pytest.mark.slow
 def test_counting_without_zero_grad_swings_and_with_it_fits() -> None:
     broken = counting.one_run("as posted: no zero_grad", 0, 300)
     fixed = counting.one_run("zero_grad every step (the fix)", 0, 300)
@@ -106,6 +108,7 @@ def test_counting_without_zero_grad_swings_and_with_it_fits() -> None:
     assert broken["watcher"] == "gradients_accumulate" and fixed["watcher"] == "nothing"
 
 
+@pytest.mark.slow
 def test_function_recognition_as_posted_and_with_the_posts_fix() -> None:
     posted = functions.one_run("as posted: k and b redrawn, no backward", 0, 50)
     assert posted["accuracy"] == posted["untrained_accuracy"]  # nothing ever changed
@@ -160,6 +163,7 @@ def test_latching_keras_initialisation_carries_the_first_input() -> None:
     assert max(abs(f - sigmoid_1) for f in pytorch) > 0.1, pytorch
 
 
+@pytest.mark.slow
 def test_the_watcher_on_latching() -> None:
     rows, said = latching.latch_point("rnn", 1, 5, 2, watch=True, n=2000)
     by_setup = {s.setup: s for s in said}
@@ -183,6 +187,7 @@ def test_key_gradient_vanishes_for_a_simple_rnn_over_a_long_sequence() -> None:
     assert float(ratio.max()) < 1e-6
 
 
+@pytest.mark.slow
 def test_lab_command_writes_its_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "lab"
     assert main(["lab", "counting", "--quick", "--repeats", "1", "--out", str(out)]) == 0

@@ -1,6 +1,7 @@
 """The shape of the code: small modules, dependencies that point one way."""
 
 import ast
+import re
 from pathlib import Path
 
 from .conftest import REPO
@@ -66,3 +67,41 @@ def test_every_package_is_installed() -> None:
         for p in (REPO / "service").rglob("__init__.py")
     }
     assert found <= listed, found - listed
+
+
+def _marks(decorators: list[ast.expr]) -> set[str]:
+    """The `pytest.mark.NAME` names among `decorators` (or in a `pytestmark` value)."""
+    found = set()
+    for d in decorators:
+        for node in ast.walk(d):
+            inner = node.value if isinstance(node, ast.Attribute) else None
+            if isinstance(inner, ast.Attribute) and inner.attr == "mark":
+                found.add(node.attr)  # type: ignore[union-attr]
+    return found
+
+
+STARTS_SERVER = re.compile(r"(?<![A-Za-z_])Server\(")  # tests/serving.py's Server
+
+
+def test_every_test_that_starts_a_server_is_marked_server() -> None:
+    """`pytest -m "not server"` must leave out every test that starts `charlm serve`,
+    whether the test starts it or a fixture of its module does."""
+    unmarked = []
+    for path in sorted((REPO / "tests").glob("test_*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        module_marks: set[str] = set()
+        starts: set[str] = set()  # functions of the module that start a server
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets
+            ):
+                module_marks |= _marks([node.value])
+            if isinstance(node, ast.FunctionDef) and STARTS_SERVER.search(ast.unparse(node)):
+                starts.add(node.name)
+        for node in tree.body:
+            if not (isinstance(node, ast.FunctionDef) and node.name.startswith("test_")):
+                continue
+            uses = node.name in starts or any(a.arg in starts for a in node.args.args)
+            if uses and "server" not in module_marks | _marks(node.decorator_list):
+                unmarked.append(f"{path.name}::{node.name}")
+    assert unmarked == []

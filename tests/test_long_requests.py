@@ -17,7 +17,7 @@ import pytest
 from .conftest import CORPORA, copy_checkpoint
 from .serving import Server
 
-pytestmark = pytest.mark.slow  # real server processes
+pytestmark = [pytest.mark.slow, pytest.mark.server]  # real server processes
 
 CAPS = ["--max-prompts", "3", "--max-choices", "4", "--max-scored-chars", "500"]
 NOTES = (CORPORA / "notes.txt").read_text(encoding="utf-8")

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from .conftest import copy_checkpoint
 from .serving import Server
 
-pytestmark = pytest.mark.slow  # real server processes
+pytestmark = [pytest.mark.slow, pytest.mark.server]  # real server processes
 
 
 @pytest.fixture(scope="module")

@@ -101,6 +101,7 @@ def test_float32_forward_within_1e6_of_float64_reference() -> None:
     assert float((logits.double() - ref).abs().max()) < 1e-6
 
 
+@pytest.mark.slow
 def test_gradcheck_through_the_loss() -> None:
     model = make(seed=2).double()
     ids = torch.randint(0, 7, (2, 3))

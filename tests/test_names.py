@@ -124,6 +124,7 @@ def test_sweep_refuses_a_study_that_cannot_name_its_directory(
     assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.server
 @pytest.mark.slow  # a real server
 def test_a_corpus_with_a_space_trains_a_model_that_is_served(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]

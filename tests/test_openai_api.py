@@ -16,7 +16,7 @@ import pytest
 from .conftest import copy_checkpoint
 from .serving import Server
 
-pytestmark = pytest.mark.slow  # a real server process
+pytestmark = [pytest.mark.slow, pytest.mark.server]  # a real server process
 
 KEY = "k" * 24
 

@@ -35,6 +35,7 @@ def png_info(path: Path) -> tuple[int, int, dict[str, str]]:
     return size[0], size[1], texts
 
 
+@pytest.mark.slow
 def test_training_writes_and_redraws_the_curves(tmp_path: Path) -> None:
     directory = tmp_path / "notes"
     overrides = {"max_steps": 40, "eval_interval": 10, "hidden_size": 16}

@@ -154,6 +154,7 @@ def test_resume_refuses_a_corpus_with_new_characters(tmp_path: Path) -> None:
         fit(other, tmp_path / "a", resume=True, plots=False)
 
 
+@pytest.mark.slow
 def test_cli_prepare_then_train(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = tmp_path / "notes.txt"
     src.write_text((CORPORA / "notes.txt").read_text(encoding="utf-8"), encoding="utf-8")
@@ -217,6 +218,7 @@ def _two_megabytes(tmp_path: Path) -> Path:
     return src
 
 
+@pytest.mark.slow
 def test_prepare_onto_a_full_disk_says_so_and_leaves_nothing(tmp_path: Path) -> None:
     out = tmp_path / "out" / "big.prepared"
     argv = ["-m", "charlm", "corpus", "prepare", str(_two_megabytes(tmp_path)), "--out", str(out)]
@@ -226,6 +228,7 @@ def test_prepare_onto_a_full_disk_says_so_and_leaves_nothing(tmp_path: Path) -> 
     assert not out.exists() and not list(tmp_path.rglob(".prepare-*"))
 
 
+@pytest.mark.slow
 def test_training_prepares_onto_a_full_disk_says_so_and_leaves_nothing(tmp_path: Path) -> None:
     code = (
         "import sys, charlm.prepared as p; p.PREPARE_ABOVE_BYTES = 100_000; "

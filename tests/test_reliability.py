@@ -78,6 +78,7 @@ def _no_paths(text: str, root: Path) -> None:
     assert str(root.parent) not in text and "/tmp" not in text, text[:300]
 
 
+@pytest.mark.server
 @pytest.mark.slow
 def test_a_server_starts_serves_and_lists_every_bad_one(
     hostile: tuple[Path, dict[str, str]],
@@ -234,6 +235,7 @@ def slow_body_clients(url: str, count: int) -> list[socket.socket]:
     return socks
 
 
+@pytest.mark.server
 @pytest.mark.slow
 def test_slow_bodies_hold_no_slots_and_time_out(served_dir: Path) -> None:
     server = Server(served_dir, "--max-pending", "4", "--body-timeout-s", "3")
@@ -281,6 +283,7 @@ def exchange(port: int, data: bytes) -> tuple[list[bytes], bytes, bool]:
     return statuses, received, closed
 
 
+@pytest.mark.server
 @pytest.mark.slow
 def test_a_body_length_given_twice_is_refused_and_the_connection_closed(logged: Server) -> None:
     """Content-Length and Transfer-Encoding together: 400 and the connection closed, so a
@@ -307,6 +310,7 @@ def test_a_body_length_given_twice_is_refused_and_the_connection_closed(logged: 
     assert statuses == [b"HTTP/1.1 200 OK"] * 2 and closed
 
 
+@pytest.mark.server
 @pytest.mark.slow
 def test_a_deeply_nested_body_is_a_clean_400_and_logged(logged: Server) -> None:
     """JSON nested 5,000 deep: 400 naming the problem, no traceback in the server's log,

@@ -134,6 +134,7 @@ def keyed(served_dir: Path) -> Iterator[Server]:
     s.stop()
 
 
+@pytest.mark.server
 @pytest.mark.slow
 def test_the_key_over_real_http(keyed: Server) -> None:
     assert httpx.get(keyed.url + "/models").status_code == 401

@@ -20,7 +20,7 @@ from .conftest import CORPORA, copy_checkpoint
 from .serving import Server
 from .test_service import BAD_REQUESTS
 
-pytestmark = pytest.mark.slow  # real server processes
+pytestmark = [pytest.mark.slow, pytest.mark.server]  # real server processes
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 

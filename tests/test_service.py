@@ -402,6 +402,7 @@ def test_no_models_and_broken_models(tmp_path: Path, alphabet_dir: Path) -> None
         )
 
 
+@pytest.mark.slow
 def test_new_and_retrained_models_are_served_without_restart(
     tmp_path: Path, alphabet_dir: Path, notes_dir: Path
 ) -> None:

@@ -14,7 +14,7 @@ from charlm.tasks import AnswerItem, answer_accuracy
 from .conftest import copy_checkpoint
 from .serving import Server
 
-pytestmark = pytest.mark.slow  # a real server process
+pytestmark = [pytest.mark.slow, pytest.mark.server]  # a real server process
 
 ITEMS = [
     {"prompt": "abc", "answer": "d", "fields": {"context": "3"}},

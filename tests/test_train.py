@@ -200,6 +200,7 @@ def _run(tmp: Path, name: str, stop_at: int | None = None, resume: bool = False)
     )
 
 
+@pytest.mark.slow
 def test_resumed_run_ends_where_the_uninterrupted_run_ends(tmp_path: Path) -> None:
     straight = _run(tmp_path, "straight")
     first = _run(tmp_path, "resumed", stop_at=23)  # between evaluations, mid-epoch
@@ -223,6 +224,7 @@ def test_resumed_run_ends_where_the_uninterrupted_run_ends(tmp_path: Path) -> No
     assert evals(tmp_path / "resumed") == evals(tmp_path / "straight")
 
 
+@pytest.mark.slow
 def test_resume_refuses_other_architecture_and_keeps_checkpoint(tmp_path: Path) -> None:
     _run(tmp_path, "run", stop_at=12)
     manifest = (tmp_path / "run" / "checkpoint.json").read_text()
@@ -243,6 +245,7 @@ def test_resume_refuses_other_architecture_and_keeps_checkpoint(tmp_path: Path) 
     assert result.steps == 20
 
 
+@pytest.mark.slow
 def test_early_stop_on_target_loss_and_patience(tmp_path: Path) -> None:
     result = fit(CORPORA / "alphabet.txt", tmp_path / "t", train_overrides={"target_loss": 0.05})
     assert result.stop_reason == "target loss" and result.steps < 1000
@@ -266,6 +269,7 @@ def test_early_stop_on_target_loss_and_patience(tmp_path: Path) -> None:
     assert not torch.equal(last.model["head.weight"], ckpt.read_weights()["head.weight"])
 
 
+@pytest.mark.slow
 def test_same_seed_same_run_other_seed_other_run(tmp_path: Path) -> None:
     runs = {}
     for name, seed in (("a", 1), ("b", 1), ("c", 2)):
@@ -280,12 +284,14 @@ def test_same_seed_same_run_other_seed_other_run(tmp_path: Path) -> None:
     assert not torch.equal(runs["a"], runs["c"])
 
 
+@pytest.mark.slow
 def test_time_budget_stops_the_run(tmp_path: Path) -> None:
     result = fit(CORPORA / "alphabet.txt", tmp_path / "b", train_overrides={"max_minutes": 0.002})
     assert result.stop_reason == "time budget" and 0 < result.steps < 1000
     assert checkpoint.load(tmp_path / "b").summary["step"] == result.steps
 
 
+@pytest.mark.slow
 def test_a_budget_without_a_step_count_ends_the_run_by_time(tmp_path: Path) -> None:
     fit(CORPORA / "alphabet.txt", tmp_path / "a", train_overrides={"max_minutes": 0.002})
     assert checkpoint.load(tmp_path / "a").train_config["max_steps"] == BUDGET_ONLY_MAX_STEPS
@@ -337,6 +343,7 @@ def test_divergence_is_an_error_and_keeps_the_last_checkpoint(tmp_path: Path) ->
     assert ckpt.summary["step"] == 5
 
 
+@pytest.mark.slow
 def test_metrics_log_is_appended_on_resume_and_read_as_one_history(tmp_path: Path) -> None:
     _run(tmp_path, "m", stop_at=23)
     log = tmp_path / "m" / "metrics.jsonl"

@@ -184,6 +184,7 @@ def test_parameters_missing_from_the_optimizer() -> None:
     w.close()
 
 
+@pytest.mark.slow
 def test_a_softmax_of_the_lstm_output() -> None:
     """The LSTM has as many units as classes and no linear layer: cross-entropy of h."""
     broken = train(Tagger(head=False), 400, lr=0.05)
@@ -267,6 +268,7 @@ def test_validation_accuracy_below_chance() -> None:
     w.close()
 
 
+@pytest.mark.slow
 def test_a_loss_stuck_at_the_class_frequencies() -> None:
     """Inputs that say nothing of the labels: the loss stays at their entropy; reported
     at the end of the run, not while it might still be an early plateau."""
@@ -332,6 +334,7 @@ def test_gates_are_recomputed_from_the_weights(cell: str) -> None:
         assert first.forget_bias == pytest.approx(float(bias.mean()), abs=1e-6)
 
 
+@pytest.mark.slow
 def test_a_saturated_first_layer_gets_no_gradient() -> None:
     """Layer 0's gates pinned at their bounds (biases of 30): its gradient vanishes while
     the layer above still learns; every stacked layer's norm is measured from step 1."""
