@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -18,14 +19,13 @@ from typing import Any
 import charlm
 from charlm import download, names
 from charlm.cli.sweep import SWEEP_HELP, add_sweep_arguments
+from charlm.cli.tasks import add_corpus_make_arguments, add_lab_arguments
 from charlm.flags import HelpFormatter, add_dataclass_flags, add_model_flags
 from charlm.inference import SampleConfig
 from charlm.inference.activations import KINDS as ACTIVATION_KINDS
 from charlm.inference.defaults import PredictConfig, ScoreConfig, default_and_help
-from charlm.lab import EXPERIMENTS
 from charlm.model import CELLS, ModelConfig
 from charlm.runtime import PRECISIONS
-from charlm.tasks import TASK_KINDS
 from charlm.training import PRESETS, TrainConfig
 from charlm.training.config import SPLITS
 from charlm.training.distributed import DEFAULT_TIMEOUT_S
@@ -83,6 +83,7 @@ def _common(p: argparse.ArgumentParser, *, checkpoint_arg: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `charlm` command line: one subcommand per entry of `_commands()`."""
     parser = argparse.ArgumentParser(
         prog="charlm",
         description="Character-level LSTM language models: train, inspect, generate, serve.",
@@ -90,27 +91,73 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"charlm {charlm.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, about, add in _commands():
+        add(sub.add_parser(name, help=about, description=about, formatter_class=HelpFormatter))
+    return parser
 
-    def command(name: str, help: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help, description=help, formatter_class=HelpFormatter)
 
-    t = command("train", "train a model on a text corpus")
-    t.add_argument(
+def _commands() -> list[tuple[str, str, Callable[[argparse.ArgumentParser], object]]]:
+    """(name, what it does, the function that adds its arguments), in `--help`'s order."""
+    return [
+        ("train", "train a model on a text corpus", _add_train),
+        ("predict", "next-character distribution and greedy continuation", _add_predict),
+        ("score", "per-step confidence of the model on a text", _add_score),
+        (
+            "cells",
+            "inside the model: which units of a layer follow simple features of a text "
+            "(inside quotes, position in the line, ...), and their activations",
+            _add_cells,
+        ),
+        ("generate", "sample text from a model", _add_generate),
+        ("eval", "mean loss of a model on a text file", _add_eval),
+        ("info", "what a checkpoint holds: architecture, vocabulary, training", _add_info),
+        ("serve", "serve the models in a checkpoints directory over HTTP", _add_serve),
+        ("plot", "redraw a checkpoint's learning curves as a PNG", _add_plot),
+        (
+            "diagnose",
+            "what a training run learned and what went wrong, in words, with what to try",
+            _add_diagnose,
+        ),
+        (
+            "watch",
+            "run a training script of your own, unchanged, under charlm's watcher: what stops "
+            "it learning, measured inside the loop",
+            _add_watch,
+        ),
+        (
+            "accuracy",
+            "how often a model continues each prompt of an answer file with its answer, "
+            "and the probability it gives the answers, by field",
+            _add_accuracy,
+        ),
+        (
+            "lab",
+            "the recurrent-nets lab: a classic set-up that will not learn, run broken and "
+            "fixed over several seeds, written up as markdown, CSV and PNG",
+            add_lab_arguments,
+        ),
+        ("sweep", SWEEP_HELP, add_sweep_arguments),
+        ("corpus", "download well-known corpora, or make task corpora", _add_corpus),
+    ]
+
+
+def _add_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
         "corpus",
         help="UTF-8 text file, a directory written by `charlm corpus prepare`, or the name of "
         "a downloaded corpus (a text file over 64 MiB is prepared on the fly, into the cache)",
     )
-    _common(t, checkpoint_arg=False)
-    t.add_argument(
+    _common(p, checkpoint_arg=False)
+    p.add_argument(
         "--name",
         help="model name: its checkpoint's directory under --checkpoints-dir and the name "
         f"it is served by; {names.RULE} (default: the corpus file's stem, made one)",
     )
-    t.add_argument("--resume", action="store_true", help="continue the checkpoint's run")
-    t.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint")
-    t.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
-    t.add_argument("--quiet", action="store_true", help="no progress output")
-    t.add_argument(
+    p.add_argument("--resume", action="store_true", help="continue the checkpoint's run")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument(
         "--nproc",
         type=int,
         metavar="N",
@@ -118,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(--batch-size is the global batch, shared out among them; for several machines "
         "run torchrun yourself: see docs/scaling.md)",
     )
-    t.add_argument(
+    p.add_argument(
         "--dist-timeout",
         type=float,
         default=DEFAULT_TIMEOUT_S,
@@ -126,13 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="with several processes: how long to wait for one that stops answering "
         "before the run ends with an error",
     )
-    t.add_argument(
+    p.add_argument(
         "--preset",
         choices=list(PRESETS),
         help="model and training defaults by name (default: by corpus size: "
         "tiny < 20k chars <= small < 300k chars <= large)",
     )
-    t.add_argument(
+    p.add_argument(
         "--config",
         type=Path,
         metavar="FILE",
@@ -140,14 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
         "underscores, and preset), such as a sweep's best.toml; flags given override it",
     )
     add_dataclass_flags(
-        t.add_argument_group("model"),
+        p.add_argument_group("model"),
         ModelConfig,
         skip={"vocab_size"},
         defaults=_preset_defaults("model", ModelConfig),
         choices={"cell": tuple(CELLS)},
     )
     add_dataclass_flags(
-        t.add_argument_group("training"),
+        p.add_argument_group("training"),
         TrainConfig,
         skip={"eval_max_chars", "log_interval"},
         defaults=_preset_defaults("train", TrainConfig),
@@ -158,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
         },
     )
 
-    p = command("predict", "next-character distribution and greedy continuation")
+
+def _add_predict(p: argparse.ArgumentParser) -> None:
     _common(p)
     p.add_argument("text", type=_text_arg, help="the text so far ('-' reads stdin)")
     for flag, name in (
@@ -170,47 +218,46 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(flag, dest=name, type=int, default=default, metavar="N", help=about)
     p.add_argument("--json", action="store_true", help="print JSON")
 
-    s = command("score", "per-step confidence of the model on a text")
-    _common(s)
-    s.add_argument("text", type=_text_arg, help="text to score ('-' reads stdin)")
+
+def _add_score(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("text", type=_text_arg, help="text to score ('-' reads stdin)")
     default, about = default_and_help(ScoreConfig, "alternatives")
-    s.add_argument("--alternatives", type=int, default=default, metavar="N", help=about)
-    s.add_argument("--json", action="store_true", help="print JSON")
-    s.add_argument(
+    p.add_argument("--alternatives", type=int, default=default, metavar="N", help=about)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
         "--html", type=Path, metavar="FILE", help="also write a self-contained HTML report here"
     )
 
-    ce = command(
-        "cells",
-        "inside the model: which units of a layer follow simple features of a text "
-        "(inside quotes, position in the line, ...), and their activations",
-    )
-    _common(ce)
-    ce.add_argument("text", type=_text_arg, help="text to read ('-' reads stdin)")
-    ce.add_argument(
+
+def _add_cells(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("text", type=_text_arg, help="text to read ('-' reads stdin)")
+    p.add_argument(
         "--layer", type=int, default=-1, metavar="N", help="layer, from 0 (default: the last)"
     )
-    ce.add_argument(
+    p.add_argument(
         "--kind",
         default="cell",
         choices=list(ACTIVATION_KINDS),
         help="cell: tanh of the LSTM cell state; hidden: the layer's output; or a gate "
         "(a GRU or RNN has hidden only)",
     )
-    ce.add_argument(
+    p.add_argument(
         "--unit", dest="cells", type=int, action="append", default=[], metavar="N",
         help="also list this unit's activation after each character (repeatable)",
     )  # fmt: skip
-    ce.add_argument("--top", type=int, default=5, metavar="N", help="units listed per feature")
-    ce.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--top", type=int, default=5, metavar="N", help="units listed per feature")
+    p.add_argument("--json", action="store_true", help="print JSON")
 
-    g = command("generate", "sample text from a model")
-    _common(g)
-    g.add_argument(
+
+def _add_generate(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument(
         "--prompt", default="", type=_text_arg, help="text to continue ('-': stdin; default: none)"
     )
-    add_dataclass_flags(g, SampleConfig)
-    weights = g.add_mutually_exclusive_group()
+    add_dataclass_flags(p, SampleConfig)
+    weights = p.add_mutually_exclusive_group()
     weights.add_argument(
         "--bf16",
         action="store_true",
@@ -223,42 +270,44 @@ def build_parser() -> argparse.ArgumentParser:
         help="step with int8 weights: fastest for large models, probabilities within "
         "5e-2 of float32 (x86-64 CPUs)",
     )
-    g.add_argument("--json", action="store_true", help="print JSON instead of the text")
+    p.add_argument("--json", action="store_true", help="print JSON instead of the text")
 
-    e = command("eval", "mean loss of a model on a text file")
-    _common(e)
-    e.add_argument("corpus", help="UTF-8 text file")
-    e.add_argument("--json", action="store_true", help="print JSON")
 
-    i = command("info", "what a checkpoint holds: architecture, vocabulary, training")
-    _common(i)
-    i.add_argument("--json", action="store_true", help="print JSON")
+def _add_eval(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("corpus", help="UTF-8 text file")
+    p.add_argument("--json", action="store_true", help="print JSON")
 
-    v = command("serve", "serve the models in a checkpoints directory over HTTP")
+
+def _add_info(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _add_serve(p: argparse.ArgumentParser) -> None:
     settings_cls = service_settings()
-    add_model_flags(v, settings_cls)
+    add_model_flags(p, settings_cls)
 
-    pl = command("plot", "redraw a checkpoint's learning curves as a PNG")
-    _common(pl)
-    pl.add_argument(
+
+def _add_plot(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument(
         "--out", type=Path, metavar="FILE", help="PNG file (default: learning_curves.png beside it)"
     )
 
-    dg = command(
-        "diagnose",
-        "what a training run learned and what went wrong, in words, with what to try",
-    )
-    dg.add_argument(
+
+def _add_diagnose(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
         "checkpoint", nargs="?", help="checkpoint directory, or a name under --checkpoints-dir"
     )
-    dg.add_argument(
+    p.add_argument(
         "--checkpoints-dir",
         type=Path,
         metavar="DIR",
         default=Path("checkpoints"),
         help="the directory that holds checkpoints, by name",
     )
-    dg.add_argument(
+    p.add_argument(
         "--log",
         type=Path,
         metavar="FILE",
@@ -266,83 +315,56 @@ def build_parser() -> argparse.ArgumentParser:
         "TSV, a Keras or Lightning CSVLogger's), JSON Lines (charlm.watch's too), or printed "
         "lines with a loss in them (a loop's stdout); see `charlm.diagnostics.logs`",
     )
-    dg.add_argument(
+    p.add_argument(
         "--corpus",
         metavar="FILE",
         help="the text the run trained on, for the reference levels (a checkpoint keeps "
         "its own; one written before they were kept needs this); with --log, it says the "
         "loss is a per-character cross-entropy",
     )
-    dg.add_argument(
+    p.add_argument(
         "--vocab-size",
         type=int,
         metavar="N",
         help="with --log: the loss is a cross-entropy over N classes (characters), so that "
         "a softmax of bounded values (an LSTM's output taken as logits) can be named",
     )
-    dg.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--json", action="store_true", help="print JSON")
 
-    wt = command(
-        "watch",
-        "run a training script of your own, unchanged, under charlm's watcher: what stops "
-        "it learning, measured inside the loop",
-    )
-    wt.add_argument(
+
+def _add_watch(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
         "--log",
         type=Path,
         metavar="FILE",
         help="also write every step and finding there as JSON Lines (charlm diagnose --log "
         "reads it)",
     )
-    wt.add_argument("script", help="the Python script, run as `python SCRIPT ARGS...` would")
-    wt.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
+    p.add_argument("script", help="the Python script, run as `python SCRIPT ARGS...` would")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
 
-    a = command(
-        "accuracy",
-        "how often a model continues each prompt of an answer file with its answer, "
-        "and the probability it gives the answers, by field",
-    )
-    _common(a)
-    a.add_argument(
+
+def _add_accuracy(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument(
         "answers",
         metavar="FILE",
         help="answer file: prompt<TAB>answer[<TAB>field=value]... per line, escaped "
         "(`charlm corpus make` writes one)",
     )
-    a.add_argument(
+    p.add_argument(
         "--by",
         nargs="+",
         action="extend",
         metavar="FIELD",
         help="break the accuracy down by these fields (default: every field)",
     )
-    a.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--json", action="store_true", help="print JSON")
 
-    lb = command(
-        "lab",
-        "the recurrent-nets lab: a classic set-up that will not learn, run broken and "
-        "fixed over several seeds, written up as markdown, CSV and PNG",
-    )
-    lb.add_argument("name", choices=list(EXPERIMENTS), help="the experiment")
-    lb.add_argument(
-        "--quick", action="store_true", help="the few-minute version (fewer seeds, steps, gaps)"
-    )
-    lb.add_argument(
-        "--repeats",
-        type=int,
-        metavar="N",
-        help="seeds per set-up (latching: repeats per cell, gap and split)",
-    )
-    lb.add_argument(
-        "--out", type=Path, metavar="DIR", default=Path("lab"), help="where to write the results"
-    )
-    lb.add_argument("--json", action="store_true", help="print the results as JSON")
 
-    add_sweep_arguments(command("sweep", SWEEP_HELP))
-
-    c = command("corpus", "download well-known corpora, or make task corpora")
-    csub = c.add_subparsers(dest="corpus_command", required=True, metavar="ACTION")
-    _add_corpus_make(csub)
+def _add_corpus(p: argparse.ArgumentParser) -> None:
+    csub = p.add_subparsers(dest="corpus_command", required=True, metavar="ACTION")
+    add_corpus_make_arguments(csub)
     d = csub.add_parser(
         "download",
         help="fetch a corpus into the cache, checking its sha256",
@@ -370,35 +392,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to write ids.npy and corpus.json (default: the corpus path with the "
         "suffix .prepared)",
     )
-    return parser
-
-
-def _add_corpus_make(csub: Any) -> None:
-    """`charlm corpus make KIND --out FILE [--seed S] [KIND's options]`."""
-    what = (
-        "write a task corpus (training text whose answers are known) and its held-out "
-        "answer file, FILE's stem + .heldout.tsv; the same seed writes the same files"
-    )
-    mk = csub.add_parser(
-        "make",
-        help=what,
-        description=f"{what}. Each KIND has its own options: charlm corpus make KIND --help",
-        formatter_class=HelpFormatter,
-    )
-    kinds = mk.add_subparsers(dest="task_kind", required=True, metavar="KIND")
-    for kind, config in TASK_KINDS.items():
-        about = " ".join((config.__doc__ or "").split())
-        k = kinds.add_parser(kind, help=about, description=about, formatter_class=HelpFormatter)
-        k.add_argument(
-            "--out",
-            type=Path,
-            metavar="FILE",
-            required=True,
-            default=argparse.SUPPRESS,
-            help="the training text; the held-out answers go beside it (x.txt: x.heldout.tsv)",
-        )
-        k.add_argument("--seed", type=int, default=0, metavar="N", help="random seed")
-        add_dataclass_flags(k.add_argument_group(f"{kind} options"), config)
 
 
 def service_settings() -> Any:

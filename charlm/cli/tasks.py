@@ -1,6 +1,6 @@
-"""The task subcommands: `charlm corpus make KIND` and `charlm accuracy`, and the text
-they print (`--json`: the library's `AccuracyResult` as it is, the same JSON that
-`POST /accuracy` answers)."""
+"""The task subcommands: `charlm corpus make KIND` and `charlm lab` (with the arguments
+they add to the parser), `charlm accuracy`, and the text they print (`--json`: the library's
+`AccuracyResult` as it is, the same JSON that `POST /accuracy` answers)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ import argparse
 import json
 import sys
 from dataclasses import fields
+from pathlib import Path
+from typing import Any
 
 from charlm import checkpoint
 from charlm.errors import InputError
-from charlm.flags import given
+from charlm.flags import HelpFormatter, add_dataclass_flags, given
 from charlm.inference import Predictor
-from charlm.lab import run_experiment, write_report
+from charlm.lab import EXPERIMENTS, run_experiment, write_report
 from charlm.runtime import Runtime
 from charlm.tasks import (
     TASK_KINDS,
@@ -25,9 +27,64 @@ from charlm.tasks import (
     write_task,
 )
 
-__all__ = ["accuracy_text", "cmd_accuracy", "cmd_corpus_make", "cmd_lab"]
+__all__ = [
+    "accuracy_text",
+    "add_corpus_make_arguments",
+    "add_lab_arguments",
+    "cmd_accuracy",
+    "cmd_corpus_make",
+    "cmd_lab",
+]
 
 _SHOWN_MISTAKES = 5
+
+
+def add_corpus_make_arguments(csub: Any) -> None:
+    """`charlm corpus make KIND --out FILE [--seed S] [KIND's options]`."""
+    what = (
+        "write a task corpus (training text whose answers are known) and its held-out "
+        "answer file, FILE's stem + .heldout.tsv; the same seed writes the same files"
+    )
+    mk = csub.add_parser(
+        "make",
+        help=what,
+        description=f"{what}. Each KIND has its own options: charlm corpus make KIND --help",
+        formatter_class=HelpFormatter,
+    )
+    kinds = mk.add_subparsers(dest="task_kind", required=True, metavar="KIND")
+    for kind, config in TASK_KINDS.items():
+        about = " ".join((config.__doc__ or "").split())
+        k = kinds.add_parser(kind, help=about, description=about, formatter_class=HelpFormatter)
+        k.add_argument(
+            "--out",
+            type=Path,
+            metavar="FILE",
+            required=True,
+            default=argparse.SUPPRESS,
+            help="the training text; the held-out answers go beside it (x.txt: x.heldout.tsv)",
+        )
+        k.add_argument("--seed", type=int, default=0, metavar="N", help="random seed")
+        add_dataclass_flags(k.add_argument_group(f"{kind} options"), config)
+
+
+def add_lab_arguments(p: argparse.ArgumentParser) -> None:
+    """`charlm lab NAME [--quick] [--repeats N] [--out DIR] [--json]`."""
+    p.add_argument("name", choices=list(EXPERIMENTS), help="the experiment")
+    p.add_argument(
+        "--quick", action="store_true", help="the few-minute version (fewer seeds, steps, gaps)"
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        metavar="N",
+        help="seeds per set-up (latching: repeats per cell, gap and split)",
+    )
+    p.add_argument(
+        "--out", type=Path, metavar="DIR", default=Path("lab"), help="where to write the results"
+    )
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+
+
 _SHOWN_PROMPT = 40
 
 
