@@ -59,7 +59,7 @@ from charlm.inference import (
     ScoreResult,
     ScoreStep,
 )
-from charlm.model import CharLSTM, CharRNN, ModelConfig
+from charlm.model import CharRNN, ModelConfig
 from charlm.runtime import Runtime
 from charlm.training import TrainConfig, TrainResult, fit
 from charlm.vocab import Vocabulary
@@ -68,7 +68,6 @@ from charlm.watcher import Watcher, watch
 __all__ = [
     "AmbiguousModelError",
     "CharLMError",
-    "CharLSTM",
     "CharProb",
     "CharRNN",
     "Checkpoint",

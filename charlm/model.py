@@ -34,7 +34,6 @@ __all__ = [
     "MAX_LAYERS",
     "MAX_VOCAB",
     "MAX_WIDTH",
-    "CharLSTM",
     "CharRNN",
     "ModelConfig",
     "State",
@@ -246,7 +245,3 @@ class CharRNN(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
-
-
-CharLSTM = CharRNN
-"""The model's name from when the LSTM was its only cell."""

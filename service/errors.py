@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from charlm import errors as E
+from charlm import errors
 
 from .sliced import ClientGone
 
@@ -27,27 +27,27 @@ __all__ = ["STATUS", "error_response", "install_error_handlers", "response_for",
 
 log = logging.getLogger(__name__)
 
-STATUS: dict[type[E.CharLMError], tuple[int, str]] = {
-    E.CharLMError: (500, "internal"),
-    E.ConfigError: (422, "invalid_value"),
-    E.CorpusError: (422, "corpus"),
-    E.CorpusDownloadError: (502, "corpus_download"),
-    E.TrainingError: (500, "training"),
-    E.InputError: (422, "input"),
-    E.UnknownCharacterError: (422, "unknown_character"),
-    E.TextTooLongError: (413, "text_too_long"),
-    E.LimitExceededError: (422, "limit_exceeded"),
-    E.TooManyItemsError: (413, "too_many_items"),
-    E.ModelNameError: (422, "model_name"),
-    E.AmbiguousModelError: (422, "ambiguous_model"),
-    E.CheckpointError: (503, "checkpoint"),
-    E.CheckpointNotFoundError: (404, "checkpoint_not_found"),
-    E.UnknownModelError: (404, "unknown_model"),
-    E.CheckpointExistsError: (409, "checkpoint_exists"),
-    E.CheckpointLockedError: (409, "checkpoint_locked"),
-    E.IncompatibleCheckpointError: (503, "incompatible_checkpoint"),
-    E.NoModelError: (503, "no_model"),
-    E.OverloadedError: (503, "overloaded"),
+STATUS: dict[type[errors.CharLMError], tuple[int, str]] = {
+    errors.CharLMError: (500, "internal"),
+    errors.ConfigError: (422, "invalid_value"),
+    errors.CorpusError: (422, "corpus"),
+    errors.CorpusDownloadError: (502, "corpus_download"),
+    errors.TrainingError: (500, "training"),
+    errors.InputError: (422, "input"),
+    errors.UnknownCharacterError: (422, "unknown_character"),
+    errors.TextTooLongError: (413, "text_too_long"),
+    errors.LimitExceededError: (422, "limit_exceeded"),
+    errors.TooManyItemsError: (413, "too_many_items"),
+    errors.ModelNameError: (422, "model_name"),
+    errors.AmbiguousModelError: (422, "ambiguous_model"),
+    errors.CheckpointError: (503, "checkpoint"),
+    errors.CheckpointNotFoundError: (404, "checkpoint_not_found"),
+    errors.UnknownModelError: (404, "unknown_model"),
+    errors.CheckpointExistsError: (409, "checkpoint_exists"),
+    errors.CheckpointLockedError: (409, "checkpoint_locked"),
+    errors.IncompatibleCheckpointError: (503, "incompatible_checkpoint"),
+    errors.NoModelError: (503, "no_model"),
+    errors.OverloadedError: (503, "overloaded"),
 }
 
 _MAX_LISTED = 100
@@ -61,7 +61,7 @@ class SafeJSONResponse(JSONResponse):
         return text.encode("utf-8", "backslashreplace")
 
 
-def status_for(exc: E.CharLMError) -> tuple[int, str]:
+def status_for(exc: errors.CharLMError) -> tuple[int, str]:
     for cls in type(exc).__mro__:
         if cls in STATUS:
             return STATUS[cls]
@@ -80,22 +80,22 @@ def error_response(
     )
 
 
-def response_for(exc: E.CharLMError) -> JSONResponse:
+def response_for(exc: errors.CharLMError) -> JSONResponse:
     """The JSON error response for a charlm error, by the table above."""
     extra: dict[str, Any] = {}
-    if isinstance(exc, E.UnknownCharacterError):
+    if isinstance(exc, errors.UnknownCharacterError):
         extra["characters"] = [{"char": c, "position": p} for c, p in exc.unknown[:_MAX_LISTED]]
-    if isinstance(exc, E.TextTooLongError | E.LimitExceededError):
+    if isinstance(exc, errors.TextTooLongError | errors.LimitExceededError):
         extra["limit"] = exc.limit
         if exc.flag:
             extra["flag"] = exc.flag
-    headers = {"Retry-After": "1"} if isinstance(exc, E.OverloadedError) else None
+    headers = {"Retry-After": "1"} if isinstance(exc, errors.OverloadedError) else None
     status, kind = status_for(exc)
     return error_response(status, kind, str(exc), headers, **extra)
 
 
 async def _charlm_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, E.CharLMError)
+    assert isinstance(exc, errors.CharLMError)
     return response_for(exc)
 
 
@@ -151,7 +151,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(E.CharLMError, _charlm_error)
+    app.add_exception_handler(errors.CharLMError, _charlm_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(ClientGone, _client_gone)

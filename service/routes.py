@@ -38,7 +38,7 @@ from charlm.report import score_page, script_safe
 from charlm.slices import Sliced
 from charlm.tasks import AccuracyResult, AnswerItem, accuracy_pieces
 
-from . import schemas as S
+from . import schemas
 from .batching import PredictBatcher, is_long
 from .compute import ComputeThread
 from .errors import STATUS
@@ -79,7 +79,7 @@ def _documented_errors() -> dict[int | str, dict[str, Any]]:
         parts = [_HTTP_ERRORS[status]] if status in _HTTP_ERRORS else []
         if status in kinds:
             parts.append("error.type " + ", ".join(f"`{k}`" for k in kinds[status]))
-        out[status] = {"model": S.ErrorResponse, "description": "; ".join(parts)}
+        out[status] = {"model": schemas.ErrorResponse, "description": "; ".join(parts)}
     return out
 
 
@@ -138,30 +138,30 @@ def inspector() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
 
-@router.get("/health", response_model=S.HealthResponse, responses=GUARDED)
-async def health(request: Request, reg: Registry) -> S.HealthResponse:
+@router.get("/health", response_model=schemas.HealthResponse, responses=GUARDED)
+async def health(request: Request, reg: Registry) -> schemas.HealthResponse:
     """Liveness, and what the server has done. With several worker processes the counts
     are the whole server's (service/metrics.py), whichever worker answers."""
     batcher: PredictBatcher = request.app.state.batcher
     counts = server_counts() or {
         "pending": request.app.state.pending.count,
-        "predict_batches": S.BatchStats.model_validate(batcher.stats, from_attributes=True),
-        "generation": S.GenerationStats.model_validate(
+        "predict_batches": schemas.BatchStats.model_validate(batcher.stats, from_attributes=True),
+        "generation": schemas.GenerationStats.model_validate(
             request.app.state.generation.stats, from_attributes=True
         ),
     }
-    return S.HealthResponse(
+    return schemas.HealthResponse(
         status="ok", models=reg.names(), threads=request.app.state.threads, **counts
     )
 
 
-@router.get("/ready", response_model=S.ReadyResponse, responses=GUARDED | {503: ERRORS[503]})
-async def ready(reg: Registry) -> S.ReadyResponse:
+@router.get("/ready", response_model=schemas.ReadyResponse, responses=GUARDED | {503: ERRORS[503]})
+async def ready(reg: Registry) -> schemas.ReadyResponse:
     """For a load balancer: 200 once this process holds at least one model, 503 (no_model)
     before; open without the API key, like /health."""
     if not reg.names():
         raise NoModelError("not ready: no model is loaded")
-    return S.ReadyResponse(status="ready", models=reg.names())
+    return schemas.ReadyResponse(status="ready", models=reg.names())
 
 
 @router.get(
@@ -179,35 +179,38 @@ async def metrics(reg: Registry) -> Response:
     return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/models", response_model=S.ModelsResponse, responses=ERRORS)
-async def list_models(reg: Registry, cpu: Compute) -> S.ModelsResponse:
+@router.get("/models", response_model=schemas.ModelsResponse, responses=ERRORS)
+async def list_models(reg: Registry, cpu: Compute) -> schemas.ModelsResponse:
     await cpu.run(reg.refresh)
     models = [
-        S.ModelInfo(**m.predictor.card.model_dump(), loaded_at=m.loaded_at) for m in reg.models()
+        schemas.ModelInfo(**m.predictor.card.model_dump(), loaded_at=m.loaded_at)
+        for m in reg.models()
     ]
-    return S.ModelsResponse(models=models, errors=reg.errors())
+    return schemas.ModelsResponse(models=models, errors=reg.errors())
 
 
-@router.get("/models/{name}", response_model=S.ModelInfo, responses=ERRORS)
-async def get_model(name: str, reg: Registry, cpu: Compute) -> S.ModelInfo:
+@router.get("/models/{name}", response_model=schemas.ModelInfo, responses=ERRORS)
+async def get_model(name: str, reg: Registry, cpu: Compute) -> schemas.ModelInfo:
     """One model's card: architecture, vocabulary, how it was trained, and the diagnosis
     of the run that made it."""
     model = await model_for(reg, cpu, name)
-    return S.ModelInfo(**model.predictor.card.model_dump(), loaded_at=model.loaded_at)
+    return schemas.ModelInfo(**model.predictor.card.model_dump(), loaded_at=model.loaded_at)
 
 
-@router.post("/models/reload", response_model=S.ReloadResponse, responses=ERRORS)
-async def reload_models(body: S.ReloadRequest, reg: Registry, cpu: Compute) -> S.ReloadResponse:
+@router.post("/models/reload", response_model=schemas.ReloadResponse, responses=ERRORS)
+async def reload_models(
+    body: schemas.ReloadRequest, reg: Registry, cpu: Compute
+) -> schemas.ReloadResponse:
     """Rescan the checkpoints directory. Takes a JSON body (`{}`), so that no cross-site
     form can trigger it."""
     report = await cpu.run(reg.refresh)
-    return S.ReloadResponse(
+    return schemas.ReloadResponse(
         models=reg.names(), loaded=report.loaded, removed=report.removed, errors=report.errors
     )
 
 
 @router.post("/predict", openapi_extra=ADMITTED, response_model=Prediction, responses=ERRORS)
-async def predict(req: S.PredictRequest, request: Request) -> Prediction:
+async def predict(req: schemas.PredictRequest, request: Request) -> Prediction:
     """Concurrent calls on the same model are answered together, in one batch.
 
     The hot path: it reads `app.state` directly rather than through dependencies, which
@@ -237,7 +240,7 @@ async def predict(req: S.PredictRequest, request: Request) -> Prediction:
 
 @router.post("/score", openapi_extra=ADMITTED, response_model=ScoreResult, responses=ERRORS)
 async def score(
-    req: S.ScoreRequest, request: Request, reg: Registry, cfg: Settings
+    req: schemas.ScoreRequest, request: Request, reg: Registry, cfg: Settings
 ) -> StreamingResponse:
     """Per-step confidence over the text; the answer is written as the text is read
     (service/sliced.py), so FastAPI does not check it against the response model again."""
@@ -267,7 +270,7 @@ async def score(
     },
 )
 async def report(
-    req: S.ReportRequest, request: Request, reg: Registry, cfg: Settings
+    req: schemas.ReportRequest, request: Request, reg: Registry, cfg: Settings
 ) -> StreamingResponse:
     """The self-contained HTML report of /score for the text (`charlm score --html`), as a
     file to save: it opens in any browser and fetches nothing."""
@@ -295,7 +298,7 @@ async def report(
     "/activations", openapi_extra=ADMITTED, response_model=ActivationResult, responses=ERRORS
 )
 async def activations(
-    req: S.ActivationsRequest, request: Request, reg: Registry, cfg: Settings
+    req: schemas.ActivationsRequest, request: Request, reg: Registry, cfg: Settings
 ) -> StreamingResponse:
     """Inside the model: units of one layer over the text (the cell state, the output or
     a gate, after each character), and the units most correlated with simple features
@@ -329,7 +332,7 @@ def _then_json(job: Sliced[ActivationResult], field: str) -> Sliced[Fragments]:
 
 @router.post("/accuracy", openapi_extra=ADMITTED, response_model=AccuracyResult, responses=ERRORS)
 async def accuracy(
-    req: S.AccuracyRequest, request: Request, reg: Registry, cfg: Settings
+    req: schemas.AccuracyRequest, request: Request, reg: Registry, cfg: Settings
 ) -> AccuracyResult:
     """How often the model's greedy continuation of each prompt is its answer, and the
     probability it gives the answers, overall and by field (`charlm accuracy`)."""
@@ -346,7 +349,7 @@ async def accuracy(
     responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}},
 )
 async def generate(
-    req: S.GenerateRequest, request: Request, reg: Registry, cfg: Settings, cpu: Compute
+    req: schemas.GenerateRequest, request: Request, reg: Registry, cfg: Settings, cpu: Compute
 ) -> Any:
     """Generations in progress advance together, one batched step per character
     (service/generation.py); other requests wait at most one step for the model."""

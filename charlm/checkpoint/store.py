@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from charlm.checkpoint import tensors as T
+from charlm.checkpoint import tensors
 from charlm.checkpoint.manifest import MANIFEST, Manifest
 from charlm.checkpoint.resume import ResumeState
 from charlm.errors import (
@@ -68,11 +68,11 @@ class Checkpoint:
         path = self.path / self.manifest.weights
         expected = self.model_config.parameter_shapes()
         with _named(self.label):
-            T.check_weights(path, T.read_header(path), expected)
-            weights = T.read_tensors(path)
+            tensors.check_weights(path, tensors.read_header(path), expected)
+            weights = tensors.read_tensors(path)
             found = {k: (_dtype_name(v), tuple(v.shape)) for k, v in weights.items()}
-            T.check_weights(path, found, expected)  # the file may have changed since `load`
-            T.check_finite(path, weights)
+            tensors.check_weights(path, found, expected)  # the file may have changed since `load`
+            tensors.check_finite(path, weights)
         return weights
 
     def build_model(self, device: torch.device | str = "cpu") -> CharRNN:
@@ -96,8 +96,8 @@ class Checkpoint:
                 f"{self.label}: has no resume state (it was not written by training)"
             )
         with _named(self.label):
-            tensors = T.read_tensors(self.path / m.resume)
-            return ResumeState.from_disk(tensors, m.resume_meta)
+            saved = tensors.read_tensors(self.path / m.resume)
+            return ResumeState.from_disk(saved, m.resume_meta)
 
 
 def resolve(name_or_path: str | Path, checkpoints_dir: str | Path = "checkpoints") -> Path:
@@ -133,7 +133,9 @@ def load(path: str | Path, *, label: str | None = None) -> Checkpoint:
     with _named(label):
         manifest = Manifest.read(directory / MANIFEST)
         weights = directory / manifest.weights
-        T.check_weights(weights, T.read_header(weights), manifest.model_config.parameter_shapes())
+        tensors.check_weights(
+            weights, tensors.read_header(weights), manifest.model_config.parameter_shapes()
+        )
     return Checkpoint(directory, manifest, label)
 
 
@@ -167,11 +169,13 @@ def save(
                 raise CheckpointError(f"{directory}: no earlier weights to keep")
             weights_file = Manifest.read(manifest_path).weights
         else:
-            weights_file = T.write_tensors(directory, "weights", _step(summary), weights)
+            weights_file = tensors.write_tensors(directory, "weights", _step(summary), weights)
             written.append(weights_file)
         resume_file = None
         if resume is not None:
-            resume_file = T.write_tensors(directory, "resume", _step(summary), resume.to_tensors())
+            resume_file = tensors.write_tensors(
+                directory, "resume", _step(summary), resume.to_tensors()
+            )
             written.append(resume_file)
         manifest = Manifest(
             model_config=model_config,
@@ -189,7 +193,7 @@ def save(
     except CheckpointError:
         _remove(directory, written)
         raise
-    T.remove_unreferenced(directory, {weights_file, resume_file})
+    tensors.remove_unreferenced(directory, {weights_file, resume_file})
     return directory
 
 

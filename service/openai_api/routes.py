@@ -30,7 +30,7 @@ from ..limits import check_choices, check_limits, check_scored
 from ..routes import ADMITTED, ERRORS, model_for
 from ..settings import ServiceSettings
 from ..sliced import Fragments, answer, array, logprobs_json, obj, respond
-from . import schemas as S
+from . import schemas
 from .tokens import decode
 
 __all__ = ["router"]
@@ -40,13 +40,13 @@ router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
 _STOPS = 4
 
 
-@router.get("/models", response_model=S.ModelList, responses=ERRORS)
-async def models(request: Request) -> S.ModelList:
+@router.get("/models", response_model=schemas.ModelList, responses=ERRORS)
+async def models(request: Request) -> schemas.ModelList:
     """The models, in OpenAI's list shape."""
     reg = request.app.state.registry
     await request.app.state.compute.run(reg.refresh)
-    return S.ModelList(
-        data=[S.ModelObject(id=m.name, created=int(m.loaded_at)) for m in reg.models()]
+    return schemas.ModelList(
+        data=[schemas.ModelObject(id=m.name, created=int(m.loaded_at)) for m in reg.models()]
     )
 
 
@@ -59,7 +59,9 @@ async def chat() -> None:
     )
 
 
-def _check(req: S.CompletionRequest, model: LoadedModel, settings: ServiceSettings) -> list[str]:
+def _check(
+    req: schemas.CompletionRequest, model: LoadedModel, settings: ServiceSettings
+) -> list[str]:
     """The request's stop texts; refuses what charlm cannot do, naming the field, and
     what is over the server's caps, naming the flag."""
     unsupported = [
@@ -82,7 +84,7 @@ def _check(req: S.CompletionRequest, model: LoadedModel, settings: ServiceSettin
     return [s for s in stops if s]
 
 
-def _scored(req: S.CompletionRequest, prompts: list[str]) -> int:
+def _scored(req: schemas.CompletionRequest, prompts: list[str]) -> int:
     """The characters whose logprobs the request asks for, over all its choices (at
     most: a completion may stop early)."""
     if req.logprobs is None:
@@ -101,7 +103,7 @@ def _prompts(
     return [p if isinstance(p, str) else decode(model, p, "prompt") for p in prompt]  # type: ignore[arg-type]
 
 
-def _fed(model: LoadedModel, req: S.CompletionRequest, prompt: str) -> str:
+def _fed(model: LoadedModel, req: schemas.CompletionRequest, prompt: str) -> str:
     """What the model reads of `prompt` (checked) under the request's `on_unknown`."""
     if not prompt:
         return prompt
@@ -109,7 +111,7 @@ def _fed(model: LoadedModel, req: S.CompletionRequest, prompt: str) -> str:
     return read_text(vocab, prompt, req.on_unknown, req.replacement, what="prompt").read
 
 
-def _config(req: S.CompletionRequest, index: int) -> SampleConfig:
+def _config(req: schemas.CompletionRequest, index: int) -> SampleConfig:
     seed = None if req.seed is None else (req.seed + index) % 2**63
     return SampleConfig(
         length=req.max_tokens, temperature=req.temperature, top_p=req.top_p, seed=seed
@@ -119,10 +121,10 @@ def _config(req: S.CompletionRequest, index: int) -> SampleConfig:
 @router.post(
     "/completions",
     openapi_extra=ADMITTED,
-    response_model=S.Completion,
+    response_model=schemas.Completion,
     responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}},
 )
-async def completions(req: S.CompletionRequest, request: Request) -> Any:
+async def completions(req: schemas.CompletionRequest, request: Request) -> Any:
     """OpenAI's legacy completions: characters are tokens."""
     state = request.app.state
     if isinstance(req.prompt, list) and not req.prompt:
@@ -160,8 +162,8 @@ async def completions(req: S.CompletionRequest, request: Request) -> Any:
         choice = to_json({"text": shown, "index": index})
         choices.append(obj(choice, {"logprobs": logprobs, "finish_reason": [to_json(finish)]}))
     used = sum(len(p) for p in prompts)
-    usage = S.Usage(prompt_tokens=used, completion_tokens=made, total_tokens=used + made)
-    body = S.Completion(**head, choices=[], usage=usage).model_dump_json(exclude={"choices"})
+    usage = schemas.Usage(prompt_tokens=used, completion_tokens=made, total_tokens=used + made)
+    body = schemas.Completion(**head, choices=[], usage=usage).model_dump_json(exclude={"choices"})
     return respond(obj(body.encode(), {"choices": array(choices)}))
 
 
@@ -197,7 +199,7 @@ async def _complete(
 async def _logprobs(
     request: Request,
     model: LoadedModel,
-    req: S.CompletionRequest,
+    req: schemas.CompletionRequest,
     prompt: str,
     text: str,
     start: int | None = None,
@@ -231,7 +233,7 @@ async def _logprobs(
 
 
 async def _stream(
-    req: S.CompletionRequest,
+    req: schemas.CompletionRequest,
     request: Request,
     model: LoadedModel,
     stops: list[str],

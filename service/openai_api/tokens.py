@@ -14,7 +14,7 @@ from charlm.registry import LoadedModel
 
 from ..limits import check_limits
 from ..routes import ERRORS, model_for
-from . import schemas as S
+from . import schemas
 
 __all__ = ["decode", "router"]
 
@@ -34,22 +34,24 @@ async def _loaded(request: Request, name: str | None) -> LoadedModel:
     return await model_for(request.app.state.registry, request.app.state.compute, name)
 
 
-@router.post("/tokenize", response_model=S.TokenizeResponse, responses=ERRORS)
-async def tokenize(req: S.TokenizeRequest, request: Request) -> S.TokenizeResponse:
+@router.post("/tokenize", response_model=schemas.TokenizeResponse, responses=ERRORS)
+async def tokenize(req: schemas.TokenizeRequest, request: Request) -> schemas.TokenizeResponse:
     check_limits(request.app.state.settings, text=req.prompt, what="prompt")
     model = await _loaded(request, req.model)
     ids = model.predictor.vocab.encode(req.prompt, what="prompt").tolist() if req.prompt else []
-    return S.TokenizeResponse(tokens=ids, count=len(ids))
+    return schemas.TokenizeResponse(tokens=ids, count=len(ids))
 
 
-@router.post("/detokenize", response_model=S.DetokenizeResponse, responses=ERRORS)
-async def detokenize(req: S.DetokenizeRequest, request: Request) -> S.DetokenizeResponse:
+@router.post("/detokenize", response_model=schemas.DetokenizeResponse, responses=ERRORS)
+async def detokenize(
+    req: schemas.DetokenizeRequest, request: Request
+) -> schemas.DetokenizeResponse:
     text = decode(await _loaded(request, req.model), req.tokens)  # as long as the body allows
     check_limits(request.app.state.settings, text=text, what="the text of the tokens")
-    return S.DetokenizeResponse(prompt=text)
+    return schemas.DetokenizeResponse(prompt=text)
 
 
-@router.get("/tokenizer_info", response_model=S.TokenizerInfo, responses=ERRORS)
-async def tokenizer_info(request: Request, model: str | None = None) -> S.TokenizerInfo:
+@router.get("/tokenizer_info", response_model=schemas.TokenizerInfo, responses=ERRORS)
+async def tokenizer_info(request: Request, model: str | None = None) -> schemas.TokenizerInfo:
     loaded = await _loaded(request, model)
-    return S.TokenizerInfo(model=loaded.name, vocab_size=len(loaded.predictor.vocab))
+    return schemas.TokenizerInfo(model=loaded.name, vocab_size=len(loaded.predictor.vocab))
