@@ -22,7 +22,7 @@ from pathlib import Path
 from common import REPO, report
 from train_throughput import StepClock, corpus
 
-from charlm.data import split_text
+from charlm.data import IdSplit
 from charlm.model import ModelConfig
 from charlm.training import PRESETS, TrainConfig, Trainer
 from charlm.vocab import Vocabulary
@@ -38,7 +38,14 @@ def chars_per_s(text: str, preset: str, steps: int, signals: str) -> float:
     )
     clock = StepClock()
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(mcfg, tcfg, vocab, split_text(text, 0.1), Path(tmp), callback=clock)
+        trainer = Trainer(
+            mcfg,
+            tcfg,
+            vocab,
+            IdSplit.of_ids(vocab.encode_compact(text).numpy(), 0.1),
+            Path(tmp),
+            callback=clock,
+        )
         trainer.run()
     first = tcfg.log_interval  # time from the end of the first logged interval
     timed = steps - first

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from common import REPO, report
 from torch import nn
 
-from charlm.data import split_text
+from charlm.data import IdSplit
 from charlm.model import ModelConfig
 from charlm.training import StepInfo, TrainCallback, TrainConfig, Trainer
 from charlm.vocab import Vocabulary
@@ -132,7 +132,14 @@ def charlm_chars_per_s(
     )
     clock = StepClock()
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(mcfg, tcfg, vocab, split_text(text, 0.1), Path(tmp), callback=clock)
+        trainer = Trainer(
+            mcfg,
+            tcfg,
+            vocab,
+            IdSplit.of_ids(vocab.encode_compact(text).numpy(), 0.1),
+            Path(tmp),
+            callback=clock,
+        )
         trainer.run()
     return b * t * steps / (clock.times[-1] - clock.times[WARMUP_STEPS - 1])
 

@@ -30,7 +30,7 @@ from charlm.errors import ConfigError, CorpusError
 from charlm.files import FileKind, read_regular
 
 if TYPE_CHECKING:
-    from charlm.vocab import Vocabulary
+    pass
 
 __all__ = [
     "GROUP_CHARS",
@@ -39,13 +39,11 @@ __all__ = [
     "MIN_VAL_CHARS",
     "IdSplit",
     "RangeSplit",
-    "Split",
     "Streams",
     "check_file",
     "read_corpus",
     "read_file_bytes",
     "split_ranges",
-    "split_text",
 ]
 
 GROUP_CHARS = 10_000
@@ -98,24 +96,6 @@ def read_corpus(path: str | Path) -> str:
     return text
 
 
-@dataclass(frozen=True)
-class Split:
-    """Training text and validation blocks cut from one corpus.
-
-    `val_blocks` are equal-length pieces of held-out text, each to be read as its own
-    stream. When `held_out` is False the corpus was too small to split and the blocks
-    are the training text itself.
-    """
-
-    train: str
-    val_blocks: tuple[str, ...]
-    held_out: bool
-
-    @property
-    def val_chars(self) -> int:
-        return sum(len(b) for b in self.val_blocks)
-
-
 def split_ranges(n: int, val_fraction: float, mode: str = "interleaved") -> RangeSplit:
     """Where to cut a corpus of `n` characters (see the module docstring): the training
     and validation ranges, as (start, end) pairs in order."""
@@ -153,16 +133,6 @@ class RangeSplit:
     held_out: bool
 
 
-def split_text(text: str, val_fraction: float, mode: str = "interleaved") -> Split:
-    """Cut `text` into training text and validation blocks (see the module docstring)."""
-    r = split_ranges(len(text), val_fraction, mode)
-    return Split(
-        train="".join(text[a:b] for a, b in r.train),
-        val_blocks=tuple(text[a:b] for a, b in r.val),
-        held_out=r.held_out,
-    )
-
-
 @dataclass(frozen=True)
 class IdSplit:
     """A split of a corpus given as character ids: the training pieces (views of the
@@ -188,24 +158,13 @@ class IdSplit:
 
     @classmethod
     def of_ids(cls, ids: np.ndarray, val_fraction: float, mode: str = "interleaved") -> IdSplit:
-        """Cut `ids` as `split_text` cuts a text; the pieces are views, not copies, so a
+        """Cut `ids` where `split_ranges` says; the pieces are views, not copies, so a
         memory-mapped corpus stays on disk."""
         r = split_ranges(len(ids), val_fraction, mode)
         return cls(
             train=tuple(ids[a:b] for a, b in r.train),
             val_blocks=tuple(ids[a:b] for a, b in r.val),
             held_out=r.held_out,
-        )
-
-    @classmethod
-    def of_split(cls, split: Split, vocab: Vocabulary) -> IdSplit:
-        """A text split, encoded."""
-        return cls(
-            train=(vocab.encode_compact(split.train, what="training text").numpy(),),
-            val_blocks=tuple(
-                vocab.encode_compact(b, what="validation text").numpy() for b in split.val_blocks
-            ),
-            held_out=split.held_out,
         )
 
 

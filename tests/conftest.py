@@ -10,8 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from charlm import checkpoint
+from charlm.data import IdSplit
 from charlm.inference import Predictor
 from charlm.training import fit
+from charlm.vocab import Vocabulary
 
 REPO = Path(__file__).resolve().parents[1]
 CORPORA = REPO / "corpora"
@@ -32,6 +34,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(mark)
         if any(item.get_closest_marker(m) for m in HEAVY_MARKS):
             item.add_marker(pytest.mark.slow)
+
+
+def text_split(
+    text: str, vocab: Vocabulary, val_fraction: float = 0.1, mode: str = "interleaved"
+) -> IdSplit:
+    """`text` encoded and split as `fit` splits a corpus, for a `Trainer` built by hand."""
+    return IdSplit.of_ids(vocab.encode_compact(text).numpy(), val_fraction, mode)
 
 
 @pytest.fixture(scope="session")

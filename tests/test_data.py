@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from charlm.data import GROUP_CHARS, MIN_VAL_CHARS, Streams, read_corpus, split_text
+from charlm.data import GROUP_CHARS, MIN_VAL_CHARS, Streams, read_corpus, split_ranges
 from charlm.errors import CorpusError
 
 
@@ -39,33 +39,41 @@ def test_read_corpus_missing_and_directory(tmp_path: Path) -> None:
         read_corpus(tmp_path)
 
 
+def cut(text: str, val_fraction: float, mode: str = "interleaved") -> tuple[str, list[str], bool]:
+    """`text` cut where `split_ranges` says: the training text, the validation blocks, and
+    whether anything was held out."""
+    r = split_ranges(len(text), val_fraction, mode)
+    return "".join(text[a:b] for a, b in r.train), [text[a:b] for a, b in r.val], r.held_out
+
+
 def test_small_corpus_is_not_split() -> None:
-    s = split_text("ab" * 100, 0.1)
-    assert not s.held_out and s.train == "ab" * 100 and s.val_blocks == ("ab" * 100,)
+    train, val, held_out = cut("ab" * 100, 0.1)
+    assert not held_out and train == "ab" * 100 and val == ["ab" * 100]
 
 
 def test_tail_split() -> None:
     text = "".join(chr(97 + i % 26) for i in range(10_000))
-    s = split_text(text, 0.1, "tail")
-    assert s.held_out and s.train == text[:9000] and s.val_blocks == (text[9000:],)
+    train, val, held_out = cut(text, 0.1, "tail")
+    assert held_out and train == text[:9000] and val == [text[9000:]]
 
 
 def test_interleaved_split_draws_validation_from_the_whole_corpus() -> None:
     # 30 "chapters" of GROUP_CHARS characters, each written in its own symbol.
     chapters = [chr(0x100 + i) for i in range(30)]
     text = "".join(c * GROUP_CHARS for c in chapters)
-    s = split_text(text, 0.1)
-    assert s.held_out
-    assert len(s.train) + s.val_chars == len(text)
-    assert abs(s.val_chars / len(text) - 0.1) < 0.01
-    assert len({len(b) for b in s.val_blocks}) == 1  # equal blocks, read as parallel streams
+    train, val, held_out = cut(text, 0.1)
+    val_chars = sum(len(b) for b in val)
+    assert held_out
+    assert len(train) + val_chars == len(text)
+    assert abs(val_chars / len(text) - 0.1) < 0.01
+    assert len({len(b) for b in val}) == 1  # equal blocks, read as parallel streams
     # Every chapter is represented in validation, first to last, and still trains.
-    assert set("".join(s.val_blocks)) == set(chapters) == set(s.train)
+    assert set("".join(val)) == set(chapters) == set(train)
 
 
 def test_split_needs_two_characters() -> None:
     with pytest.raises(CorpusError, match="at least 2"):
-        split_text("a", 0.1)
+        split_ranges(1, 0.1)
     assert MIN_VAL_CHARS > 0
 
 

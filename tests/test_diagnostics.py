@@ -19,7 +19,6 @@ from torch import nn
 
 from charlm import checkpoint
 from charlm.cli import main as cli
-from charlm.data import split_text
 from charlm.diagnostics import History, ReferenceLevels, RunFacts
 from charlm.diagnostics.logs import open_log, read_log
 from charlm.diagnostics.references import bounded_softmax_floor
@@ -32,7 +31,7 @@ from charlm.model import CharRNN, ModelConfig, State
 from charlm.training import TrainConfig, Trainer
 from charlm.vocab import Vocabulary
 
-from .conftest import CORPORA
+from .conftest import CORPORA, text_split
 
 ALPHABET = (CORPORA / "alphabet.txt").read_text(encoding="utf-8")
 NOTES = (CORPORA / "notes.txt").read_text(encoding="utf-8")
@@ -58,7 +57,7 @@ def train(
         **{**TINY_TRAIN, "max_steps": steps, "eval_interval": 100, "split": split, **settings}
     )
     directory = tmp / "run"
-    t = trainer(mcfg, tcfg, vocab, split_text(text, tcfg.val_fraction, split), directory)
+    t = trainer(mcfg, tcfg, vocab, text_split(text, vocab, tcfg.val_fraction, split), directory)
     t.run()
     return [f.name for f in t.history.findings], directory
 
@@ -242,7 +241,7 @@ def test_a_resumed_run_does_not_repeat_a_finding(tmp_path: Path) -> None:
     def run(steps: int, resume: bool) -> None:
         tcfg = TrainConfig(**{**TINY_TRAIN, "lr": 1e-8, "max_steps": steps, "eval_interval": 50})
         ckpt = checkpoint.load(tmp_path / "run") if resume else None
-        split = split_text(NOTES, tcfg.val_fraction)
+        split = text_split(NOTES, vocab, tcfg.val_fraction)
         Trainer(mcfg, tcfg, vocab, split, tmp_path / "run", resume_from=ckpt).run()
 
     run(250, resume=False)  # learning_rate_too_low fires at step 200

@@ -16,7 +16,7 @@ import pytest
 
 from charlm import checkpoint
 from charlm.cli import main
-from charlm.data import IdSplit, Streams, split_text
+from charlm.data import IdSplit, Streams, split_ranges
 from charlm.errors import CorpusError, UnknownCharacterError
 from charlm.metrics import read_metrics
 from charlm.prepared import IDS_FILE, META_FILE, load_corpus, open_prepared, prepare
@@ -103,12 +103,15 @@ def test_id_split_cuts_where_the_text_split_cuts() -> None:
     text = SHAKESPEARE.read_text(encoding="utf-8")[:300_001]
     vocab = Vocabulary.from_text(text)
     for mode in ("interleaved", "tail"):
-        by_text = split_text(text, 0.1, mode)
+        r = split_ranges(len(text), 0.1, mode)
+        train = "".join(text[a:b] for a, b in r.train)
         by_ids = IdSplit.of_ids(vocab.encode_compact(text).numpy(), 0.1, mode)
-        assert vocab.decode(np.concatenate(by_ids.train).tolist()) == by_text.train
-        assert [vocab.decode(b.tolist()) for b in by_ids.val_blocks] == list(by_text.val_blocks)
+        assert vocab.decode(np.concatenate(by_ids.train).tolist()) == train
+        assert [vocab.decode(b.tolist()) for b in by_ids.val_blocks] == [
+            text[a:b] for a, b in r.val
+        ]
         # windows read across the training pieces equal those of the joined text
-        joined = Streams(vocab.encode_compact(by_text.train), 64, 100)
+        joined = Streams(vocab.encode_compact(train), 64, 100)
         pieces = Streams(by_ids.train, 64, 100)
         assert len(by_ids.train) > 1 or mode == "tail"
         for start in joined.window_starts(7):

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from charlm import checkpoint
-from charlm.data import split_text
+from charlm.data import split_ranges
 from charlm.errors import ConfigError, TrainingError
 from charlm.evaluation import evaluate_streams
 from charlm.inference import Predictor
@@ -29,7 +29,7 @@ from charlm.training import (
 )
 from charlm.vocab import Vocabulary
 
-from .conftest import CORPORA
+from .conftest import CORPORA, text_split
 
 SMALL_MODEL = {
     "embedding_dim": 8,
@@ -102,7 +102,7 @@ def test_each_step_uses_fresh_gradients_of_its_own_window(tmp_path: Path) -> Non
         batch_size=4, seq_len=16, max_steps=6, clip=1e9, reset_prob=0.0, eval_interval=100
     )
     rec = Recorder()
-    trainer = Trainer(mcfg, tcfg, vocab, split_text(text, 0.1), tmp_path, callback=rec)
+    trainer = Trainer(mcfg, tcfg, vocab, text_split(text, vocab), tmp_path, callback=rec)
     trainer.run()
     for before, after in itertools.pairwise(rec.records):
         if after["window"] == 0:
@@ -127,7 +127,7 @@ def test_gradient_clipping_bounds_the_update(tmp_path: Path) -> None:
     mcfg = ModelConfig(vocab_size=len(vocab), embedding_dim=8, hidden_size=16, num_layers=1)
     tcfg = TrainConfig(batch_size=4, seq_len=16, max_steps=3, clip=1e-3, eval_interval=100)
     rec = Recorder()
-    Trainer(mcfg, tcfg, vocab, split_text(text, 0.1), tmp_path, callback=rec).run()
+    Trainer(mcfg, tcfg, vocab, text_split(text, vocab), tmp_path, callback=rec).run()
     for r in rec.records:
         assert r["info"].grad_norm > 1e-3  # the logged norm is the one before clipping
         clipped = math.sqrt(sum(float((g**2).sum()) for g in r["grads"]))
@@ -261,8 +261,8 @@ def test_early_stop_on_target_loss_and_patience(tmp_path: Path) -> None:
     ckpt = checkpoint.load(tmp_path / "p")
     assert result.best_step < result.steps
     text = (CORPORA / "notes.txt").read_text()
-    split = split_text(text, 0.1)
-    blocks = torch.stack([ckpt.vocab.encode(b) for b in split.val_blocks])
+    cut = split_ranges(len(text), 0.1)
+    blocks = torch.stack([ckpt.vocab.encode(text[a:b]) for a, b in cut.val])
     best_loss, _ = evaluate_streams(ckpt.build_model(), blocks)
     assert best_loss == pytest.approx(result.best_val_loss, rel=1e-5)
     last = ckpt.load_resume()

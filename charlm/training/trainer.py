@@ -34,7 +34,7 @@ import torch
 
 from charlm import checkpoint
 from charlm.checkpoint import Progress
-from charlm.data import IdSplit, Split, Streams
+from charlm.data import IdSplit, Streams
 from charlm.diagnostics import History
 from charlm.diagnostics.monitor import Monitor
 from charlm.diagnostics.references import MAX_CHARS as REFERENCE_CHARS
@@ -69,7 +69,7 @@ class Trainer:
         model_config: ModelConfig,
         config: TrainConfig,
         vocab: Vocabulary,
-        split: Split | IdSplit,
+        split: IdSplit,
         directory: str | Path,
         *,
         resume_from: checkpoint.Checkpoint | None = None,
@@ -107,8 +107,7 @@ class Trainer:
             # one pass over each tensor rather than a dozen small operations
             fused=self.device.type in ("cpu", "cuda"),
         )
-        ids = split if isinstance(split, IdSplit) else IdSplit.of_split(split, vocab)
-        self.split = ids
+        ids = self.split = split
         self.streams = Streams(
             ids.train,
             config.batch_size,
