@@ -18,6 +18,7 @@ import os
 import sys
 import traceback
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from charlm.errors import (
     TrainingError,
 )
 from charlm.model import ModelConfig
-from charlm.prepared import load_corpus
+from charlm.prepared import Corpus, load_corpus
 from charlm.runtime import Runtime, pick_device
 from charlm.training.budget import dropout_for_budget, fit_to_budget, time_step
 from charlm.training.callbacks import CallbackList, TrainCallback, TrainResult
@@ -151,6 +152,20 @@ def _lost_peer(e: Exception, cluster: Cluster) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What a run trains: the corpus as the model reads it, the settings, and the saved
+    run it continues (None for a fresh one)."""
+
+    data: Corpus
+    vocab: Vocabulary
+    model_config: ModelConfig
+    train_config: TrainConfig
+    preset: str | None
+    resumed: checkpoint.Checkpoint | None
+    threads: int | None
+
+
 def _fit(
     corpus: str | Path,
     directory: str | Path,
@@ -167,8 +182,7 @@ def _fit(
     cluster: Cluster,
 ) -> TrainResult:
     chosen = preset_named(preset) if preset is not None else None
-    model_overrides = dict(model_overrides or {})
-    train_overrides = dict(train_overrides or {})
+    models, trains = dict(model_overrides or {}), dict(train_overrides or {})
     if resume and overwrite:
         raise ConfigError("--resume continues a checkpoint and --overwrite replaces it: pick one")
     data = load_corpus(resolve_corpus(corpus))
@@ -177,82 +191,102 @@ def _fit(
         raise CheckpointNotFoundError(f"--resume: no checkpoint at {directory} to resume")
     with checkpoint.RunLock(directory) if cluster.main else contextlib.nullcontext():
         if resume:
-            ckpt = checkpoint.load(directory)
-            if not ckpt.resumable:
-                raise ConfigError(f"{directory}: checkpoint has no resume state")
-            vocab = ckpt.vocab
-            data = data.in_vocabulary(vocab, what=f"corpus {corpus}")
-            model_config = ckpt.model_config
-            train_config = TrainConfig.from_dict(ckpt.train_config)
-            _check_same(model_overrides, model_config.to_dict(), frozenset(), "model")
-            _check_same(train_overrides, train_config.to_dict(), RESUMABLE_OVERRIDES, "training")
-            allowed = {k: v for k, v in train_overrides.items() if k in RESUMABLE_OVERRIDES}
-            train_config = TrainConfig.from_dict({**train_config.to_dict(), **allowed})
-            preset_name = ckpt.summary.get("preset")
-            if chosen is not None and chosen.name != preset_name:
-                raise ConfigError(
-                    f"--preset {chosen.name} differs from the checkpoint's preset "
-                    f"{preset_name}; a resumed run keeps its settings"
-                )
+            plan = _resumed(directory, data, f"corpus {corpus}", chosen, models, trains, threads)
         else:
             if checkpoint.exists(directory) and not overwrite:
                 raise CheckpointExistsError(
                     f"{directory} already holds a checkpoint; pass --resume to continue it, "
                     "--overwrite to replace it, or --name to train into another directory"
                 )
-            vocab = data.vocab
-            preset_ = chosen or preset_for(data.chars)
-            model_config, train_config = _configs(preset_, vocab, model_overrides, train_overrides)
-            if (
-                chosen is None
-                and not model_overrides
-                and train_config.max_minutes is not None
-                and cluster.world == 1
-            ):
-                threads = Runtime.choose(device, threads=threads).threads
-                budget = fit_to_budget(
-                    preset_,
-                    train_config.max_minutes * 60,
-                    lambda p: time_step(
-                        *_configs(p, vocab, model_overrides, train_overrides), pick_device(device)
-                    ),
-                )
-                if budget.preset is not preset_:
-                    log.warning("%s", budget.describe())
-                    preset_ = budget.preset
-                    model_config, train_config = _configs(
-                        preset_, vocab, model_overrides, train_overrides
-                    )
-                train_chars = int(data.chars * (1 - train_config.val_fraction))
-                model_config, said = dropout_for_budget(
-                    model_config, budget, train_config, train_chars
-                )
-                if said:
-                    log.warning("%s", said)
-            preset_name = preset_.name
-            ckpt = None
-
+            plan = _fresh(data, chosen, models, trains, device, threads, budget=cluster.world == 1)
         runtime = Runtime.choose(
             cluster.device(pick_device(device)),
-            threads=threads,
-            hidden_size=model_config.hidden_size,
-            cell=model_config.cell,
-            precision=train_config.precision,
+            threads=plan.threads,
+            hidden_size=plan.model_config.hidden_size,
+            cell=plan.model_config.cell,
+            precision=plan.train_config.precision,
         )
-        split = IdSplit.of_ids(data.ids, train_config.val_fraction, train_config.split)
+        tc = plan.train_config
         trainer = Trainer(
-            model_config,
-            train_config,
-            vocab,
-            split,
+            plan.model_config,
+            tc,
+            plan.vocab,
+            IdSplit.of_ids(plan.data.ids, tc.val_fraction, tc.split),
             directory,
-            resume_from=ckpt,
+            resume_from=plan.resumed,
             callback=CallbackList(callback, PlotCallback() if plots else None),
             runtime=runtime,
-            corpus_info={**data.info(), "preset": preset_name, "processes": cluster.world},
+            corpus_info={**plan.data.info(), "preset": plan.preset, "processes": cluster.world},
             cluster=cluster,
         )
         return trainer.run()
+
+
+def _resumed(
+    directory: Path,
+    data: Corpus,
+    what: str,
+    chosen: Preset | None,
+    model_overrides: Mapping[str, Any],
+    train_overrides: Mapping[str, Any],
+    threads: int | None,
+) -> _Plan:
+    """The plan of a resumed run: the checkpoint's settings, but for the budgets the
+    user may change; anything else given must match."""
+    ckpt = checkpoint.load(directory)
+    if not ckpt.resumable:
+        raise ConfigError(f"{directory}: checkpoint has no resume state")
+    data = data.in_vocabulary(ckpt.vocab, what=what)
+    model_config = ckpt.model_config
+    train_config = TrainConfig.from_dict(ckpt.train_config)
+    _check_same(model_overrides, model_config.to_dict(), frozenset(), "model")
+    _check_same(train_overrides, train_config.to_dict(), RESUMABLE_OVERRIDES, "training")
+    allowed = {k: v for k, v in train_overrides.items() if k in RESUMABLE_OVERRIDES}
+    train_config = TrainConfig.from_dict({**train_config.to_dict(), **allowed})
+    preset_name = ckpt.summary.get("preset")
+    if chosen is not None and chosen.name != preset_name:
+        raise ConfigError(
+            f"--preset {chosen.name} differs from the checkpoint's preset "
+            f"{preset_name}; a resumed run keeps its settings"
+        )
+    return _Plan(data, ckpt.vocab, model_config, train_config, preset_name, ckpt, threads)
+
+
+def _fresh(
+    data: Corpus,
+    chosen: Preset | None,
+    model_overrides: Mapping[str, Any],
+    train_overrides: Mapping[str, Any],
+    device: str,
+    threads: int | None,
+    *,
+    budget: bool,
+) -> _Plan:
+    """The plan of a fresh run: the preset's settings (`chosen`, or the corpus size's)
+    under the user's. With `budget` (one process), a time budget and no preset or model
+    flag, a preset that fits the budget on this machine, and no dropout where the budget
+    cannot overfit (`training.budget`)."""
+    vocab = data.vocab
+    preset_ = chosen or preset_for(data.chars)
+    model_config, train_config = _configs(preset_, vocab, model_overrides, train_overrides)
+    if budget and chosen is None and not model_overrides and train_config.max_minutes is not None:
+        threads = Runtime.choose(device, threads=threads).threads
+        fitted = fit_to_budget(
+            preset_,
+            train_config.max_minutes * 60,
+            lambda p: time_step(
+                *_configs(p, vocab, model_overrides, train_overrides), pick_device(device)
+            ),
+        )
+        if fitted.preset is not preset_:
+            log.warning("%s", fitted.describe())
+            preset_ = fitted.preset
+            model_config, train_config = _configs(preset_, vocab, model_overrides, train_overrides)
+        train_chars = int(data.chars * (1 - train_config.val_fraction))
+        model_config, said = dropout_for_budget(model_config, fitted, train_config, train_chars)
+        if said:
+            log.warning("%s", said)
+    return _Plan(data, vocab, model_config, train_config, preset_.name, None, threads)
 
 
 def _configs(
