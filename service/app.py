@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -54,6 +54,39 @@ async def _note_memory() -> None:
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     settings = settings or settings_from()
+    app = FastAPI(
+        title="charlm",
+        summary="Next-character probabilities, greedy continuations, per-step confidence.",
+        version=charlm.__version__,
+        lifespan=_lifespan(settings),
+        docs_url=None,  # served by install_docs, without a CDN
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.pending = pending = Pending()
+    app.state.compute = ComputeThread()
+    app.state.batcher = PredictBatcher(
+        app.state.compute,
+        max_batch=settings.max_batch,
+        wait_s=settings.batch_wait_ms / 1000,
+        in_flight=lambda: pending.on("/predict"),
+    )
+    app.state.generation = GenerationEngine(app.state.compute)
+    routers = (router, openai_router, tokens_router)
+    for r in routers:
+        app.include_router(r)
+    _add_middleware(app, settings, pending, admitted_paths([x for r in routers for x in r.routes]))
+    install_error_handlers(app)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/assets", StaticFiles(directory=ASSETS_DIR), name="assets")
+    install_docs(app)
+    return app
+
+
+def _lifespan(
+    settings: ServiceSettings,
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start-up (the models loaded, the threads chosen) and shut-down of a server."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -84,34 +117,16 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         await app.state.generation.close()
         app.state.compute.close()
 
-    app = FastAPI(
-        title="charlm",
-        summary="Next-character probabilities, greedy continuations, per-step confidence.",
-        version=charlm.__version__,
-        lifespan=lifespan,
-        docs_url=None,  # served by install_docs, without a CDN
-        redoc_url=None,
-    )
-    app.state.settings = settings
-    app.state.pending = Pending()
-    pending = app.state.pending
-    app.state.compute = ComputeThread()
-    app.state.batcher = PredictBatcher(
-        app.state.compute,
-        max_batch=settings.max_batch,
-        wait_s=settings.batch_wait_ms / 1000,
-        in_flight=lambda: pending.on("/predict"),
-    )
-    app.state.generation = GenerationEngine(app.state.compute)
-    # Outermost last: AccessLog -> RequestMetrics -> OpenAIErrors -> BodyFraming -> Guard ->
-    # CORS -> BodyLimit -> Admission -> routes.
-    app.include_router(router)
-    app.include_router(openai_router)
-    app.include_router(tokens_router)
-    admitted = admitted_paths([*router.routes, *openai_router.routes, *tokens_router.routes])
-    app.add_middleware(
-        Admission, pending=app.state.pending, limit=settings.max_pending, paths=admitted
-    )
+    return lifespan
+
+
+def _add_middleware(
+    app: FastAPI, settings: ServiceSettings, pending: Pending, admitted: frozenset[str]
+) -> None:
+    """The layers around the routes. Added innermost first, so a request meets them as:
+    AccessLog -> RequestMetrics -> OpenAIErrors -> BodyFraming -> Guard -> CORS ->
+    BodyLimit -> Admission -> routes."""
+    app.add_middleware(Admission, pending=pending, limit=settings.max_pending, paths=admitted)
     app.add_middleware(
         BodyLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
     )
@@ -133,11 +148,6 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.add_middleware(RequestMetrics)  # every request, counted and timed
     if settings.access_log:  # outermost: what the client sent and got
         app.add_middleware(AccessLog, include_text=settings.access_log_text)
-    install_error_handlers(app)
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.mount("/assets", StaticFiles(directory=ASSETS_DIR), name="assets")
-    install_docs(app)
-    return app
 
 
 def create_app_from_env() -> FastAPI:
