@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
-from pathlib import Path
 
 from common import REPO, report
-from train_throughput import StepClock, corpus
+from train_throughput import corpus, step_times
 
-from charlm.data import IdSplit
 from charlm.model import ModelConfig
-from charlm.training import PRESETS, TrainConfig, Trainer
+from charlm.training import PRESETS, TrainConfig
 from charlm.vocab import Vocabulary
 
 
@@ -36,20 +33,10 @@ def chars_per_s(text: str, preset: str, steps: int, signals: str) -> float:
         **{**p.train, "max_steps": steps, "eval_interval": 10**6, "patience": None},
         signals=signals,
     )
-    clock = StepClock()
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(
-            mcfg,
-            tcfg,
-            vocab,
-            IdSplit.of_ids(vocab.encode_compact(text).numpy(), 0.1),
-            Path(tmp),
-            callback=clock,
-        )
-        trainer.run()
+    times = step_times(mcfg, tcfg, vocab, text)
     first = tcfg.log_interval  # time from the end of the first logged interval
     timed = steps - first
-    return tcfg.batch_size * tcfg.seq_len * timed / (clock.times[-1] - clock.times[first - 1])
+    return tcfg.batch_size * tcfg.seq_len * timed / (times[-1] - times[first - 1])
 
 
 def main() -> None:

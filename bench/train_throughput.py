@@ -130,18 +130,18 @@ def charlm_chars_per_s(
         precision=precision,
         warmup_steps=WARMUP_STEPS,
     )
+    times = step_times(mcfg, tcfg, vocab, text)
+    return b * t * steps / (times[-1] - times[WARMUP_STEPS - 1])
+
+
+def step_times(mcfg: ModelConfig, tcfg: TrainConfig, vocab: Vocabulary, text: str) -> list[float]:
+    """Train on `text` as `fit` splits it, into a directory thrown away after; when each
+    step ended."""
     clock = StepClock()
+    split = IdSplit.of_ids(vocab.encode_compact(text).numpy(), 0.1)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(
-            mcfg,
-            tcfg,
-            vocab,
-            IdSplit.of_ids(vocab.encode_compact(text).numpy(), 0.1),
-            Path(tmp),
-            callback=clock,
-        )
-        trainer.run()
-    return b * t * steps / (clock.times[-1] - clock.times[WARMUP_STEPS - 1])
+        Trainer(mcfg, tcfg, vocab, split, Path(tmp), callback=clock).run()
+    return clock.times
 
 
 class StepClock(TrainCallback):
