@@ -1,14 +1,11 @@
 """The documentation: the README's shape, the command-line reference against the parser,
 and the MkDocs site, built strictly and read in headless Chromium with no network."""
 
-import functools
-import http.server
 import importlib.util
 import os
 import re
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -16,6 +13,7 @@ from urllib.parse import urldefrag, urljoin, urlparse
 
 import pytest
 
+from .serving import static_files
 from .test_browser import browser
 
 REPO = Path(__file__).resolve().parent.parent
@@ -95,21 +93,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def site_url(site: Path) -> Iterator[str]:
     """The built site on a loopback port."""
-    handler = functools.partial(QuietHandler, directory=str(site))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
-    httpd.shutdown()
-    httpd.server_close()
+    with static_files(site) as url:
+        yield url + "/"
 
 
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@pytest.mark.slow
 def test_the_site_has_every_page_and_the_api_from_the_docstrings(site: Path) -> None:
     pages = {p.parent.name for p in site.glob("*/index.html")}
     assert {

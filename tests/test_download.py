@@ -1,10 +1,7 @@
 """The corpus download path, against real HTTP servers on loopback."""
 
 import hashlib
-import http.server
-import threading
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 
 import pytest
@@ -14,11 +11,7 @@ from charlm.download import KNOWN_CORPORA, CorpusSource, download
 from charlm.errors import CorpusDownloadError
 
 from .conftest import SHAKESPEARE
-
-
-class Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+from .serving import static_files
 
 
 @pytest.fixture
@@ -26,12 +19,8 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """An HTTP server on 127.0.0.1 serving files from a temporary directory."""
     root = tmp_path / "www"
     root.mkdir()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", root
-    httpd.shutdown()
-    httpd.server_close()
+    with static_files(root) as url:
+        yield url, root
 
 
 def small_source(data: bytes) -> CorpusSource:
