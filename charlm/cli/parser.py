@@ -63,6 +63,17 @@ def _text_arg(value: str) -> str:
     return sys.stdin.read() if value == "-" else value
 
 
+def _checkpoints_dir(p: argparse.ArgumentParser) -> None:
+    """`--checkpoints-dir`, the same in every command that finds checkpoints by name."""
+    p.add_argument(
+        "--checkpoints-dir",
+        type=Path,
+        metavar="DIR",
+        default=Path("checkpoints"),
+        help="the directory that holds checkpoints, by name",
+    )
+
+
 def _common(p: argparse.ArgumentParser, *, checkpoint_arg: bool = True) -> None:
     if checkpoint_arg:
         p.add_argument("checkpoint", help="checkpoint directory, or a name under --checkpoints-dir")
@@ -72,13 +83,7 @@ def _common(p: argparse.ArgumentParser, *, checkpoint_arg: bool = True) -> None:
             help="cpu, cuda, cuda:N or auto (CUDA when present); a checkpoint trained on "
             "any device loads on any",
         )
-    p.add_argument(
-        "--checkpoints-dir",
-        type=Path,
-        metavar="DIR",
-        default=Path("checkpoints"),
-        help="the directory that holds checkpoints, by name",
-    )
+    _checkpoints_dir(p)
     p.add_argument("--threads", type=int, metavar="N", help=f"{_THREADS_HELP} (default: auto)")
 
 
@@ -300,13 +305,7 @@ def _add_diagnose(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "checkpoint", nargs="?", help="checkpoint directory, or a name under --checkpoints-dir"
     )
-    p.add_argument(
-        "--checkpoints-dir",
-        type=Path,
-        metavar="DIR",
-        default=Path("checkpoints"),
-        help="the directory that holds checkpoints, by name",
-    )
+    _checkpoints_dir(p)
     p.add_argument(
         "--log",
         type=Path,
