@@ -154,11 +154,10 @@ def _lost_peer(e: Exception, cluster: Cluster) -> bool:
 
 @dataclass(frozen=True)
 class _Plan:
-    """What a run trains: the corpus as the model reads it, the settings, and the saved
-    run it continues (None for a fresh one)."""
+    """What a run trains: the corpus as the model reads it (its vocabulary the model's),
+    the settings, and the saved run it continues (None for a fresh one)."""
 
     data: Corpus
-    vocab: Vocabulary
     model_config: ModelConfig
     train_config: TrainConfig
     preset: str | None
@@ -210,7 +209,7 @@ def _fit(
         trainer = Trainer(
             plan.model_config,
             tc,
-            plan.vocab,
+            plan.data.vocab,
             IdSplit.of_ids(plan.data.ids, tc.val_fraction, tc.split),
             directory,
             resume_from=plan.resumed,
@@ -249,7 +248,7 @@ def _resumed(
             f"--preset {chosen.name} differs from the checkpoint's preset "
             f"{preset_name}; a resumed run keeps its settings"
         )
-    return _Plan(data, ckpt.vocab, model_config, train_config, preset_name, ckpt, threads)
+    return _Plan(data, model_config, train_config, preset_name, ckpt, threads)
 
 
 def _fresh(
@@ -286,7 +285,7 @@ def _fresh(
         model_config, said = dropout_for_budget(model_config, fitted, train_config, train_chars)
         if said:
             log.warning("%s", said)
-    return _Plan(data, vocab, model_config, train_config, preset_.name, None, threads)
+    return _Plan(data, model_config, train_config, preset_.name, None, threads)
 
 
 def _configs(
