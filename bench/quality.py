@@ -52,7 +52,7 @@ from charlm import load_checkpoint
 from charlm.cli import main as charlm_cli
 from charlm.download import cached_path
 from charlm.inference import Predictor
-from charlm.metrics import read_metrics
+from charlm.runlog import EvalRow, TrainRow, read_metrics
 from charlm.training import preset_for
 
 WINDOW = 256
@@ -195,9 +195,9 @@ def run_charlm(
     text = corpus.read_text(encoding="utf-8")
     val = predictor.vocab.encode(text[int(len(text) * 0.9) :])
     rows = read_metrics(directory / "metrics.jsonl")
-    evals = [(r["time_s"], r["val_loss"]) for r in rows if r["kind"] == "eval"]
-    trains = [r for r in rows if r["kind"] == "train"]
-    eval_s = sum(r.get("eval_s", 0.0) for r in rows if r["kind"] == "eval")
+    evals = [(r.time_s, r.val_loss) for r in rows if isinstance(r, EvalRow)]
+    trains = [r for r in rows if isinstance(r, TrainRow)]
+    eval_s = sum(r.eval_s or 0.0 for r in rows if isinstance(r, EvalRow))
     ckpt = load_checkpoint(directory)
     summary = ckpt.summary
     cfg = ckpt.model_config
@@ -214,7 +214,7 @@ def run_charlm(
             f"window {tcfg['seq_len']}, batch {tcfg['batch_size']}, lr {tcfg['lr']:g}, "
             f"bf16 {summary.get('bf16')}"
         ),
-        "last_train_loss": trains[-1]["loss"] if trains else math.nan,
+        "last_train_loss": trains[-1].loss if trains else math.nan,
         "eval_share": eval_s / max(summary["elapsed_s"], 1e-9),
     }
 

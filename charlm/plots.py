@@ -10,11 +10,17 @@ run trains, and `charlm plot` draws them for a finished one.
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from charlm.metrics import METRICS_FILE, read_metrics
+from charlm.runlog import METRICS_FILE, DiagnosisRow, EvalRow, ReferenceRow, TrainRow, read_metrics
+
+if TYPE_CHECKING:
+    from charlm.diagnostics.findings import Finding
+    from charlm.diagnostics.references import ReferenceLevels
 
 __all__ = ["PLOT_FILE", "plot_metrics"]
 
@@ -34,14 +40,10 @@ def plot_metrics(directory: str | Path, out: str | Path | None = None) -> Path:
     directory = Path(directory)
     target = Path(out) if out is not None else directory / PLOT_FILE
     rows = read_metrics(directory / METRICS_FILE)
-    train = [r for r in rows if r.get("kind") == "train"]
-    evals = [r for r in rows if r.get("kind") == "eval"]
-    findings = [r for r in rows if r.get("kind") == "diagnosis" and isinstance(r.get("step"), int)]
-    levels = next((r for r in rows if r.get("kind") == "reference"), {})
-
-    def series(rs: list[dict[str, Any]], x: str, y: str) -> tuple[list[float], list[float]]:
-        pairs = [(r[x], r[y]) for r in rs if r.get(x) is not None and r.get(y) is not None]
-        return [p[0] for p in pairs], [p[1] for p in pairs]
+    train = [r for r in rows if isinstance(r, TrainRow)]
+    evals = [r for r in rows if isinstance(r, EvalRow)]
+    findings = [r.finding for r in rows if isinstance(r, DiagnosisRow)]
+    levels = next((r.references for r in rows if isinstance(r, ReferenceRow)), None)
 
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), constrained_layout=True)
 
@@ -51,13 +53,14 @@ def plot_metrics(directory: str | Path, out: str | Path | None = None) -> Path:
             ax.yaxis.set_major_formatter(plain)
             ax.yaxis.set_minor_formatter(plain)
 
-    for ax, x, label in ((axes[0][0], "step", "step"), (axes[0][1], "time_s", "wall time (s)")):
-        train_xy = series(train, x, "loss")
-        val_xy = series(evals, x, "val_loss")
+    for ax, by_time, label in ((axes[0][0], False, "step"), (axes[0][1], True, "wall time (s)")):
+        train_xy = _series(((r.time_s if by_time else r.step), r.loss) for r in train)
+        val_xy = _series(((r.time_s if by_time else r.step), r.val_loss) for r in evals)
         ax.plot(*train_xy, label="train", color="#4477aa", linewidth=1)
         ax.plot(*val_xy, "o-", label="validation", color="#ee6677", markersize=3)
-        _mark_levels(ax, levels)
-        if x == "step":
+        if levels is not None:
+            _mark_levels(ax, levels)
+        if not by_time:
             _mark_findings(ax, findings)
         ax.set_xlabel(label)
         ax.set_ylabel("loss (nats/char)")
@@ -65,19 +68,19 @@ def plot_metrics(directory: str | Path, out: str | Path | None = None) -> Path:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
     ax = axes[1][0]
-    norms = series(train, "step", "grad_norm")
+    norms = _series((r.step, r.grad_norm) for r in train)
     ax.plot(*norms, color="#228833", linewidth=1)
     ax.set_xlabel("step")
     ax.set_ylabel("gradient norm before clipping")
     log_scale_if_positive(ax, norms[1])
     ax.grid(True, which="both", alpha=0.3)
     ax = axes[1][1]
-    ax.plot(*series(train, "step", "lr"), color="#aa3377", linewidth=1)
+    ax.plot(*_series((r.step, r.lr) for r in train), color="#aa3377", linewidth=1)
     ax.set_xlabel("step")
     ax.set_ylabel("learning rate")
     ax.grid(True, alpha=0.3)
-    last = max((int(r.get("step", 0)) for r in rows), default=0)
-    best = min((r["val_loss"] for r in evals if r.get("val_loss") is not None), default=None)
+    last = max((r.step for r in rows), default=0)
+    best = min(_series((r.step, r.val_loss) for r in evals)[1], default=None)
     title = f"{directory.name}: {last} steps"
     if best is not None:
         title += f", best validation loss {best:.4g} nats/char"
@@ -90,23 +93,32 @@ def plot_metrics(directory: str | Path, out: str | Path | None = None) -> Path:
     return target
 
 
-def _mark_levels(ax: Any, levels: dict[str, Any]) -> None:
+def _series(points: Iterable[tuple[float | None, float | None]]) -> tuple[list[float], list[float]]:
+    """The points whose coordinates are both logged and finite, as (xs, ys)."""
+    pairs = [
+        (x, y)
+        for x, y in points
+        if x is not None and y is not None and math.isfinite(x) and math.isfinite(y)
+    ]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def _mark_levels(ax: Any, levels: ReferenceLevels) -> None:
     """Dotted lines at the training text's unigram and repeat levels (see
     `diagnostics.references`): a model has learned order once it is below both."""
-    styles = (("unigram", "unigram level", ":"), ("repeat", "repeat level", "-."))
-    for key, label, style in styles:
-        value = levels.get(key)
-        if isinstance(value, int | float) and value > 0:
+    styles = ((levels.unigram, "unigram level", ":"), (levels.repeat, "repeat level", "-."))
+    for value, label, style in styles:
+        if value > 0:
             ax.axhline(value, color="#777777", linestyle=style, linewidth=1, label=label)
 
 
-def _mark_findings(ax: Any, findings: list[dict[str, Any]]) -> None:
+def _mark_findings(ax: Any, findings: list[Finding]) -> None:
     """A dashed line at each step where a detector fired, labelled with its name."""
     for i, f in enumerate(findings):
-        ax.axvline(f["step"], color="#cc6600", linestyle="--", linewidth=1)
+        ax.axvline(f.step, color="#cc6600", linestyle="--", linewidth=1)
         ax.annotate(
-            str(f.get("name", "")).replace("_", " "),
-            xy=(f["step"], 1 - 0.07 * (i % 4)),
+            f.name.replace("_", " "),
+            xy=(f.step, 1 - 0.07 * (i % 4)),
             xycoords=("data", "axes fraction"),
             xytext=(3, -3),
             textcoords="offset points",

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from charlm.render import num
 from charlm.training.callbacks import EvalInfo, StepInfo, TrainCallback, TrainingRun
-from charlm.training.fit import BUDGET_ONLY_MAX_STEPS
+from charlm.training.plan import BUDGET_ONLY_MAX_STEPS
 
 __all__ = ["ProgressBar"]
 

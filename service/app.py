@@ -21,8 +21,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 import charlm
+from charlm.html_report import ASSETS_DIR
 from charlm.registry import ModelRegistry
-from charlm.report import ASSETS_DIR
 from charlm.runtime import Runtime, free_cores
 
 from .accesslog import AccessLog

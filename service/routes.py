@@ -31,10 +31,10 @@ from charlm import (
     TooManyItemsError,
 )
 from charlm.flags import flag_for
+from charlm.html_report import score_page, script_safe
 from charlm.inference import ActivationResult
 from charlm.inference.activations import activation_pieces
 from charlm.registry import LoadedModel, ModelRegistry
-from charlm.report import score_page, script_safe
 from charlm.slices import Sliced
 from charlm.tasks import AccuracyResult, AnswerItem, accuracy_pieces
 

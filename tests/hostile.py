@@ -106,6 +106,8 @@ for value, what in [
     manifest_edit(f"vocab-{what[:24].replace(' ', '-')}", what, _top("vocab", value))
 for key, value, what in [
     ("train_config", "fast", "a string training config"),
+    ("train_config", {"lr": -1.0}, "a negative learning rate"),
+    ("train_config", {"speed": "fast"}, "an unknown training setting"),
     ("summary", [1, 2, 3], "a summary that is a list"),
     ("resume_meta", "step 5", "a string resume record"),
     ("weights", "../../etc/passwd", "a weights path out of the directory"),

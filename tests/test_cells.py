@@ -14,8 +14,8 @@ from charlm.cli import main
 from charlm.errors import ConfigError
 from charlm.inference import Predictor, SampleConfig
 from charlm.inference.stepper import Stepper
-from charlm.metrics import read_metrics
 from charlm.model import CELLS, CharRNN, ModelConfig
+from charlm.runlog import TrainRow, read_metrics
 from charlm.training import fit
 
 from .conftest import CORPORA
@@ -170,9 +170,9 @@ def test_each_cell_learns_and_round_trips_through_its_checkpoint(tmp_path: Path,
     with pytest.raises(ConfigError, match="int8 steps are the LSTM stepper's"):
         Predictor(predictor.model, predictor.vocab, step_weights="int8")
     # Diagnostics name the cell's layers and measure no gates.
-    rows = [r for r in read_metrics(directory / "metrics.jsonl") if r["kind"] == "train"]
-    norms = next(r["grad_norms"] for r in rows if "grad_norms" in r)
-    assert f"{cell}.l0" in norms and "gates" not in rows[-1]
+    rows = [r for r in read_metrics(directory / "metrics.jsonl") if isinstance(r, TrainRow)]
+    norms = next(r.signals.grad_norms for r in rows if r.signals.grad_norms is not None)
+    assert f"{cell}.l0" in norms and rows[-1].signals.gates is None
 
 
 def test_gru_resumed_run_ends_where_the_uninterrupted_run_ends(tmp_path: Path) -> None:

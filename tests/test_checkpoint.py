@@ -15,6 +15,7 @@ from charlm import checkpoint
 from charlm.errors import CheckpointNotFoundError, IncompatibleCheckpointError
 from charlm.inference import Predictor
 from charlm.model import CharRNN, ModelConfig
+from charlm.train_config import TrainConfig
 from charlm.training import fit
 from charlm.vocab import Vocabulary
 
@@ -29,7 +30,7 @@ def _save_random(directory: Path, seed: int = 0) -> CharRNN:
     checkpoint.save(
         directory,
         model_config=cfg,
-        train_config={},
+        train_config=TrainConfig(),
         vocab=vocab,
         summary={"step": seed},
         weights=model.state_dict(),
@@ -115,7 +116,7 @@ def test_nan_weights_are_refused(tmp_path: Path) -> None:
     checkpoint.save(
         tmp_path / "c",
         model_config=ckpt.model_config,
-        train_config={},
+        train_config=TrainConfig(),
         vocab=ckpt.vocab,
         summary={"step": 1},
         weights=model.state_dict(),
@@ -154,7 +155,7 @@ def test_a_failed_save_leaves_the_previous_checkpoint(tmp_path: Path) -> None:
         checkpoint.save(
             tmp_path / "c",
             model_config=cfg,
-            train_config={},
+            train_config=TrainConfig(),
             vocab=Vocabulary.from_text("abcdef"),
             summary={"step": 5},
             weights={"x": "not a tensor"},  # type: ignore[dict-item]

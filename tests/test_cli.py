@@ -232,7 +232,7 @@ def test_preset_by_name_overrides_the_size_rule(
     ckpt = checkpoint.load(tmp_path / "alphabet")
     assert ckpt.summary["preset"] == "small"
     assert (ckpt.model_config.hidden_size, ckpt.model_config.num_layers) == (128, 2)
-    assert ckpt.train_config["seq_len"] == 64
+    assert ckpt.train_config.seq_len == 64
     manifest = (tmp_path / "alphabet" / "checkpoint.json").read_bytes()
     rc, _, err = run(capsys, *args, "--preset", "tiny", "--resume")
     assert rc == 2 and "--preset tiny differs from the checkpoint's preset small" in err

@@ -26,8 +26,8 @@ from charlm.diagnostics.report import diagnose_checkpoint, diagnose_log, diagnos
 from charlm.diagnostics.signals import gate_signals, gradient_norms, snapshot, update_ratios
 from charlm.errors import TrainingError
 from charlm.inference import Predictor
-from charlm.metrics import read_metrics
 from charlm.model import CharRNN, ModelConfig, State
+from charlm.runlog import DiagnosisRow, EvalRow, TrainRow, parse_row, read_metrics
 from charlm.training import TrainConfig, Trainer
 from charlm.vocab import Vocabulary
 
@@ -65,7 +65,9 @@ def train(
 def written(directory: Path) -> list[str]:
     """The findings as metrics.jsonl and the checkpoint's summary have them (the same)."""
     rows = [
-        r["name"] for r in read_metrics(directory / "metrics.jsonl") if r["kind"] == "diagnosis"
+        r.finding.name
+        for r in read_metrics(directory / "metrics.jsonl")
+        if isinstance(r, DiagnosisRow)
     ]
     saved = [f["name"] for f in checkpoint.load(directory).summary["diagnoses"]]
     assert rows == saved
@@ -147,8 +149,8 @@ def test_learning_rate_far_too_high(tmp_path: Path) -> None:
         names, directory = train(tmp_path, NOTES, lr=10.0, steps=300)
     except TrainingError:  # the loss became NaN: the finding is in the log all the same
         directory = tmp_path / "run"
-        names = [r["name"] for r in read_metrics(directory / "metrics.jsonl")
-                 if r["kind"] == "diagnosis"]  # fmt: skip
+        names = [r.finding.name for r in read_metrics(directory / "metrics.jsonl")
+                 if isinstance(r, DiagnosisRow)]  # fmt: skip
     assert names[0] == "learning_rate_too_high"
 
 
@@ -261,7 +263,8 @@ def test_gate_signals_recompute_the_lstm() -> None:
     # the cell state the probe averages is the LSTM's own: check it at the last step
     with torch.no_grad():
         _, (_, c) = model(ids, state)
-    assert set(signals["gates"]) == {"l0", "l1"}  # type: ignore[arg-type]
+    assert signals.gates is not None and signals.cell is not None
+    assert set(signals.gates) == {"l0", "l1"}
     # by hand for layer 0: forget gate mean over streams and steps
     x = model.embedding.weight[ids]
     w_ih, w_hh = model.lstm.weight_ih_l0, model.lstm.weight_hh_l0
@@ -276,11 +279,10 @@ def test_gate_signals_recompute_the_lstm() -> None:
             h0 = torch.sigmoid(o) * torch.tanh(c0)
             forget.append(torch.sigmoid(f))
             cells.append(c0.abs())
-    gates: Any = signals["gates"]
-    assert gates["l0"]["forget"]["mean"] == pytest.approx(
+    assert signals.gates["l0"]["forget"].mean == pytest.approx(
         float(torch.stack(forget).mean()), abs=1e-4
     )
-    assert signals["cell"]["l0"] == pytest.approx(float(torch.stack(cells).mean()), abs=1e-4)  # type: ignore[index]
+    assert signals.cell["l0"] == pytest.approx(float(torch.stack(cells).mean()), abs=1e-4)
     torch.testing.assert_close(c0, c[0], atol=1e-5, rtol=0)
 
 
@@ -324,7 +326,7 @@ def test_history_fires_each_detector_once() -> None:
     h = History(RunFacts(vocab_size=10))
     fired = []
     for step in range(10, 400, 10):
-        fired += h.add({"kind": "train", "step": step, "loss": math.log(10), "lr": 1e-3})
+        fired += h.add(TrainRow(step=step, loss=math.log(10), lr=1e-3))
     assert [f.name for f in fired] == ["learning_rate_too_low"]
     assert fired[0].step == 200 and "not moved in 200 steps" in fired[0].seen
     for odd in (
@@ -333,7 +335,9 @@ def test_history_fires_each_detector_once() -> None:
         {"kind": "train", "step": True, "loss": 1.0},
         {"kind": "what", "step": 5},
     ):
-        assert h.add(odd) == []  # fmt: skip
+        assert parse_row(odd) is None  # a malformed row never reaches a history
+    for unread in (TrainRow(step=400, loss=math.nan), TrainRow(step=400), EvalRow(step=400)):
+        assert h.add(unread) == []
     assert len(h.train) == 39 and h.evals == []
 
 
@@ -347,8 +351,8 @@ def test_overfitting_is_not_reported_when_patience_ends_the_run(
     fired = []
     for i, val in enumerate([2.3, 2.1, 2.15, 2.16, 2.18]):
         step = 100 * (i + 1)
-        fired += h.add({"kind": "train", "step": step, "loss": 2.0 - 0.1 * i, "lr": 1e-3})
-        fired += h.add({"kind": "eval", "step": step, "val_loss": val})
+        fired += h.add(TrainRow(step=step, loss=2.0 - 0.1 * i, lr=1e-3))
+        fired += h.add(EvalRow(step=step, val_loss=val))
     assert ("overfitting" in [f.name for f in fired]) is fires
 
 
@@ -507,9 +511,10 @@ def test_a_long_log_is_read_thinned(tmp_path: Path) -> None:
     with open_log(log, max_train_rows=100) as opened:
         assert (opened.lines, opened.every) == (1020, 11)
         rows = list(opened.rows())
-    assert sum(r["kind"] == "train" for r in rows) == 91 <= 100
-    assert [r["kind"] for r in rows] == [r["kind"] for r in expected]
-    for got, want in zip(rows, expected, strict=True):
+    assert sum(isinstance(r, TrainRow) for r in rows) == 91 <= 100
+    assert [r.kind for r in rows] == [r["kind"] for r in expected]
+    for row, want in zip(rows, expected, strict=True):
+        got = row.to_json()
         assert got.pop("kind") == want.pop("kind")
         assert got == pytest.approx(want, rel=1e-12)
     assert len(read_log(log)) == 1020  # read_log merges nothing
@@ -522,7 +527,7 @@ def test_thinning_keeps_the_first_loss_that_is_not_finite(tmp_path: Path) -> Non
     with open_log(log, max_train_rows=2) as opened:
         thinned = list(opened.rows())
     assert opened.every == 11
-    assert [(r["kind"], r["step"]) for r in thinned] == [
+    assert [(r.kind, r.step) for r in thinned] == [
         ("train", 15), ("nonfinite", 5), ("train", 20)
     ]  # fmt: skip
     diagnosis = diagnose_rows(thinned, RunFacts(), "x")

@@ -13,6 +13,7 @@ import pytest
 from charlm.cli import main as cli
 from charlm.diagnostics.logs import open_log, read_log
 from charlm.diagnostics.report import diagnose_log
+from charlm.runlog import EvalRow, NonfiniteRow, TrainRow
 
 
 def write(path: Path, text: str) -> Path:
@@ -20,8 +21,8 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def trains(path: Path) -> list[tuple[int, float]]:
-    return [(r["step"], r["loss"]) for r in read_log(path) if r["kind"] == "train"]
+def trains(path: Path) -> list[tuple[int, float | None]]:
+    return [(r.step, r.loss) for r in read_log(path) if isinstance(r, TrainRow)]
 
 
 def test_a_keras_history_reads_one_step_an_epoch(tmp_path: Path) -> None:
@@ -31,8 +32,8 @@ def test_a_keras_history_reads_one_step_an_epoch(tmp_path: Path) -> None:
         "0,0.625,0.6685,0.0,0.8688\n1,0.625,0.6647,0.0,0.9031\n2,0.625,0.6631,0.0,0.9281\n",
     )
     rows = read_log(log)
-    assert rows[0] == {"kind": "train", "step": 0, "loss": 0.6685, "accuracy": 0.625}
-    assert rows[1] == {"kind": "eval", "step": 0, "val_loss": 0.8688, "val_accuracy": 0.0}
+    assert rows[0] == TrainRow(step=0, loss=0.6685, accuracy=0.625)
+    assert rows[1] == EvalRow(step=0, val_loss=0.8688, val_accuracy=0.0)
     with open_log(log) as opened:
         list(opened.rows())
     assert opened.read.steps_from == "epoch" and opened.read.format == "CSV"
@@ -56,10 +57,10 @@ def test_a_lightning_metrics_csv_with_sparse_rows(tmp_path: Path) -> None:
         "1,,149,,1.95,,\n",
     )
     rows = read_log(log)
-    assert [(r["kind"], r["step"]) for r in rows] == [
+    assert [(r.kind, r.step) for r in rows] == [
         ("train", 49), ("train", 99), ("eval", 99), ("train", 149)
     ]  # fmt: skip
-    assert rows[2] == {"kind": "eval", "step": 99, "val_loss": 2.05, "val_accuracy": 0.41}
+    assert rows[2] == EvalRow(step=99, val_loss=2.05, val_accuracy=0.41)
     with open_log(log) as opened:
         list(opened.rows())
     read = opened.read
@@ -118,7 +119,7 @@ def test_the_formats_people_keep(tmp_path: Path, name: str, text: str) -> None:
 def test_printed_loss_lines(tmp_path: Path, lines: list[str], expected: list[tuple]) -> None:
     """One extraction for all: named numbers, a number alone, a printed tensor."""
     rows = [r for r in read_log(write(tmp_path / "out.txt", "\n".join(lines) + "\n"))]
-    got = [(r["step"], r["loss"]) for r in rows if r["kind"] in ("train", "nonfinite")]
+    got = [(r.step, r.loss) for r in rows if isinstance(r, TrainRow | NonfiniteRow)]
     assert [s for s, _ in got] == [s for s, _ in expected]
     for (_, a), (_, b) in zip(got, expected, strict=True):
         assert a == b or (math.isnan(a) and math.isnan(b))
@@ -132,10 +133,8 @@ def test_printed_lines_keep_what_they_name(tmp_path: Path) -> None:
         "grad norm 2\n",
     )
     rows = read_log(log)
-    assert rows[0] == {
-        "kind": "train", "step": 10, "loss": 0.7, "accuracy": 0.5, "lr": 1e-3, "grad_norm": 2.0,
-    }  # fmt: skip
-    assert rows[1] == {"kind": "eval", "step": 10, "val_loss": 0.9}
+    assert rows[0] == TrainRow(step=10, loss=0.7, accuracy=0.5, lr=1e-3, grad_norm=2.0)
+    assert rows[1] == EvalRow(step=10, val_loss=0.9)
     with open_log(log) as opened:
         list(opened.rows())
     assert (opened.read.skipped, opened.read.first_skipped) == (1, 1)
@@ -144,7 +143,7 @@ def test_printed_lines_keep_what_they_name(tmp_path: Path) -> None:
 def test_columns_beyond_the_known_ones_are_kept(tmp_path: Path) -> None:
     log = write(tmp_path / "log.csv", "step,loss,perplexity,note\n10,2.5,12.2,warm\n")
     (row,) = read_log(log)
-    assert row == {"kind": "train", "step": 10, "loss": 2.5, "perplexity": 12.2, "note": "warm"}
+    assert row == TrainRow(step=10, loss=2.5, columns={"perplexity": 12.2, "note": "warm"})
     text = diagnose_log(log).render()
     assert "kept as they are: perplexity, note" in text
 

@@ -18,8 +18,8 @@ from charlm import checkpoint
 from charlm.cli import main
 from charlm.data import IdSplit, Streams, split_ranges
 from charlm.errors import CorpusError, UnknownCharacterError
-from charlm.metrics import read_metrics
 from charlm.prepared import IDS_FILE, META_FILE, load_corpus, open_prepared, prepare
+from charlm.runlog import EvalRow, TrainRow, read_metrics
 from charlm.training import fit
 from charlm.vocab import Vocabulary
 from tests.conftest import CORPORA, SHAKESPEARE
@@ -142,7 +142,14 @@ def test_training_from_a_preparation_equals_training_from_the_text(tmp_path: Pat
     fit(tmp_path / "notes.prepared", tmp_path / "ids", train_overrides=overrides,
         model_overrides=model, plots=False)  # fmt: skip
     a, b = (read_metrics(tmp_path / d / "metrics.jsonl") for d in ("text", "ids"))
-    losses = [[r.get("loss", r.get("val_loss")) for r in rows if "step" in r] for rows in (a, b)]
+    losses = [
+        [
+            r.loss if isinstance(r, TrainRow) else r.val_loss
+            for r in rows
+            if isinstance(r, TrainRow | EvalRow)
+        ]
+        for rows in (a, b)
+    ]
     assert losses[0] == losses[1] and len(losses[0]) >= 3
     summary = checkpoint.load(tmp_path / "ids").summary
     assert summary["corpus_sha256"] == checkpoint.load(tmp_path / "text").summary["corpus_sha256"]

@@ -70,10 +70,10 @@ def test_flags_given_override_the_file(tmp_path: Path, capsys: pytest.CaptureFix
     assert ckpt.model_config.hidden_size == 24  # the flag
     assert ckpt.model_config.embedding_dim == 8  # the file
     assert ckpt.model_config.num_layers == 1  # the file's preset (tiny)
-    assert ckpt.train_config["max_steps"] == 30
-    assert ckpt.train_config["lr"] == 0.01
-    assert ckpt.train_config["seq_len"] == 8
-    assert ckpt.train_config["eval_interval"] == 10
+    assert ckpt.train_config.max_steps == 30
+    assert ckpt.train_config.lr == 0.01
+    assert ckpt.train_config.seq_len == 8
+    assert ckpt.train_config.eval_interval == 10
     assert ckpt.summary["preset"] == "tiny"
 
 

@@ -301,8 +301,8 @@ def test_a_sweep_writes_its_report_and_best_toml_trains(
     assert rc == 0, capsys.readouterr().err
     ckpt = checkpoint.load(tmp_path / "best")
     assert ckpt.model_config.hidden_size == settings.model["hidden_size"]
-    assert ckpt.train_config["lr"] == settings.train["lr"]
-    assert ckpt.train_config["seq_len"] == settings.train["seq_len"]
+    assert ckpt.train_config.lr == settings.train["lr"]
+    assert ckpt.train_config.seq_len == settings.train["seq_len"]
 
 
 # -- pruning ----------------------------------------------------------------------

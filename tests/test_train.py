@@ -14,8 +14,8 @@ from charlm.data import split_ranges
 from charlm.errors import ConfigError, TrainingError
 from charlm.evaluation import evaluate_streams
 from charlm.inference import Predictor
-from charlm.metrics import read_metrics
 from charlm.model import CharRNN, ModelConfig
+from charlm.runlog import EvalRow, TrainRow, read_metrics
 from charlm.runtime import bf16_supported, train_in_bf16
 from charlm.training import (
     BUDGET_ONLY_MAX_STEPS,
@@ -158,11 +158,14 @@ def test_alphabet_checkpoint_records_the_run(alphabet_dir: Path) -> None:
     assert ckpt.summary["val_held_out"] is True
     assert ckpt.summary["best_val_loss"] < 1e-3
     rows = read_metrics(alphabet_dir / "metrics.jsonl")
-    evals = [r for r in rows if r["kind"] == "eval"]
-    trains = [r for r in rows if r["kind"] == "train"]
+    evals = [r for r in rows if isinstance(r, EvalRow)]
+    trains = [r for r in rows if isinstance(r, TrainRow)]
     assert evals and trains
-    assert trains[0]["loss"] > 1.0 > 0.01 > trains[-1]["loss"]
-    assert all({"grad_norm", "lr", "chars_per_s", "time_s"} <= r.keys() for r in trains)
+    assert trains[0].loss is not None and trains[-1].loss is not None
+    assert trains[0].loss > 1.0 > 0.01 > trains[-1].loss
+    assert all(
+        None not in (r.grad_norm, r.lr, r.chars_per_s, r.time_s, r.signals.clipped) for r in trains
+    )
 
 
 @pytest.mark.slow
@@ -219,7 +222,7 @@ def test_resumed_run_ends_where_the_uninterrupted_run_ends(tmp_path: Path) -> No
     for name in ra:
         assert torch.equal(ra[name], rb[name]), name
     evals = lambda d: [  # noqa: E731
-        (r["step"], r["val_loss"]) for r in read_metrics(d / "metrics.jsonl") if r["kind"] == "eval"
+        (r.step, r.val_loss) for r in read_metrics(d / "metrics.jsonl") if isinstance(r, EvalRow)
     ]
     assert evals(tmp_path / "resumed") == evals(tmp_path / "straight")
 
@@ -294,10 +297,10 @@ def test_time_budget_stops_the_run(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_a_budget_without_a_step_count_ends_the_run_by_time(tmp_path: Path) -> None:
     fit(CORPORA / "alphabet.txt", tmp_path / "a", train_overrides={"max_minutes": 0.002})
-    assert checkpoint.load(tmp_path / "a").train_config["max_steps"] == BUDGET_ONLY_MAX_STEPS
+    assert checkpoint.load(tmp_path / "a").train_config.max_steps == BUDGET_ONLY_MAX_STEPS
     both = {"max_minutes": 0.002, "max_steps": 50}
     fit(CORPORA / "alphabet.txt", tmp_path / "b", train_overrides=both)
-    assert checkpoint.load(tmp_path / "b").train_config["max_steps"] == 50
+    assert checkpoint.load(tmp_path / "b").train_config.max_steps == 50
 
 
 @pytest.mark.parametrize(
@@ -353,11 +356,11 @@ def test_metrics_log_is_appended_on_resume_and_read_as_one_history(tmp_path: Pat
     _run(tmp_path, "m", resume=True)
     after = log.read_bytes()
     assert after.startswith(before) and log.stat().st_ino == inode  # appended, never rewritten
-    steps = [r["step"] for r in read_metrics(log)]
+    steps = [r.step for r in read_metrics(log)]
     assert 999 not in steps and steps == sorted(steps) and steps[-1] == 60
     straight = _run(tmp_path, "straight")
     evals = lambda d: [  # noqa: E731
-        (r["step"], r["val_loss"]) for r in read_metrics(d / "metrics.jsonl") if r["kind"] == "eval"
+        (r.step, r.val_loss) for r in read_metrics(d / "metrics.jsonl") if isinstance(r, EvalRow)
     ]
     assert straight.steps == 60 and evals(tmp_path / "m") == evals(tmp_path / "straight")
 

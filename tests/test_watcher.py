@@ -15,6 +15,7 @@ from torch import nn
 
 import charlm
 from charlm.diagnostics.logs import read_log
+from charlm.runlog import TrainRow
 from charlm.watcher.rules import bounded_softmax
 
 torch.set_num_threads(1)
@@ -285,7 +286,7 @@ def test_the_log_is_what_diagnose_reads(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     assert [r["step"] for r in rows if r["kind"] == "train"] == list(range(1, 11))
     assert [r["name"] for r in rows if r["kind"] == "finding"] == ["gradients_accumulate"]
-    assert [r["step"] for r in read_log(log) if r["kind"] == "train"] == list(range(1, 11))
+    assert [r.step for r in read_log(log) if isinstance(r, TrainRow)] == list(range(1, 11))
 
 
 def test_findings_print_as_they_fire() -> None:

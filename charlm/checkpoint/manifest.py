@@ -5,7 +5,8 @@ reading one checks everything before anything is built from it: that it is a reg
 file and its size, its nesting depth before it is parsed (both with `charlm.files`),
 JSON without huge numbers, strings that are valid
 Unicode (no lone surrogates), integers within 64 bits, finite numbers, the format
-version, the model config's bounds (`ModelConfig`), the vocabulary, and the names of the
+version, the model config's bounds (`ModelConfig`), the training config's
+(`TrainConfig`), the vocabulary, and the names of the
 tensor files. The result is a typed `Manifest`; nothing downstream sees raw JSON.
 """
 
@@ -21,6 +22,7 @@ from charlm import files
 from charlm.checkpoint.tensors import atomic_write_bytes
 from charlm.errors import CharLMError, IncompatibleCheckpointError
 from charlm.model import ModelConfig
+from charlm.train_config import TrainConfig
 from charlm.vocab import Vocabulary
 
 __all__ = ["FORMAT_VERSION", "MANIFEST", "MAX_DEPTH", "MAX_MANIFEST_BYTES", "Manifest"]
@@ -38,7 +40,7 @@ _REQUIRED = ("format_version", "model_config", "train_config", "vocab", "summary
 @dataclass(frozen=True)
 class Manifest:
     model_config: ModelConfig
-    train_config: dict[str, Any]
+    train_config: TrainConfig
     vocab: Vocabulary
     summary: dict[str, Any]
     weights: str
@@ -68,6 +70,7 @@ class Manifest:
             raise bad(f"missing keys {', '.join(missing)}")
         try:
             model_config = ModelConfig.from_dict(data["model_config"])
+            train_config = TrainConfig.from_dict(data["train_config"])
             vocab = Vocabulary.from_list(data["vocab"])
         except CharLMError as e:
             raise bad(str(e)) from e
@@ -76,16 +79,15 @@ class Manifest:
                 f"vocabulary has {len(vocab)} characters but the model expects "
                 f"{model_config.vocab_size}"
             )
-        for key in ("train_config", "summary"):
-            if not isinstance(data[key], dict):
-                raise bad(f"{key!r} must be a JSON object")
+        if not isinstance(data["summary"], dict):
+            raise bad("'summary' must be a JSON object")
         resume_meta = data.get("resume_meta")
         if resume_meta is not None and not isinstance(resume_meta, dict):
             raise bad("'resume_meta' must be a JSON object")
         resume = data.get("resume")
         return cls(
             model_config=model_config,
-            train_config=data["train_config"],
+            train_config=train_config,
             vocab=vocab,
             summary=data["summary"],
             weights=_file_name(data["weights"], "weights", bad),
@@ -97,7 +99,7 @@ class Manifest:
         return {
             "format_version": FORMAT_VERSION,
             "model_config": self.model_config.to_dict(),
-            "train_config": dict(self.train_config),
+            "train_config": self.train_config.to_dict(),
             "vocab": self.vocab.to_list(),
             "summary": dict(self.summary),
             "weights": self.weights,

@@ -29,6 +29,7 @@ from charlm.errors import (
     IncompatibleCheckpointError,
 )
 from charlm.model import CharRNN, ModelConfig
+from charlm.train_config import TrainConfig
 from charlm.vocab import Vocabulary
 
 __all__ = ["Checkpoint", "exists", "load", "resolve", "save"]
@@ -52,7 +53,7 @@ class Checkpoint:
         return self.manifest.vocab
 
     @property
-    def train_config(self) -> dict[str, Any]:
+    def train_config(self) -> TrainConfig:
         return self.manifest.train_config
 
     @property
@@ -143,7 +144,7 @@ def save(
     directory: str | Path,
     *,
     model_config: ModelConfig,
-    train_config: Mapping[str, Any],
+    train_config: TrainConfig,
     vocab: Vocabulary,
     summary: Mapping[str, Any],
     weights: Mapping[str, torch.Tensor] | None,
@@ -179,7 +180,7 @@ def save(
             written.append(resume_file)
         manifest = Manifest(
             model_config=model_config,
-            train_config=dict(train_config),
+            train_config=train_config,
             vocab=vocab,
             summary=dict(summary),
             weights=weights_file,

@@ -31,16 +31,16 @@ from charlm.diagnostics.report import diagnose_checkpoint, diagnose_log
 from charlm.download import resolve_corpus
 from charlm.errors import ConfigError, InputError
 from charlm.flags import given
+from charlm.html_report import score_report
 from charlm.inference import Predictor, SampleConfig
-from charlm.metrics import METRICS_FILE
 from charlm.model import ModelConfig
 from charlm.plots import plot_metrics
 from charlm.prepared import IDS_FILE, load_corpus, prepare
 from charlm.progress import ProgressBar
-from charlm.report import score_report
+from charlm.runlog import METRICS_FILE
 from charlm.runtime import Runtime
-from charlm.training import TrainConfig, fit
-from charlm.training.distributed import launched
+from charlm.training import TrainConfig, fit, plan_run
+from charlm.training.distributed import Cluster, launched
 from charlm.training.launch import launch, without_nproc
 from charlm.training.settings_file import Settings, read_settings
 
@@ -54,30 +54,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         path = "/" in args.name or os.sep in args.name
         where = "--checkpoints-dir for the location" if path else ""
         given_name("--name", args.name, where=where)  # before anything starts or is written
+    if args.dry_run:
+        return _print_plan(args)
     if (args.nproc or 1) > 1 and not launched():
         return launch(args.nproc, without_nproc(args.argv))
     rank = int(os.environ.get("RANK", "0"))
     if rank != 0:  # rank 0 speaks for the run
         args.quiet = True
         logging.getLogger().setLevel(logging.ERROR)
-    corpus = resolve_corpus(args.corpus)
-    name = args.name if args.name is not None else default_name(corpus, say=rank == 0)
-    directory = args.checkpoints_dir / name
-    # --config's settings first, the flags given over them
-    file = read_settings(args.config) if args.config is not None else Settings({}, {})
+    corpus, directory = _run_place(args, say=rank == 0)
     bar = None if args.quiet else ProgressBar()
     result = fit(
-        corpus,
-        directory,
-        model_overrides={**file.model, **given(args, [f.name for f in fields(ModelConfig)])},
-        train_overrides={**file.train, **given(args, [f.name for f in fields(TrainConfig)])},
-        preset=args.preset or file.preset,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        device=args.device,
-        threads=args.threads,
-        callback=bar,
-        dist_timeout_s=args.dist_timeout,
+        corpus, directory, **_run_choices(args), callback=bar, dist_timeout_s=args.dist_timeout
     )
     if bar is not None:
         bar.close()
@@ -96,7 +84,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"at step {result.best_step}; checkpoint: {directory}"
     )
     if result.stop_reason == "interrupted":
-        again = f"charlm train {shlex.quote(args.corpus)} --name {name}"
+        again = f"charlm train {shlex.quote(args.corpus)} --name {directory.name}"
         if args.checkpoints_dir != Path("checkpoints"):
             again += f" --checkpoints-dir {shlex.quote(str(args.checkpoints_dir))}"
         print(f"continue with: {again} --resume")
@@ -105,12 +93,45 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_place(args: argparse.Namespace, *, say: bool) -> tuple[Path, Path]:
+    """The corpus file and checkpoint directory of `charlm train`'s arguments."""
+    corpus = resolve_corpus(args.corpus)
+    name = args.name if args.name is not None else default_name(corpus, say=say)
+    return corpus, args.checkpoints_dir / name
+
+
+def _run_choices(args: argparse.Namespace) -> dict[str, Any]:
+    """`charlm train`'s arguments as `fit`'s and `plan_run`'s: --config's settings
+    first, the flags given over them."""
+    file = read_settings(args.config) if args.config is not None else Settings({}, {})
+    return {
+        "model_overrides": {**file.model, **given(args, [f.name for f in fields(ModelConfig)])},
+        "train_overrides": {**file.train, **given(args, [f.name for f in fields(TrainConfig)])},
+        "preset": args.preset or file.preset,
+        "resume": args.resume,
+        "overwrite": args.overwrite,
+        "device": args.device,
+        "threads": args.threads,
+    }
+
+
+def _print_plan(args: argparse.Namespace) -> int:
+    """`charlm train --dry-run`: the plan as each process would train it."""
+    corpus, directory = _run_place(args, say=False)
+    processes = args.nproc or 1
+    cluster = Cluster(world=processes, local_world=processes)
+    print(
+        plan_run(corpus, directory, **_run_choices(args), cluster=cluster).settings_text(), end=""
+    )
+    return 0
+
+
 def _print_confidence(directory: Path, corpus: Path) -> None:
     """Per-step confidence of the best weights on (up to 2,000 chars of) validation text."""
     cfg = checkpoint.load(directory).train_config
     predictor = Predictor.from_checkpoint(directory)
     data = load_corpus(corpus)
-    block = IdSplit.of_ids(data.ids, cfg["val_fraction"], cfg["split"]).val_blocks[0]
+    block = IdSplit.of_ids(data.ids, cfg.val_fraction, cfg.split).val_blocks[0]
     sample = data.vocab.decode(np.asarray(block[:2000]).tolist())
     if len(sample) < 2:
         return

@@ -26,8 +26,8 @@ from charlm.inference.activations import KINDS as ACTIVATION_KINDS
 from charlm.inference.defaults import PredictConfig, ScoreConfig, default_and_help
 from charlm.model import CELLS, ModelConfig
 from charlm.runtime import PRECISIONS
+from charlm.train_config import SPLITS
 from charlm.training import PRESETS, TrainConfig
-from charlm.training.config import SPLITS
 from charlm.training.distributed import DEFAULT_TIMEOUT_S
 from charlm.training.presets import LONG_BUDGET_MINUTES
 
@@ -162,6 +162,12 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the run's plan (every setting, the runtime, what the time budget "
+        "changed) as a settings file that --config reads back, and train nothing",
+    )
     p.add_argument(
         "--nproc",
         type=int,

@@ -7,11 +7,11 @@ and the report of a run (`charlm diagnose`).
 - `detectors`: the rules, each with its thresholds and what it needs; those of the
   gradients are in `gradients`, those of the evaluations in `evaluations`.
 - `curve`: the measures of a loss curve, and the rules that read a loop's curve alone.
-- `record`: a run's rows as the detectors read them.
+- `record`: a run's rows (`charlm.runlog`'s typed rows) as the detectors read them.
 - `history`: a run's record with the detectors run over it: each once, then each
   finding checked against the rest of the run.
 - `logs`: the logs of other loops, in the formats people keep (`fields`: the names of
-  their columns; `printed`: printed lines; `log_rows`: from a line's values to rows).
+  their columns; `printed`: printed lines; `log_rows`: from a line's values to typed rows).
 - `report`: a run's diagnosis from its checkpoint or from the log of another loop.
 """
 

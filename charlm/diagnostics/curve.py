@@ -58,11 +58,10 @@ def units(h: RunRecord) -> str:
     return " nats" if h.facts.nats else ""
 
 
-def at_lr(h: RunRecord, lr: object) -> str:
+def at_lr(h: RunRecord, lr: float | None) -> str:
     """The learning rate a row logged, as the run's advice names it."""
     if not finite(lr):
         return ""
-    assert isinstance(lr, int | float)
     return f" (learning rate {lr:.3g})" if h.facts.own_loop else f" at --lr {lr:.3g}"
 
 
@@ -160,9 +159,9 @@ def loss_not_moving(h: RunRecord) -> Finding | None:
     if found is None:
         return None
     first, now, _ = found
-    step = int(h.train[-1]["step"])
+    step = h.train[-1].step
     u = units(h)
-    lr = at_lr(h, h.train[-1].get("lr"))
+    lr = at_lr(h, h.train[-1].lr)
     zero = bool(h.grad_norms) and max(h.grad_norms) == 0
     seen = (
         f"the loss has not moved in {step:,} steps: {first:.3g}{u} on average over the "
@@ -220,7 +219,7 @@ def stuck_at_class_frequencies(h: RunRecord) -> Finding | None:
         return None
     return Finding(
         "stuck_at_class_frequencies",
-        int(h.train[-1]["step"]),
+        h.train[-1].step,
         f"the training accuracy has stayed at {acc:.3f} and the loss at {level:.3f}"
         f"{units(h)}, {what}: the loss of answering with the class frequencies whatever "
         "the input; the net gives the most common class and has learned nothing from "

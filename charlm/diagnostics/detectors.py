@@ -121,7 +121,7 @@ NEEDS: dict[str, tuple[Callable[[RunRecord], bool], str, bool]] = {
     ),
     "grad_norm": (lambda h: bool(h.grad_norms), "a gradient-norm column (grad_norm)", True),
     "layer_norms": (
-        lambda h: bool(h.train) and isinstance(h.train[-1].get("grad_norms"), dict),
+        lambda h: bool(h.train) and h.train[-1].signals.grad_norms is not None,
         "per-layer gradient norms",
         False,
     ),
@@ -145,7 +145,7 @@ def learning_rate_too_high(h: RunRecord) -> Finding | None:
     last = h.nonfinite or (h.train[-1] if h.train else None)
     if last is None:
         return None
-    at = at_lr(h, last.get("lr"))
+    at = at_lr(h, last.lr)
     causes = (
         "a learning rate too high for this model (Adam's steps overshoot), or no gradient clipping"
     )
@@ -156,10 +156,10 @@ def learning_rate_too_high(h: RunRecord) -> Finding | None:
         "gradient before each step: torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0) "
         "between loss.backward() and optimizer.step()",
     )
-    if last is h.nonfinite:
-        seen = f"the training loss became {last['loss']}{at}"
-        return Finding("learning_rate_too_high", int(last["step"]), seen, causes, tip)
-    loss, step = float(last["loss"]), int(last["step"])
+    if h.nonfinite is not None:
+        seen = f"the training loss became {h.nonfinite.loss}{at}"
+        return Finding("learning_rate_too_high", h.nonfinite.step, seen, causes, tip)
+    loss, step = h.curve.values[-1], last.step  # the loss of the last training row
     v = h.facts.vocab_size
     if h.facts.nats and v and v > 1 and step > 50 and loss > math.log(v) + 0.5:
         return Finding(
@@ -198,7 +198,7 @@ def _jump(h: RunRecord) -> float | None:
 
 def _back_down(h: RunRecord, f: Finding) -> str | None:
     """A jump's loss back near the low before it; a loss above ln V back below it."""
-    if h.nonfinite is not None and int(h.nonfinite["step"]) <= f.step:
+    if h.nonfinite is not None and h.nonfinite.step <= f.step:
         return None
     i = h.curve.steps.index(f.step) if f.step in h.curve.steps else None
     if i is None or i == 0:
@@ -224,12 +224,12 @@ def learning_rate_too_low(h: RunRecord) -> Finding | None:
     if flat is None:
         return None
     first, now, _ = flat
-    lr = h.train[-1].get("lr")
-    at = f" (--lr is {lr:.3g} now)" if finite(lr) else ""
+    last = h.train[-1]
+    at = f" (--lr is {last.lr:.3g} now)" if finite(last.lr) else ""
     return Finding(
         "learning_rate_too_low",
-        int(h.train[-1]["step"]),
-        f"the training loss has not moved in {h.train[-1]['step']} steps: {first:.3f} "
+        last.step,
+        f"the training loss has not moved in {last.step} steps: {first:.3f} "
         f"nats at first, {now:.3f} now{at}",
         "a learning rate far too low (or 0), a warm-up much longer than the run, or "
         "weights that do not receive gradients",
@@ -249,7 +249,7 @@ def stuck_at_unigram(h: RunRecord) -> Finding | None:
         return None
     return Finding(
         "stuck_at_unigram",
-        int(h.train[-1]["step"]),
+        h.train[-1].step,
         f"the training loss has stayed at {now:.3f} nats, the text's unigram entropy "
         f"({ref.unigram:.3f}): the model predicts how common each character is, not "
         "which comes next",
@@ -285,7 +285,7 @@ def plateau_on_determined_text(h: RunRecord) -> Finding | None:
     before = "the character" if k == 1 else f"the {k} characters"
     return Finding(
         "plateau_on_determined_text",
-        int(h.train[-1]["step"]),
+        h.train[-1].step,
         f"the training loss settled at {now:.3f} nats (the right character at about "
         f"{math.exp(-now):.0%}) on a text where {before} before each one "
         f"decide{'s' if k == 1 else ''} it, where a working model gets close to 0",

@@ -6,7 +6,6 @@ what each needs, in `detectors.DETECTORS`."""
 from __future__ import annotations
 
 import itertools
-import math
 from typing import TYPE_CHECKING
 
 from charlm.diagnostics.curve import advice, units
@@ -27,17 +26,18 @@ __all__ = [
 def _first_evaluation(h: RunRecord) -> tuple[int, float, float] | None:
     """(step, training loss, validation loss) right after the run's first evaluation;
     None at any other time, or when it has no validation loss."""
-    if len(h.evals) != 1 or not h.train or not finite(h.evals[0].get("val_loss")):
+    if len(h.evals) != 1 or not h.train:
         return None
-    return int(h.evals[0]["step"]), h.train_at_eval[0], float(h.evals[0]["val_loss"])
+    first = h.evals[0]
+    return (first.step, h.train_at_eval[0], first.val_loss) if finite(first.val_loss) else None
 
 
 def _val_losses(h: RunRecord) -> list[tuple[int, float, float]]:
     """(step, validation loss, training loss then) of the evaluations with a loss."""
     return [
-        (int(r["step"]), float(r["val_loss"]), t)
+        (r.step, r.val_loss, t)
         for r, t in zip(h.evals, h.train_at_eval, strict=True)
-        if finite(r.get("val_loss"))
+        if finite(r.val_loss)
     ]
 
 
@@ -71,13 +71,13 @@ def split_mismatch(h: RunRecord) -> Finding | None:
     `predicts_current_character`)."""
     if len(h.evals) != 1 or not h.train:
         return None
-    step = int(h.evals[0]["step"])
-    val_acc, train_acc = h.evals[0].get("val_accuracy", math.nan), h.accuracy_at_eval[0]
-    if finite(val_acc) and finite(train_acc) and float(val_acc) < train_acc / 2:
+    step = h.evals[0].step
+    val_acc, train_acc = h.evals[0].val_accuracy, h.accuracy_at_eval[0]
+    if finite(val_acc) and finite(train_acc) and val_acc < train_acc / 2:
         return Finding(
             "split_mismatch",
             step,
-            f"at the first evaluation the validation accuracy is {float(val_acc):.3f} "
+            f"at the first evaluation the validation accuracy is {val_acc:.3f} "
             f"against {train_acc:.3f} in training, before any overfitting could explain it: "
             "the validation labels are not distributed like the training labels",
             "a validation set cut from the end of data ordered by class: Keras's "
@@ -123,11 +123,11 @@ def split_agrees(h: RunRecord, f: Finding) -> str | None:
         h.evals[1:], h.train_at_eval[1:], h.accuracy_at_eval[1:], strict=True
     ):
         if "accuracy" in f.seen:
-            val = row.get("val_accuracy", math.nan)
-            if finite(val) and finite(acc) and float(val) >= 0.75 * acc:
-                return f"at step {row['step']:,} the validation accuracy was {float(val):.3f}"
-        elif finite(row.get("val_loss")) and float(row["val_loss"]) <= 1.2 * train:
-            return f"at step {row['step']:,} the validation loss was {float(row['val_loss']):.3f}"
+            val = row.val_accuracy
+            if finite(val) and finite(acc) and val >= 0.75 * acc:
+                return f"at step {row.step:,} the validation accuracy was {val:.3f}"
+        elif finite(row.val_loss) and row.val_loss <= 1.2 * train:
+            return f"at step {row.step:,} the validation loss was {row.val_loss:.3f}"
     return None
 
 

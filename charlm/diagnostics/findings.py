@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 from charlm.diagnostics.references import ReferenceLevels
 
-__all__ = ["LOSS_KINDS", "Finding", "LossKind", "Row", "RunFacts", "findings_block", "finite"]
-
-Row = dict[str, Any]
-"""A logged row: {"kind": "train", "step", "loss", ...} or {"kind": "eval", "step", "val_loss"}."""
+__all__ = ["LOSS_KINDS", "Finding", "LossKind", "RunFacts", "findings_block", "finite"]
 
 
 @dataclass(frozen=True)
@@ -125,5 +122,6 @@ class RunFacts:
         return self.loss != "unknown"
 
 
-def finite(value: object) -> bool:
+def finite(value: object) -> TypeGuard[float]:
+    """Whether `value` is a finite number (not None, NaN, infinite or a bool)."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -32,15 +32,15 @@ def exploding_gradients(h: RunRecord) -> Finding | None:
     when the log has the share, over half of the recent steps clipped."""
     norms = h.grad_norms
     last = h.train[-1]
-    step = int(last["step"])
+    step = last.step
     clip = h.facts.clip
-    if norms and clip and finite(last.get("grad_norm")) and norms[-1] > 1000 * clip:
+    if norms and clip and finite(last.grad_norm) and norms[-1] > 1000 * clip:
         seen = (
             f"the gradient norm before clipping reached {norms[-1]:.3g}, "
             f"{norms[-1] / clip:,.0f}x the clipping threshold {clip:g}"
         )
         return _exploding(h, step, seen)
-    shares = [float(r["clipped"]) for r in h.train[-5:] if finite(r.get("clipped"))]
+    shares = [r.signals.clipped for r in h.train[-5:] if finite(r.signals.clipped)]
     if step > 100 and len(shares) == 5 and statistics.fmean(shares) > 0.9:
         recent_norm = statistics.median(norms[-5:]) if norms else math.nan
         against = f" against the threshold {clip:g}" if clip else ""
@@ -56,7 +56,7 @@ def exploding_gradients(h: RunRecord) -> Finding | None:
     early_part = norms[: max(3, bisect.bisect_right(h.norm_steps, first_step + tenth))]
     recent_part = norms[min(len(norms) - 3, bisect.bisect_left(h.norm_steps, step - tenth)) :]
     early, recent = statistics.median(early_part), statistics.median(recent_part)
-    clipped = [float(r["clipped"]) for r in h.train[-3:] if finite(r.get("clipped"))]
+    clipped = [r.signals.clipped for r in h.train[-3:] if finite(r.signals.clipped)]
     if early <= 0 or recent <= 5 * early or (clipped and statistics.fmean(clipped) <= 0.5):
         return None
     share = f"; {statistics.fmean(clipped):.0%} of recent steps were clipped" if clipped else ""
@@ -92,8 +92,8 @@ def vanishing_gradients(h: RunRecord) -> Finding | None:
     rows = h.train[-3:]
     ratios = []
     for r in rows:
-        norms = r.get("grad_norms")
-        if not isinstance(norms, dict):
+        norms = r.signals.grad_norms
+        if norms is None:
             return None
         layers = sorted(
             (k for k in norms if _LAYER.fullmatch(k)), key=lambda k: int(k.rsplit(".l", 1)[1])
@@ -106,19 +106,15 @@ def vanishing_gradients(h: RunRecord) -> Finding | None:
         ratios.append(first / last)
     if max(ratios) >= 0.01:
         return None
-    gates = rows[-1].get("gates")
+    gates = rows[-1].signals.gates
     saturated = ""
-    if isinstance(gates, dict) and isinstance(gates.get("l0"), dict):
-        shares = [
-            float(g["saturated"])
-            for g in gates["l0"].values()
-            if isinstance(g, dict) and finite(g.get("saturated"))
-        ]
+    if gates is not None and "l0" in gates:
+        shares = [g.saturated for g in gates["l0"].values() if finite(g.saturated)]
         if shares:
             saturated = f"; {max(shares):.0%} of the first layer's gate units are saturated"
     return Finding(
         "vanishing_gradients",
-        int(rows[-1]["step"]),
+        rows[-1].step,
         f"the first LSTM layer's gradient is {statistics.median(ratios):.2g} of the last "
         f"layer's{saturated}",
         "saturated gates (large weights or biases, a learning rate that pushed them "

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from charlm.diagnostics.detectors import DETECTORS, Rule
-from charlm.diagnostics.findings import Finding, Row
+from charlm.diagnostics.findings import Finding
 from charlm.diagnostics.record import RunRecord, Series
+from charlm.runlog import Row
 
 __all__ = ["History", "Series"]
 
@@ -32,8 +33,7 @@ class History(RunRecord):
     _costly_at: int = field(default=0, repr=False)
 
     def add(self, row: Row) -> list[Finding]:
-        """Record a row ("train": step, loss and any signals; "eval": step, val_loss
-        and/or val_accuracy) and return the findings it makes fire."""
+        """Record a row (see `RunRecord.record`) and return the findings it makes fire."""
         if not self.record(row):
             return []
         costly = len(self.train) <= _COSTLY_EVERY_ROW or (

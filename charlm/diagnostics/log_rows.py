@@ -1,12 +1,16 @@
-"""From the values of a log's line to the rows the detectors read: each value checked
-(a number where a field must be one, a whole number for a step, an epoch or a counter),
-the step of each row (`Steps`: a step column, or a counter joined across epochs, an
-epoch, or the order of the lines), and a long log's rows thinned (`thinned`). `ReadNotes`
-records how a log was read as this goes. The formats that give the values are in `logs`.
+"""From the values of a log's line to the rows the detectors read (`charlm.runlog`'s
+typed rows): each value checked (a number where a field must be one, a whole number for
+a step, an epoch or a counter), the step of each row (`Steps`: a step column, or a
+counter joined across epochs, an epoch, or the order of the lines), and a long log's rows
+thinned (`thinned`). A name read as no field is kept with its row: as one of the row's
+`Signals` where it names one (`grad_norms`, `gates`, ...: a charlm log's), else in its
+`columns`. `ReadNotes` records how a log was read as this goes. The formats that give the
+values are in `logs`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,6 +21,16 @@ from charlm.diagnostics.fields import FIELDS
 from charlm.diagnostics.findings import Finding
 from charlm.diagnostics.references import ReferenceLevels
 from charlm.errors import InputError
+from charlm.runlog import (
+    SIGNALS,
+    EvalRow,
+    FindingRow,
+    NonfiniteRow,
+    ReferenceRow,
+    Row,
+    Signals,
+    TrainRow,
+)
 
 __all__ = ["ReadNotes", "Steps", "Values", "is_number", "rows_of", "thinned"]
 
@@ -138,7 +152,9 @@ class Steps:
             self.notes.steps_from = name
 
 
-def rows_of(path: Path, line: int, values: Values, steps: Steps) -> list[dict[str, Any]]:
+def rows_of(path: Path, line: int, values: Values, steps: Steps) -> list[Row]:
+    """The rows of a line's values (a training row, an evaluation, or both; none for a
+    line without a loss); an InputError for a value that is not what its field needs."""
     kind = values.get("kind")
     if kind == "finding":
         finding = Finding.from_dict(values)
@@ -146,10 +162,10 @@ def rows_of(path: Path, line: int, values: Values, steps: Steps) -> list[dict[st
             raise InputError(
                 f"{path}, line {line}: a finding row needs name, step, seen, causes and advice"
             )
-        return [{"kind": "finding", "step": finding.step, "finding": finding}]
+        return [FindingRow(finding)]
     if kind == "reference":
         references = ReferenceLevels.from_dict(values)
-        return [] if references is None else [{"kind": "reference", "references": references}]
+        return [] if references is None else [ReferenceRow(references)]
     numbers = {c: _number(path, line, c, values.get(c)) for c in _NUMBERS}
     trains = numbers["loss"] is not None and kind in (None, "train")
     evaluates = kind in (None, "eval") and (
@@ -158,22 +174,26 @@ def rows_of(path: Path, line: int, values: Values, steps: Steps) -> list[dict[st
     if not (trains or evaluates):
         return []
     step = steps.of(line, values, trains)
-    out: list[dict[str, Any]] = []
-    if trains:
-        loss = numbers["loss"]
-        assert loss is not None
-        row: dict[str, Any] = {
-            k: _kept(v) for k, v in values.items() if k not in FIELDS and k != "kind"
-        }
-        row.update(kind="train" if math.isfinite(loss) else "nonfinite", step=step, loss=loss)
-        row.update(
-            {c: numbers[c] for c in ("accuracy", "grad_norm", "lr") if numbers[c] is not None}
+    out: list[Row] = []
+    loss = numbers["loss"]
+    if trains and loss is not None and not math.isfinite(loss):
+        out.append(NonfiniteRow(step=step, loss=loss, lr=numbers["lr"]))
+    elif trains:
+        kept = {k: _kept(v) for k, v in values.items() if k not in FIELDS and k != "kind"}
+        out.append(
+            TrainRow(
+                step=step,
+                loss=loss,
+                grad_norm=numbers["grad_norm"],
+                lr=numbers["lr"],
+                accuracy=numbers["accuracy"],
+                signals=Signals.from_json(kept),
+                columns={k: v for k, v in kept.items() if k not in SIGNALS},
+            )
         )
-        out.append(row)
     if evaluates:
         out.append(
-            {"kind": "eval", "step": step}
-            | {c: numbers[c] for c in ("val_loss", "val_accuracy") if numbers[c] is not None}
+            EvalRow(step=step, val_loss=numbers["val_loss"], val_accuracy=numbers["val_accuracy"])
         )
     return out
 
@@ -185,17 +205,17 @@ def _kept(value: Any) -> Any:
     return value
 
 
-def thinned(rows: Iterator[dict[str, Any]], every: int) -> Iterator[dict[str, Any]]:
+def thinned(rows: Iterator[Row], every: int) -> Iterator[Row]:
     """`rows` with each `every` consecutive training rows merged into one, and the
     evaluation rows among them into one; of the rows whose loss is not finite, the
     first in each such stretch is kept. The merged rows of a stretch come out in the
     order their first rows came in; other rows (findings) pass as they come."""
     group = _Group()
     for row in rows:
-        if row["kind"] not in ("train", "eval", "nonfinite"):
+        if not isinstance(row, TrainRow | EvalRow | NonfiniteRow):
             yield row
             continue
-        if row["kind"] == "train" and group.trains == every:
+        if isinstance(row, TrainRow) and group.trains == every:
             yield from group.merged()
             group = _Group()
         group.add(row)
@@ -203,63 +223,75 @@ def thinned(rows: Iterator[dict[str, Any]], every: int) -> Iterator[dict[str, An
 
 
 @dataclass
+class _Mean:
+    """The sum and count of the values of a field that rows logged."""
+
+    total: float = 0.0
+    count: int = 0
+
+    def add(self, value: float | None) -> None:
+        if value is not None:
+            self.total += value
+            self.count += 1
+
+    def mean(self) -> float | None:
+        return self.total / self.count if self.count else None
+
+
+@dataclass
 class _Group:
     """The rows of a stretch of `every` training rows, merged as they come."""
 
-    order: list[str] = field(default_factory=list)
+    order: list[type[Row]] = field(default_factory=list)
     """The kinds of row in the order their first row came."""
     trains: int = 0
-    sums: dict[str, list[float]] = field(default_factory=dict)
-    """A mean's field -> [sum, count] (loss, accuracy, val_loss, val_accuracy)."""
-    last: dict[str, Any] = field(default_factory=dict)
+    loss: _Mean = field(default_factory=_Mean)
+    accuracy: _Mean = field(default_factory=_Mean)
+    val_loss: _Mean = field(default_factory=_Mean)
+    val_accuracy: _Mean = field(default_factory=_Mean)
+    last: TrainRow | None = None
     grad_norm: float | None = None
     """The largest gradient norm."""
     lr: float | None = None
     """The last learning rate."""
     eval_step: int = 0
-    nonfinite: dict[str, Any] | None = None
+    nonfinite: NonfiniteRow | None = None
 
-    def add(self, row: dict[str, Any]) -> None:
-        kind = row["kind"]
-        if kind not in self.order:
-            self.order.append(kind)
-        if kind == "train":
+    def add(self, row: TrainRow | EvalRow | NonfiniteRow) -> None:
+        if type(row) not in self.order:
+            self.order.append(type(row))
+        if isinstance(row, TrainRow):
             self.trains += 1
-            self._sum(row, "loss", "accuracy")
+            self.loss.add(row.loss)
+            self.accuracy.add(row.accuracy)
             self.last = row
-            g, top = row.get("grad_norm"), self.grad_norm
+            g, top = row.grad_norm, self.grad_norm
             # the largest, where a NaN counts as larger than any number (it is the one to see)
             if g is not None and (top is None or (not math.isnan(top) and not g <= top)):
                 self.grad_norm = g
-            self.lr = row.get("lr", self.lr)
-        elif kind == "eval":
-            self._sum(row, "val_loss", "val_accuracy")
-            self.eval_step = row["step"]
+            self.lr = row.lr if row.lr is not None else self.lr
+        elif isinstance(row, EvalRow):
+            self.val_loss.add(row.val_loss)
+            self.val_accuracy.add(row.val_accuracy)
+            self.eval_step = row.step
         elif self.nonfinite is None:
             self.nonfinite = row
 
-    def _sum(self, row: dict[str, Any], *names: str) -> None:
-        for name in names:
-            if name in row:
-                total = self.sums.setdefault(name, [0.0, 0])
-                total[0] += row[name]
-                total[1] += 1
-
-    def _means(self, *names: str) -> dict[str, float]:
-        return {n: self.sums[n][0] / self.sums[n][1] for n in names if n in self.sums}
-
-    def merged(self) -> Iterator[dict[str, Any]]:
+    def merged(self) -> Iterator[Row]:
         for kind in self.order:
-            if kind == "train":
-                row = {**self.last, **self._means("loss", "accuracy")}
-                if self.grad_norm is not None:
-                    row["grad_norm"] = self.grad_norm
-                if self.lr is not None:
-                    row["lr"] = self.lr
-                yield row
-            elif kind == "eval":
-                yield {"kind": "eval", "step": self.eval_step} | self._means(
-                    "val_loss", "val_accuracy"
+            if kind is TrainRow and self.last is not None:
+                yield dataclasses.replace(
+                    self.last,
+                    loss=self.loss.mean(),
+                    accuracy=self.accuracy.mean(),
+                    grad_norm=self.grad_norm,
+                    lr=self.lr,
                 )
-            elif self.nonfinite is not None:
+            elif kind is EvalRow:
+                yield EvalRow(
+                    step=self.eval_step,
+                    val_loss=self.val_loss.mean(),
+                    val_accuracy=self.val_accuracy.mean(),
+                )
+            elif kind is NonfiniteRow and self.nonfinite is not None:
                 yield self.nonfinite

@@ -62,6 +62,7 @@ from charlm.diagnostics.fields import FIELDS, by_field, normalize, read_as
 from charlm.diagnostics.log_rows import ReadNotes, Steps, Values, is_number, rows_of, thinned
 from charlm.errors import InputError
 from charlm.files import FileKind, format_size, loads_json, open_regular
+from charlm.runlog import NonfiniteRow, Row, TrainRow
 
 __all__ = [
     "MAX_LINE_BYTES",
@@ -93,11 +94,10 @@ RowSource = Callable[[Path, Lines, ReadNotes], Iterator[tuple[int, Values]]]
 number, values by field) pairs."""
 
 
-def read_log(path: str | Path) -> list[dict[str, Any]]:
-    """The log's rows as the detectors take them: {"kind": "train", "step", "loss", ...},
-    {"kind": "eval", "step", "val_loss" and/or "val_accuracy"}, {"kind": "finding",
-    "finding"} (the watcher's) and {"kind": "reference", "references"} (charlm's), in
-    file order, none merged."""
+def read_log(path: str | Path) -> list[Row]:
+    """The log's rows as the detectors take them (`charlm.runlog`'s rows: training rows,
+    evaluations, the watcher's findings, charlm's reference levels), in file order, none
+    merged."""
     with open_log(path, max_train_rows=None) as log:
         return list(log.rows())
 
@@ -143,18 +143,18 @@ class Log:
     _end: int = field(repr=False)
     _source: RowSource = field(repr=False)
 
-    def rows(self) -> Iterator[dict[str, Any]]:
+    def rows(self) -> Iterator[Row]:
         """The rows, thinned `every` to one; an InputError at the end if no line had a
         training loss."""
         trained = False
 
-        def parsed() -> Iterator[dict[str, Any]]:
+        def parsed() -> Iterator[Row]:
             nonlocal trained
             steps = Steps(self.path, self.read)
             text = _text_lines(self._file, self.path, self._end)
             for line, values in self._source(self.path, text, self.read):
                 for row in rows_of(self.path, line, values, steps):
-                    trained = trained or row["kind"] in ("train", "nonfinite")
+                    trained = trained or isinstance(row, TrainRow | NonfiniteRow)
                     yield row
 
         yield from parsed() if self.every == 1 else thinned(parsed(), self.every)

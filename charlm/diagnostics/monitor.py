@@ -9,6 +9,7 @@ gives the summary entries a checkpoint keeps (`references`, `diagnoses`).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import torch
 from charlm.diagnostics.findings import Finding, RunFacts
 from charlm.diagnostics.history import History
 from charlm.diagnostics.references import ReferenceLevels
-from charlm.metrics import read_metrics
+from charlm.runlog import Row, Signals, read_metrics
 
 __all__ = ["Monitor"]
 
@@ -51,20 +52,20 @@ class Monitor:
         self,
         grad_norms: dict[str, float] | None,
         update_ratios: dict[str, float] | None,
-        gates: dict[str, Any] | None,
-    ) -> dict[str, Any]:
-        """The entries a log row adds: the share of steps clipped since the last row, and
-        a probed step's signals."""
+        gates: Signals | None,
+    ) -> Signals:
+        """The signals a log row carries: the share of steps clipped since the last row,
+        and a probed step's gradient norms, update ratios and gates (`gate_signals`)."""
         done, steps = self._clipped
-        row: dict[str, Any] = {"clipped": round(done / steps, 4) if steps else 0.0}
         self._clipped = [0, 0]
-        if grad_norms is not None:
-            row["grad_norms"] = _rounded(grad_norms)
-        if update_ratios is not None:
-            row["update_ratios"] = _rounded(update_ratios)
-        return {**row, **(gates or {})}
+        return dataclasses.replace(
+            gates if gates is not None else Signals(),
+            clipped=round(done / steps, 4) if steps else 0.0,
+            grad_norms=None if grad_norms is None else _rounded(grad_norms),
+            update_ratios=None if update_ratios is None else _rounded(update_ratios),
+        )
 
-    def add(self, row: dict[str, Any]) -> list[Finding]:
+    def add(self, row: Row) -> list[Finding]:
         return self.history.add(row)
 
     def replay(self, metrics: Path, up_to_step: int) -> None:
@@ -72,8 +73,7 @@ class Monitor:
         if not metrics.is_file():
             return
         for row in read_metrics(metrics):
-            step = row.get("step")
-            if isinstance(step, int) and step <= up_to_step:
+            if row.step <= up_to_step:
                 self.history.add(row)
 
     def summary(self) -> dict[str, Any]:

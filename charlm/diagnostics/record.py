@@ -16,7 +16,8 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
-from charlm.diagnostics.findings import Row, RunFacts, finite
+from charlm.diagnostics.findings import RunFacts, finite
+from charlm.runlog import EvalRow, NonfiniteRow, Row, TrainRow
 
 __all__ = ["RunRecord", "Series"]
 
@@ -52,8 +53,10 @@ class RunRecord:
     """A run's rows so far, and the figures read from them."""
 
     facts: RunFacts = field(default_factory=RunFacts)
-    train: list[Row] = field(default_factory=list)
-    evals: list[Row] = field(default_factory=list)
+    train: list[TrainRow] = field(default_factory=list)
+    """The training rows with a finite loss."""
+    evals: list[EvalRow] = field(default_factory=list)
+    """The evaluations with a finite validation loss or accuracy."""
     train_at_eval: list[float] = field(default_factory=list)
     """The training loss when each evaluation ran (mean of the last 3 logged values)."""
     accuracy_at_eval: list[float] = field(default_factory=list)
@@ -69,23 +72,20 @@ class RunRecord:
     """The training losses by step."""
     accuracies: Series = field(default_factory=Series)
     """The training accuracies by step (of the rows that carry one)."""
-    nonfinite: Row | None = None
+    nonfinite: NonfiniteRow | None = None
     """The row of a loss that became NaN or infinite (the run stops there)."""
     _jumps: float = field(default=0.0, repr=False)
     """The sum of the squared differences between consecutive losses."""
 
     def record(self, row: Row) -> bool:
-        """Keep a row ("train": step, loss and any signals; "eval": step, val_loss
-        and/or val_accuracy; "nonfinite"); False for one the detectors do not read."""
-        kind = row.get("kind")
-        step = row.get("step")
-        if not isinstance(step, int) or isinstance(step, bool):
-            return False  # a row without a step (a hand-edited log) is not read
-        if kind == "train" and finite(row.get("loss")):
-            self._add_train(row, step)
-        elif kind == "nonfinite":
+        """Keep a row (a training row with a finite loss, an evaluation with a finite
+        validation loss or accuracy, a loss that became NaN or infinite); False for one
+        the detectors do not read."""
+        if isinstance(row, TrainRow) and finite(row.loss):
+            self._add_train(row, row.loss)
+        elif isinstance(row, NonfiniteRow):
             self.nonfinite = row
-        elif kind == "eval" and (finite(row.get("val_loss")) or finite(row.get("val_accuracy"))):
+        elif isinstance(row, EvalRow) and (finite(row.val_loss) or finite(row.val_accuracy)):
             self.evals.append(row)
             self.train_at_eval.append(self.recent_loss() if self.train else math.nan)
             recent = self.accuracies.values[-3:]
@@ -94,18 +94,17 @@ class RunRecord:
             return False
         return True
 
-    def _add_train(self, row: Row, step: int) -> None:
-        loss = float(row["loss"])
+    def _add_train(self, row: TrainRow, loss: float) -> None:
         if self.curve.values:
             self._jumps += (loss - self.curve.values[-1]) ** 2
         self.train.append(row)
-        self.curve.add(step, loss)
+        self.curve.add(row.step, loss)
         self.lowest_loss = min(self.lowest_loss, loss)
-        if finite(row.get("grad_norm")):
-            self.grad_norms.append(float(row["grad_norm"]))
-            self.norm_steps.append(step)
-        if finite(row.get("accuracy")):
-            self.accuracies.add(step, float(row["accuracy"]))
+        if finite(row.grad_norm):
+            self.grad_norms.append(row.grad_norm)
+            self.norm_steps.append(row.step)
+        if finite(row.accuracy):
+            self.accuracies.add(row.step, row.accuracy)
 
     # -- the loss curve, read in steps ------------------------------------------------
 
@@ -135,5 +134,4 @@ class RunRecord:
 
     @property
     def step(self) -> int:
-        rows = [r for r in (self.train[-1:] + self.evals[-1:]) if isinstance(r.get("step"), int)]
-        return max((int(r["step"]) for r in rows), default=0)
+        return max((r.step for r in [*self.train[-1:], *self.evals[-1:]]), default=0)

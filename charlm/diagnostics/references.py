@@ -85,7 +85,7 @@ class ReferenceLevels:
             return None
         try:
             unigram, repeat = float(data["unigram"]), float(data["repeat"])
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             return None
         k = data.get("determined_after")
         return cls(unigram, repeat, k if isinstance(k, int) else None)

@@ -39,7 +39,16 @@ from charlm.diagnostics.references import (
     judges_determinism,
 )
 from charlm.errors import InputError
-from charlm.metrics import METRICS_FILE, read_metrics
+from charlm.runlog import (
+    METRICS_FILE,
+    FindingRow,
+    NonfiniteRow,
+    ReferenceRow,
+    Row,
+    TrainRow,
+    json_safe,
+    read_metrics,
+)
 
 __all__ = ["Diagnosis", "diagnose_checkpoint", "diagnose_log", "diagnose_rows", "loss_kind"]
 
@@ -57,8 +66,9 @@ class Diagnosis:
     best_val_loss: float | None
     best_step: int | None
     findings: list[Finding] = field(default_factory=list)
-    signals: dict[str, Any] = field(default_factory=dict)
-    """The last logged training row's signals (gradient norms, update ratios, gates)."""
+    last_train: TrainRow | None = None
+    """The last logged training row, whose signals (gradient norms, update ratios,
+    gates) the report shows."""
     read_every: int = 1
     """How many logged training rows each row read stands for (more than 1: a long log,
     thinned; see `logs`)."""
@@ -95,7 +105,7 @@ class Diagnosis:
             "best_step": self.best_step,
             "findings": [f.to_dict() for f in self.findings if not f.passed],
             "recovered": [f.to_dict() for f in self.findings if f.passed],
-            "signals": self.signals,
+            "signals": _signals(self.last_train),
             "read_every": self.read_every,
             "logged": self.logged,
             "epochs": self.epochs,
@@ -167,14 +177,14 @@ class Diagnosis:
         if self.not_judged:
             lines += ["", "Not judged (what each rule needs and the log lacks)"]
             lines += [f"  {line}" for line in self.not_judged]
-        picture = _picture(self.signals)
-        if picture:
-            lines += ["", f"Gradients and gates at step {self.signals.get('step')}", *picture]
+        picture = _picture(self.last_train) if self.last_train is not None else []
+        if picture and self.last_train is not None:
+            lines += ["", f"Gradients and gates at step {self.last_train.step}", *picture]
         return "\n".join(lines)
 
 
 def diagnose_rows(
-    rows: Iterable[dict[str, Any]],
+    rows: Iterable[Row],
     facts: RunFacts,
     source: str,
     *,
@@ -187,31 +197,29 @@ def diagnose_rows(
     history = History(facts)
     watcher: dict[str, Finding] = {}
     for row in rows:
-        if row.get("kind") == "finding" and isinstance(row.get("finding"), Finding):
-            watcher[row["finding"].name] = row["finding"]
+        if isinstance(row, FindingRow):
+            watcher[row.finding.name] = row.finding
         else:
             history.add(row)
     findings = history.finish()
-    evals = [r for r in history.evals if finite(r.get("val_loss"))]
-    best = min(evals, key=lambda r: float(r["val_loss"])) if evals else None
-    last_train = history.train[-1] if history.train else {}
-    signal_keys = ("step", "grad_norm", "clipped", "grad_norms", "update_ratios", "gates", "cell")
-    accuracies = [r["val_accuracy"] for r in history.evals if finite(r.get("val_accuracy"))]
+    evals = [(r.step, r.val_loss) for r in history.evals if finite(r.val_loss)]
+    best = min(evals, key=lambda e: e[1]) if evals else None
+    accuracies = [r.val_accuracy for r in history.evals if finite(r.val_accuracy)]
     return Diagnosis(
         source=source,
         steps=history.step,
         references=facts.references,
         train_loss=history.recent_loss() if history.train else None,
-        val_loss=float(evals[-1]["val_loss"]) if evals else None,
-        best_val_loss=float(best["val_loss"]) if best else None,
-        best_step=int(best["step"]) if best else None,
+        val_loss=evals[-1][1] if evals else None,
+        best_val_loss=best[1] if best else None,
+        best_step=best[0] if best else None,
         findings=list(findings),
-        signals={k: last_train[k] for k in signal_keys if k in last_train},
+        last_train=history.train[-1] if history.train else None,
         read_every=read_every,
         logged=len(history.train),
         loss=facts.loss,
         train_accuracy=history.accuracies.values[-1] if len(history.accuracies) else None,
-        val_accuracy=float(accuracies[-1]) if accuracies else None,
+        val_accuracy=accuracies[-1] if accuracies else None,
         watcher=list(watcher.values()),
         not_judged=history.not_judged(),
         notes=list(notes or []),
@@ -226,16 +234,14 @@ def diagnose_checkpoint(directory: str | Path, corpus_text: str | None = None) -
     ckpt = checkpoint.load(directory)
     metrics = directory / METRICS_FILE
     rows = read_metrics(metrics) if metrics.is_file() else []
-    clip = ckpt.train_config.get("clip") if isinstance(ckpt.train_config, dict) else None
     references = ReferenceLevels.from_dict(ckpt.summary.get("references"))
     if references is None and corpus_text:
         references = ReferenceLevels.of_text(corpus_text)
-    patience = ckpt.train_config.get("patience") if isinstance(ckpt.train_config, dict) else None
     facts = RunFacts(
         references=references,
         vocab_size=ckpt.model_config.vocab_size,
-        clip=float(clip) if isinstance(clip, int | float) else None,
-        patience=patience if isinstance(patience, int) else None,
+        clip=ckpt.train_config.clip,
+        patience=ckpt.train_config.patience,
     )
     return diagnose_rows(rows, facts, str(directory))
 
@@ -268,9 +274,9 @@ def diagnose_log(
         head = []  # the rows up to the first training loss: enough to tell what the loss is
         for row in rows:
             head.append(row)
-            if row["kind"] in ("train", "nonfinite"):
+            if isinstance(row, TrainRow | NonfiniteRow):
                 break
-        references = next((r["references"] for r in head if r["kind"] == "reference"), None)
+        references = next((r.references for r in head if isinstance(r, ReferenceRow)), None)
         kind = loss_kind(log.read, references is not None, corpus_text, vocab_size)
         if corpus_text:
             references = ReferenceLevels.of_text(corpus_text)
@@ -352,33 +358,41 @@ def _nb(nats: float | None) -> str:
     return f"{nats:.4f} nats ({nats * _BITS:.3f} bits)"
 
 
-def _picture(signals: dict[str, Any]) -> list[str]:
-    """The signals of a log row as text; values that are not numbers (a hand-edited or
-    foreign log) show as '?'."""
-    lines = []
-    if finite(signals.get("grad_norm")):
+def _signals(row: TrainRow | None) -> dict[str, Any]:
+    """A training row's signals as JSON: its step, gradient norm and `Signals`, NaN and
+    infinity as null."""
+    if row is None:
+        return {}
+    out = {"step": row.step, "grad_norm": row.grad_norm, **row.signals.to_json()}
+    return dict(json_safe({k: v for k, v in out.items() if v is not None}))
+
+
+def _picture(row: TrainRow) -> list[str]:
+    """The signals of a log row as text; a value that is not a finite number (a
+    hand-edited or foreign log) shows as '?'."""
+    lines, signals = [], row.signals
+    if finite(row.grad_norm):
         share = (
-            f", {_f(signals['clipped'], '.0%')} of steps clipped" if "clipped" in signals else ""
+            f", {_f(signals.clipped, '.0%')} of steps clipped"
+            if signals.clipped is not None
+            else ""
         )
-        lines.append(f"  gradient norm before clipping {_f(signals['grad_norm'], '.3g')}{share}")
-    for key, label in (("grad_norms", "per layer"), ("update_ratios", "update/weight")):
-        values = signals.get(key)
-        if isinstance(values, dict) and values:
+        lines.append(f"  gradient norm before clipping {_f(row.grad_norm, '.3g')}{share}")
+    for values, label in (
+        (signals.grad_norms, "per layer"),
+        (signals.update_ratios, "update/weight"),
+    ):
+        if values:
             shown = ", ".join(f"{k} {_f(v, '.2g')}" for k, v in values.items())
             lines.append(f"  {label:<13} {shown}")
-    gates, cells = signals.get("gates"), signals.get("cell")
-    if isinstance(gates, dict):
-        for layer, per_gate in gates.items():
-            if not isinstance(per_gate, dict):
-                continue
-            parts = [
-                f"{g} {_f(v.get('mean'), '+.2f')} ({_f(v.get('saturated'), '.0%')} saturated)"
-                for g, v in per_gate.items()
-                if isinstance(v, dict)
-            ]
-            cell = cells.get(layer) if isinstance(cells, dict) else None
-            tail = f"; mean |c| {_f(cell, '.2f')}" if cell is not None else ""
-            lines.append(f"  gates {layer:<7} " + ", ".join(parts) + tail)
+    for layer, per_gate in (signals.gates or {}).items():
+        parts = [
+            f"{g} {_f(v.mean, '+.2f')} ({_f(v.saturated, '.0%')} saturated)"
+            for g, v in per_gate.items()
+        ]
+        cell = signals.cell.get(layer) if signals.cell is not None else None
+        tail = f"; mean |c| {_f(cell, '.2f')}" if cell is not None else ""
+        lines.append(f"  gates {layer:<7} " + ", ".join(parts) + tail)
     return lines
 
 

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 import torch
 
 from charlm.model import CharRNN, State
+from charlm.runlog import GateStats, Signals
 
 __all__ = [
     "GATES",
@@ -83,16 +84,16 @@ def update_ratios(before: dict[str, list[torch.Tensor]], model: CharRNN) -> dict
 
 
 @torch.no_grad()
-def gate_signals(model: CharRNN, ids: torch.Tensor, state: State | None) -> dict[str, object]:
+def gate_signals(model: CharRNN, ids: torch.Tensor, state: State | None) -> Signals:
     """Gates and cell state on the first streams of `ids` (B, T) read from `state`.
 
-    Returns {"gates": {"l0": {"input": {"mean": m, "saturated": s}, ...}, ...},
-    "cell": {"l0": mean |c|, ...}}, averaged over the streams and time steps read;
-    {} for a GRU or RNN.
+    Returns the `Signals` `gates` ({"l0": {"input": GateStats(mean, saturated), ...},
+    ...}) and `cell` ({"l0": mean |c|, ...}), averaged over the streams and time steps
+    read; neither for a GRU or RNN.
     """
     cfg = model.config
     if cfg.cell != "lstm":
-        return {}
+        return Signals()
     k = min(PROBE_STREAMS, ids.shape[0])
     x = model.embedding.weight.detach().float()[ids[:k]]  # (k, T, E)
     if state is None:
@@ -101,7 +102,7 @@ def gate_signals(model: CharRNN, ids: torch.Tensor, state: State | None) -> dict
     else:
         h = [state[0][layer, :k].float() for layer in range(cfg.num_layers)]
         c = [state[1][layer, :k].float() for layer in range(cfg.num_layers)]
-    gates: dict[str, dict[str, dict[str, float]]] = {}
+    gates: dict[str, dict[str, GateStats]] = {}
     cells: dict[str, float] = {}
     inp = x
     H = cfg.hidden_size
@@ -127,9 +128,9 @@ def gate_signals(model: CharRNN, ids: torch.Tensor, state: State | None) -> dict
         means = act.mean(dim=(0, 1, 3)).tolist()
         saturated = (z_all.abs() > SATURATED).float().mean(dim=(0, 1, 3)).tolist()
         gates[f"l{layer}"] = {
-            gate: {"mean": round(m, 4), "saturated": round(sat, 4)}
+            gate: GateStats(round(m, 4), round(sat, 4))
             for gate, m, sat in zip(GATES, means, saturated, strict=True)
         }
         cells[f"l{layer}"] = round(float(torch.stack(cs, 1).abs().mean()), 4)
         inp = torch.stack(outs, 1)  # (k, T, H): the next layer's input
-    return {"gates": gates, "cell": cells}
+    return Signals(gates=gates, cell=cells)

@@ -25,6 +25,7 @@ from torch import nn
 
 from charlm.lab.loop import LoopConfig, train
 from charlm.lab.report import LabReport, Said, heard, spread, tally
+from charlm.runlog import TrainRow
 
 __all__ = ["SETUPS", "Regressor", "run"]
 
@@ -75,7 +76,8 @@ def one_run(setup: str, seed: int, steps: int = STEPS) -> dict[str, Any]:
     )
     with torch.no_grad():
         prediction = model(x)
-    losses = [(r["step"], r["loss"]) for r in trained.rows if r["kind"] == "train"]
+    logged = [r for r in trained.rows if isinstance(r, TrainRow)]
+    losses = [(r.step, r.loss) for r in logged if r.loss is not None]
     return {
         "setup": setup,
         "seed": seed,
@@ -83,8 +85,8 @@ def one_run(setup: str, seed: int, steps: int = STEPS) -> dict[str, Any]:
         "loss": float(squared_errors(prediction, y)),
         "lowest_loss": min(loss for _, loss in losses),
         "largest_error": float((prediction - y).abs().max()),
-        "first_grad_norm": trained.rows[0]["grad_norm"],
-        "last_grad_norm": trained.rows[-1]["grad_norm"],
+        "first_grad_norm": logged[0].grad_norm,
+        "last_grad_norm": logged[-1].grad_norm,
         "watcher": heard(trained.findings),
         "_findings": trained.findings,
         "_curve": losses,

@@ -7,8 +7,9 @@ charlm's own trainer always zeroes gradients, clips and uses AdamW; the lab need
 other choices too, which is why it has a loop of its own. It is written as a user's loop
 is, with the watcher's two lines added (`watch(model, optimizer)` before the loop,
 `step(loss, **metrics)` in it), so what the watcher says about a lab run is what it would
-say about the post's own loop. `train` returns the logged rows (`kind`, `step`, `loss`,
-`grad_norm` before clipping; the metrics of each evaluation) and the watcher's findings.
+say about the post's own loop. `train` returns the logged rows (`charlm.runlog`'s: a
+`TrainRow` with the loss and the gradient norm before clipping, an `EvalRow` with the
+metrics of each evaluation) and the watcher's findings.
 A model is any module whose `forward(x)` returns its output, or `(output, state)`.
 """
 
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from charlm.diagnostics.findings import Finding
+from charlm.runlog import EvalRow, NonfiniteRow, Row, TrainRow
 from charlm.watcher import watch
 
 __all__ = [
@@ -70,7 +72,7 @@ class LoopConfig:
 class Trained:
     """What a run of `train` leaves: its logged rows and what the watcher found."""
 
-    rows: list[dict[str, Any]]
+    rows: list[Row]
     findings: list[Finding] = field(default_factory=list)
 
 
@@ -105,7 +107,7 @@ def train(
     every `eval_interval` steps and at the last; `labels`, the training and validation
     set's class labels, are given to the watcher (`Watcher.split`).
 
-    A loss that stops being finite ends the run with a "nonfinite" row, as in charlm.
+    A loss that stops being finite ends the run with a `NonfiniteRow`, as in charlm.
     """
     rng = torch.Generator().manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -115,7 +117,7 @@ def train(
         optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum)
     else:
         raise ValueError(f"optimizer {config.optimizer!r}")
-    rows: list[dict[str, Any]] = []
+    rows: list[Row] = []
     watcher = watch(model, optimizer, echo=None)
     try:
         if labels is not None:
@@ -128,7 +130,7 @@ def train(
             out = model(x)
             loss = loss_fn(out[0] if isinstance(out, tuple) else out, y)
             if not math.isfinite(loss.item()):
-                rows.append({"kind": "nonfinite", "step": step, "loss": loss.item()})
+                rows.append(NonfiniteRow(step=step, loss=loss.item()))
                 break
             if config.backward:
                 loss.backward()  # type: ignore[no-untyped-call]
@@ -138,10 +140,10 @@ def train(
             if evaluate is not None and (step % config.eval_interval == 0 or step == config.steps):
                 with torch.no_grad():
                     metrics = evaluate(model)
-                rows.append({"kind": "eval", "step": step, **metrics})
+                rows.append(EvalRow.named(step, metrics))
             watcher.step(loss, **metrics)
             if step % config.log_interval == 0 or step == config.steps:
-                rows.append({"kind": "train", "step": step, "loss": loss.item(), "grad_norm": norm})
+                rows.append(TrainRow(step=step, loss=loss.item(), grad_norm=norm))
         findings = sorted([*watcher.findings, *watcher.passed], key=lambda f: f.step)
     finally:
         watcher.close()

@@ -22,7 +22,7 @@ import torch
 
 from charlm.model import CharRNN, ModelConfig
 from charlm.runtime import train_in_bf16
-from charlm.training.config import TrainConfig
+from charlm.train_config import TrainConfig
 from charlm.training.presets import PRESETS, Preset
 from charlm.training.step import train_step
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 from charlm.checkpoint import Progress
-from charlm.training.config import TrainConfig
+from charlm.train_config import TrainConfig
 
 __all__ = ["CallbackList", "EvalInfo", "StepInfo", "TrainCallback", "TrainResult", "TrainingRun"]
 

@@ -19,7 +19,7 @@ from charlm import checkpoint
 from charlm.checkpoint import Progress, ResumeState
 from charlm.data import IdSplit
 from charlm.model import CharRNN, ModelConfig, State
-from charlm.training.config import TrainConfig
+from charlm.train_config import TrainConfig
 from charlm.vocab import Vocabulary
 
 __all__ = ["run_facts", "save_run", "summary"]
@@ -91,7 +91,7 @@ def save_run(
     checkpoint.save(
         directory,
         model_config=model_config,
-        train_config=train_config.to_dict(),
+        train_config=train_config,
         vocab=vocab,
         summary=summary,
         weights=model.state_dict() if best else None,

@@ -31,7 +31,7 @@ from charlm import files
 from charlm.checkpoint.tensors import atomic_write_bytes
 from charlm.errors import ConfigError
 from charlm.model import ModelConfig
-from charlm.training.config import TrainConfig
+from charlm.train_config import TrainConfig
 from charlm.training.presets import PRESETS
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "check_setting",
     "read_settings",
     "setting_kind",
+    "settings_text",
     "write_settings",
 ]
 
@@ -144,11 +145,25 @@ def write_settings(
     *,
     preset: str | None = None,
 ) -> Path:
-    """Write a settings file that `read_settings` (and `charlm train --config`) reads
-    back as these values; `comment` goes first, each of its lines after `# `. The file
-    is replaced atomically. Settings whose value is None are left out (TOML has no null;
-    a missing key means the default)."""
+    """Write `settings_text(model, train, comment, preset=preset)` to `path`, replacing
+    it atomically."""
     p = Path(path)
+    text = settings_text(model, train, comment, preset=preset)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(p, text.encode("utf-8"))
+    return p
+
+
+def settings_text(
+    model: Mapping[str, Any],
+    train: Mapping[str, Any],
+    comment: str = "",
+    *,
+    preset: str | None = None,
+) -> str:
+    """A settings file that `read_settings` (and `charlm train --config`) reads back as
+    these values; `comment` goes first, each of its lines after `# `. Settings whose
+    value is None are left out (TOML has no null; a missing key means the default)."""
     lines = [f"# {line}".rstrip() for line in comment.splitlines()]
     if preset is not None:
         lines.append(f"preset = {_toml_value(preset)}")
@@ -157,10 +172,7 @@ def write_settings(
             raise ConfigError(f"{name} is not a model or training setting")
         if value is not None:
             lines.append(f"{name} = {_toml_value(value)}")
-    text = "\n".join(lines) + "\n"
-    p.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(p, text.encode("utf-8"))
-    return p
+    return "\n".join(lines) + "\n"
 
 
 def _toml_value(value: object) -> str:

@@ -41,12 +41,24 @@ from charlm.diagnostics.references import MAX_CHARS as REFERENCE_CHARS
 from charlm.diagnostics.signals import gate_signals
 from charlm.errors import ConfigError, TrainingError
 from charlm.evaluation import evaluate_streams, validation_blocks
-from charlm.metrics import METRICS_FILE, MetricsLog, NullLog
 from charlm.model import CharRNN, ModelConfig, State
+from charlm.runlog import (
+    METRICS_FILE,
+    DiagnosisRow,
+    EvalRow,
+    MetricsLog,
+    NonfiniteRow,
+    NullLog,
+    ReferenceRow,
+    Row,
+    Signals,
+    TrainRow,
+)
 from charlm.runtime import Runtime, train_in_bf16
+from charlm.train_config import TrainConfig, lr_at
 from charlm.training.callbacks import EvalInfo, StepInfo, TrainCallback, TrainResult
-from charlm.training.config import TrainConfig, lr_at
 from charlm.training.distributed import Cluster
+from charlm.training.plan import RunPlan
 from charlm.training.restore import restore_run
 from charlm.training.saving import run_facts, save_run, summary
 from charlm.training.step import StepOutcome, train_step
@@ -150,6 +162,26 @@ class Trainer:
                 "measured on the training text"
             )
 
+    @classmethod
+    def from_plan(
+        cls, plan: RunPlan, *, callback: TrainCallback | None = None, cluster: Cluster | None = None
+    ) -> Trainer:
+        """The trainer of a resolved plan (`plan.plan_run`), this process's place in
+        `cluster` (one process when None)."""
+        tc = plan.train_config
+        return cls(
+            plan.model_config,
+            tc,
+            plan.data.vocab,
+            IdSplit.of_ids(plan.data.ids, tc.val_fraction, tc.split),
+            plan.directory,
+            resume_from=plan.resumed,
+            callback=callback,
+            runtime=plan.runtime,
+            corpus_info={**plan.data.info(), "preset": plan.preset, "processes": plan.processes},
+            cluster=cluster,
+        )
+
     def build_model(self, config: ModelConfig) -> CharRNN:
         """The model to train; tests replace it with broken ones to show the detectors."""
         return CharRNN(config)
@@ -180,7 +212,7 @@ class Trainer:
             else NullLog()
         )
         if p.step == 0:
-            self._metrics.write(kind="reference", step=0, **self.monitor.references.to_dict())
+            self._metrics.write(ReferenceRow(self.monitor.references))
         self.callback.on_start(self)
         self._t_run = time.perf_counter()
         self._paused_s = 0.0
@@ -230,7 +262,7 @@ class Trainer:
         spent = time.perf_counter() - self._t_run - self._paused_s
         return spent / (self.config.max_minutes * 60)
 
-    def _step(self) -> tuple[StepOutcome, float, float, int, dict[str, Any] | None]:
+    def _step(self) -> tuple[StepOutcome, float, float, int, Signals | None]:
         """Take the next window and train on it: (outcome, lr, seconds, characters, the
         gate signals of a logging step); the budget's share agreed on goes to `_used`."""
         p = self.progress
@@ -264,9 +296,7 @@ class Trainer:
         loss, self._used = self.cluster.step_agreement(outcome.loss, self._budget_used())
         outcome = dataclasses.replace(outcome, loss=loss)
         if not math.isfinite(outcome.loss):
-            self._diagnose(
-                {"kind": "nonfinite", "step": p.step + 1, "loss": outcome.loss, "lr": lr}
-            )
+            self._diagnose(NonfiniteRow(step=p.step + 1, loss=outcome.loss, lr=lr))
             raise TrainingError(
                 f"training loss became {outcome.loss} at step {p.step + 1}; lower --lr "
                 f"or --clip ({self._kept()})"
@@ -284,9 +314,7 @@ class Trainer:
         chars = x.numel() * self.cluster.world
         return outcome, lr, time.perf_counter() - t0, chars, gates
 
-    def _after_step(
-        self, stepped: tuple[StepOutcome, float, float, int, dict[str, Any] | None]
-    ) -> None:
+    def _after_step(self, stepped: tuple[StepOutcome, float, float, int, Signals | None]) -> None:
         """Count the step, log it, and evaluate, save and stop when it is time."""
         outcome, lr, seconds, chars, gates = stepped
         used = self._used
@@ -309,17 +337,16 @@ class Trainer:
             time_fraction=min(1.0, used),
         )
         if p.step % cfg.log_interval == 0 and self.cluster.main:
-            row: dict[str, Any] = {
-                "kind": "train",
-                "step": p.step,
-                "time_s": round(p.elapsed_s, 4),
-                "loss": sum(self._losses) / len(self._losses),
-                "grad_norm": outcome.grad_norm,
-                "lr": lr,
-                "chars_per_s": round(info.chars_per_s, 1),
-                **self.monitor.signals(outcome.grad_norms, outcome.update_ratios, gates),
-            }
-            self._metrics.write(**row)
+            row = TrainRow(
+                step=p.step,
+                time_s=round(p.elapsed_s, 4),
+                loss=sum(self._losses) / len(self._losses),
+                grad_norm=outcome.grad_norm,
+                lr=lr,
+                chars_per_s=round(info.chars_per_s, 1),
+                signals=self.monitor.signals(outcome.grad_norms, outcome.update_ratios, gates),
+            )
+            self._metrics.write(row)
             self._losses.clear()
             self._diagnose(row)
         self.callback.on_step(info)
@@ -360,16 +387,15 @@ class Trainer:
             p.evals_since_best = 0
         else:
             p.evals_since_best += 1
-        row = {
-            "kind": "eval",
-            "step": p.step,
-            "time_s": round(p.elapsed_s, 4),
-            "val_loss": val_loss,
-            "val_bits_per_char": val_loss / math.log(2),
-            "best_val_loss": p.best_val_loss,
-            "eval_s": round(eval_s, 4),
-        }
-        self._metrics.write(**row)
+        row = EvalRow(
+            step=p.step,
+            time_s=round(p.elapsed_s, 4),
+            val_loss=val_loss,
+            val_bits_per_char=val_loss / math.log(2),
+            best_val_loss=p.best_val_loss,
+            eval_s=round(eval_s, 4),
+        )
+        self._metrics.write(row)
         self._diagnose(row)
         if not self.stop_reason:
             if cfg.target_loss is not None and val_loss <= cfg.target_loss:
@@ -391,11 +417,11 @@ class Trainer:
     def history(self) -> History:
         return self.monitor.history
 
-    def _diagnose(self, row: dict[str, Any]) -> None:
+    def _diagnose(self, row: Row) -> None:
         """Hand a logged row to the detectors; log and record what fires."""
         for finding in self.monitor.add(row):
             log.warning("%s", finding.line())
-            self._metrics.write(kind="diagnosis", **finding.to_dict())
+            self._metrics.write(DiagnosisRow(finding))
 
     def _save(self, *, improved: bool, carried: State | None) -> None:
         """Write the checkpoint (rank 0 only); `carried` is every stream's state."""

@@ -28,6 +28,7 @@ import torch.optim.optimizer as optim_hooks
 from torch import nn
 
 from charlm.diagnostics.findings import Finding, findings_block
+from charlm.runlog import FindingRow, Row, Signals, TrainRow
 from charlm.watcher.probes import Gradients, Recurrent, Watched
 from charlm.watcher.record import Run, Site, StepRecord
 from charlm.watcher.rules import RULES
@@ -138,10 +139,17 @@ class Watcher:
         run.params = len(arrived)
         run.never = [self.watched.names[pid] for pid, n in arrived.items() if not n]
         self.recurrent.step(run.steps)
-        row: dict[str, Any] = {"kind": "train", "step": run.steps, "loss": value, **record.metrics}
-        if norms:
-            row.update(grad_norm=record.grad_norm, grad_norms=norms)
-        self._write(row)
+        self._write(
+            TrainRow.named(
+                run.steps,
+                {
+                    "loss": value,
+                    **record.metrics,
+                    **({"grad_norm": record.grad_norm} if norms else {}),
+                },
+                signals=Signals(grad_norms=norms) if norms else Signals(),
+            )
+        )
         return self._check()
 
     def split(self, train_targets: Any, val_targets: Any) -> list[Finding]:
@@ -314,7 +322,7 @@ class Watcher:
                 self.run.fired.add(rule.name)
                 new.append(found)
                 self._say(f"charlm: {found.line()}")
-                self._write({"kind": "finding", **found.to_dict()})
+                self._write(FindingRow(found))
             elif not known.passed and rule.clears is not None:
                 how = rule.clears(self.run)
                 if how:
@@ -323,16 +331,18 @@ class Watcher:
                     )
                     self._findings[rule.name] = passed
                     self._say(f"charlm: {known.name} (step {known.step}) has passed: {how}")
-                    self._write({"kind": "finding", **passed.to_dict()})
+                    self._write(FindingRow(passed))
         return new
 
     def _say(self, line: str) -> None:
         if self.echo is not None:
             print(line, file=sys.stderr if self.echo is STDERR else self.echo, flush=True)
 
-    def _write(self, row: dict[str, Any]) -> None:
+    def _write(self, row: Row) -> None:
+        """Write a row to the log, if any: what is None left out, NaN kept (`charlm
+        diagnose --log` reads a NaN loss as one)."""
         if self._log is not None:
-            clean = {k: v for k, v in row.items() if v is not None}
+            clean = {k: v for k, v in row.to_json().items() if v is not None}
             self._log.write(json.dumps(clean, default=_plain) + "\n")
             self._log.flush()
 

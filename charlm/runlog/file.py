@@ -1,37 +1,29 @@
-"""The machine-readable training log: one JSON object per line in `metrics.jsonl`.
+"""The file of a run's training log, `metrics.jsonl`: appended to while the run trains,
+read back as its history.
 
-Rows carry `kind` ("train", "eval" or "resume"), `step` and, for train and eval rows,
-`time_s` (training wall time since the run began, resumed runs included; evaluation
-counts, drawing plots does not). Each row is flushed as it is written, so the log can be
-followed while training runs. NaN and infinity are written as null.
-
-The file is only ever appended to. A fresh run starts it empty; a resumed run appends a
-`{"kind": "resume", "step": N}` row, and `read_metrics` drops the rows before it whose
-step is beyond N (they were written after the checkpoint the run resumed from). A crash
-can therefore lose at most the row being written, never the rows before it.
+`MetricsLog` appends rows (`rows.Row`), one JSON object a line, flushing each so the log
+can be followed while training runs; NaN and infinity are written as null. The file is
+only ever appended to. A fresh run starts it empty; a resumed run appends a `ResumeRow`
+(step N), and `read_metrics` drops the rows before it whose step is beyond N (they were
+written after the checkpoint the run resumed from). A crash can therefore lose at most
+the row being written, never the rows before it.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import math
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from charlm.errors import CheckpointError
 from charlm.files import FileKind, open_regular
+from charlm.runlog.rows import ResumeRow, Row, json_safe, parse_row
 
 __all__ = ["METRICS_FILE", "MetricsLog", "NullLog", "read_metrics"]
 
 METRICS_FILE = "metrics.jsonl"
 _METRICS_LOGS = FileKind("metrics logs", None, CheckpointError)
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 class MetricsLog:
@@ -50,11 +42,11 @@ class MetricsLog:
         if resumed_at is not None:
             if self._file.tell() > 0 and not _ends_with_newline(self.path):
                 self._file.write("\n")  # end a line torn by a crash: it stays unreadable alone
-            self.write(kind="resume", step=resumed_at)
+            self.write(ResumeRow(step=resumed_at))
 
-    def write(self, **row: Any) -> None:
+    def write(self, row: Row) -> None:
         try:
-            self._file.write(json.dumps({k: _clean(v) for k, v in row.items()}) + "\n")
+            self._file.write(json.dumps(json_safe(row.to_json())) + "\n")
             self._file.flush()
         except OSError as e:
             raise CheckpointError(f"{self.path}: could not write it ({e.strerror or e})") from e
@@ -69,7 +61,7 @@ class MetricsLog:
 class NullLog:
     """A `MetricsLog` that writes nothing: the log of a data-parallel rank other than 0."""
 
-    def write(self, **row: Any) -> None: ...
+    def write(self, row: Row) -> None: ...
 
     def close(self) -> None: ...
 
@@ -80,29 +72,20 @@ def _ends_with_newline(path: Path) -> bool:
         return f.read(1) == b"\n"
 
 
-def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+def read_metrics(path: str | Path) -> list[Row]:
     """The rows of a metrics log as the run's history: a torn last line (from a crash)
-    is skipped, and rows that a resume superseded are dropped. A path that is not a
-    regular file (`charlm.files`) is a CheckpointError."""
-    rows: list[dict[str, Any]] = []
+    and a malformed row are skipped, and rows that a resume superseded are dropped. A
+    path that is not a regular file (`charlm.files`) is a CheckpointError."""
+    rows: list[Row] = []
     raw = open_regular(path, str(path), _METRICS_LOGS)  # a regular file: a FIFO never blocks
     with io.TextIOWrapper(raw, encoding="utf-8", errors="replace") as f:
         for line in f:
             try:
-                row = json.loads(line)
+                row = parse_row(json.loads(line))
             except (ValueError, RecursionError):
                 continue
-            if not isinstance(row, dict):
-                continue
-            if row.get("kind") == "resume":
-                at = row.get("step")
-                if isinstance(at, int):
-                    rows = [r for r in rows if _step(r) <= at]
-                continue
-            rows.append(row)
+            if isinstance(row, ResumeRow):
+                rows = [r for r in rows if r.step <= row.step]
+            elif row is not None:
+                rows.append(row)
     return rows
-
-
-def _step(row: dict[str, Any]) -> int:
-    step = row.get("step", 0)
-    return step if isinstance(step, int) else 0
