@@ -13,10 +13,11 @@ The public names, for programs and for the HTTP service:
     load_checkpoint, resolve_checkpoint    read checkpoints
     CharLMError and its subclasses         every error charlm raises on purpose
 
-Subpackages: `charlm.training` (configs, presets, the trainer), `charlm.inference`
+Subpackages: `charlm.training` (presets, the run's plan, the trainer), `charlm.inference`
 (the predictor, its results, sampling, fast stepping), `charlm.checkpoint` (the only
-reader and writer of checkpoint files), `charlm.tasks` (task corpora with known answers,
-and answer accuracy).
+reader and writer of checkpoint files), `charlm.runlog` (the training log's rows, typed),
+`charlm.diagnostics` (why a run is not learning), `charlm.tasks` (task corpora with known
+answers, and answer accuracy).
 """
 
 __version__ = "0.1.0"

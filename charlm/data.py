@@ -168,6 +168,16 @@ class IdSplit:
         )
 
 
+def check_shares(batch_size: int, world: int) -> None:
+    """ConfigError unless a batch of `batch_size` streams shares out evenly among `world`
+    data-parallel processes."""
+    if batch_size % world:
+        raise ConfigError(
+            f"batch size {batch_size} does not divide among {world} processes; "
+            f"use a multiple of {world}"
+        )
+
+
 class Streams:
     """The training ids laid out as `batch_size` parallel contiguous streams.
 
@@ -202,11 +212,7 @@ class Streams:
             raise CorpusError("training text needs at least 2 characters")
         self.seq_len = max(1, min(seq_len, n))
         self.batch_size = max(1, min(batch_size, n // self.seq_len))
-        if self.batch_size % world:
-            raise ConfigError(
-                f"batch size {self.batch_size} does not divide among {world} processes; "
-                f"use a multiple of {world}"
-            )
+        check_shares(self.batch_size, world)
         self._length = n // self.batch_size
         share = self.batch_size // world
         self.rows = range(rank * share, (rank + 1) * share)

@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +20,17 @@ from torch import nn
 
 from charlm import checkpoint
 from charlm.cli import main as cli
-from charlm.diagnostics import History, ReferenceLevels, RunFacts
+from charlm.diagnostics import Finding, History, ReferenceLevels, RunFacts
+from charlm.diagnostics.diagnosis import diagnose_checkpoint, diagnose_log, diagnose_rows
 from charlm.diagnostics.logs import open_log, read_log
 from charlm.diagnostics.references import bounded_softmax_floor
-from charlm.diagnostics.report import diagnose_checkpoint, diagnose_log, diagnose_rows
 from charlm.diagnostics.signals import gate_signals, gradient_norms, snapshot, update_ratios
 from charlm.errors import TrainingError
 from charlm.inference import Predictor
-from charlm.model import CharRNN, ModelConfig, State
+from charlm.lab.broken import SoftmaxOnOutput
+from charlm.lab.loop import LoopConfig, cross_entropy, random_windows
+from charlm.lab.loop import train as lab_train
+from charlm.model import CharRNN, ModelConfig
 from charlm.runlog import DiagnosisRow, EvalRow, TrainRow, parse_row, read_metrics
 from charlm.training import TrainConfig, Trainer
 from charlm.vocab import Vocabulary
@@ -44,7 +48,6 @@ def train(
     tmp: Path,
     text: str,
     *,
-    trainer: type[Trainer] = Trainer,
     model: dict[str, Any] | None = None,
     steps: int = 400,
     split: str = "interleaved",
@@ -57,7 +60,7 @@ def train(
         **{**TINY_TRAIN, "max_steps": steps, "eval_interval": 100, "split": split, **settings}
     )
     directory = tmp / "run"
-    t = trainer(mcfg, tcfg, vocab, text_split(text, vocab, tcfg.val_fraction, split), directory)
+    t = Trainer(mcfg, tcfg, vocab, text_split(text, vocab, tcfg.val_fraction, split), directory)
     t.run()
     return [f.name for f in t.history.findings], directory
 
@@ -97,42 +100,65 @@ def test_healthy_default_runs_raise_no_warning(
 # -- one broken run per detector ------------------------------------------------------
 
 
-class BoundedLSTM(CharRNN):
-    """The classic mistake: softmax straight on the LSTM's tanh-bounded output (hidden size
-    = vocabulary size, no projection)."""
+def broken_loop(
+    text: str,
+    model: nn.Module,
+    steps: int,
+    *,
+    targets: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    **loop: Any,
+) -> tuple[list[str], list[Finding]]:
+    """Train `model` on `text` in a loop written as its author would (the lab's, under
+    the watcher), with the targets `targets` makes of each window's inputs and true
+    targets, and read its log with the text's reference levels, as `charlm diagnose
+    --corpus` does: the watcher's findings' names, and the log's findings."""
+    vocab = Vocabulary.from_text(text)
+    ids = vocab.encode(text)
+    cut = int(len(ids) * 0.9)
+    draw = random_windows(ids[:cut], 32, 8)
 
-    def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
-        out, new_state = self.lstm(self.embedding(ids), state)
-        return out, new_state
+    def batches(rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = draw(rng)
+        return x, (y if targets is None else targets(x, y))
+
+    val_x, val_y = random_windows(ids[cut:], 64, 8)(torch.Generator().manual_seed(1))
+
+    def evaluate(m: nn.Module) -> dict[str, float]:
+        out = m(val_x)
+        return {"val_loss": float(cross_entropy(out[0] if isinstance(out, tuple) else out, val_y))}
+
+    config = LoopConfig(steps=steps, lr=5e-2, log_interval=25, **loop)
+    trained = lab_train(model, batches, cross_entropy, config, seed=0, evaluate=evaluate)
+    facts = RunFacts(references=ReferenceLevels.of_text(text[:cut]), loss="characters")
+    read = diagnose_rows(trained.rows, facts, "loop").findings
+    return [f.name for f in trained.findings], read
 
 
-class BoundedTrainer(Trainer):
-    def build_model(self, config: ModelConfig) -> CharRNN:
-        return BoundedLSTM(config)
+def tiny_model(text: str, **changes: Any) -> CharRNN:
+    torch.manual_seed(0)
+    vocab_size = len(Vocabulary.from_text(text))
+    return CharRNN(ModelConfig(vocab_size=vocab_size, **{**TINY_MODEL, **changes}))
 
 
 @pytest.mark.slow
 def test_softmax_on_the_bounded_output_plateaus_on_the_alphabet(tmp_path: Path) -> None:
-    names, directory = train(tmp_path, ALPHABET, trainer=BoundedTrainer, model={"hidden_size": 26})
-    assert names == ["plateau_on_determined_text"] == written(directory)
-    finding = checkpoint.load(directory).summary["diagnoses"][0]
-    assert "no linear projection" in finding["causes"]
-    assert "a linear projection between the LSTM and the softmax" in finding["advice"]
-    # the same size with charlm's projection learns the alphabet and raises nothing
+    """The classic mistake, reproduced by the lab (`lab.broken.SoftmaxOnOutput`), read
+    from its log with the alphabet's levels."""
+    torch.manual_seed(0)
+    _, read = broken_loop(ALPHABET, SoftmaxOnOutput(26), 400)
+    assert [f.name for f in read] == ["plateau_on_determined_text"]
+    assert "no linear projection" in read[0].causes
+    assert "a linear projection between the LSTM and the softmax" in read[0].advice
+    # the same size with charlm's projection, trained by charlm, learns it and raises nothing
     assert train(tmp_path / "healthy", ALPHABET, model={"hidden_size": 26})[0] == []
-
-
-class AccumulatingTrainer(Trainer):
-    clear_gradients = False
 
 
 @pytest.mark.slow
 def test_gradients_never_cleared_are_exploding(tmp_path: Path) -> None:
-    names, directory = train(tmp_path, NOTES, trainer=AccumulatingTrainer, steps=300)
-    assert "exploding_gradients" in names
-    finding = next(f for f in checkpoint.load(directory).summary["diagnoses"]
-                   if f["name"] == "exploding_gradients")  # fmt: skip
-    assert "zero_grad" in finding["causes"]
+    heard, read = broken_loop(NOTES, tiny_model(NOTES), 300, zero_grad=False)
+    assert "gradients_accumulate" in heard
+    exploding = next(f for f in read if f.name == "exploding_gradients")
+    assert "zero_grad" in exploding.causes
     assert train(tmp_path / "healthy", NOTES, steps=300)[0] == []
 
 
@@ -154,32 +180,22 @@ def test_learning_rate_far_too_high(tmp_path: Path) -> None:
     assert names[0] == "learning_rate_too_high"
 
 
-class ShuffledTargetsTrainer(Trainer):
-    """Targets that do not follow their inputs: each window's targets, shuffled."""
-
-    def window(self, start: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = super().window(start)
-        order = torch.randperm(y.numel(), generator=torch.Generator().manual_seed(start))
-        return x, y.reshape(-1)[order].reshape(y.shape)
+def shuffled(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Targets that do not follow their inputs: the window's targets, shuffled."""
+    order = torch.randperm(y.numel(), generator=torch.Generator().manual_seed(int(x.sum())))
+    return y.reshape(-1)[order].reshape(y.shape)
 
 
 @pytest.mark.slow
-def test_targets_that_do_not_follow_the_inputs_stay_at_the_unigram_level(tmp_path: Path) -> None:
-    names, _ = train(tmp_path, NOTES, trainer=ShuffledTargetsTrainer, steps=400)
-    assert "stuck_at_unigram" in names
+def test_targets_that_do_not_follow_the_inputs_stay_at_the_unigram_level() -> None:
+    _, read = broken_loop(NOTES, tiny_model(NOTES), 400, targets=shuffled)
+    assert "stuck_at_unigram" in [f.name for f in read]
 
 
-class CopyTrainer(Trainer):
-    """Targets equal to the inputs (not shifted by one)."""
-
-    def window(self, start: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x, _ = super().window(start)
-        return x, x.clone()
-
-
-def test_targets_equal_to_inputs_are_named(tmp_path: Path) -> None:
-    names, directory = train(tmp_path, NOTES, trainer=CopyTrainer, steps=100)
-    assert names == ["predicts_current_character"] == written(directory)
+@pytest.mark.slow
+def test_targets_equal_to_inputs_are_named() -> None:
+    _, read = broken_loop(NOTES, tiny_model(NOTES), 100, targets=lambda x, y: x.clone())
+    assert [f.name for f in read] == ["predicts_current_character"]
 
 
 def test_validation_unlike_training_is_a_split_mismatch(tmp_path: Path) -> None:
@@ -219,21 +235,10 @@ def test_patience_0_runs_on_and_the_overfitting_is_named(overfit_dir: Path) -> N
     assert [f["name"] for f in summary["diagnoses"]] == ["overfitting"]
 
 
-class SaturatedTrainer(Trainer):
-    """A first layer whose gates start saturated (biases of ±30)."""
-
-    def build_model(self, config: ModelConfig) -> CharRNN:
-        model = CharRNN(config)
-        with torch.no_grad():
-            model.lstm.bias_ih_l0.copy_(30 * torch.sign(torch.randn(model.lstm.bias_ih_l0.shape)))
-        return model
-
-
 @pytest.mark.slow
-def test_saturated_first_layer_has_vanishing_gradients(tmp_path: Path) -> None:
-    names, _ = train(tmp_path, NOTES, trainer=SaturatedTrainer, model={"num_layers": 2}, steps=200)
-    assert "vanishing_gradients" in names
-    assert train(tmp_path / "healthy", NOTES, model={"num_layers": 2}, steps=200)[0] == []
+def test_a_healthy_two_layer_run_has_no_vanishing_gradients(tmp_path: Path) -> None:
+    """The saturated first layer itself is the watcher's case (tests/test_watcher.py)."""
+    assert train(tmp_path, NOTES, model={"num_layers": 2}, steps=200)[0] == []
 
 
 def test_a_resumed_run_does_not_repeat_a_finding(tmp_path: Path) -> None:

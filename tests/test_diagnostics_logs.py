@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from charlm.cli import main as cli
+from charlm.diagnostics.diagnosis import diagnose_log
 from charlm.diagnostics.logs import open_log, read_log
-from charlm.diagnostics.report import diagnose_log
 from charlm.runlog import EvalRow, NonfiniteRow, TrainRow
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from charlm.diagnostics.report import Diagnosis, diagnose_log
+from charlm.diagnostics.diagnosis import Diagnosis, diagnose_log
 
 from .conftest import REPO
 

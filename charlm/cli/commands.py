@@ -27,7 +27,7 @@ from charlm.cli.parser import SERVICE_SETTINGS, service_settings
 from charlm.cli.sweep import cmd_sweep
 from charlm.cli.tasks import cmd_accuracy, cmd_corpus_make, cmd_lab
 from charlm.data import IdSplit, read_corpus
-from charlm.diagnostics.report import diagnose_checkpoint, diagnose_log
+from charlm.diagnostics.diagnosis import diagnose_checkpoint, diagnose_log
 from charlm.download import resolve_corpus
 from charlm.errors import ConfigError, InputError
 from charlm.flags import given
@@ -39,7 +39,7 @@ from charlm.prepared import IDS_FILE, load_corpus, prepare
 from charlm.progress import ProgressBar
 from charlm.runlog import METRICS_FILE
 from charlm.runtime import Runtime
-from charlm.training import TrainConfig, fit, plan_run
+from charlm.training import RunPlan, TrainConfig, fit, plan_run
 from charlm.training.distributed import Cluster, launched
 from charlm.training.launch import launch, without_nproc
 from charlm.training.settings_file import Settings, read_settings
@@ -55,8 +55,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         where = "--checkpoints-dir for the location" if path else ""
         given_name("--name", args.name, where=where)  # before anything starts or is written
     if args.dry_run:
-        return _print_plan(args)
+        print(_plan(args).settings_text(), end="")
+        return 0
     if (args.nproc or 1) > 1 and not launched():
+        _plan(args)  # what the ranks would refuse, refused before they start
         return launch(args.nproc, without_nproc(args.argv))
     rank = int(os.environ.get("RANK", "0"))
     if rank != 0:  # rank 0 speaks for the run
@@ -115,15 +117,13 @@ def _run_choices(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _print_plan(args: argparse.Namespace) -> int:
-    """`charlm train --dry-run`: the plan as each process would train it."""
+def _plan(args: argparse.Namespace) -> RunPlan:
+    """The plan of `charlm train`'s arguments, as each of its `--nproc` processes would
+    train it."""
     corpus, directory = _run_place(args, say=False)
     processes = args.nproc or 1
     cluster = Cluster(world=processes, local_world=processes)
-    print(
-        plan_run(corpus, directory, **_run_choices(args), cluster=cluster).settings_text(), end=""
-    )
-    return 0
+    return plan_run(corpus, directory, **_run_choices(args), cluster=cluster)
 
 
 def _print_confidence(directory: Path, corpus: Path) -> None:

@@ -12,7 +12,7 @@ and the report of a run (`charlm diagnose`).
   finding checked against the rest of the run.
 - `logs`: the logs of other loops, in the formats people keep (`fields`: the names of
   their columns; `printed`: printed lines; `log_rows`: from a line's values to typed rows).
-- `report`: a run's diagnosis from its checkpoint or from the log of another loop.
+- `diagnosis`: a run's diagnosis from its checkpoint or from the log of another loop.
 """
 
 from charlm.diagnostics.detectors import DETECTORS

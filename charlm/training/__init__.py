@@ -6,6 +6,7 @@ The settings themselves, `TrainConfig` and the learning-rate schedule, live in
 presets.py    default settings by corpus size
 budget.py     a smaller preset when the time budget is too short for its steps here
 step.py       one optimisation step
+clock.py      RunClock: training time (pauses left out), speed, the budget's share used
 trainer.py    Trainer: windows, evaluation, saving, stopping, callbacks around the steps
 callbacks.py  StepInfo, EvalInfo, TrainResult, the TrainCallback hooks, TrainingRun (what
               a callback sees of the run)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from charlm import checkpoint
+from charlm.data import check_shares
 from charlm.download import resolve_corpus
 from charlm.errors import CheckpointExistsError, CheckpointNotFoundError, ConfigError
 from charlm.model import ModelConfig
@@ -137,6 +138,7 @@ def plan_run(
         model_config, train_config, name, notes, threads = _fresh(
             data, chosen, models, trains, device, threads, budget=budget
         )
+    check_shares(train_config.batch_size, cluster.world)
     runtime = Runtime.choose(
         cluster.device(pick_device(device)),
         threads=threads,

@@ -46,21 +46,18 @@ def train_step(
     clip: float,
     bf16: bool = False,
     probe: bool = False,
-    clear_gradients: bool = True,
     net: torch.nn.Module | None = None,
 ) -> StepOutcome:
     """One step on inputs `x` and targets `y`, both (B, T), from `state`.
 
-    `clear_gradients=False` leaves the previous steps' gradients to add up, the classic
-    missing `zero_grad`; it exists only so that tests can show what that does. `net` is
-    what the forward pass runs through when it is not `model` itself: the model wrapped
-    in DistributedDataParallel, whose backward averages the gradients over the ranks.
+    `net` is what the forward pass runs through when it is not `model` itself: the
+    model wrapped in DistributedDataParallel, whose backward averages the gradients over
+    the ranks.
     """
     for group in optimizer.param_groups:
         group["lr"] = lr
     model.train()
-    if clear_gradients:
-        optimizer.zero_grad(set_to_none=True)
+    optimizer.zero_grad(set_to_none=True)
     with torch.autocast(x.device.type, torch.bfloat16, enabled=bf16):
         logits, new_state = (net or model)(x, state)  # (B, T, V)
     logits = logits.float()

@@ -26,6 +26,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +55,10 @@ from charlm.runlog import (
     Signals,
     TrainRow,
 )
-from charlm.runtime import Runtime, train_in_bf16
+from charlm.runtime import Runtime
 from charlm.train_config import TrainConfig, lr_at
 from charlm.training.callbacks import EvalInfo, StepInfo, TrainCallback, TrainResult
+from charlm.training.clock import RunClock
 from charlm.training.distributed import Cluster
 from charlm.training.plan import RunPlan
 from charlm.training.restore import restore_run
@@ -69,12 +71,20 @@ __all__ = ["Trainer"]
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class _Stepped:
+    """One step taken: what `train_step` said, the learning rate it used, its seconds,
+    the characters it read (on every rank), and the gate signals of a probed step."""
+
+    outcome: StepOutcome
+    lr: float
+    seconds: float
+    chars: int
+    gates: Signals | None
+
+
 class Trainer:
     """Fits a `CharRNN` to a corpus split and writes checkpoints into `directory`."""
-
-    clear_gradients = True
-    """False lets gradients add up across steps (a missing `zero_grad`), for tests of the
-    detectors only."""
 
     def __init__(
         self,
@@ -94,11 +104,12 @@ class Trainer:
             raise ConfigError(
                 f"model vocab_size {model_config.vocab_size} != vocabulary size {len(vocab)}"
             )
-        cpu = torch.device("cpu")
-        self.runtime = runtime or Runtime(
-            cpu,
-            torch.get_num_threads(),
-            train_in_bf16(config.precision, cpu, model_config.hidden_size, model_config.cell),
+        self.runtime = runtime or Runtime.choose(
+            "cpu",
+            threads=torch.get_num_threads(),
+            hidden_size=model_config.hidden_size,
+            cell=model_config.cell,
+            precision=config.precision,
         )
         self.model_config = model_config
         self.config = config
@@ -110,7 +121,7 @@ class Trainer:
 
         torch.manual_seed(config.seed)
         self.data_rng = torch.Generator().manual_seed(config.seed + 1)
-        self.model = self.build_model(model_config).to(self.device)
+        self.model = CharRNN(model_config).to(self.device)
         self.net = self.cluster.wrap(self.model)  # what steps run through (DDP: several ranks)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(),
@@ -142,6 +153,9 @@ class Trainer:
         self.stop_reason = ""
         self.has_best = resume_from is not None  # best weights of this run are on disk
         self._saved_step = 0
+        self._log: MetricsLog | NullLog = NullLog()  # opened by `run`
+        self.clock = RunClock(max_minutes=config.max_minutes)  # restarted by `run`
+        self._losses: list[float] = []  # the training losses since the last logged row
         if resume_from is not None:
             self.progress, self.state = restore_run(
                 resume_from, self.model, self.optimizer, self.data_rng, self.streams, self.device
@@ -182,15 +196,6 @@ class Trainer:
             cluster=cluster,
         )
 
-    def build_model(self, config: ModelConfig) -> CharRNN:
-        """The model to train; tests replace it with broken ones to show the detectors."""
-        return CharRNN(config)
-
-    def window(self, start: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The inputs and targets of the window at `start` of every stream, (B, T) each;
-        tests replace it with broken targets to show the detectors."""
-        return self.streams.window(start)
-
     @property
     def device(self) -> torch.device:
         return self.runtime.device
@@ -206,28 +211,21 @@ class Trainer:
         p = self.progress
         if p.step > 0:
             self.monitor.replay(self.directory / METRICS_FILE, p.step)
-        self._metrics: MetricsLog | NullLog = (
-            MetricsLog(self.directory, resumed_at=p.step if p.step > 0 else None)
-            if self.cluster.main
-            else NullLog()
-        )
+        if self.cluster.main:
+            self._log = MetricsLog(self.directory, resumed_at=p.step if p.step > 0 else None)
         if p.step == 0:
-            self._metrics.write(ReferenceRow(self.monitor.references))
+            self._log.write(ReferenceRow(self.monitor.references))
         self.callback.on_start(self)
-        self._t_run = time.perf_counter()
-        self._paused_s = 0.0
-        self._elapsed_before = p.elapsed_s
-        self._timed = [0.0, 0]  # seconds in steps, characters in them
-        self._used = 0.0  # share of the time budget used, as of the last step
-        self._losses: list[float] = []
+        self.clock = RunClock(p.elapsed_s, self.config.max_minutes)
+        self._losses.clear()
         self.stop_reason = "max steps" if p.step >= self.config.max_steps else ""
         updating = False
         try:
             while not self.stop_reason:
                 updating = True  # from here until the step is counted, weights may change
-                outcome = self._step()
+                stepped = self._step()
                 updating = False
-                self._after_step(outcome)
+                self._after_step(stepped)
         except KeyboardInterrupt:
             self.stop_reason = "interrupted"
             if updating:
@@ -237,8 +235,7 @@ class Trainer:
             elif p.step > self._saved_step:
                 self._save(improved=False, carried=self.state)
         finally:
-            self._metrics.close()
-        seconds, chars = self._timed
+            self._log.close()
         result = TrainResult(
             directory=self.directory,
             steps=p.step,
@@ -249,22 +246,15 @@ class Trainer:
             best_step=p.best_step,
             stop_reason=self.stop_reason,
             val_held_out=self.split.held_out,
-            chars_per_s=chars / seconds if seconds > 0 else 0.0,
+            chars_per_s=self.clock.chars_per_s,
             saved_step=self._saved_step,
         )
         self.callback.on_end(result)
         return result
 
-    def _budget_used(self) -> float:
-        """Share of `max_minutes` used by this invocation (0 without a budget)."""
-        if self.config.max_minutes is None:
-            return 0.0
-        spent = time.perf_counter() - self._t_run - self._paused_s
-        return spent / (self.config.max_minutes * 60)
-
-    def _step(self) -> tuple[StepOutcome, float, float, int, Signals | None]:
-        """Take the next window and train on it: (outcome, lr, seconds, characters, the
-        gate signals of a logging step); the budget's share agreed on goes to `_used`."""
+    def _step(self) -> _Stepped:
+        """Take the next window and train on it; the budget's share the ranks agreed on
+        goes to the clock."""
         p = self.progress
         t0 = time.perf_counter()
         if p.window == 0:
@@ -273,11 +263,11 @@ class Trainer:
         elif self.config.reset_prob > 0 and self.state is not None:
             self.state = self.streams.reset_some(self.state, self.config.reset_prob, self.data_rng)
         starts = self.streams.window_starts(p.offset)
-        x, y = self.window(starts[p.window])
+        x, y = self.streams.window(starts[p.window])
         x, y = x.to(self.device), y.to(self.device)
         # the budget's share as all ranks agreed on it after the last step: ranks whose
         # clocks differ must still set one learning rate
-        lr = lr_at(p.step, self.config, self._used)
+        lr = lr_at(p.step, self.config, self.clock.used)
         probe = self.monitor.probes(p.step + 1) and self.cluster.main
         gates = gate_signals(self.model, x, self.state) if probe else None
         outcome = train_step(
@@ -290,10 +280,9 @@ class Trainer:
             clip=self.config.clip,
             bf16=self.bf16,
             probe=probe,
-            clear_gradients=self.clear_gradients,
             net=self.net,
         )
-        loss, self._used = self.cluster.step_agreement(outcome.loss, self._budget_used())
+        loss, self.clock.used = self.cluster.step_agreement(outcome.loss, self.clock.budget_share())
         outcome = dataclasses.replace(outcome, loss=loss)
         if not math.isfinite(outcome.loss):
             self._diagnose(NonfiniteRow(step=p.step + 1, loss=outcome.loss, lr=lr))
@@ -312,17 +301,16 @@ class Trainer:
             p.window = 0
             p.epoch += 1
         chars = x.numel() * self.cluster.world
-        return outcome, lr, time.perf_counter() - t0, chars, gates
+        return _Stepped(outcome, lr, time.perf_counter() - t0, chars, gates)
 
-    def _after_step(self, stepped: tuple[StepOutcome, float, float, int, Signals | None]) -> None:
+    def _after_step(self, stepped: _Stepped) -> None:
         """Count the step, log it, and evaluate, save and stop when it is time."""
-        outcome, lr, seconds, chars, gates = stepped
-        used = self._used
+        outcome, lr, gates = stepped.outcome, stepped.lr, stepped.gates
+        used = self.clock.used
         cfg, p = self.config, self.progress
-        self._timed[0] += seconds
-        self._timed[1] += chars
-        p.chars_seen += chars
-        p.elapsed_s = self._elapsed_before + time.perf_counter() - self._t_run - self._paused_s
+        self.clock.count_step(stepped.seconds, stepped.chars)
+        p.chars_seen += stepped.chars
+        p.elapsed_s = self.clock.elapsed()
         p.train_loss = outcome.loss
         self._losses.append(outcome.loss)
         self.monitor.count(outcome.grad_norm)
@@ -332,7 +320,7 @@ class Trainer:
             loss=outcome.loss,
             grad_norm=outcome.grad_norm,
             lr=lr,
-            chars_per_s=self._timed[1] / self._timed[0] if self._timed[0] > 0 else 0.0,
+            chars_per_s=self.clock.chars_per_s,
             elapsed_s=p.elapsed_s,
             time_fraction=min(1.0, used),
         )
@@ -346,7 +334,7 @@ class Trainer:
                 chars_per_s=round(info.chars_per_s, 1),
                 signals=self.monitor.signals(outcome.grad_norms, outcome.update_ratios, gates),
             )
-            self._metrics.write(row)
+            self._log.write(row)
             self._losses.clear()
             self._diagnose(row)
         self.callback.on_step(info)
@@ -395,7 +383,7 @@ class Trainer:
             best_val_loss=p.best_val_loss,
             eval_s=round(eval_s, 4),
         )
-        self._metrics.write(row)
+        self._log.write(row)
         self._diagnose(row)
         if not self.stop_reason:
             if cfg.target_loss is not None and val_loss <= cfg.target_loss:
@@ -403,13 +391,12 @@ class Trainer:
             elif cfg.patience and p.evals_since_best >= cfg.patience:
                 self.stop_reason = "no improvement"
         self._save(improved=improved, carried=carried)
-        t0 = time.perf_counter()
-        self.callback.on_eval(
-            EvalInfo(
-                step=p.step, val_loss=val_loss, best_val_loss=p.best_val_loss, improved=improved
+        with self.clock.paused():  # plots and displays are not training
+            self.callback.on_eval(
+                EvalInfo(
+                    step=p.step, val_loss=val_loss, best_val_loss=p.best_val_loss, improved=improved
+                )
             )
-        )
-        self._paused_s += time.perf_counter() - t0  # plots and displays are not training
 
     # -- diagnostics ----------------------------------------------------------
 
@@ -421,7 +408,7 @@ class Trainer:
         """Hand a logged row to the detectors; log and record what fires."""
         for finding in self.monitor.add(row):
             log.warning("%s", finding.line())
-            self._metrics.write(DiagnosisRow(finding))
+            self._log.write(DiagnosisRow(finding))
 
     def _save(self, *, improved: bool, carried: State | None) -> None:
         """Write the checkpoint (rank 0 only); `carried` is every stream's state."""
