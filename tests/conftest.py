@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,6 +15,11 @@ from charlm.data import IdSplit
 from charlm.inference import Predictor
 from charlm.training import fit
 from charlm.vocab import Vocabulary
+
+from . import browsing
+
+if TYPE_CHECKING:
+    from .serving import Server
 
 REPO = Path(__file__).resolve().parents[1]
 CORPORA = REPO / "corpora"
@@ -120,3 +126,31 @@ def served(served_dir: Path) -> Iterator[TestClient]:
     app = create_app(ServiceSettings(checkpoints_dir=served_dir))
     with TestClient(app, base_url="http://127.0.0.1") as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """Headless Chromium, one for the session (`browsing.launch`)."""
+    yield from browsing.launch()
+
+
+@pytest.fixture(scope="session")
+def inspector_server(
+    tmp_path_factory: pytest.TempPathFactory,
+    alphabet_dir: Path,
+    notes_dir: Path,
+    overfit_dir: Path,
+    gru_alphabet_dir: Path,
+) -> Iterator[Server]:
+    """A real `charlm serve` of four models, which the browser tests read the inspector
+    from (they only read: nothing is added, reloaded or stopped)."""
+    from .serving import Server  # which reads REPO from here
+
+    root = tmp_path_factory.mktemp("browser") / "checkpoints"
+    copy_checkpoint(alphabet_dir, root / "alphabet")
+    copy_checkpoint(gru_alphabet_dir, root / "gru")
+    copy_checkpoint(notes_dir, root / "notes")
+    copy_checkpoint(overfit_dir, root / "overfit")
+    s = Server(root)
+    yield s
+    s.stop()

@@ -4,9 +4,7 @@ Chromium comes from the system (Debian's `chromium` package; CI installs it). Wi
 it these tests are skipped, except under CI=true, where they fail instead.
 """
 
-import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,59 +13,18 @@ import pytest
 
 from charlm.cli import main
 
-from .conftest import copy_checkpoint
 from .serving import Server
 
 playwright = pytest.importorskip("playwright.sync_api")
 pytestmark = [pytest.mark.slow, pytest.mark.server]  # a browser and a real server process
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
-def find_chromium() -> str | None:
-    candidates = [os.environ.get("CHARLM_CHROMIUM", "")]
-    candidates += [shutil.which(n) or "" for n in ("chromium", "chromium-browser", "google-chrome")]
-    return next((c for c in candidates if c and Path(c).exists()), None)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    exe = find_chromium()
-    if exe is None:
-        message = "Chromium not found: install it (apt-get install chromium) or set CHARLM_CHROMIUM"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture(scope="module")
-def server(
-    tmp_path_factory: pytest.TempPathFactory,
-    alphabet_dir: Path,
-    notes_dir: Path,
-    overfit_dir: Path,
-    gru_alphabet_dir: Path,
-) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("browser") / "checkpoints"
-    copy_checkpoint(alphabet_dir, root / "alphabet")
-    copy_checkpoint(gru_alphabet_dir, root / "gru")
-    copy_checkpoint(notes_dir, root / "notes")
-    copy_checkpoint(overfit_dir, root / "overfit")
-    s = Server(root)
-    yield s
-    s.stop()
+@pytest.fixture
+def server(inspector_server: Server) -> Server:
+    """The inspector's server (tests/conftest.py), one for the session's browser tests."""
+    return inspector_server
 
 
 class Page:

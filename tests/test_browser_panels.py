@@ -11,10 +11,10 @@ import httpx2 as httpx
 import pytest
 
 from .serving import Server
-from .test_browser import LETTERS, Page, browser, server
+from .test_browser import LETTERS, Page, server
 from .test_browser_reading import PROSE, wide
 
-__all__ = ["browser", "server", "wide"]  # the fixtures, shared with the other browser tests
+__all__ = ["server", "wide"]  # the fixtures, shared with the other browser tests
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]  # a browser and a real server process
 

@@ -10,9 +10,9 @@ import pytest
 
 from .conftest import CORPORA, copy_checkpoint
 from .serving import Server
-from .test_browser import Page, browser, server
+from .test_browser import Page, server
 
-__all__ = ["browser", "server"]  # the fixtures, shared with test_browser.py
+__all__ = ["server"]  # the fixtures, shared with test_browser.py
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]  # a browser and a real server process
 

@@ -10,11 +10,11 @@ import httpx2 as httpx
 import pytest
 
 from .serving import Server
-from .test_browser import Page, browser, server
+from .test_browser import Page, server
 from .test_browser_pasted import shaded
 from .test_browser_reading import PROSE, wide
 
-__all__ = ["browser", "server", "wide"]
+__all__ = ["server", "wide"]
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]  # a browser and a real server process
 

@@ -14,10 +14,8 @@ from urllib.parse import urldefrag, urljoin, urlparse
 import pytest
 
 from .serving import static_files
-from .test_browser import browser
 
 REPO = Path(__file__).resolve().parent.parent
-__all__ = ["browser"]
 
 
 def _load(path: Path) -> ModuleType:
