@@ -1,5 +1,5 @@
 """Headless Chromium for the browser tests: found on the system (Debian's `chromium`
-package; CI installs it), launched once per test session (`conftest.browser`). Without
+package; CI installs it), launched once per test module (`conftest.browser`). Without
 it the browser tests are skipped, except under CI=true, where they fail instead."""
 
 from __future__ import annotations

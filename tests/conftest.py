@@ -128,9 +128,11 @@ def served(served_dir: Path) -> Iterator[TestClient]:
         yield c
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """Headless Chromium, one for the session (`browsing.launch`)."""
+    """Headless Chromium (`browsing.launch`), one per module: Playwright's synchronous
+    API keeps an event loop running in the thread while it is open, where the tests of
+    code that starts its own (`asyncio.run`) would fail."""
     yield from browsing.launch()
 
 
