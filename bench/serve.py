@@ -1,16 +1,20 @@
 """Throughput and latency of the HTTP service under concurrent load, on loopback.
 
-    python bench/serve.py [--seconds 5] [--concurrency 1 8 32 128]
+    python bench/serve.py [--seconds 5] [--rounds 3] [--concurrency 32] [--text-chars N]
     python bench/serve.py --head-of-line [--before REV]
     python bench/serve.py --largest [--before REV]
 
 Trains a 2-layer 256-unit model on corpora/notes.txt into a temporary directory
-(speed does not depend on how well a model is trained, only on its size), starts a
-real `charlm serve` and, beside it, an empty FastAPI endpoint on the same uvicorn
-(bench/ceiling.py): the most requests per second this machine's HTTP stack can
-answer. For each concurrency C, C keep-alive connections each send a request, wait
-for the whole answer and send the next, for a fixed time after a warm-up; the server
-and the empty endpoint are measured alternately with the same client. The client is
+(speed does not depend on how well a model is trained, only on its size). First the
+library's own batched speed: `Predictor.predict_batch` of 32 texts on one thread, no
+HTTP. Then a real `charlm serve` (uvloop and httptools) and, beside it, an empty
+FastAPI endpoint on the same loop and parser (bench/ceiling.py): the most requests per
+second this machine's HTTP stack can answer; then the same app and endpoint under
+uvicorn's plain stack (asyncio and h11). Texts of 2 characters (the HTTP stack is the
+limit) and of 70 (the model's arithmetic is). For each concurrency C, C keep-alive
+connections each send a request, wait for the whole answer and send the next, for a
+fixed time after a warm-up; the server and the empty endpoint are measured alternately
+with the same client. The client is
 wrk (`--client wrk`, the default where it is installed: one thread of C, which leaves
 the server most of the machine), or a few lines of asyncio in this process
 (`--client python`), which competes with the server for the same cores, as it does for
@@ -49,9 +53,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import torch
 from common import REPO, charlm_of, code_trees, percentile, report
 
 from charlm.cli import main as charlm
+from charlm_service.protocol import PROTOCOL
+from charlm_service.supervisor import APP
 
 TEXTS = ["the rain came", "I went out to the", "seeds in the wood", "a bird", "when the"]
 
@@ -134,8 +141,11 @@ end
 
 
 def _ms(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
-    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+    found = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if found is None:
+        raise ValueError(f"not a wrk latency: {text!r}")
+    value, unit = found.groups()
+    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
 
 
 def wrk_load(
@@ -151,9 +161,11 @@ def wrk_load(
     out = subprocess.run(
         [*base, f"-d{seconds:g}s", url], capture_output=True, text=True, check=True
     ).stdout
+    if "99%" not in out:
+        raise SystemExit(f"wrk against {url} measured nothing:\n{out}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s*50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s*99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     n_errors = int(bad.group(1)) if bad else 0
@@ -460,7 +472,8 @@ def run_head_of_line(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="measured time per cell")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 128])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[32])
+    parser.add_argument("--rounds", type=int, default=3, help="median of this many cells")
     parser.add_argument("--continuation", type=int, default=0, help="continuation_length")
     parser.add_argument(
         "--client", choices=("wrk", "python"), default="wrk" if shutil.which("wrk") else "python"
@@ -469,7 +482,7 @@ def main() -> None:
         "--text-chars",
         type=int,
         default=0,
-        help="texts of this length cut from notes.txt (0: the five short texts)",
+        help="texts of this length cut from notes.txt (0: 2 and 70 characters)",
     )
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--head-of-line", action="store_true", help="see above")
@@ -485,84 +498,167 @@ def main() -> None:
         run_largest(args)
         return
 
-    with tempfile.TemporaryDirectory() as tmp:
+    run_throughput(args)
+
+
+STACKS = {
+    "charlm serve": None,
+    "asyncio + h11": ["--loop", "asyncio", "--http", "h11"],
+}
+"""The servers measured: `charlm serve` as it runs (uvloop and httptools, service/protocol.py),
+and the same app under uvicorn's stack without its extras."""
+
+
+@contextlib.contextmanager
+def stack(
+    name: str, ckpts: Path, port: int, empty_port: int
+) -> Iterator[tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]]:
+    """The charlm server on the stack `name`, and the empty endpoint on the same stack."""
+    quiet = ["--log-level", "warning"]
+    flags = STACKS[name]
+    if flags is None:
+        cmd = [sys.executable, "-m", "charlm", "serve", "--checkpoints-dir", str(ckpts)]
+        cmd += ["--port", str(port), "--max-pending", "1024", "--threads", "1", *quiet]
+        server = subprocess.Popen(cmd)
+        flags = ["--loop", "uvloop", "--http", PROTOCOL]
+    else:
+        env = {**os.environ, "CHARLM_CHECKPOINTS_DIR": str(ckpts), "CHARLM_MAX_PENDING": "1024"}
+        env["CHARLM_THREADS"] = "1"
+        cmd = [sys.executable, "-m", "uvicorn", "--factory", APP, "--port", str(port), *flags]
+        server = subprocess.Popen([*cmd, *quiet], env=env)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "bench")}
+    empty = ["-m", "uvicorn", "ceiling:app", "--port", str(empty_port), *flags, *quiet]
+    ceiling = subprocess.Popen([sys.executable, *empty], env=env)
+    try:
+        wait_ready(port, server)
+        wait_ready(empty_port, ceiling)
+        yield server, ceiling
+    finally:
+        server.terminate()
+        ceiling.terminate()
+        server.wait()
+        ceiling.wait()
+
+
+def library_ceiling(ckpts: Path, texts: list[str], seconds: float) -> float:
+    """Texts a second that `Predictor.predict_batch` answers in batches of 32 on one
+    thread in this process, with no HTTP: the model's own batched speed."""
+    from charlm.inference import Predictor
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        predictor = Predictor.from_checkpoint(ckpts / "m")
+        batches = [
+            [predictor.query(texts[(i + j) % len(texts)], 5) for j in range(32)]
+            for i in range(len(texts))
+        ]
+        predictor.predict_batch(batches[0])  # warm-up
+        done, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            predictor.predict_batch(batches[done % len(batches)])
+            done += 1
+        return done * 32 / (time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def measure(
+    args: argparse.Namespace,
+    port: int,
+    path: str,
+    bodies: list[object],
+    connections: int,
+    tmp: Path,
+) -> dict[str, float]:
+    if args.client == "wrk":
+        return wrk_load(port, path, bodies, connections, args.seconds, tmp)
+    requests = [request_bytes(path, b) for b in bodies]
+    return asyncio.run(load(port, requests, connections, args.seconds))
+
+
+def median_cell(runs: list[dict[str, float]]) -> dict[str, float]:
+    """The median of each figure over `runs`, and their errors summed."""
+    out = {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50", "p99")}
+    return {**out, "errors": sum(r["errors"] for r in runs)}
+
+
+TEXT_LENGTHS = {"2 characters": 2, "70 characters": 70}
+"""The texts measured: short ones (the HTTP stack is the limit) and long ones (the
+model's arithmetic is), each cut from notes.txt at 200 places."""
+
+
+def run_throughput(args: argparse.Namespace) -> None:
+    notes = (REPO / "corpora" / "notes.txt").read_text()
+    texts = {
+        label: [notes[i : i + n] for i in range(0, 200 * 31, 31)]
+        for label, n in TEXT_LENGTHS.items()
+    }
+    if args.text_chars:
+        texts = {
+            f"{args.text_chars} characters": [
+                notes[i : i + args.text_chars] for i in range(0, 200 * 31, 31)
+            ]
+        }
+    bodies: dict[str, list[object]] = {
+        label: [
+            {"model": "m", "text": t, "top_k": 5, "continuation_length": args.continuation}
+            for t in some
+        ]
+        for label, some in texts.items()
+    }
+    cells = [(name, label, c) for label in texts for c in args.concurrency for name in STACKS]
+    runs: dict[tuple[str, str, int, str], list[dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as running:
         ckpts = train_model(Path(tmp))
-        port, empty_port = free_port(), free_port()
-        env = {**os.environ, "PYTHONPATH": str(REPO / "bench")}
-        quiet = ["--log-level", "warning"]
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "charlm",
-                "serve",
-                "--checkpoints-dir",
-                str(ckpts),
-                "--port",
-                str(port),
-                "--max-pending",
-                "1024",
-                *quiet,
-            ]
+        ceilings = {label: library_ceiling(ckpts, t, args.seconds) for label, t in texts.items()}
+        ports = {name: (free_port(), free_port()) for name in STACKS}
+        servers = {name: running.enter_context(stack(name, ckpts, *ports[name])) for name in STACKS}
+        for _ in range(args.rounds):  # every server up at once, measured in turn
+            for name, label, c in cells:
+                port, empty_port = ports[name]
+                for path, at in (("/empty", empty_port), ("/predict", port)):
+                    r = measure(args, at, path, bodies[label], c, Path(tmp))
+                    runs.setdefault((name, label, c, path), []).append(r)
+        stats = health(ports["charlm serve"][0])["predict_batches"]
+        rss = peak_rss_mib(servers["charlm serve"][0].pid)
+    rows = []
+    for name, label, c in cells:
+        e = median_cell(runs[name, label, c, "/empty"])
+        p = median_cell(runs[name, label, c, "/predict"])
+        rows.append(
+            f"| {name} | {label} | {c} | {e['rps']:,.0f} | {e['p50']:.2f} "
+            f"| {e['p99']:.2f} | {p['rps']:,.0f} | {p['p50']:.2f} "
+            f"| {p['p99']:.2f} ({p['p99'] / p['p50']:.1f}x) "
+            f"| {p['rps'] / e['rps']:.2f} | {p['rps'] / ceilings[label]:.2f} "
+            f"| {int(p['errors'] + e['errors'])} |"
         )
-        ceiling = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "ceiling:app", "--port", str(empty_port), *quiet],
-            env=env,
-        )
-        try:
-            wait_ready(port, server)
-            wait_ready(empty_port, ceiling)
-            texts = TEXTS
-            if args.text_chars:
-                notes = (REPO / "corpora" / "notes.txt").read_text()
-                texts = [notes[i : i + args.text_chars] for i in range(0, 200 * 31, 31)]
-            bodies: list[object] = [
-                {"model": "m", "text": t, "top_k": 5, "continuation_length": args.continuation}
-                for t in texts
-            ]
-            predict = [request_bytes("/predict", b) for b in bodies]
-            empty = [request_bytes("/empty", b) for b in bodies]
-            rows = []
-            for c in args.concurrency:
-                if args.client == "wrk":
-                    e = wrk_load(empty_port, "/empty", bodies, c, args.seconds, Path(tmp))
-                    p = wrk_load(port, "/predict", bodies, c, args.seconds, Path(tmp))
-                else:
-                    e = asyncio.run(load(empty_port, empty, c, args.seconds))
-                    p = asyncio.run(load(port, predict, c, args.seconds))
-                rows.append(
-                    f"| {c} | {e['rps']:,.0f} | {e['p50']:.2f} | {e['p99']:.2f} "
-                    f"| {p['rps']:,.0f} | {p['p50']:.2f} | {p['p99']:.2f} "
-                    f"| {p['rps'] / e['rps']:.2f} | {int(p['errors'] + e['errors'])} |"
-                )
-                print(rows[-1], flush=True)
-            stats = health(port)["predict_batches"]
-            rss = peak_rss_mib(server.pid)
-        finally:
-            server.terminate()
-            ceiling.terminate()
-            server.wait()
-            ceiling.wait()
     table = (
-        "| concurrency | empty endpoint req/s | p50 ms | p99 ms | /predict req/s | p50 ms "
-        "| p99 ms | /predict / empty | errors |\n|---|---|---|---|---|---|---|---|---|\n"
+        "| server | text | connections | empty endpoint req/s | p50 ms | p99 ms "
+        "| /predict req/s | p50 ms | p99 ms (of p50) | /predict / empty "
+        "| /predict / library | errors |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n"
         + "\n".join(rows)
     )
     assert isinstance(stats, dict)
-    shown = (
-        f"{len(texts)} texts of {args.text_chars} characters from notes.txt"
-        if args.text_chars
-        else "texts of 7-17 characters"
-    )
-    notes = (
+    ceiling_text = ", ".join(f"{label}: {v:,.0f} texts/s" for label, v in ceilings.items())
+    notes_text = (
         f"Client: {args.client}. /predict: 2 x 256 LSTM (embedding 64, vocabulary of "
-        f"notes.txt), {shown}, sent in turn, top_k 5, continuation_length "
-        f"{args.continuation}. Each cell: "
-        f"{args.seconds:g} s measured after 1 s of warm-up. Batching over the run: "
-        f"{stats['requests']:,} calls in {stats['batches']:,} batches "
+        f"notes.txt), texts cut from notes.txt at 200 places, sent in turn, top_k 5, "
+        f"continuation_length {args.continuation}. The empty endpoint (bench/ceiling.py) "
+        "runs on the same loop and HTTP parser as the server beside it. Both servers compute "
+        "on 1 thread (`--threads 1`), as the library does. Library: "
+        f"`Predictor.predict_batch` of 32 texts on 1 thread, no HTTP ({ceiling_text}). "
+        f"All four servers run at once; each cell is the median of {args.rounds} rounds over "
+        f"every server in turn, each run {args.seconds:g} s measured after 1 s of warm-up. "
+        f"Batching in `charlm serve`: {stats['requests']:,} calls in {stats['batches']:,} batches "
         f"(largest {stats['largest']}). Peak RSS of the `charlm serve` process: {rss:,.0f} MiB."
     )
-    report("HTTP throughput under concurrent load, loopback", table, notes, write=not args.no_write)
+    report(
+        "HTTP throughput under concurrent load, loopback",
+        table,
+        notes_text,
+        write=not args.no_write,
+    )
 
 
 if __name__ == "__main__":

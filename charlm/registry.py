@@ -25,6 +25,7 @@ running finish on the old one.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -105,7 +106,8 @@ class ModelRegistry:
         """
         name = self._resolve(name)
         current = self._models.get(name)
-        if current is not None and current.stamp == _manifest_stamp(self.directory / name):
+        stamp = _manifest_stamp(os.path.join(self.directory, name)) if current else None
+        if current is not None and current.stamp == stamp:
             return current
         failed = self._failures.get(name)
         if (
@@ -252,9 +254,10 @@ def _misnamed_reason(name: str, taken: set[str]) -> str:
     return f"the directory's name is not a model name ({RULE}); {todo}"
 
 
-def _manifest_stamp(path: Path) -> Stamp | None:
+def _manifest_stamp(path: str | Path) -> Stamp | None:
+    # os.path, not pathlib: `peek` asks once per request, on the event loop.
     try:
-        st = (path / checkpoint.MANIFEST).stat()
+        st = os.stat(os.path.join(path, checkpoint.MANIFEST))
     except OSError:
         return None
     return (st.st_mtime_ns, st.st_ino, st.st_size)

@@ -9,9 +9,11 @@ in-progress slot, a thread, or the event loop's time.
 
 `BodyFraming`, ahead of every middleware that may answer (service/app.py), refuses with
 400 a request that gives both `Content-Length` and `Transfer-Encoding`, and closes the
-connection (RFC 9112 section 6.1). uvicorn's HTTP/1.1 parser (h11) reads such a body as
-chunked and keeps the connection open, so bytes that a proxy trusting Content-Length
-took for this request's body would be read here as a second request.
+connection (RFC 9112 section 6.1). `charlm serve`'s parser (llhttp, service/protocol.py)
+refuses such a request before the app sees it; this layer gives the same answer under a
+server whose parser does not, such as uvicorn's h11, which reads such a body as chunked
+and keeps the connection open, so bytes that a proxy trusting Content-Length took for
+this request's body would be read as a second request.
 """
 
 from __future__ import annotations
@@ -22,7 +24,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import error_response
 
-__all__ = ["BodyFraming", "BodyLimit"]
+__all__ = ["AMBIGUOUS_LENGTH", "BodyFraming", "BodyLimit"]
+
+AMBIGUOUS_LENGTH = (
+    "the request gives both Content-Length and Transfer-Encoding, so where its body ends "
+    "is ambiguous; send one of them"
+)
 
 
 class BodyFraming:
@@ -34,8 +41,7 @@ class BodyFraming:
             await error_response(
                 400,
                 "ambiguous_body_length",
-                "the request gives both Content-Length and Transfer-Encoding, so where its "
-                "body ends is ambiguous; send one of them",
+                AMBIGUOUS_LENGTH,
                 {"Connection": "close"},
             )(scope, receive, send)
             return

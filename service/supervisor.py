@@ -30,6 +30,7 @@ from prometheus_client import multiprocess
 from uvicorn.supervisors import Multiprocess
 from uvicorn.supervisors.multiprocess import Process
 
+from .protocol import PROTOCOL
 from .settings import ServiceSettings
 
 __all__ = ["APP", "GRACEFUL_SHUTDOWN_S", "Supervisor", "serve"]
@@ -65,6 +66,8 @@ def serve(settings: ServiceSettings) -> None:
     """Serve until stopped: in this process with one worker, else under `Supervisor`."""
     options: dict[str, Any] = {
         "factory": True,
+        "http": PROTOCOL,  # httptools, refusing in JSON
+        "loop": "auto",  # uvloop where it is installed (everywhere but Windows)
         "host": settings.host,
         "port": settings.port,
         "workers": settings.workers,

@@ -1,6 +1,7 @@
 """Hostile files and hostile clients: every case gets a clear error, nothing crashes,
 nothing else is affected, and no answer leaks a path of the server's."""
 
+import asyncio
 import json
 import re
 import shutil
@@ -308,6 +309,63 @@ def test_a_body_length_given_twice_is_refused_and_the_connection_closed(logged: 
     closing = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     statuses, _, closed = exchange(logged.port, head + chunked + closing)
     assert statuses == [b"HTTP/1.1 200 OK"] * 2 and closed
+
+
+@pytest.mark.server
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("request_head", "problem"),
+    [
+        (
+            b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1e3\r\n",
+            b"Content-Length",
+        ),
+        (b"POST /predict HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n", b"Duplicate"),
+        (b"GET /health HTTP/1.1\r\nHost : 127.0.0.1\r\n", b"header"),
+        (b"G\xc3\x89T /health HTTP/1.1\r\nHost: 127.0.0.1\r\n", b"method"),
+    ],
+    ids=["length-not-a-number", "length-twice", "space-in-a-header-name", "bad-method"],
+)
+def test_malformed_http_gets_a_json_400_and_the_connection_closed(
+    logged: Server, request_head: bytes, problem: bytes
+) -> None:
+    """What the HTTP parser itself refuses is answered in the service's JSON error shape,
+    naming what is wrong, and the connection closes; the server goes on answering."""
+    statuses, received, closed = exchange(logged.port, request_head + b"\r\n{}")
+    assert statuses == [b"HTTP/1.1 400 Bad Request"] and closed
+    head, body = received.split(b"\r\n\r\n", 1)
+    assert b"content-type: application/json" in head.lower()
+    error = json.loads(body)["error"]
+    assert error["type"] == "bad_request"
+    assert error["message"].startswith("the request is not valid HTTP/1.1: ")
+    assert problem.decode().lower() in error["message"].lower()
+    closing = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    assert exchange(logged.port, closing)[0] == [b"HTTP/1.1 200 OK"]
+
+
+def test_the_app_refuses_a_body_length_given_twice_under_any_server(served_dir: Path) -> None:
+    """The same refusal in the app itself (`BodyFraming`), for servers whose parser lets
+    such a request through (h11 reads it as chunked)."""
+    app = create_app(ServiceSettings(checkpoints_dir=served_dir))
+    headers = [
+        (b"host", b"127.0.0.1"),
+        (b"content-length", b"5"),
+        (b"transfer-encoding", b"chunked"),
+    ]
+    scope = {"type": "http", "method": "POST", "path": "/predict", "raw_path": b"/predict",
+             "query_string": b"", "headers": headers, "http_version": "1.1", "scheme": "http",
+             "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 1)}  # fmt: skip
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 400 and (b"connection", b"close") in sent[0]["headers"]
+    assert json.loads(sent[1]["body"])["error"]["type"] == "ambiguous_body_length"
 
 
 @pytest.mark.server
