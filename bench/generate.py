@@ -21,7 +21,7 @@ from collections.abc import Callable
 import torch
 from common import report
 
-from charlm.inference import Predictor, Stepper
+from charlm.inference import Predictor, SampleConfig, Stepper
 from charlm.model import CharRNN, ModelConfig
 from charlm.runtime import bf16_steps_supported, int8_steps_supported
 from charlm.vocab import Vocabulary
@@ -97,6 +97,20 @@ def main() -> None:
     def charlm_greedy() -> None:
         predictor.predict(prompt, continuation_length=n)
 
+    def sampled_stepper() -> None:
+        rng = torch.Generator().manual_seed(0)
+        with torch.inference_mode():
+            logits, state = model(prompt_ids)
+            session = steppers["fp32"].session(state)
+            last = logits[0, -1]
+            for _ in range(n - 1):
+                probs = torch.softmax(last, -1)
+                last = session.step(int(torch.multinomial(probs, 1, generator=rng)))
+
+    def generate(temperature: float) -> Callable[[], None]:
+        config = SampleConfig(length=n, temperature=temperature, seed=0)
+        return lambda: predictor.generate(prompt, config) and None
+
     batch = 64
     batch_ids = torch.randint(0, V, (batch, 100))
 
@@ -165,15 +179,23 @@ def main() -> None:
     }
     # The stepper paths are timed interleaved, run by run, so that drift in the
     # machine's speed spreads over all of them and their ratios hold.
-    runs: dict[str, list[float]] = {kind: [] for kind in kinds}
-    for kind in kinds:
-        stepping(kind)()  # warm-up
+    # So are the public calls a user makes, beside the bare stepper they wrap.
+    paths: dict[str, Callable[[], None]] = {kind: stepping(kind) for kind in kinds}
+    paths |= {
+        "sampled": sampled_stepper,
+        "generate 0": generate(0.0),
+        "generate 1": generate(1.0),
+        "predict": charlm_greedy,
+    }
+    runs: dict[str, list[float]] = {name: [] for name in paths}
+    for fn in paths.values():
+        fn()  # warm-up
     for _ in range(args.repeats):
-        for kind in kinds:
+        for name, fn in paths.items():
             t0 = time.perf_counter()
-            stepping(kind)()
-            runs[kind].append((time.perf_counter() - t0) / n * 1e6)
-    timed = {kind: statistics.median(v) for kind, v in runs.items()}
+            fn()
+            runs[name].append((time.perf_counter() - t0) / n * 1e6)
+    timed = {name: statistics.median(v) for name, v in runs.items()}
     rows = [
         (
             "nn.LSTM stepped one character at a time (oneDNN, torch default)",
@@ -183,8 +205,11 @@ def main() -> None:
         *((labels[kind], timed[kind]) for kind in kinds),
         (
             "charlm Predictor.predict continuation (stepper + softmax per step)",
-            per_char(charlm_greedy, n, args.repeats),
+            timed["predict"],
         ),
+        ("charlm Predictor.generate, temperature 0 (greedy)", timed["generate 0"]),
+        ("charlm Stepper, sampled at temperature 1 (softmax, multinomial)", timed["sampled"]),
+        ("charlm Predictor.generate, temperature 1 (sampled)", timed["generate 1"]),
         (
             f"batched sampling, {batch} streams, nn.LSTM step (per character per stream)",
             per_char(batched_sampling, (n // 10) * batch, args.repeats),
@@ -222,6 +247,13 @@ def main() -> None:
             "(a randomly initialised model's distributions are flat; tests/test_stepper.py "
             "bounds the difference on a trained model)."
         )
+    notes += (
+        " The public calls against the bare float32 stepper measured beside them: "
+        f"greedy `Predictor.generate` {timed['generate 0'] / timed['fp32']:.2f}x, "
+        f"`Predictor.predict`'s continuation {timed['predict'] / timed['fp32']:.2f}x, "
+        f"sampled `Predictor.generate` {timed['generate 1'] / timed['sampled']:.2f}x the "
+        "sampled stepper."
+    )
     if "int8" in timed:
         notes += f" int8 against the float32 stepper: {timed['fp32'] / timed['int8']:.2f}x."
     report("Greedy generation at batch 1", table, notes, write=not args.no_write)
