@@ -1,13 +1,14 @@
 """The HTTP/1.1 protocol `charlm serve` runs: uvicorn's httptools one, refusing in JSON.
 
-httptools (llhttp, the parser of Node.js) parses a request in C; uvicorn's default
-pure-Python parser (h11) left the event loop far less time for anything else
-(bench/serve.py, BENCHMARKS.md). llhttp refuses a malformed request itself, before any
-application code runs, and uvicorn then answers 400 with a line of plain text. Here the
-refusal is charlm's JSON error instead, naming what llhttp found, like every other error
-the service gives: a request with both `Content-Length` and `Transfer-Encoding` is
-`ambiguous_body_length` (the same answer `BodyFraming` gives under another parser), any
-other is `bad_request`. The connection is closed either way, as uvicorn closes it.
+httptools (llhttp, the parser of Node.js) parses a request in C: on uvloop it answered
+about twice the requests a second that uvicorn's pure-Python parser (h11) on asyncio
+did, on an endpoint that does nothing (bench/serve.py, BENCHMARKS.md). llhttp refuses a
+malformed request itself, before any application code runs, and uvicorn then answers 400
+with a line of plain text. Here the refusal is charlm's JSON error instead, naming what
+llhttp found, like every other error the service gives: a request with both
+`Content-Length` and `Transfer-Encoding` is `ambiguous_body_length` (the same answer
+`BodyFraming` gives under another parser), any other is `bad_request`. The connection is
+closed either way, as uvicorn closes it.
 """
 
 from __future__ import annotations
