@@ -5,7 +5,10 @@
 A 2-layer, 512-unit model over 65 symbols (tiny Shakespeare's vocabulary), randomly
 initialised (speed does not depend on training). Each method generates `--chars`
 characters greedily after a 100-character prompt; the table gives the median over
-`--repeats` runs of microseconds per character. The lower bounds are the bytes of
+`--repeats` runs of microseconds per character. The stepper's paths and the public calls
+around it (`Predictor.predict`'s continuation, `Predictor.generate` greedy and sampled,
+and non-streamed `/generate` and `/v1/completions` of a real `charlm serve` of the same
+weights, on as many threads) are timed interleaved, run by run. The lower bounds are the bytes of
 weight one step must read, in each path, divided by the read bandwidth measured here,
 once for a buffer of that size (it fits in the last-level cache) and once for one far
 larger.
@@ -14,16 +17,25 @@ larger.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import torch
 from common import report
 
+from charlm import checkpoint
 from charlm.inference import Predictor, SampleConfig, Stepper
 from charlm.model import CharRNN, ModelConfig
 from charlm.runtime import bf16_steps_supported, int8_steps_supported
+from charlm.train_config import TrainConfig
 from charlm.vocab import Vocabulary
 
 V, E, H, L = 65, 64, 512, 2
@@ -49,6 +61,57 @@ def per_char(fn: Callable[[], None], chars: int, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times) / chars * 1e6
+
+
+@contextlib.contextmanager
+def serving(model: CharRNN, vocab: Vocabulary, root: Path) -> Iterator[str]:
+    """`charlm serve` of `model` (named `m`), on as many threads as this process uses:
+    its address."""
+    ckpts = root / "checkpoints"
+    checkpoint.save(
+        ckpts / "m",
+        model_config=model.config,
+        train_config=TrainConfig(),
+        vocab=vocab,
+        summary={},
+        weights=model.state_dict(),
+    )
+    port = free_port()
+    cmd = [sys.executable, "-m", "charlm", "serve", "--checkpoints-dir", str(ckpts)]
+    cmd += ["--port", str(port), "--threads", str(torch.get_num_threads())]
+    server = subprocess.Popen([*cmd, "--log-level", "warning"])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(url + "/health", timeout=1).read()
+                break
+            time.sleep(0.1)
+        yield url
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def post(url: str, body: dict[str, object]) -> Callable[[], None]:
+    """A call that POSTs `body` as JSON to `url` and reads the whole answer."""
+    data = json.dumps(body).encode()
+
+    def call() -> None:
+        request = urllib.request.Request(url, data, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=600) as answer:
+            assert answer.status == 200
+            answer.read()
+
+    return call
 
 
 def main() -> None:
@@ -187,14 +250,24 @@ def main() -> None:
         "generate 1": generate(1.0),
         "predict": charlm_greedy,
     }
-    runs: dict[str, list[float]] = {name: [] for name in paths}
-    for fn in paths.values():
-        fn()  # warm-up
-    for _ in range(args.repeats):
-        for name, fn in paths.items():
-            t0 = time.perf_counter()
-            fn()
-            runs[name].append((time.perf_counter() - t0) / n * 1e6)
+    # And the same greedy generation asked over HTTP of a real server, in a process of its
+    # own, on as many threads (its compute thread steps while this process waits).
+    runs: dict[str, list[float]] = {name: [] for name in [*paths, "/generate", "/v1"]}
+    with tempfile.TemporaryDirectory() as tmp, serving(model, vocab, Path(tmp)) as url:
+        paths["/generate"] = post(
+            url + "/generate", {"model": "m", "prompt": prompt, "length": n, "temperature": 0}
+        )
+        paths["/v1"] = post(
+            url + "/v1/completions",
+            {"model": "m", "prompt": prompt, "max_tokens": n, "temperature": 0},
+        )
+        for fn in paths.values():
+            fn()  # warm-up
+        for _ in range(args.repeats):
+            for name, fn in paths.items():
+                t0 = time.perf_counter()
+                fn()
+                runs[name].append((time.perf_counter() - t0) / n * 1e6)
     timed = {name: statistics.median(v) for name, v in runs.items()}
     rows = [
         (
@@ -208,6 +281,8 @@ def main() -> None:
             timed["predict"],
         ),
         ("charlm Predictor.generate, temperature 0 (greedy)", timed["generate 0"]),
+        ("charlm serve, POST /generate, temperature 0, not streamed", timed["/generate"]),
+        ("charlm serve, POST /v1/completions, temperature 0", timed["/v1"]),
         ("charlm Stepper, sampled at temperature 1 (softmax, multinomial)", timed["sampled"]),
         ("charlm Predictor.generate, temperature 1 (sampled)", timed["generate 1"]),
         (
@@ -251,6 +326,8 @@ def main() -> None:
         " The public calls against the bare float32 stepper measured beside them: "
         f"greedy `Predictor.generate` {timed['generate 0'] / timed['fp32']:.2f}x, "
         f"`Predictor.predict`'s continuation {timed['predict'] / timed['fp32']:.2f}x, "
+        f"/generate over HTTP {timed['/generate'] / timed['fp32']:.2f}x, /v1/completions "
+        f"{timed['/v1'] / timed['fp32']:.2f}x, "
         f"sampled `Predictor.generate` {timed['generate 1'] / timed['sampled']:.2f}x the "
         "sampled stepper."
     )
