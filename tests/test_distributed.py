@@ -23,7 +23,7 @@ from charlm import checkpoint
 from charlm.cli import main
 from charlm.inference import Predictor
 from charlm.training.launch import without_nproc
-from tests.conftest import CORPORA
+from tests.conftest import CORPORA, copy_checkpoint
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 
@@ -92,11 +92,22 @@ def test_two_ranks_follow_one_process_and_serve_the_same(one_process: Path, tmp_
     assert pa.continuation == pb.continuation
 
 
-def test_a_two_rank_run_resumes_as_one_run(one_process: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def two_ranks_stopped(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """2 ranks stopped after 30 of the 60 steps: the checkpoint both resume tests start
+    from (each resumes a copy)."""
+    ck = tmp_path_factory.mktemp("two-stopped")
+    done = _train(ck, "--max-steps", "30", nproc=2)
+    assert done.returncode == 0, done.stderr
+    return ck / "notes"
+
+
+def test_a_two_rank_run_resumes_as_one_run(
+    one_process: Path, two_ranks_stopped: Path, tmp_path: Path
+) -> None:
     """2 ranks for 30 steps, resumed by 2 ranks to 60: the same trajectory as one
     process's 60 steps (the checkpoint holds every stream's carried state)."""
-    first = _train(tmp_path, "--max-steps", "30", nproc=2)
-    assert first.returncode == 0, first.stderr
+    copy_checkpoint(two_ranks_stopped, tmp_path / "notes")
     again = _train(tmp_path, "--max-steps", "60", "--resume", nproc=2)
     assert again.returncode == 0, again.stderr
     # evaluations only: a resumed run's first training row averages the steps since
@@ -104,9 +115,10 @@ def test_a_two_rank_run_resumes_as_one_run(one_process: Path, tmp_path: Path) ->
     _close(_losses(one_process), _losses(tmp_path / "notes"), "eval")
 
 
-def test_one_process_resumes_a_two_rank_checkpoint(one_process: Path, tmp_path: Path) -> None:
-    first = _train(tmp_path, "--max-steps", "40", nproc=2)
-    assert first.returncode == 0, first.stderr
+def test_one_process_resumes_a_two_rank_checkpoint(
+    one_process: Path, two_ranks_stopped: Path, tmp_path: Path
+) -> None:
+    copy_checkpoint(two_ranks_stopped, tmp_path / "notes")
     again = _train(tmp_path, "--max-steps", "60", "--resume")
     assert again.returncode == 0, again.stderr
     _close(_losses(one_process), _losses(tmp_path / "notes"), "eval")
