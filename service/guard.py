@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import error_response
 
-__all__ = ["LOCAL_HOSTS", "Guard", "allowed_hosts_for"]
+__all__ = ["EVERY_ANSWER", "LOCAL_HOSTS", "Guard", "allowed_hosts_for"]
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _WILDCARDS = frozenset({"0.0.0.0", "::", ""})
@@ -38,7 +38,8 @@ _PAGE_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
-_ALL_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
+EVERY_ANSWER = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
+"""The headers of every answer (service/protocol.py adds them to the parser's refusals)."""
 _PAGE_HEADERS = [
     (b"content-security-policy", _PAGE_POLICY.encode()),
     (b"x-frame-options", b"DENY"),
@@ -80,7 +81,7 @@ class Guard:
             return
         path = scope["path"]
         headers = dict(scope.get("headers", []))
-        extra = _ALL_HEADERS + (_PAGE_HEADERS if path == "/" else [])
+        extra = EVERY_ANSWER + (_PAGE_HEADERS if path == "/" else [])
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

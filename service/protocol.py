@@ -20,6 +20,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .body import AMBIGUOUS_LENGTH
 from .errors import error_response
+from .guard import EVERY_ANSWER
 
 __all__ = ["PROTOCOL", "JSONRefusals", "refusal"]
 
@@ -29,7 +30,7 @@ PROTOCOL = "charlm_service.protocol:JSONRefusals"
 
 def refusal(problem: str, headers: list[tuple[bytes, bytes]]) -> bytes:
     """The whole 400 answer, after `headers` (the server's own: date, server), to a
-    request llhttp refused with `problem`."""
+    request llhttp refused with `problem`; with the headers `Guard` gives every answer."""
     words = problem.lower()
     if "content-length" in words and "transfer-encoding" in words:
         kind, message = "ambiguous_body_length", AMBIGUOUS_LENGTH
@@ -37,7 +38,8 @@ def refusal(problem: str, headers: list[tuple[bytes, bytes]]) -> bytes:
         kind, message = "bad_request", f"the request is not valid HTTP/1.1: {problem}"
     answer = error_response(400, kind, message, {"Connection": "close"})
     lines = [b"HTTP/1.1 400 Bad Request"]
-    lines += [name + b": " + value for name, value in [*headers, *answer.raw_headers]]
+    every = [*headers, *answer.raw_headers, *EVERY_ANSWER]
+    lines += [name + b": " + value for name, value in every]
     return b"\r\n".join(lines) + b"\r\n\r\n" + answer.body
 
 

@@ -335,6 +335,7 @@ def test_malformed_http_gets_a_json_400_and_the_connection_closed(
     assert statuses == [b"HTTP/1.1 400 Bad Request"] and closed
     head, body = received.split(b"\r\n\r\n", 1)
     assert b"content-type: application/json" in head.lower()
+    assert b"x-content-type-options: nosniff" in head.lower()  # as on every answer
     error = json.loads(body)["error"]
     assert error["type"] == "bad_request"
     assert error["message"].startswith("the request is not valid HTTP/1.1: ")
