@@ -9,6 +9,7 @@ import datetime
 import multiprocessing
 import os
 import platform
+import socket
 import statistics
 import subprocess
 import sys
@@ -143,3 +144,22 @@ def busy_loops(n: int) -> Iterator[None]:
     finally:
         for h in hogs:
             h.terminate()
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
+    """Until the server `process` accepts connections on `port` (uvicorn binds its socket
+    only once the app has started); exit if it dies or takes a minute."""
+    for _ in range(600):
+        if process.poll() is not None:
+            raise SystemExit(f"server exited with {process.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.1)
+    raise SystemExit("server did not start")

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
-from common import report
+from common import free_port, report, wait_ready
 
 from charlm import checkpoint
 from charlm.inference import Predictor, SampleConfig, Stepper
@@ -80,25 +80,12 @@ def serving(model: CharRNN, vocab: Vocabulary, root: Path) -> Iterator[str]:
     cmd = [sys.executable, "-m", "charlm", "serve", "--checkpoints-dir", str(ckpts)]
     cmd += ["--port", str(port), "--threads", str(torch.get_num_threads())]
     server = subprocess.Popen([*cmd, "--log-level", "warning"])
-    url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            with contextlib.suppress(OSError):
-                urllib.request.urlopen(url + "/health", timeout=1).read()
-                break
-            time.sleep(0.1)
-        yield url
+        wait_ready(port, server)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.terminate()
         server.wait()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def post(url: str, body: dict[str, object]) -> Callable[[], None]:
@@ -252,7 +239,6 @@ def main() -> None:
     }
     # And the same greedy generation asked over HTTP of a real server, in a process of its
     # own, on as many threads (its compute thread steps while this process waits).
-    runs: dict[str, list[float]] = {name: [] for name in [*paths, "/generate", "/v1"]}
     with tempfile.TemporaryDirectory() as tmp, serving(model, vocab, Path(tmp)) as url:
         paths["/generate"] = post(
             url + "/generate", {"model": "m", "prompt": prompt, "length": n, "temperature": 0}
@@ -261,6 +247,7 @@ def main() -> None:
             url + "/v1/completions",
             {"model": "m", "prompt": prompt, "max_tokens": n, "temperature": 0},
         )
+        runs: dict[str, list[float]] = {name: [] for name in paths}
         for fn in paths.values():
             fn()  # warm-up
         for _ in range(args.repeats):

@@ -22,7 +22,6 @@ the same for that revision's server and page, in the same run, alternating.
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -30,7 +29,7 @@ import time
 from pathlib import Path
 
 import httpx2 as httpx
-from common import REPO, charlm_of, code_trees, percentile, report
+from common import REPO, charlm_of, code_trees, free_port, percentile, report
 from playwright.sync_api import sync_playwright
 
 from charlm.cli import main as charlm
@@ -78,12 +77,6 @@ def corpus_text(chars: int) -> str:
     while len(text) < chars:
         text += text
     return text[:chars]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_server(code: Path, checkpoints: Path, port: int) -> subprocess.Popen[bytes]:

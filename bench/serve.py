@@ -54,19 +54,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from common import REPO, charlm_of, code_trees, percentile, report
+from common import REPO, charlm_of, code_trees, free_port, percentile, report, wait_ready
 
 from charlm.cli import main as charlm
 from charlm_service.protocol import PROTOCOL
 from charlm_service.supervisor import APP
-
-TEXTS = ["the rain came", "I went out to the", "seeds in the wood", "a bird", "when the"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def request_bytes(path: str, body: object) -> bytes:
@@ -182,16 +174,6 @@ def train_model(root: Path) -> Path:
     with contextlib.redirect_stdout(io.StringIO()):
         assert charlm([*train, "--max-steps", "20"]) == 0
     return ckpts
-
-
-def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
-    for _ in range(600):
-        if process.poll() is not None:
-            raise SystemExit(f"server exited with {process.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.1)
-    raise SystemExit("server did not start")
 
 
 def status_mib(pid: int, field: str) -> float:
@@ -590,16 +572,12 @@ model's arithmetic is), each cut from notes.txt at 200 places."""
 
 def run_throughput(args: argparse.Namespace) -> None:
     notes = (REPO / "corpora" / "notes.txt").read_text()
-    texts = {
-        label: [notes[i : i + n] for i in range(0, 200 * 31, 31)]
-        for label, n in TEXT_LENGTHS.items()
-    }
+    lengths = TEXT_LENGTHS
     if args.text_chars:
-        texts = {
-            f"{args.text_chars} characters": [
-                notes[i : i + args.text_chars] for i in range(0, 200 * 31, 31)
-            ]
-        }
+        lengths = {f"{args.text_chars} characters": args.text_chars}
+    texts = {
+        label: [notes[i : i + n] for i in range(0, 200 * 31, 31)] for label, n in lengths.items()
+    }
     bodies: dict[str, list[object]] = {
         label: [
             {"model": "m", "text": t, "top_k": 5, "continuation_length": args.continuation}

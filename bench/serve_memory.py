@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import socket
 import statistics
 import string
 import subprocess
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import httpx2 as httpx
 import torch
-from common import charlm_of, code_trees, report
+from common import charlm_of, code_trees, free_port, report
 
 from charlm import ModelConfig, Vocabulary, checkpoint
 from charlm.model import CharRNN
@@ -48,12 +47,6 @@ def write_models(root: Path, count: int) -> None:
             summary={"step": 1},
             weights=weights,
         )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager
