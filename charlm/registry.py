@@ -106,8 +106,8 @@ class ModelRegistry:
         """
         name = self._resolve(name)
         current = self._models.get(name)
-        stamp = _manifest_stamp(os.path.join(self.directory, name)) if current else None
-        if current is not None and current.stamp == stamp:
+        here = os.path.join(self.directory, name)
+        if current is not None and current.stamp == _manifest_stamp(here):
             return current
         failed = self._failures.get(name)
         if (
