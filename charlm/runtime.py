@@ -34,6 +34,7 @@ __all__ = [
     "BF16_MIN_HIDDEN",
     "PRECISIONS",
     "Runtime",
+    "bf16_native",
     "bf16_steps_supported",
     "bf16_supported",
     "choose_threads",
@@ -101,6 +102,8 @@ def pick_device(name: str | torch.device) -> torch.device:
 
 
 def bf16_supported(device: torch.device) -> bool:
+    """Whether `device` computes in bf16 at all: natively or, on a CPU with AVX-512 but
+    without bf16 instructions, emulated by oneDNN."""
     if device.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())
     if device.type == "cpu":
@@ -108,12 +111,26 @@ def bf16_supported(device: torch.device) -> bool:
     return False
 
 
+def bf16_native(device: torch.device) -> bool:
+    """Whether `device` has bf16 arithmetic in hardware: a CUDA GPU that supports bf16,
+    or a CPU with AVX-512 BF16 or AMX instructions. Elsewhere oneDNN converts to and from
+    float32 around float32 arithmetic, which costs more than it saves: on an AVX-512
+    Xeon without either, a 2 x 256 training step under bf16 autocast took 2.2x the
+    float32 step (BENCHMARKS.md, "The cost of dropout in a training step")."""
+    if device.type != "cpu":
+        return bf16_supported(device)
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    native = any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+    return native and bf16_supported(device)
+
+
 def train_in_bf16(
     precision: str, device: torch.device, hidden_size: int, cell: str = "lstm"
 ) -> bool:
     """Whether a run with `precision` trains under bf16 autocast on `device`.
 
-    On the CPU "auto" chooses bf16 only for LSTMs of `BF16_MIN_HIDDEN` units or more,
+    On the CPU "auto" chooses bf16 only where the CPU has it natively (`bf16_native`),
+    for LSTMs of `BF16_MIN_HIDDEN` units or more,
     where it was measured to pay (under CPU autocast PyTorch keeps a GRU in float32
     anyway); on a CUDA GPU that supports bf16 it always chooses it.
     """
@@ -122,11 +139,11 @@ def train_in_bf16(
         return False
     if precision == "bf16":
         if not bf16_supported(device):
-            raise ConfigError(f"precision bf16 asked for, but {device} has no native bf16")
+            raise ConfigError(f"precision bf16 asked for, but {device} cannot compute in bf16")
         return True
     if device.type == "cuda":  # a GPU with bf16 has the tensor cores that autocast feeds
-        return bf16_supported(device)
-    return bf16_supported(device) and cell == "lstm" and hidden_size >= BF16_MIN_HIDDEN
+        return bf16_native(device)
+    return bf16_native(device) and cell == "lstm" and hidden_size >= BF16_MIN_HIDDEN
 
 
 def onednn_linear() -> tuple[Callable[[torch.Tensor], torch.Tensor], Linear] | None:
