@@ -4,10 +4,16 @@ the same run.
 
     python bench/train_throughput.py [--steps 40] [--repeats 3]
     python bench/train_throughput.py --profile
+    python bench/train_throughput.py --dropout [--repeats 7]
 
 `--profile` instead splits the time of one bf16 training step of the `large` preset's
 model (2 x 256, window 64, batch 32, dropout 0.2 and 0) by operation, with
 torch.profiler: where the time goes, and so what a faster step would have to change.
+`--dropout` times that step (fp32 and bf16 autocast where the CPU has native bf16)
+without dropout, with charlm's dropout 0.2 (one mask per stream and window, the layers
+run one at a time) and with dropout 0.2 drawn afresh at every time step as `nn.LSTM`'s
+own `dropout` and `nn.Dropout` draw it (what charlm did before), interleaved, medians of
+`--repeats`.
 
 The plain loop is written here the way a tutorial writes it: Embedding(64) -> 2-layer
 nn.LSTM -> Linear, Adam at a constant rate, gradient clipping at 5, random windows from
@@ -26,6 +32,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -192,13 +199,87 @@ def profile_step(dropout: float, steps: int = 20) -> dict[str, float]:
     return {"ms per step": ms, **{k: v / total for k, v in shares.items()}}
 
 
+class PerStepDropout(nn.Module):
+    """charlm's model with dropout p drawn afresh at every time step: `nn.LSTM`'s own
+    dropout between the layers and `nn.Dropout` before the head."""
+
+    def __init__(self, config: ModelConfig, p: float) -> None:
+        super().__init__()
+        from charlm.model import CharRNN
+
+        self.model = CharRNN(config)
+        self.model.recurrent.dropout = p
+        self.drop = nn.Dropout(p)
+
+    def forward(self, ids: torch.Tensor, state: object = None) -> tuple[torch.Tensor, object]:
+        out, new_state = self.model.recurrent(self.model.embedding(ids))
+        return self.model.head(self.drop(out)), new_state
+
+
+def dropout_step_ms(repeats: int, steps: int = 20) -> None:
+    """Median ms per training step: no dropout, charlm's shared masks, per-step masks."""
+    from charlm.model import CharRNN
+    from charlm.runtime import bf16_supported
+    from charlm.training.step import train_step
+
+    config = ModelConfig(vocab_size=65, hidden_size=256)
+    variants: dict[str, nn.Module] = {
+        "no dropout": CharRNN(config),
+        "charlm's dropout 0.2 (a mask per stream and window)": CharRNN(
+            ModelConfig(vocab_size=65, hidden_size=256, dropout=0.2)
+        ),
+        "dropout 0.2 drawn at every step (before)": PerStepDropout(config, 0.2),
+    }
+    modes = [False, True] if bf16_supported(torch.device("cpu")) else [False]
+    x, y = torch.randint(0, 65, (32, 64)), torch.randint(0, 65, (32, 64))
+    optimizers = {
+        label: torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
+        for label, model in variants.items()
+    }
+    times: dict[tuple[str, bool], list[float]] = {}
+    for r in range(repeats + 1):  # the first round warms up and is not counted
+        for bf16 in modes:
+            for label, net in variants.items():
+                model = net if isinstance(net, CharRNN) else cast(PerStepDropout, net).model
+                t0 = time.perf_counter()
+                for _ in range(steps):
+                    train_step(
+                        model, optimizers[label], x, y, None, lr=1e-3, clip=1.0, bf16=bf16, net=net
+                    )
+                if r:
+                    ms = (time.perf_counter() - t0) / steps * 1000
+                    times.setdefault((label, bf16), []).append(ms)
+    rows = []
+    for bf16 in modes:
+        base = statistics.median(times[("no dropout", bf16)])
+        for label in variants:
+            ms = statistics.median(times[(label, bf16)])
+            precision = "bf16 autocast" if bf16 else "fp32"
+            rows.append(f"| {precision} | {label} | {ms:.1f} | {ms / base:.3f}x |")
+    table = (
+        "| precision | dropout | ms per step (median) | against no dropout |\n|---|---|---|---|\n"
+        + "\n".join(rows)
+    )
+    notes = (
+        f"One training step of a 2 x 256 model (embedding 64, window 64, batch 32, fused "
+        f"AdamW, clipping), {steps} steps per measurement, the three variants interleaved, "
+        f"median of {repeats} rounds after one untimed; {torch.get_num_threads()} "
+        "torch threads."
+    )
+    report("The cost of dropout in a training step", table, notes, write=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="see above")
+    parser.add_argument("--dropout", action="store_true", help="see above")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
+    if args.dropout:
+        dropout_step_ms(args.repeats)
+        return
     if args.profile:
         rows = []
         for dropout in (0.0, 0.2):

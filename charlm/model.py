@@ -49,6 +49,7 @@ _MODULES: dict[str, type[nn.LSTM | nn.GRU | nn.RNN]] = {
     "gru": nn.GRU,
     "rnn": nn.RNN,
 }
+_LAYER_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
 MAX_VOCAB = 1_114_112
@@ -67,7 +68,11 @@ class ModelConfig:
     embedding_dim: int = setting(64, "character embedding size")
     hidden_size: int = setting(256, "LSTM units per layer")
     num_layers: int = setting(2, "stacked LSTM layers")
-    dropout: float = setting(0.0, "dropout between LSTM layers and before the output projection")
+    dropout: float = setting(
+        0.0,
+        "dropout between LSTM layers and before the output projection, one mask per "
+        "stream and window shared by all its time steps",
+    )
     weight_drop: float = setting(
         0.0,
         "share of the recurrent (hidden-to-hidden) weights zeroed while training, a new "
@@ -116,6 +121,14 @@ class CharRNN(nn.Module):
     vocabulary logits. The recurrent module is the attribute named after the cell
     (`model.lstm`, `model.gru`, `model.rnn`), and `model.recurrent` whichever it is.
 
+    With `dropout` p > 0, each training forward zeroes a random share p of the units
+    that enter every layer above the first and the head, and scales the rest by
+    1/(1 - p); each stream draws one mask per layer for the whole window, so a dropped
+    unit stays dropped at every time step (variational dropout, Gal and Ghahramani
+    2016). The layers then run one fused call each, with the masks applied between them.
+    A mask per stream costs B x H draws instead of the B x T x H of a fresh mask at
+    every step.
+
     With `weight_drop` p > 0, each training forward zeroes a random share p of every
     hidden-to-hidden weight matrix and scales the rest by 1/(1 - p) (DropConnect on the
     recurrent weights, as AWD-LSTM regularises), one draw per call shared by all streams
@@ -131,11 +144,9 @@ class CharRNN(nn.Module):
             input_size=config.embedding_dim,
             hidden_size=config.hidden_size,
             num_layers=config.num_layers,
-            dropout=config.dropout if config.num_layers > 1 else 0.0,
             batch_first=True,
-        )
+        )  # its own dropout draws at every time step: `forward` drops units itself
         self.add_module(config.cell, recurrent)
-        self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.hidden_size, config.vocab_size)
         self.reset_parameters()
 
@@ -166,10 +177,17 @@ class CharRNN(nn.Module):
         return h, c.to(dtype)
 
     def _run(
-        self, x: torch.Tensor, state: State | None, weights: dict[str, torch.Tensor] | None = None
+        self,
+        x: torch.Tensor,
+        state: State | None,
+        weights: dict[str, torch.Tensor] | None = None,
+        dropout: float = 0.0,
     ) -> tuple[torch.Tensor, State]:
         """The recurrent module over embedded input `x` (B, T, E) from `state`, with its
-        own parameters or `weights`; its output (B, T, H) and the state after it."""
+        own parameters or `weights`, and `dropout` between its layers; its output
+        (B, T, H) and the state after it."""
+        if dropout > 0 and self.config.num_layers > 1:
+            return self._run_layers(x, state, weights, dropout)
         lstm = self.config.cell == "lstm"
         arg: State | torch.Tensor | None = state if lstm or state is None else state[0]
         if weights is None:
@@ -180,6 +198,35 @@ class CharRNN(nn.Module):
             return out, (new[0], new[1])
         return out, (new, new.new_zeros(*new.shape[:2], 0))
 
+    def _run_layers(
+        self,
+        x: torch.Tensor,
+        state: State | None,
+        weights: dict[str, torch.Tensor] | None,
+        p: float,
+    ) -> tuple[torch.Tensor, State]:
+        """`_run` one layer at a time, each layer's input above the first multiplied by a
+        mask of its own drawn once for the window (`_shared_mask`)."""
+        params = weights or dict(self.recurrent.named_parameters())
+        h0, c0 = state if state is not None else self.initial_state(x.shape[0], x.device)
+        hs, cs = [], []
+        for layer in range(self.config.num_layers):
+            if layer > 0:
+                x = x * _shared_mask(x, p)
+            w = [params[f"{name}_l{layer}"] for name in _LAYER_WEIGHTS]
+            h = h0[layer : layer + 1]
+            if self.config.cell == "lstm":
+                x, h, c = torch.lstm(
+                    x, (h, c0[layer : layer + 1]), w, True, 1, 0.0, True, False, True
+                )
+                cs.append(c)
+            else:
+                step = torch.gru if self.config.cell == "gru" else torch.rnn_tanh
+                x, h = step(x, h, w, True, 1, 0.0, True, False, True)
+            hs.append(h)
+        h_n = torch.cat(hs)
+        return x, (h_n, torch.cat(cs) if cs else h_n.new_zeros(*h_n.shape[:2], 0))
+
     def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """Logits for the next character at every position.
 
@@ -188,8 +235,11 @@ class CharRNN(nn.Module):
         """
         x = self.embedding(ids)  # (B, T, E)
         dropped = self.training and self.config.weight_drop > 0
-        out, new_state = self._run(x, state, self._dropped_weights() if dropped else None)
-        logits = self.head(self.dropout(out))  # (B, T, V)
+        p = self.config.dropout if self.training else 0.0
+        out, new_state = self._run(x, state, self._dropped_weights() if dropped else None, p)
+        if p > 0:
+            out = out * _shared_mask(out, p)
+        logits = self.head(out)  # (B, T, V)
         return logits, new_state
 
     def _dropped_weights(self) -> dict[str, torch.Tensor]:
@@ -245,3 +295,11 @@ class CharRNN(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def _shared_mask(x: torch.Tensor, p: float) -> torch.Tensor:
+    """A dropout mask for `x` (B, T, F), (B, 1, F): each stream keeps or drops a unit
+    for all T steps, with probability 1 - p of keeping it, kept units scaled by
+    1/(1 - p)."""
+    keep = 1.0 - p
+    return x.new_empty(x.shape[0], 1, x.shape[2]).bernoulli_(keep).div_(keep)

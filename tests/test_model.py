@@ -14,9 +14,13 @@ def naive_forward(
     h0: torch.Tensor,
     c0: torch.Tensor,
     weights_hh: dict[int, torch.Tensor] | None = None,
+    masks: dict[int, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A per-timestep LSTM written out by hand from the model's own weights (or, for the
-    layers in `weights_hh`, the recurrent weights given there)."""
+    layers in `weights_hh`, the recurrent weights given there). `masks` (B, H) multiply
+    the input of the layers they are keyed by, and with key L (the number of layers) the
+    head's input, at every step."""
+    masks = masks or {}
     cfg = model.config
     x = model.embedding.weight[ids]  # (B, T, E)
     h = [h0[layer] for layer in range(cfg.num_layers)]
@@ -25,6 +29,7 @@ def naive_forward(
     for t in range(ids.shape[1]):
         inp = x[:, t]
         for layer in range(cfg.num_layers):
+            inp = inp * masks[layer] if layer in masks else inp
             w_ih = getattr(model.lstm, f"weight_ih_l{layer}")
             w_hh = (weights_hh or {}).get(layer, getattr(model.lstm, f"weight_hh_l{layer}"))
             b = getattr(model.lstm, f"bias_ih_l{layer}") + getattr(model.lstm, f"bias_hh_l{layer}")
@@ -33,6 +38,7 @@ def naive_forward(
             c[layer] = torch.sigmoid(f) * c[layer] + torch.sigmoid(i) * torch.tanh(g)
             h[layer] = torch.sigmoid(o) * torch.tanh(c[layer])
             inp = h[layer]
+        inp = inp * masks[cfg.num_layers] if cfg.num_layers in masks else inp
         outs.append(inp @ model.head.weight.T + model.head.bias)
     return torch.stack(outs, 1), torch.stack(h), torch.stack(c)
 
@@ -88,6 +94,67 @@ def test_weight_drop_masks_the_recurrent_weights_while_training_only() -> None:
         logits, _ = model(ids, (h0, c0))
         plain, _, _ = naive_forward(model, ids, h0, c0)
     torch.testing.assert_close(logits, plain, atol=1e-12, rtol=0)
+
+
+def _drawn_masks(batch: int, width: int, p: float, layers: range) -> dict[int, torch.Tensor]:
+    """Masks drawn as the model draws them: one (B, H) per layer, bottom up, then the
+    head's; kept units scaled by 1/(1 - p)."""
+    return {
+        layer: torch.empty(batch, width, dtype=torch.float64).bernoulli_(1 - p) / (1 - p)
+        for layer in layers
+    }
+
+
+@pytest.mark.parametrize("layers", [1, 3])
+def test_dropout_drops_the_same_units_at_every_step_while_training_only(layers: int) -> None:
+    model = make(dropout=0.5, hidden_size=6, num_layers=layers).double().train()
+    ids = torch.randint(0, 7, (4, 9))
+    h0 = torch.randn(layers, 4, 6, dtype=torch.float64)
+    c0 = torch.randn(layers, 4, 6, dtype=torch.float64)
+    torch.manual_seed(5)
+    logits, (h, c) = model(ids, (h0, c0))
+    torch.manual_seed(5)  # the same draws by hand: layer 1's mask, layer 2's, the head's
+    masks = _drawn_masks(4, 6, 0.5, range(1, layers + 1))
+    ref_logits, ref_h, ref_c = naive_forward(model, ids, h0, c0, masks=masks)
+    torch.testing.assert_close(logits, ref_logits, atol=1e-12, rtol=0)
+    torch.testing.assert_close(h, ref_h, atol=1e-12, rtol=0)
+    torch.testing.assert_close(c, ref_c, atol=1e-12, rtol=0)
+    for mask in masks.values():  # the masks are real: about half of the units dropped
+        assert ((mask == 0) | (mask == 2)).all() and 0.2 < (mask == 0).double().mean() < 0.8
+
+    logits[0].sum().backward()  # a unit stream 0 drops before the head carries nothing
+    grad, dropped = model.head.weight.grad, masks[layers][0] == 0
+    assert grad is not None and dropped.any() and not dropped.all()
+    assert (grad[:, dropped] == 0).all() and (grad[:, ~dropped] != 0).all()
+
+    model.eval()  # evaluation reads every unit, with no draw
+    with torch.no_grad():
+        logits, _ = model(ids, (h0, c0))
+        plain, _, _ = naive_forward(model, ids, h0, c0)
+    torch.testing.assert_close(logits, plain, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+def test_dropout_between_gru_and_rnn_layers_is_the_stacked_layers_masked(cell: str) -> None:
+    model = make(cell=cell, dropout=0.3, num_layers=2).double().train()
+    ids, h0 = torch.randint(0, 7, (3, 8)), torch.randn(2, 3, 5, dtype=torch.float64)
+    torch.manual_seed(9)
+    logits, (h, c) = model(ids, (h0, h0[:, :, :0]))
+    torch.manual_seed(9)
+    masks = _drawn_masks(3, 5, 0.3, range(1, 3))
+    one = {"gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell](4, 5, batch_first=True).double()
+    x, hs = model.embedding(ids), []
+    for layer in range(2):  # each layer alone, as a one-layer module of its own weights
+        one.input_size = x.shape[2]
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            setattr(one, f"{name}_l0", getattr(model.recurrent, f"{name}_l{layer}"))
+        x = x * masks[layer].unsqueeze(1) if layer else x
+        x, h_layer = one(x, h0[layer : layer + 1])
+        hs.append(h_layer)
+    ref = model.head(x * masks[2].unsqueeze(1))
+    torch.testing.assert_close(logits, ref, atol=1e-12, rtol=0)
+    torch.testing.assert_close(h, torch.cat(hs), atol=1e-12, rtol=0)
+    assert c.shape == (2, 3, 0)
 
 
 def test_float32_forward_within_1e6_of_float64_reference() -> None:
