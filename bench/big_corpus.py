@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from common import REPO, code_trees, report
 
@@ -60,7 +61,9 @@ print(json.dumps({"chars": corpus.chars, "dtype": str(corpus.ids.dtype),
 """
 
 
-def run(code: str, args: list[str], tree: Path, env: dict[str, str]) -> tuple[dict, float]:
+def run(
+    code: str, args: list[str], tree: Path, env: dict[str, str]
+) -> tuple[dict[str, Any], float]:
     """Run `code` in a fresh Python on `tree`'s charlm; its JSON answer and wall seconds."""
     env = {**os.environ, **env, "PYTHONPATH": str(tree)}
     t0 = time.time()

@@ -159,7 +159,11 @@ def main() -> None:
 
     def generate(temperature: float) -> Callable[[], None]:
         config = SampleConfig(length=n, temperature=temperature, seed=0)
-        return lambda: predictor.generate(prompt, config) and None
+
+        def run() -> None:
+            predictor.generate(prompt, config)
+
+        return run
 
     batch = 64
     batch_ids = torch.randint(0, V, (batch, 100))

@@ -32,7 +32,7 @@ WINDOW, BATCH, LR, CLIP = 64, 32, 3e-3, 5.0
 def forget_bias_one(model: CharRNN) -> None:
     h = model.config.hidden_size
     with torch.no_grad():
-        for name, p in model.lstm.named_parameters():
+        for name, p in model.recurrent.named_parameters():
             if name.startswith("bias_ih"):
                 p[h : 2 * h].fill_(1.0)  # gate order i, f, g, o
             elif name.startswith("bias_hh"):

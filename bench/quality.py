@@ -37,7 +37,6 @@ import contextlib
 import io
 import json
 import math
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -211,7 +210,7 @@ def run_charlm(
         "curve": evals,
         "setting": (
             f"{cfg.num_layers} x {cfg.hidden_size}, dropout {cfg.dropout}, "
-            f"window {tcfg['seq_len']}, batch {tcfg['batch_size']}, lr {tcfg['lr']:g}, "
+            f"window {tcfg.seq_len}, batch {tcfg.batch_size}, lr {tcfg.lr:g}, "
             f"bf16 {summary.get('bf16')}"
         ),
         "last_train_loss": trains[-1].loss if trains else math.nan,
@@ -335,4 +334,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -29,6 +29,7 @@ from common import charlm_of, code_trees, free_port, report
 
 from charlm import ModelConfig, Vocabulary, checkpoint
 from charlm.model import CharRNN
+from charlm.train_config import TrainConfig
 
 VOCAB = sorted(" !?" + string.ascii_letters + string.digits)  # 65, as tiny Shakespeare
 
@@ -42,7 +43,7 @@ def write_models(root: Path, count: int) -> None:
         checkpoint.save(
             root / f"m{i}",
             model_config=cfg,
-            train_config={},
+            train_config=TrainConfig(),
             vocab=Vocabulary(VOCAB),
             summary={"step": 1},
             weights=weights,

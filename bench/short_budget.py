@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from common import REPO, busy_loops, code_trees, report
 
@@ -43,7 +44,7 @@ def unigram_entropy(text: str) -> float:
     return -sum(c / n * math.log(c / n) for c in counts.values())
 
 
-def run(code: Path, corpus: Path, minutes: float, threads: int | None, tmp: Path) -> dict:
+def run(code: Path, corpus: Path, minutes: float, threads: int | None, tmp: Path) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(code)}
     cmd = [sys.executable, "-m", "charlm", "train", str(corpus), "--max-minutes", str(minutes)]
     cmd += ["--checkpoints-dir", str(tmp), "--name", "run", "--overwrite", "--quiet"]

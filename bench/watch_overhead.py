@@ -48,7 +48,7 @@ def char_model() -> tuple[nn.Module, torch.optim.Optimizer, Loop]:
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             out, _ = self.lstm(self.embedding(x))
-            return self.head(out)
+            return self.head(out)  # type: ignore[no-any-return]
 
     model = Model()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -58,7 +58,7 @@ def char_model() -> tuple[nn.Module, torch.optim.Optimizer, Loop]:
     def step() -> torch.Tensor:
         opt.zero_grad()
         loss = nn.functional.cross_entropy(model(x).reshape(-1, 65), y.reshape(-1))
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         opt.step()
         return loss
 
@@ -80,7 +80,7 @@ def post_000() -> tuple[nn.Module, torch.optim.Optimizer, Loop]:
         out, _ = lstm(x)
         loss = sum(criterion(linear(out[:, i, :]).reshape(()), y[i]) for i in range(21))
         assert isinstance(loss, torch.Tensor)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         opt.step()
         return loss
 
