@@ -9,7 +9,6 @@ lone surrogate a client sent) is written as a JSON escape, never dropped or cras
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -21,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from charlm import errors
 
-from .sliced import ClientGone
+from .sliced import ClientGone, escaped_json
 
 __all__ = ["STATUS", "error_response", "install_error_handlers", "response_for", "status_for"]
 
@@ -57,8 +56,7 @@ class SafeJSONResponse(JSONResponse):
     """JSON whose strings may hold lone surrogates: those become JSON escapes."""
 
     def render(self, content: Any) -> bytes:
-        text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-        return text.encode("utf-8", "backslashreplace")
+        return escaped_json(content)
 
 
 def status_for(exc: errors.CharLMError) -> tuple[int, str]:

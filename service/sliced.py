@@ -19,13 +19,14 @@ field is long, such as /activations' series).
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Generator, Iterable
-from typing import TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
-from pydantic_core import to_json
+from pydantic_core import PydanticSerializationError, to_json
 from starlette.types import Receive
 
 from charlm import ScoreResult
@@ -41,6 +42,8 @@ __all__ = [
     "Fragments",
     "answer",
     "array",
+    "escaped_json",
+    "json_of",
     "logprobs_json",
     "obj",
     "respond",
@@ -155,7 +158,7 @@ def score_json(pieces: Generator[list[ScoreStep], None, ScoreResult]) -> Sliced[
             break
         runs.append([_items(steps)])
         yield
-    head = result.model_dump_json(exclude={"steps"}).encode()
+    head = json_of(result, exclude={"steps"})
     return obj(head, {"steps": array(runs)})
 
 
@@ -188,5 +191,23 @@ def result_json(result: BaseModel, field: str) -> Sliced[Fragments]:
     for item in getattr(result, field):
         runs.append([to_json(item)])
         yield
-    head = result.model_dump_json(exclude={field}).encode()
+    head = json_of(result, exclude={field})
     return obj(head, {field: array(runs)})
+
+
+def json_of(result: BaseModel, exclude: set[str] | None = None) -> bytes:
+    """`result`'s JSON text, written by pydantic's own serializer (as `model_dump_json`
+    writes it), without the fields in `exclude`. That serializer refuses a string holding
+    a lone surrogate (an unknown character a client sent, which the answer lists), so
+    such a result is written by `escaped_json` instead."""
+    try:
+        return result.__pydantic_serializer__.to_json(result, exclude=exclude)
+    except PydanticSerializationError:
+        return escaped_json(result.model_dump(mode="json", exclude=exclude))
+
+
+def escaped_json(content: Any) -> bytes:
+    """Plain Python `content` as compact JSON in UTF-8, a lone surrogate in a string
+    written as a JSON escape (UTF-8 cannot carry one)."""
+    text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return text.encode("utf-8", "backslashreplace")

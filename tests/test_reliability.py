@@ -199,6 +199,26 @@ def test_a_lone_surrogate_gets_a_json_422(client: TestClient, field: str) -> Non
     assert error["characters"][0]["position"] == 2
 
 
+@pytest.mark.parametrize("path", ["/predict", "/score", "/report"])
+def test_a_skipped_lone_surrogate_is_answered_as_an_escape(client: TestClient, path: str) -> None:
+    """Answers are written by pydantic's serializer, which refuses lone surrogates (it
+    crashed /score and /report); the skipped character comes back as a JSON escape."""
+    raw = '{"model": "alphabet", "text": "ab\\ud800c", "on_unknown": "skip"}'
+    r = client.post(path, content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 200 and b"\\ud800" in r.content
+    if path == "/report":  # the page carries the result as JSON, escaped for a script
+        assert r.headers["content-type"].startswith("text/html")
+        return
+    assert r.headers["content-type"] == "application/json"
+    answer = json.loads(r.content)
+    assert answer["unknown"] == [{"char": "\ud800", "position": 2}]
+    plain = client.post(path, json={"model": "alphabet", "text": "abc"}).json()
+    if path == "/predict":
+        assert answer["next"] == plain["next"] and answer["next"][0]["char"] == "d"
+    else:  # the same steps as the text without it
+        assert [s["prob"] for s in answer["steps"]] == [s["prob"] for s in plain["steps"]]
+
+
 def test_oversized_and_malformed_bodies(client: TestClient) -> None:
     big = json.dumps({"model": "alphabet", "text": "a" * 5000})
     r = client.post("/predict", content=big, headers={"content-type": "application/json"})
