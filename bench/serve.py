@@ -1,24 +1,26 @@
 """Throughput and latency of the HTTP service under concurrent load, on loopback.
 
     python bench/serve.py [--seconds 5] [--rounds 3] [--concurrency 32] [--text-chars N]
+                          [--before REV]
     python bench/serve.py --head-of-line [--before REV]
     python bench/serve.py --largest [--before REV]
 
-Trains a 2-layer 256-unit model on corpora/notes.txt into a temporary directory
-(speed does not depend on how well a model is trained, only on its size). First the
-library's own batched speed: `Predictor.predict_batch` of 32 texts on one thread, no
-HTTP. Then a real `charlm serve` (uvloop and httptools) and, beside it, an empty
-FastAPI endpoint on the same loop and parser (bench/ceiling.py): the most requests per
-second this machine's HTTP stack can answer; then the same app and endpoint under
-uvicorn's plain stack (asyncio and h11). Texts of 2 characters (the HTTP stack is the
-limit) and of 70 (the model's arithmetic is). For each concurrency C, C keep-alive
-connections each send a request, wait for the whole answer and send the next, for a
-fixed time after a warm-up; the server and the empty endpoint are measured alternately
-with the same client. The client is
-wrk (`--client wrk`, the default where it is installed: one thread of C, which leaves
-the server most of the machine), or a few lines of asyncio in this process
-(`--client python`), which competes with the server for the same cores, as it does for
-the ceiling. Peak RSS of the server process is read from /proc at the end.
+Trains a 2-layer 256-unit model on corpora/notes.txt into a temporary directory (speed
+does not depend on how well a model is trained, only on its size). First the library's
+own batched speed: `Predictor.predict_batch` of 32 texts on one thread, no HTTP. Then a
+real `charlm serve` (uvloop and httptools) and, beside it, an empty FastAPI endpoint on
+the same loop and parser (bench/ceiling.py): the most requests per second this machine's
+HTTP stack can answer; then the same app and endpoint under uvicorn's plain stack
+(asyncio and h11); with `--before REV`, also `charlm serve` of that revision (checked
+out into a temporary worktree) on the same stack. Texts of 2 characters (the HTTP stack
+is the limit) and of 70 (the model's arithmetic is). For each concurrency C, C
+keep-alive connections each send a request, wait for the whole answer and send the next, for
+a fixed time after a warm-up; the server and the empty endpoint are measured alternately
+with the same client. The client is wrk (`--client wrk`, the default where it is
+installed: one thread of C, which leaves the server most of the machine), or a few lines
+of asyncio in this process (`--client python`), which competes with the server for the
+same cores, as it does for the ceiling. Peak RSS of the server process is read from
+/proc at the end.
 
 `--head-of-line` measures instead what a long generation does to other requests: the
 latency of sequential /predict calls on an idle server, then while one client's
@@ -469,9 +471,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--head-of-line", action="store_true", help="see above")
     parser.add_argument("--largest", action="store_true", help="see above")
-    parser.add_argument(
-        "--before", help="with --head-of-line or --largest: a revision to compare with"
-    )
+    parser.add_argument("--before", help="a revision to compare with, in the same run")
     args = parser.parse_args()
     if args.head_of_line:
         run_head_of_line(args)
@@ -483,25 +483,22 @@ def main() -> None:
     run_throughput(args)
 
 
-STACKS = {
-    "charlm serve": None,
-    "asyncio + h11": ["--loop", "asyncio", "--http", "h11"],
-}
-"""The servers measured: `charlm serve` as it runs (uvloop and httptools, service/protocol.py),
-and the same app under uvicorn's stack without its extras."""
+STACKS = {"asyncio + h11": ["--loop", "asyncio", "--http", "h11"]}
+"""The servers measured beside `charlm serve` as it runs (uvloop and httptools,
+service/protocol.py): the same app under uvicorn's stack without its extras."""
 
 
 @contextlib.contextmanager
 def stack(
-    name: str, ckpts: Path, port: int, empty_port: int
+    flags: list[str] | None, code: Path, ckpts: Path, port: int, empty_port: int
 ) -> Iterator[tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]]:
-    """The charlm server on the stack `name`, and the empty endpoint on the same stack."""
+    """The charlm server on the stack `flags` (None: `charlm serve` of the source tree
+    `code`), and the empty endpoint on the same stack."""
     quiet = ["--log-level", "warning"]
-    flags = STACKS[name]
     if flags is None:
-        cmd = [sys.executable, "-m", "charlm", "serve", "--checkpoints-dir", str(ckpts)]
+        cmd = [*charlm_of(code), "serve", "--checkpoints-dir", str(ckpts)]
         cmd += ["--port", str(port), "--max-pending", "1024", "--threads", "1", *quiet]
-        server = subprocess.Popen(cmd)
+        server = subprocess.Popen(cmd, cwd=code)
         flags = ["--loop", "uvloop", "--http", PROTOCOL]
     else:
         env = {**os.environ, "CHARLM_CHECKPOINTS_DIR": str(ckpts), "CHARLM_MAX_PENDING": "1024"}
@@ -585,13 +582,21 @@ def run_throughput(args: argparse.Namespace) -> None:
         ]
         for label, some in texts.items()
     }
-    cells = [(name, label, c) for label in texts for c in args.concurrency for name in STACKS]
     runs: dict[tuple[str, str, int, str], list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as running:
+        codes = running.enter_context(code_trees(args.before, Path(tmp), now="charlm serve"))
+        stacks: dict[str, tuple[list[str] | None, Path]] = {
+            **{name: (None, code) for name, code in codes.items()},
+            **{name: (flags, REPO) for name, flags in STACKS.items()},
+        }
+        names = [*codes, *STACKS]  # `charlm serve` of the revision before, if any, first
+        cells = [(name, label, c) for label in texts for c in args.concurrency for name in names]
         ckpts = train_model(Path(tmp))
         ceilings = {label: library_ceiling(ckpts, t, args.seconds) for label, t in texts.items()}
-        ports = {name: (free_port(), free_port()) for name in STACKS}
-        servers = {name: running.enter_context(stack(name, ckpts, *ports[name])) for name in STACKS}
+        ports = {name: (free_port(), free_port()) for name in names}
+        servers = {
+            name: running.enter_context(stack(*stacks[name], ckpts, *ports[name])) for name in names
+        }
         for _ in range(args.rounds):  # every server up at once, measured in turn
             for name, label, c in cells:
                 port, empty_port = ports[name]
@@ -626,8 +631,9 @@ def run_throughput(args: argparse.Namespace) -> None:
         "runs on the same loop and HTTP parser as the server beside it. Both servers compute "
         "on 1 thread (`--threads 1`), as the library does. Library: "
         f"`Predictor.predict_batch` of 32 texts on 1 thread, no HTTP ({ceiling_text}). "
-        f"All four servers run at once; each cell is the median of {args.rounds} rounds over "
-        f"every server in turn, each run {args.seconds:g} s measured after 1 s of warm-up. "
+        f"All {2 * len(names)} servers run at once; each cell is the median of "
+        f"{args.rounds} rounds over every server in turn, each run {args.seconds:g} s "
+        "measured after 1 s of warm-up. "
         f"Batching in `charlm serve`: {stats['requests']:,} calls in {stats['batches']:,} batches "
         f"(largest {stats['largest']}). Peak RSS of the `charlm serve` process: {rss:,.0f} MiB."
     )

@@ -145,7 +145,7 @@ class CharRNN(nn.Module):
             hidden_size=config.hidden_size,
             num_layers=config.num_layers,
             batch_first=True,
-        )  # its own dropout draws at every time step: `forward` drops units itself
+        )  # no dropout of its own, which would draw at every time step: `forward` drops units
         self.add_module(config.cell, recurrent)
         self.head = nn.Linear(config.hidden_size, config.vocab_size)
         self.reset_parameters()
