@@ -26,7 +26,7 @@ from typing import Any, TypeAlias, TypeVar
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
-from pydantic_core import PydanticSerializationError, to_json
+from pydantic_core import PydanticSerializationError, to_json, to_jsonable_python
 from starlette.types import Receive
 
 from charlm import ScoreResult
@@ -43,6 +43,7 @@ __all__ = [
     "answer",
     "array",
     "escaped_json",
+    "json_bytes",
     "json_of",
     "logprobs_json",
     "obj",
@@ -119,7 +120,7 @@ async def _chunks(fragments: Fragments) -> AsyncIterator[bytes]:
 
 def _items(values: Iterable[object]) -> bytes:
     """The JSON of a list's items, without the brackets (b"" for none)."""
-    return to_json(list(values))[1:-1]
+    return json_bytes(list(values))[1:-1]
 
 
 def array(runs: Iterable[Fragments]) -> Fragments:
@@ -141,7 +142,7 @@ def obj(head: bytes, fields: dict[str, Fragments]) -> Fragments:
     out = [head[:-1]]
     comma = head.strip() != b"{}"
     for name, value in fields.items():
-        out += [b"," if comma else b"", to_json(name), b":", *value]
+        out += [b"," if comma else b"", json_bytes(name), b":", *value]
         comma = True
     out.append(b"}")
     return out
@@ -173,23 +174,29 @@ def logprobs_json(pieces: Iterable[TokenLogprobs], shift: int = 0) -> Sliced[Fra
     }
     for piece in pieces:
         fields["tokens"].append([_items(piece.tokens)])
-        fields["token_logprobs"].append([_json(piece.token_logprobs)[1:-1]])
-        fields["top_logprobs"].append([_json(piece.top_logprobs)[1:-1]])
+        fields["token_logprobs"].append([json_bytes(piece.token_logprobs)[1:-1]])
+        fields["top_logprobs"].append([json_bytes(piece.top_logprobs)[1:-1]])
         fields["text_offset"].append([_items(o - shift for o in piece.text_offset)])
         yield
     return obj(b"{}", {name: array(runs) for name, runs in fields.items()})
 
 
-def _json(values: object) -> bytes:
-    """JSON with NaN and infinities as null, as charlm's results write them."""
-    return to_json(values, inf_nan_mode="null")
+def json_bytes(value: object) -> bytes:
+    """`value` as compact JSON text, written by pydantic's serializer, with NaN and
+    infinities as null, as charlm's results write them; a value holding a lone surrogate
+    (a character a client sent, echoed back), which that serializer refuses, is written
+    by `escaped_json` instead."""
+    try:
+        return to_json(value, inf_nan_mode="null")
+    except PydanticSerializationError:
+        return escaped_json(to_jsonable_python(value, inf_nan_mode="null"))
 
 
 def result_json(result: BaseModel, field: str) -> Sliced[Fragments]:
     """`result`, its list `field` written an item per piece."""
     runs: list[Fragments] = []
     for item in getattr(result, field):
-        runs.append([to_json(item)])
+        runs.append([json_bytes(item)])
         yield
     head = json_of(result, exclude={field})
     return obj(head, {field: array(runs)})

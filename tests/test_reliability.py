@@ -219,6 +219,29 @@ def test_a_skipped_lone_surrogate_is_answered_as_an_escape(client: TestClient, p
         assert [s["prob"] for s in answer["steps"]] == [s["prob"] for s in plain["steps"]]
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_echoed_lone_surrogate_is_answered_as_an_escape(
+    client: TestClient, stream: bool
+) -> None:
+    """/v1/completions echoes the prompt as given, a skipped lone surrogate included (it
+    crashed with echo, logprobs or not, streamed or not)."""
+    raw = (
+        '{"model": "alphabet", "prompt": "ab\\ud800c", "max_tokens": 2, "echo": true, '
+        f'"logprobs": 1, "on_unknown": "skip", "stream": {json.dumps(stream)}}}'
+    )
+    r = client.post("/v1/completions", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 200
+    if stream:
+        events = [line[6:] for line in r.text.splitlines() if line.startswith("data: {")]
+        texts = "".join(json.loads(e)["choices"][0]["text"] for e in events)
+    else:
+        choice = json.loads(r.content)["choices"][0]
+        texts = choice["text"]
+        tokens, logprobs = choice["logprobs"]["tokens"], choice["logprobs"]["token_logprobs"]
+        assert tokens[:4] == ["a", "b", "\ud800", "c"] and logprobs[2] is None
+    assert texts == "ab\ud800cde"
+
+
 def test_oversized_and_malformed_bodies(client: TestClient) -> None:
     big = json.dumps({"model": "alphabet", "text": "a" * 5000})
     r = client.post("/predict", content=big, headers={"content-type": "application/json"})

@@ -18,7 +18,6 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
-from pydantic_core import to_json
 
 from charlm import InputError, LimitExceededError, SampleConfig
 from charlm.inference.logprobs import cut_at_stop, logprob_pieces
@@ -29,7 +28,7 @@ from ..generation import GenerationEngine
 from ..limits import check_choices, check_limits, check_scored
 from ..routes import ADMITTED, ERRORS, model_for
 from ..settings import ServiceSettings
-from ..sliced import Fragments, answer, array, logprobs_json, obj, respond
+from ..sliced import Fragments, answer, array, json_bytes, logprobs_json, obj, respond
 from . import schemas
 from .tokens import decode
 
@@ -159,8 +158,8 @@ async def completions(req: schemas.CompletionRequest, request: Request) -> Any:
         made += len(text)
         logprobs = await _logprobs(request, model, req, prompt, text, known=known)
         shown = prompt + text if req.echo else text
-        choice = to_json({"text": shown, "index": index})
-        choices.append(obj(choice, {"logprobs": logprobs, "finish_reason": [to_json(finish)]}))
+        choice = json_bytes({"text": shown, "index": index})
+        choices.append(obj(choice, {"logprobs": logprobs, "finish_reason": [json_bytes(finish)]}))
     used = sum(len(p) for p in prompts)
     usage = schemas.Usage(prompt_tokens=used, completion_tokens=made, total_tokens=used + made)
     body = schemas.Completion(**head, choices=[], usage=usage).model_dump_json(exclude={"choices"})
@@ -246,10 +245,10 @@ async def _stream(
 
     def chunk(index: int, text: str, logprobs: Fragments, finish: str | None) -> str:
         choice = obj(
-            to_json({"text": text, "index": index}),
-            {"logprobs": logprobs, "finish_reason": [to_json(finish)]},
+            json_bytes({"text": text, "index": index}),
+            {"logprobs": logprobs, "finish_reason": [json_bytes(finish)]},
         )
-        body = obj(to_json({**head, "object": "text_completion"}), {"choices": array([choice])})
+        body = obj(json_bytes({**head, "object": "text_completion"}), {"choices": array([choice])})
         return f"data: {b''.join(body).decode()}\n\n"
 
     for index, prompt, j, read in jobs:
