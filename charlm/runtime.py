@@ -9,7 +9,9 @@ machine can do.
   float32), or 'auto': on a CPU, bf16 where it computes it natively and the model has at
   least `BF16_MIN_HIDDEN` units (below that it gains nothing measurable); on a CUDA GPU,
   bf16 wherever the GPU supports it.
-- bf16 generation steps: only on a CPU with native bf16 and oneDNN's matrix-vector kernel.
+- bf16 generation steps: on a CPU where oneDNN's matrix-vector kernel takes bf16, natively
+  or emulated on AVX-512 (a step is bound by reading its weights, so half the bytes pays
+  even emulated: BENCHMARKS.md, "Greedy generation at batch 1").
 - int8 generation steps: only on a CPU, with torch's FBGEMM quantised kernels.
 - CPU threads: see `choose_threads`, whose rule comes from `bench/threads.py`.
 """
@@ -208,7 +210,7 @@ _malloc_trim: Any = None
 def require_bf16_steps(device: torch.device | None = None) -> None:
     """Raise `ConfigError` unless generation can step with bfloat16 weights on `device`."""
     if not bf16_steps_supported(device):
-        raise ConfigError("bf16 stepping needs a CPU with native bfloat16 and oneDNN")
+        raise ConfigError("bf16 stepping needs a CPU whose oneDNN computes bfloat16 (AVX-512)")
 
 
 def free_cores(window_s: float = 0.1) -> int:

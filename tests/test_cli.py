@@ -95,7 +95,7 @@ def test_generate_is_reproducible(notes_dir: Path, capsys: pytest.CaptureFixture
     [
         pytest.param(
             "--bf16",
-            marks=pytest.mark.skipif(not bf16_steps_supported(), reason="no native bfloat16"),
+            marks=pytest.mark.skipif(not bf16_steps_supported(), reason="no bf16 in oneDNN"),
         ),
         pytest.param(
             "--int8",

@@ -132,7 +132,7 @@ def _worst_difference(notes: Predictor, weights: str) -> float:
     return worst
 
 
-@pytest.mark.skipif(not bf16_steps_supported(), reason="no native bfloat16 on this CPU")
+@pytest.mark.skipif(not bf16_steps_supported(), reason="no bfloat16 in oneDNN on this CPU")
 def test_bf16_steps_stay_close_to_float32(notes: Predictor) -> None:
     assert 0 < _worst_difference(notes, "bf16") < 2e-2  # close, and not secretly float32
 

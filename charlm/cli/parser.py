@@ -273,7 +273,7 @@ def _add_generate(p: argparse.ArgumentParser) -> None:
         "--bf16",
         action="store_true",
         help="step with bfloat16 weights: faster for large models, probabilities within "
-        "2e-2 of float32 (CPUs with native bfloat16 only)",
+        "2e-2 of float32 (CPUs with AVX-512 only)",
     )
     weights.add_argument(
         "--int8",

@@ -85,7 +85,7 @@ class Stepper:
 
     - "fp32": as trained; results match the model's forward pass to float32 rounding.
     - "bf16": bfloat16 (half the bytes to read per step); each layer's input is rounded
-      to bfloat16 before its product. Needs a CPU with native bf16.
+      to bfloat16 before its product. Needs a CPU whose oneDNN computes bf16 (AVX-512).
     - "int8": int8 with one float scale per row (a quarter of the bytes); each layer's
       input is quantised to 8 bits per step (FBGEMM's dynamic quantisation).
 
