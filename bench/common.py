@@ -153,13 +153,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
+def wait_ready(port: int, process: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
     """Until the server `process` accepts connections on `port` (uvicorn binds its socket
-    only once the app has started); exit if it dies or takes a minute."""
-    for _ in range(600):
+    only once the app has started); exit, the process killed, if it dies or takes longer
+    than `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit(f"server exited with {process.returncode}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
             return
         time.sleep(0.1)
+    process.kill()
     raise SystemExit("server did not start")

@@ -25,11 +25,9 @@ import argparse
 import statistics
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
-import httpx2 as httpx
-from common import REPO, charlm_of, code_trees, free_port, percentile, report
+from common import REPO, charlm_of, code_trees, free_port, percentile, report, wait_ready
 from playwright.sync_api import sync_playwright
 
 from charlm.cli import main as charlm
@@ -84,15 +82,8 @@ def start_server(code: Path, checkpoints: Path, port: int) -> subprocess.Popen[b
     cmd = [*charlm_of(code), "serve", "--checkpoints-dir", str(checkpoints)]
     cmd += ["--port", str(port), "--log-level", "warning", "--max-text-chars", "100000"]
     proc = subprocess.Popen(cmd, cwd=code, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("the server did not start")
+    wait_ready(port, proc)
+    return proc
 
 
 def main() -> None:

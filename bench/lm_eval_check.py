@@ -25,8 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx2 as httpx
-from common import REPO, report
+from common import REPO, free_port, report, wait_ready
 
 from charlm.cli import main as charlm
 from charlm.inference import Predictor
@@ -86,18 +85,13 @@ def main() -> None:
         tasks = tmp / "tasks"
         tasks.mkdir()
         (tasks / "charlm_notes.yaml").write_text(TASK.format(items=tmp / "items.jsonl"))
-        port = 8791
+        port = free_port()
         server = subprocess.Popen(
             [sys.executable, "-m", "charlm", "serve", "--checkpoints-dir", str(ckpts),
              "--port", str(port), "--log-level", "warning"],
         )  # fmt: skip
         try:
-            for _ in range(300):
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.2)
+            wait_ready(port, server)
             started = time.perf_counter()
             subprocess.run(
                 [args.lm_eval, "--model", "local-completions", "--model_args",

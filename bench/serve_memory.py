@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx2 as httpx
 import torch
-from common import charlm_of, code_trees, free_port, report
+from common import charlm_of, code_trees, free_port, report, wait_ready
 
 from charlm import ModelConfig, Vocabulary, checkpoint
 from charlm.model import CharRNN
@@ -58,16 +58,9 @@ def serving(
     cmd = [*charlm_of(code), "serve", flag, str(checkpoints), "--port", str(port)]
     cmd += ["--log-level", "warning"]
     proc = subprocess.Popen(cmd, cwd=code, stdout=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        yield proc, url
+        wait_ready(port, proc, timeout_s=120)  # several models to load
+        yield proc, f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
         proc.wait(30)
