@@ -40,8 +40,10 @@ from common import REPO, report
 from torch import nn
 
 from charlm.data import IdSplit
-from charlm.model import ModelConfig
+from charlm.model import CharRNN, ModelConfig
+from charlm.runtime import bf16_supported
 from charlm.training import StepInfo, TrainCallback, TrainConfig, Trainer
+from charlm.training.step import train_step
 from charlm.vocab import Vocabulary
 
 SHAKESPEARE = REPO.parent / "shared" / "corpora" / "tinyshakespeare.txt"
@@ -172,9 +174,6 @@ def profile_step(dropout: float, steps: int = 20) -> dict[str, float]:
     """Shares of one bf16 training step's self CPU time, by kind of operation."""
     from torch.profiler import ProfilerActivity, profile
 
-    from charlm.model import CharRNN
-    from charlm.training.step import train_step
-
     torch.manual_seed(0)
     model = CharRNN(ModelConfig(vocab_size=65, hidden_size=256, dropout=dropout))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
@@ -205,8 +204,6 @@ class PerStepDropout(nn.Module):
 
     def __init__(self, config: ModelConfig, p: float) -> None:
         super().__init__()
-        from charlm.model import CharRNN
-
         self.model = CharRNN(config)
         self.model.recurrent.dropout = p
         self.drop = nn.Dropout(p)
@@ -218,10 +215,6 @@ class PerStepDropout(nn.Module):
 
 def dropout_step_ms(repeats: int, steps: int = 20) -> None:
     """Median ms per training step: no dropout, charlm's shared masks, per-step masks."""
-    from charlm.model import CharRNN
-    from charlm.runtime import bf16_supported
-    from charlm.training.step import train_step
-
     config = ModelConfig(vocab_size=65, hidden_size=256)
     variants: dict[str, nn.Module] = {
         "no dropout": CharRNN(config),
