@@ -1,7 +1,7 @@
 """Throughput and latency of the HTTP service under concurrent load, on loopback.
 
     python bench/serve.py [--seconds 5] [--rounds 3] [--concurrency 32] [--text-chars N]
-                          [--before REV]
+                          [--before REV] [--threads 1 2]
     python bench/serve.py --head-of-line [--before REV]
     python bench/serve.py --largest [--before REV]
 
@@ -12,7 +12,9 @@ real `charlm serve` (uvloop and httptools) and, beside it, an empty FastAPI endp
 the same loop and parser (bench/ceiling.py): the most requests per second this machine's
 HTTP stack can answer; then the same app and endpoint under uvicorn's plain stack
 (asyncio and h11); with `--before REV`, also `charlm serve` of that revision (checked
-out into a temporary worktree) on the same stack. Texts of 2 characters (the HTTP stack
+out into a temporary worktree) on the same stack; with `--threads 1 2`, `charlm serve`
+and the library once with each thread count (the model thread's OpenMP team: one core,
+or the second one too, shared with the event loop). Texts of 2 characters (the HTTP stack
 is the limit) and of 70 (the model's arithmetic is). For each concurrency C, C
 keep-alive connections each send a request, wait for the whole answer and send the next, for
 a fixed time after a warm-up; the server and the empty endpoint are measured alternately
@@ -472,6 +474,13 @@ def main() -> None:
     parser.add_argument("--head-of-line", action="store_true", help="see above")
     parser.add_argument("--largest", action="store_true", help="see above")
     parser.add_argument("--before", help="a revision to compare with, in the same run")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="compute threads of `charlm serve` and the library, each measured (throughput)",
+    )
     args = parser.parse_args()
     if args.head_of_line:
         run_head_of_line(args)
@@ -490,19 +499,24 @@ service/protocol.py): the same app under uvicorn's stack without its extras."""
 
 @contextlib.contextmanager
 def stack(
-    flags: list[str] | None, code: Path, ckpts: Path, port: int, empty_port: int
+    flags: list[str] | None,
+    code: Path,
+    threads: int,
+    ckpts: Path,
+    port: int,
+    empty_port: int,
 ) -> Iterator[tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]]:
     """The charlm server on the stack `flags` (None: `charlm serve` of the source tree
-    `code`), and the empty endpoint on the same stack."""
+    `code`) computing on `threads` threads, and the empty endpoint on the same stack."""
     quiet = ["--log-level", "warning"]
     if flags is None:
         cmd = [*charlm_of(code), "serve", "--checkpoints-dir", str(ckpts)]
-        cmd += ["--port", str(port), "--max-pending", "1024", "--threads", "1", *quiet]
+        cmd += ["--port", str(port), "--max-pending", "1024", "--threads", str(threads), *quiet]
         server = subprocess.Popen(cmd, cwd=code)
         flags = ["--loop", "uvloop", "--http", PROTOCOL]
     else:
         env = {**os.environ, "CHARLM_CHECKPOINTS_DIR": str(ckpts), "CHARLM_MAX_PENDING": "1024"}
-        env["CHARLM_THREADS"] = "1"
+        env["CHARLM_THREADS"] = str(threads)
         cmd = [sys.executable, "-m", "uvicorn", "--factory", APP, "--port", str(port), *flags]
         server = subprocess.Popen([*cmd, *quiet], env=env)
     env = {**os.environ, "PYTHONPATH": str(REPO / "bench")}
@@ -519,13 +533,13 @@ def stack(
         ceiling.wait()
 
 
-def library_ceiling(ckpts: Path, texts: list[str], seconds: float) -> float:
-    """Texts a second that `Predictor.predict_batch` answers in batches of 32 on one
-    thread in this process, with no HTTP: the model's own batched speed."""
+def library_ceiling(ckpts: Path, texts: list[str], seconds: float, threads: int = 1) -> float:
+    """Texts a second that `Predictor.predict_batch` answers in batches of 32 on `threads`
+    threads in this process, with no HTTP: the model's own batched speed."""
     from charlm.inference import Predictor
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
         predictor = Predictor.from_checkpoint(ckpts / "m")
         batches = [
@@ -539,7 +553,7 @@ def library_ceiling(ckpts: Path, texts: list[str], seconds: float) -> float:
             done += 1
         return done * 32 / (time.perf_counter() - t0)
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
 
 
 def measure(
@@ -585,14 +599,19 @@ def run_throughput(args: argparse.Namespace) -> None:
     runs: dict[tuple[str, str, int, str], list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as running:
         codes = running.enter_context(code_trees(args.before, Path(tmp), now="charlm serve"))
-        stacks: dict[str, tuple[list[str] | None, Path]] = {
-            **{name: (None, code) for name, code in codes.items()},
-            **{name: (flags, REPO) for name, flags in STACKS.items()},
+        stacks: dict[str, tuple[list[str] | None, Path, int]] = {
+            **{name: (None, code, args.threads[0]) for name, code in codes.items()},
+            **{f"charlm serve, {n} threads": (None, REPO, n) for n in args.threads[1:]},
+            **{name: (flags, REPO, args.threads[0]) for name, flags in STACKS.items()},
         }
-        names = [*codes, *STACKS]  # `charlm serve` of the revision before, if any, first
+        names = list(stacks)  # `charlm serve` of the revision before, if any, first
         cells = [(name, label, c) for label in texts for c in args.concurrency for name in names]
         ckpts = train_model(Path(tmp))
-        ceilings = {label: library_ceiling(ckpts, t, args.seconds) for label, t in texts.items()}
+        ceilings = {
+            (label, n): library_ceiling(ckpts, t, args.seconds, n)
+            for n in args.threads
+            for label, t in texts.items()
+        }
         ports = {name: (free_port(), free_port()) for name in names}
         servers = {
             name: running.enter_context(stack(*stacks[name], ckpts, *ports[name])) for name in names
@@ -613,7 +632,7 @@ def run_throughput(args: argparse.Namespace) -> None:
             f"| {name} | {label} | {c} | {e['rps']:,.0f} | {e['p50']:.2f} "
             f"| {e['p99']:.2f} | {p['rps']:,.0f} | {p['p50']:.2f} "
             f"| {p['p99']:.2f} ({p['p99'] / p['p50']:.1f}x) "
-            f"| {p['rps'] / e['rps']:.2f} | {p['rps'] / ceilings[label]:.2f} "
+            f"| {p['rps'] / e['rps']:.2f} | {p['rps'] / ceilings[label, stacks[name][2]]:.2f} "
             f"| {int(p['errors'] + e['errors'])} |"
         )
     table = (
@@ -623,14 +642,18 @@ def run_throughput(args: argparse.Namespace) -> None:
         + "\n".join(rows)
     )
     assert isinstance(stats, dict)
-    ceiling_text = ", ".join(f"{label}: {v:,.0f} texts/s" for label, v in ceilings.items())
+    ceiling_text = ", ".join(
+        f"{label} on {n} thread(s): {v:,.0f} texts/s" for (label, n), v in ceilings.items()
+    )
+    first = args.threads[0]
     notes_text = (
         f"Client: {args.client}. /predict: 2 x 256 LSTM (embedding 64, vocabulary of "
         f"notes.txt), texts cut from notes.txt at 200 places, sent in turn, top_k 5, "
         f"continuation_length {args.continuation}. The empty endpoint (bench/ceiling.py) "
-        "runs on the same loop and HTTP parser as the server beside it. Both servers compute "
-        "on 1 thread (`--threads 1`), as the library does. Library: "
-        f"`Predictor.predict_batch` of 32 texts on 1 thread, no HTTP ({ceiling_text}). "
+        "runs on the same loop and HTTP parser as the server beside it. The servers compute "
+        f"on {first} thread(s) (`--threads {first}`) unless their name says otherwise; each "
+        "is compared with the library on as many threads. Library: "
+        f"`Predictor.predict_batch` of 32 texts, no HTTP ({ceiling_text}). "
         f"All {2 * len(names)} servers run at once; each cell is the median of "
         f"{args.rounds} rounds over every server in turn, each run {args.seconds:g} s "
         "measured after 1 s of warm-up. "
