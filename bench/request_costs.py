@@ -132,9 +132,10 @@ def main() -> None:
         ),
         "model_validate_json": PredictRequest.model_validate_json,
     }
-    missing = []
+    missing, found = [], []
     try:
         orjson: Any = importlib.import_module("orjson")
+        found.append(f"orjson {orjson.__version__}")
         encoders["orjson of model_dump()"] = lambda a: orjson.dumps(a.model_dump())
         decoders["orjson.loads + model_validate"] = lambda b: PredictRequest.model_validate(
             orjson.loads(b)
@@ -143,6 +144,7 @@ def main() -> None:
         missing.append("orjson")
     try:
         msgspec: Any = importlib.import_module("msgspec")
+        found.append(f"msgspec {msgspec.__version__}")
         encoders["msgspec of model_dump()"] = lambda a: msgspec.json.encode(a.model_dump())
     except ImportError:
         missing.append("msgspec")
@@ -190,7 +192,8 @@ def main() -> None:
         f"`python bench/request_costs.py --repeats {args.repeats}`: median µs per call over "
         f"{args.repeats} rounds of {CALLS:,} calls, one thread; the ratio is to the first "
         f"row of its kind. {sizes}. "
-        + (f"Not installed, so not measured: {', '.join(missing)}." if missing else "")
+        + (f"Not installed, so not measured: {', '.join(missing)}. " if missing else "")
+        + (f"Installed beside charlm: {', '.join(found)}." if found else "")
     )
     report(
         "What parts of a /predict request cost the event loop",
