@@ -9,11 +9,11 @@ the same run.
 `--profile` instead splits the time of one bf16 training step of the `large` preset's
 model (2 x 256, window 64, batch 32, dropout 0.2 and 0) by operation, with
 torch.profiler: where the time goes, and so what a faster step would have to change.
-`--dropout` times that step (fp32 and bf16 autocast where the CPU has native bf16)
-without dropout, with charlm's dropout 0.2 (one mask per stream and window, the layers
-run one at a time) and with dropout 0.2 drawn afresh at every time step as `nn.LSTM`'s
-own `dropout` and `nn.Dropout` draw it (what charlm did before), interleaved, medians of
-`--repeats`.
+`--dropout` times that step (fp32, and bf16 autocast where the CPU computes bf16,
+natively or emulated by oneDNN) without dropout, with charlm's dropout 0.2 (one mask per
+stream and window, the layers run one at a time) and with dropout 0.2 drawn afresh at
+every time step as `nn.LSTM`'s own `dropout` and `nn.Dropout` draw it (what charlm did
+before), interleaved, medians of `--repeats`.
 
 The plain loop is written here the way a tutorial writes it: Embedding(64) -> 2-layer
 nn.LSTM -> Linear, Adam at a constant rate, gradient clipping at 5, random windows from
@@ -213,8 +213,9 @@ class PerStepDropout(nn.Module):
         return self.model.head(self.drop(out)), new_state
 
 
-def dropout_step_ms(repeats: int, steps: int = 20) -> None:
-    """Median ms per training step: no dropout, charlm's shared masks, per-step masks."""
+def dropout_step_ms(repeats: int, write: bool, steps: int = 20) -> None:
+    """The median ms per training step with no dropout, charlm's shared masks and per-step
+    masks, reported (and with `write` added to BENCHMARKS.md)."""
     config = ModelConfig(vocab_size=65, hidden_size=256)
     variants: dict[str, nn.Module] = {
         "no dropout": CharRNN(config),
@@ -259,7 +260,7 @@ def dropout_step_ms(repeats: int, steps: int = 20) -> None:
         f"median of {repeats} rounds after one untimed; {torch.get_num_threads()} "
         "torch threads."
     )
-    report("The cost of dropout in a training step", table, notes, write=True)
+    report("The cost of dropout in a training step", table, notes, write=write)
 
 
 def main() -> None:
@@ -271,7 +272,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     if args.dropout:
-        dropout_step_ms(args.repeats)
+        dropout_step_ms(args.repeats, write=not args.no_write)
         return
     if args.profile:
         rows = []
