@@ -1,4 +1,5 @@
-"""Shared fixtures: paths, a trained alphabet checkpoint, small trained checkpoints."""
+"""Shared fixtures: paths, a trained alphabet checkpoint, small trained checkpoints
+(each trained once per test run, `once.built_once`)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from charlm.training import fit
 from charlm.vocab import Vocabulary
 
 from . import browsing
+from .once import built_once
 
 if TYPE_CHECKING:
     from .serving import Server
@@ -64,8 +66,11 @@ def text_split(
 @pytest.fixture(scope="session")
 def alphabet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The alphabet trained with the defaults of `charlm train corpora/alphabet.txt`."""
-    directory = tmp_path_factory.mktemp("alphabet-run") / "alphabet"
-    fit(CORPORA / "alphabet.txt", directory, plots=False)
+
+    def train(parent: Path) -> None:
+        fit(CORPORA / "alphabet.txt", parent / "alphabet", plots=False)
+
+    directory = built_once(tmp_path_factory, "alphabet-run", train) / "alphabet"
     assert checkpoint.exists(directory)
     return directory
 
@@ -73,9 +78,12 @@ def alphabet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def gru_alphabet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The alphabet trained with the defaults and `--cell gru`."""
-    directory = tmp_path_factory.mktemp("gru-run") / "gru"
-    fit(CORPORA / "alphabet.txt", directory, model_overrides={"cell": "gru"}, plots=False)
-    return directory
+
+    def train(parent: Path) -> None:
+        gru = {"cell": "gru"}
+        fit(CORPORA / "alphabet.txt", parent / "gru", model_overrides=gru, plots=False)
+
+    return built_once(tmp_path_factory, "gru-run", train) / "gru"
 
 
 @pytest.fixture(scope="session")
@@ -86,25 +94,29 @@ def alphabet(alphabet_dir: Path) -> Predictor:
 @pytest.fixture(scope="session")
 def notes_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small prose model: 2 layers, so the model and inference code see real depth."""
-    directory = tmp_path_factory.mktemp("notes-run") / "notes"
-    fit(
-        CORPORA / "notes.txt",
-        directory,
-        model_overrides={"num_layers": 2, "hidden_size": 32},
-        train_overrides={"max_steps": 150},
-        plots=False,
-    )
-    return directory
+
+    def train(parent: Path) -> None:
+        fit(
+            CORPORA / "notes.txt",
+            parent / "notes",
+            model_overrides={"num_layers": 2, "hidden_size": 32},
+            train_overrides={"max_steps": 150},
+            plots=False,
+        )
+
+    return built_once(tmp_path_factory, "notes-run", train) / "notes"
 
 
 @pytest.fixture(scope="session")
 def overfit_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """notes.txt trained with the tiny preset for 1,000 steps, `--patience 0` (never stop
     early): the overfitting detector fires (the validation loss is lowest at step 300)."""
-    directory = tmp_path_factory.mktemp("overfit-run") / "overfit"
-    overrides = {"max_steps": 1000, "patience": 0}
-    fit(CORPORA / "notes.txt", directory, train_overrides=overrides, plots=False)
-    return directory
+
+    def train(parent: Path) -> None:
+        overrides = {"max_steps": 1000, "patience": 0}
+        fit(CORPORA / "notes.txt", parent / "overfit", train_overrides=overrides, plots=False)
+
+    return built_once(tmp_path_factory, "overfit-run", train) / "overfit"
 
 
 @pytest.fixture(scope="session")

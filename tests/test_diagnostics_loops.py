@@ -3,9 +3,9 @@
 names its cause, whatever format it was written in and however often; no fixed loop's
 log raises a finding that holds.
 
-The loops run once each, in a session-scoped fixture that writes every format at once:
-`step,loss` every 1, 10 and 50 steps, the rich CSV, JSON Lines, what the loop printed,
-and for post 002 the Keras history.
+The loops run once each in the test run (not once per worker), in a fixture that
+writes every format at once: `step,loss` every 1, 10 and 50 steps, the rich CSV, JSON
+Lines, what the loop printed, and for post 002 the Keras history.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import torch
 from charlm.diagnostics.diagnosis import Diagnosis, diagnose_log
 
 from .conftest import REPO
+from .once import built_once
 
 pytestmark = pytest.mark.slow  # eight short training runs (about 30 s on 2 cores)
 
@@ -47,10 +48,9 @@ CHARLM_FLAGS = re.compile(
 
 @pytest.fixture(scope="session")
 def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Every loop, broken and fixed, run once, writing all its logs."""
-    out = tmp_path_factory.mktemp("loop-logs")
+    """Every loop, broken and fixed, run once in the test run, writing all its logs."""
 
-    def run(post: str, fixed: bool) -> None:
+    def run(out: Path, post: str, fixed: bool) -> None:
         script, flags, fix = RUNS[post]
         name = out / f"{post}_{'fixed' if fixed else 'broken'}"
         args = [*flags, *(["--fixed", *fix] if fixed else [])]
@@ -65,10 +65,12 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
         )  # fmt: skip
         Path(f"{name}.out").write_text(done.stdout, encoding="utf-8")
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        for result in [pool.submit(run, p, f) for p in RUNS for f in (False, True)]:
-            result.result()
-    return out
+    def run_all(out: Path) -> None:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for result in [pool.submit(run, out, p, f) for p in RUNS for f in (False, True)]:
+                result.result()
+
+    return built_once(tmp_path_factory, "loop-logs", run_all)
 
 
 def diagnosis(logs: Path, post: str, fixed: bool, fmt: str) -> Diagnosis:
