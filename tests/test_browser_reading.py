@@ -218,7 +218,10 @@ def test_failures_mark_the_shading_out_of_date(wide: Page, server: Server) -> No
     wide.type_text(PROSE[:60])
     view = wide.page
     assert view.locator("#view.cl-stale").count() == 0
+    sent: list[int] = []  # the size of each /score request
+    view.on("request", lambda r: r.url.endswith("/score") and sent.append(len(r.post_data)))
     # A text over the server's limit: refused, and the old shading marked as such.
+    # (Chromium fills it as many input events: the page was asked again while it waited.)
     view.fill("#text", (PROSE * 40)[:20_001])
     # (A slow answer marks the view out of date too, before the refusal comes.)
     view.wait_for_function(
@@ -227,6 +230,7 @@ def test_failures_mark_the_shading_out_of_date(wide: Page, server: Server) -> No
     assert view.locator("#view.cl-stale").count() == 1
     wide.type_text(PROSE[:60])  # back under the limit: fresh shading
     view.wait_for_function("() => !document.getElementById('view').classList.contains('cl-stale')")
+    assert sum(size > 20_001 for size in sent) == 1  # the refused text was not sent again
     # The server stops answering.
     view.route(server.url + "/score", lambda r: r.abort())
     view.fill("#text", PROSE[:70])

@@ -5,10 +5,11 @@
 
   var $ = function (id) { return document.getElementById(id); };
   // drawn: the model and text the view shows (without a continuation), so that asking
-  // again for the same draws nothing new.
+  // again for the same draws nothing new; refused: the model and text the server last
+  // refused, which are not sent again until one of them changes.
   var state = {
     models: {}, continuation: null, kind: "greedy", seq: 0, cseq: 0, cache: {}, stream: null,
-    drawn: null,
+    drawn: null, refused: null,
     view: {}, history: [], reselect: null, shown: null,
   };
 
@@ -238,7 +239,7 @@
     /* Models trained or retrained while the page is open: pick them up, and score the
        text again with a model that changed. */
     return loadModels().then(function (changed) {
-      if (changed) { state.continuation = null; state.drawn = null; schedule(); }
+      if (changed) { state.continuation = null; state.drawn = state.refused = null; schedule(); }
     }).catch(function () { /* the next refresh, or a request, will say what is wrong */ });
   }
 
@@ -324,8 +325,9 @@
     };
     return scoreWith(name, text, true, first).then(function (r) {
       if (r.ok) { result.score = r.data; result.unknown = r.data.unknown; return result; }
-      var err = r.data.error || {};
-      throw new Error(err.message || ("the service answered " + r.status));
+      var err = r.data.error || {}, e = new Error(err.message || ("the service answered " + r.status));
+      e.status = r.status;
+      throw e;
     });
   }
 
@@ -467,8 +469,10 @@
     /* Score the text and ask for the next character; then tell the other panels. */
     var text = $("text").value, key = model() + "\n" + text;
     if (key === state.drawn) return Promise.resolve();  // what the view shows already
+    if (key === state.refused) return Promise.resolve();  // would be refused again
     var seq = ++state.seq;
     state.drawn = null;
+    state.refused = null;
     changing($("view"));
     changing($("next"));
     listeners.forEach(function (fn) { fn(text, undefined); });  // (undefined: on its way)
@@ -490,7 +494,15 @@
       return api("/predict", body).then(function (r) {
         if (seq === state.seq) drawNext(r.ok ? r.data.next : null);
       });
-    }).catch(function (e) { if (seq === state.seq) failed(e); });
+    }).catch(function (e) {
+      if (seq !== state.seq) return;
+      // A refusal of this text (too long, say) stands until it or the model changes; a
+      // server that could not be reached or was busy (408, 429, 5xx) is asked again.
+      if (e.status >= 400 && e.status < 500 && e.status !== 408 && e.status !== 429) {
+        state.refused = key;
+      }
+      failed(e);
+    });
   }
 
   var running = false, queued = false;
