@@ -8,7 +8,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -63,14 +63,22 @@ def text_split(
     return IdSplit.of_ids(vocab.encode_compact(text).numpy(), val_fraction, mode)
 
 
+def trained_once(
+    tmp_path_factory: pytest.TempPathFactory, name: str, corpus: str, **overrides: Any
+) -> Path:
+    """`fit` of `corpora/<corpus>` (plots off, `overrides` passed on) into a checkpoint
+    `name`, alone in its parent directory: trained once per test run (`built_once`)."""
+
+    def train(parent: Path) -> None:
+        fit(CORPORA / corpus, parent / name, plots=False, **overrides)
+
+    return built_once(tmp_path_factory, f"{name}-run", train) / name
+
+
 @pytest.fixture(scope="session")
 def alphabet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The alphabet trained with the defaults of `charlm train corpora/alphabet.txt`."""
-
-    def train(parent: Path) -> None:
-        fit(CORPORA / "alphabet.txt", parent / "alphabet", plots=False)
-
-    directory = built_once(tmp_path_factory, "alphabet-run", train) / "alphabet"
+    directory = trained_once(tmp_path_factory, "alphabet", "alphabet.txt")
     assert checkpoint.exists(directory)
     return directory
 
@@ -78,12 +86,7 @@ def alphabet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def gru_alphabet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The alphabet trained with the defaults and `--cell gru`."""
-
-    def train(parent: Path) -> None:
-        gru = {"cell": "gru"}
-        fit(CORPORA / "alphabet.txt", parent / "gru", model_overrides=gru, plots=False)
-
-    return built_once(tmp_path_factory, "gru-run", train) / "gru"
+    return trained_once(tmp_path_factory, "gru", "alphabet.txt", model_overrides={"cell": "gru"})
 
 
 @pytest.fixture(scope="session")
@@ -94,29 +97,21 @@ def alphabet(alphabet_dir: Path) -> Predictor:
 @pytest.fixture(scope="session")
 def notes_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small prose model: 2 layers, so the model and inference code see real depth."""
-
-    def train(parent: Path) -> None:
-        fit(
-            CORPORA / "notes.txt",
-            parent / "notes",
-            model_overrides={"num_layers": 2, "hidden_size": 32},
-            train_overrides={"max_steps": 150},
-            plots=False,
-        )
-
-    return built_once(tmp_path_factory, "notes-run", train) / "notes"
+    return trained_once(
+        tmp_path_factory,
+        "notes",
+        "notes.txt",
+        model_overrides={"num_layers": 2, "hidden_size": 32},
+        train_overrides={"max_steps": 150},
+    )
 
 
 @pytest.fixture(scope="session")
 def overfit_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """notes.txt trained with the tiny preset for 1,000 steps, `--patience 0` (never stop
     early): the overfitting detector fires (the validation loss is lowest at step 300)."""
-
-    def train(parent: Path) -> None:
-        overrides = {"max_steps": 1000, "patience": 0}
-        fit(CORPORA / "notes.txt", parent / "overfit", train_overrides=overrides, plots=False)
-
-    return built_once(tmp_path_factory, "overfit-run", train) / "overfit"
+    overrides = {"max_steps": 1000, "patience": 0}
+    return trained_once(tmp_path_factory, "overfit", "notes.txt", train_overrides=overrides)
 
 
 @pytest.fixture(scope="session")
